@@ -1,0 +1,315 @@
+/*
+ * lmtp.h - the stable C interface of liblmtp, an LMTP (RFC 2033) client.
+ *
+ * Rules of this interface
+ *  1. Handles are opaque (lmtp_t). One handle is used by one thread at a
+ *     time; different handles may be used by different threads at once. The
+ *     library keeps no global mutable state and installs no signal handler.
+ *  2. Every function that can fail returns an int status: LMTP_OK (0) or a
+ *     positive lmtp_status code. The handle keeps the detail
+ *     of the last call: lmtp_errmsg() (a sentence), and for server answers
+ *     lmtp_code(), lmtp_enhanced(), lmtp_message().
+ *  3. A server refusal (4xx/5xx) makes a call return LMTP_ERR_REJECTED; the
+ *     reply is in lmtp_code()/lmtp_message(). Local and network failures have
+ *     their own codes; lmtp_strerror() names each.
+ *  4. Strings passed in are NUL-terminated and only read during the call;
+ *     none may contain CR or LF (nothing a caller passes can add a line to
+ *     the protocol: such a call fails with LMTP_ERR_BAD_INPUT and sends
+ *     nothing). Messages are byte buffers with a length.
+ *  5. Strings returned are owned by the handle and stay valid until the next
+ *     call on the same handle (or lmtp_free). Never free them. Functions that
+ *     return a string never return NULL for a valid handle ("" instead).
+ *  6. NULL where a handle is expected: status functions return
+ *     LMTP_ERR_INVALID_ARGUMENT, getters return 0 or "".
+ *  7. Option structs start with struct_size: initialise them with their
+ *     *_INIT macro or *_init() function, so a program built against this
+ *     header keeps working with later versions of the library. A zero field
+ *     means "the default".
+ *  8. Status codes are only ever appended; none is renumbered or removed.
+ *  9. Every wait has a deadline (lmtp_options.timeout_ms); a call never
+ *     blocks longer than that per reply or per write. SIGPIPE is never raised.
+ * 10. After a timeout, an I/O error or a protocol error the connection is
+ *     closed and the recipients still waiting for a verdict are marked
+ *     LMTP_RESULT_UNKNOWN; the handle can connect again.
+ */
+#ifndef LMTP_H
+#define LMTP_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define LMTP_VERSION_MAJOR 1
+#define LMTP_VERSION_MINOR 0
+#define LMTP_VERSION_PATCH 0
+#define LMTP_VERSION_NUM ((LMTP_VERSION_MAJOR << 16) | (LMTP_VERSION_MINOR << 8) | LMTP_VERSION_PATCH)
+
+#if defined(LMTP_BUILDING) && defined(__GNUC__)
+#define LMTP_API __attribute__((visibility("default")))
+#else
+#define LMTP_API
+#endif
+
+typedef struct lmtp lmtp_t;
+
+/* Status codes. Append only. */
+typedef enum lmtp_status {
+    LMTP_OK = 0,
+    LMTP_ERR_INVALID_ARGUMENT = 1, /* a value passed is unusable (NULL, empty, out of range) */
+    LMTP_ERR_BAD_INPUT = 2,        /* CR, LF, NUL or bad syntax in an address or parameter */
+    LMTP_ERR_LINE_TOO_LONG = 3,    /* the command line would exceed its limit */
+    LMTP_ERR_NOT_ADVERTISED = 4,   /* the server did not offer the extension a parameter needs */
+    LMTP_ERR_BAD_SEQUENCE = 5,     /* the call does not fit the state of the session */
+    LMTP_ERR_RESOLVE = 6,          /* the host name could not be resolved */
+    LMTP_ERR_CONNECT = 7,          /* no address of the host accepted the connection */
+    LMTP_ERR_TIMEOUT = 8,          /* a deadline passed while waiting for the server */
+    LMTP_ERR_IO = 9,               /* reading or writing the connection failed */
+    LMTP_ERR_CLOSED = 10,          /* the server closed the connection */
+    LMTP_ERR_PROTOCOL = 11,        /* the server sent something that is not a valid reply here */
+    LMTP_ERR_REJECTED = 12,        /* the server answered 4xx or 5xx: see lmtp_code() */
+    LMTP_ERR_NO_MEMORY = 13,       /* out of memory */
+    LMTP_ERR_TOO_BIG = 14,         /* the message exceeds the server's SIZE limit */
+    LMTP_ERR_NO_RECIPIENTS = 15,   /* no recipient was accepted: nothing to send */
+    LMTP_ERR_ABORTED = 16,         /* the message source failed; the transaction was abandoned */
+    LMTP_ERR_NOT_CONNECTED = 17,   /* there is no connection */
+    LMTP_ERR_INTERNAL = 18         /* a bug in liblmtp */
+} lmtp_status;
+
+/* "1.0.0": the version of the library actually loaded. */
+LMTP_API const char *lmtp_version(void);
+/* LMTP_VERSION_NUM of the library actually loaded. */
+LMTP_API unsigned lmtp_version_num(void);
+/* A short sentence for a status code; never NULL. */
+LMTP_API const char *lmtp_strerror(int status);
+
+/* ---- options ---------------------------------------------------------- */
+
+/* Directions seen by the trace callback. */
+enum {
+    LMTP_TRACE_SEND = 0,    /* a command line sent (no CRLF) */
+    LMTP_TRACE_RECEIVE = 1, /* a reply line received (no CRLF) */
+    LMTP_TRACE_DATA = 2,    /* a line of message body as given (not dot-stuffed) */
+    LMTP_TRACE_INFO = 3     /* a note from the library */
+};
+/* `line` is not NUL-terminated; use `len`. Called on the thread making the call. */
+typedef void (*lmtp_trace_fn)(void *user, int direction, const char *line, size_t len);
+
+/* Option flags. */
+enum {
+    LMTP_OPT_ACCEPT_BARE_LF = 1u /* accept reply lines ended by a bare LF */
+};
+
+typedef struct lmtp_options {
+    size_t struct_size;          /* sizeof(lmtp_options) */
+    unsigned timeout_ms;         /* per reply and per write; 0: 120000 */
+    unsigned connect_timeout_ms; /* per address tried; 0: timeout_ms */
+    const char *hello;           /* LHLO argument; NULL: this host's name */
+    const char *local_address;   /* bind to this IP before connecting; NULL: any */
+    unsigned local_port;         /* bind to this port; 0: any */
+    size_t max_reply_line;       /* octets, CRLF included; 0: 8192 */
+    size_t max_reply_size;       /* octets of a whole reply; 0: 262144 */
+    size_t max_command_line;     /* octets, CRLF included, before RFC extension allowances; 0: 512 */
+    lmtp_trace_fn trace;         /* NULL: no trace */
+    void *trace_user;
+    unsigned flags;              /* LMTP_OPT_* */
+} lmtp_options;
+#define LMTP_OPTIONS_INIT { sizeof(lmtp_options), 0, 0, NULL, NULL, 0, 0, 0, 0, NULL, NULL, 0 }
+LMTP_API void lmtp_options_init(lmtp_options *opts);
+
+/* ---- handles and connections ---------------------------------------------- */
+
+/* A handle, not connected. `opts` may be NULL. */
+LMTP_API int lmtp_create(lmtp_t **out, const lmtp_options *opts);
+/* Connects, reads the banner, sends LHLO. `host` is a name, an IPv4 or IPv6
+ * literal ("::1" or "[::1]"), or a unix socket path starting with "/" (then
+ * `port` is ignored). A refused banner or LHLO gives LMTP_ERR_REJECTED. */
+LMTP_API int lmtp_connect(lmtp_t *h, const char *host, unsigned port);
+/* lmtp_create + lmtp_connect. On failure *out is still set (unless
+ * LMTP_ERR_NO_MEMORY or LMTP_ERR_INVALID_ARGUMENT with out == NULL) so that
+ * lmtp_errmsg() can tell why; free it with lmtp_free(). */
+LMTP_API int lmtp_new(lmtp_t **out, const char *host, unsigned port, const lmtp_options *opts);
+/* Closes the connection without QUIT (safe in a forked child) and frees. */
+LMTP_API void lmtp_free(lmtp_t *h);
+/* Drops the connection without QUIT, abandoning any transaction. */
+LMTP_API int lmtp_close(lmtp_t *h);
+/* 1 when connected, else 0. */
+LMTP_API int lmtp_is_connected(const lmtp_t *h);
+
+LMTP_API int lmtp_set_timeout(lmtp_t *h, unsigned timeout_ms);
+LMTP_API unsigned lmtp_timeout(const lmtp_t *h);
+LMTP_API int lmtp_set_trace(lmtp_t *h, lmtp_trace_fn trace, void *user);
+
+/* ---- what the server said about itself -------------------------------------- */
+
+/* The banner's text (all lines, joined by "\n"). */
+LMTP_API const char *lmtp_banner(lmtp_t *h);
+/* The first word of the banner: the name the server gave itself. */
+LMTP_API const char *lmtp_domain(lmtp_t *h);
+/* 1 if the LHLO reply offered `keyword` (case-insensitive), else 0. */
+LMTP_API int lmtp_supports(lmtp_t *h, const char *keyword);
+/* The parameters after a keyword in the LHLO reply ("" if none), or NULL
+ * when the keyword was not offered. */
+LMTP_API const char *lmtp_capability(lmtp_t *h, const char *keyword);
+/* The SIZE limit in octets; 0 if none was announced. */
+LMTP_API unsigned long long lmtp_size_limit(lmtp_t *h);
+
+/* ---- the last reply -------------------------------------------------------- */
+
+/* Its code (e.g. 250), or 0 when the last call got no reply. */
+LMTP_API int lmtp_code(lmtp_t *h);
+/* Its enhanced status code ("2.1.5"), or "" when it had none. Also split
+ * into numbers when the pointers are not NULL; returns 1 if present. */
+LMTP_API const char *lmtp_enhanced(lmtp_t *h);
+LMTP_API int lmtp_enhanced_parts(lmtp_t *h, int *klass, int *subject, int *detail);
+/* Its text as sent after the code, lines joined by "\n" (enhanced codes kept). */
+LMTP_API const char *lmtp_message(lmtp_t *h);
+/* Its text without enhanced codes, lines joined by "\n". */
+LMTP_API const char *lmtp_text(lmtp_t *h);
+/* Its lines one by one (as in lmtp_message). */
+LMTP_API size_t lmtp_message_count(lmtp_t *h);
+LMTP_API const char *lmtp_message_line(lmtp_t *h, size_t i);
+
+/* ---- the last error ---------------------------------------------------------- */
+
+/* The status of the last call (LMTP_OK if it succeeded). */
+LMTP_API int lmtp_errcode(lmtp_t *h);
+/* A sentence about the last failure ("" after a success). */
+LMTP_API const char *lmtp_errmsg(lmtp_t *h);
+
+/* ---- commands, one reply each (the Net::LMTP methods) -------------------------- */
+
+/* Parameters of MAIL FROM. A parameter the server did not offer makes the
+ * call fail with LMTP_ERR_NOT_ADVERTISED unless LMTP_FORCE is set. */
+enum { LMTP_BODY_NONE = 0, LMTP_BODY_7BIT = 1, LMTP_BODY_8BITMIME = 2, LMTP_BODY_BINARYMIME = 3 };
+enum { LMTP_RET_NONE = 0, LMTP_RET_FULL = 1, LMTP_RET_HDRS = 2 };
+enum { LMTP_FORCE = 1u }; /* send parameters even if the server did not offer them */
+
+typedef struct lmtp_mail_options {
+    size_t struct_size;
+    unsigned long long size; /* SIZE= (RFC 1870); 0: not sent */
+    int body;                /* LMTP_BODY_*: BODY= (RFC 6152) */
+    int smtputf8;            /* non-zero: SMTPUTF8 (RFC 6531) */
+    int ret;                 /* LMTP_RET_*: RET= (RFC 3461) */
+    const char *envid;       /* ENVID= (RFC 3461), raw: xtext-encoded by the library */
+    const char *transid;     /* TRANSID= (RFC 1845 CHECKPOINT), an address */
+    const char *extra;       /* more parameters, "KEY=VALUE KEY2", each checked */
+    unsigned flags;          /* LMTP_FORCE */
+} lmtp_mail_options;
+#define LMTP_MAIL_OPTIONS_INIT { sizeof(lmtp_mail_options), 0, 0, 0, 0, NULL, NULL, NULL, 0 }
+LMTP_API void lmtp_mail_options_init(lmtp_mail_options *opts);
+
+enum { LMTP_NOTIFY_NEVER = 1u, LMTP_NOTIFY_SUCCESS = 2u, LMTP_NOTIFY_FAILURE = 4u, LMTP_NOTIFY_DELAY = 8u };
+
+typedef struct lmtp_rcpt_options {
+    size_t struct_size;
+    unsigned notify;        /* LMTP_NOTIFY_* (RFC 3461); 0: not sent */
+    const char *orcpt;      /* ORCPT= original recipient, raw: xtext-encoded by the library */
+    const char *orcpt_type; /* its address type; NULL: "rfc822" */
+    const char *extra;      /* more parameters, "KEY=VALUE KEY2", each checked */
+    unsigned flags;         /* LMTP_FORCE */
+} lmtp_rcpt_options;
+#define LMTP_RCPT_OPTIONS_INIT { sizeof(lmtp_rcpt_options), 0, NULL, NULL, NULL, 0 }
+LMTP_API void lmtp_rcpt_options_init(lmtp_rcpt_options *opts);
+
+/* LHLO again (normally done by lmtp_connect). */
+LMTP_API int lmtp_hello(lmtp_t *h, const char *domain);
+/* MAIL FROM:<from>; `opts` may be NULL. "" is the null sender <>. */
+LMTP_API int lmtp_mail(lmtp_t *h, const char *from, const lmtp_mail_options *opts);
+/* SEND FROM, SOML FROM and SAML FROM (old RFC 821 commands). */
+LMTP_API int lmtp_send(lmtp_t *h, const char *from);
+LMTP_API int lmtp_send_or_mail(lmtp_t *h, const char *from);
+LMTP_API int lmtp_send_and_mail(lmtp_t *h, const char *from);
+/* RCPT TO:<to>; `opts` may be NULL. The reply is also kept as a recipient
+ * result (see lmtp_result_*). lmtp_to is the same call. */
+LMTP_API int lmtp_recipient(lmtp_t *h, const char *to, const lmtp_rcpt_options *opts);
+LMTP_API int lmtp_to(lmtp_t *h, const char *to, const lmtp_rcpt_options *opts);
+LMTP_API int lmtp_reset(lmtp_t *h);
+LMTP_API int lmtp_noop(lmtp_t *h);
+LMTP_API int lmtp_verify(lmtp_t *h, const char *address);
+LMTP_API int lmtp_expand(lmtp_t *h, const char *list);
+/* HELP [topic]; `topic` may be NULL. */
+LMTP_API int lmtp_help(lmtp_t *h, const char *topic);
+LMTP_API int lmtp_etrn(lmtp_t *h, const char *domain);
+/* QUIT, its reply, and close. */
+LMTP_API int lmtp_quit(lmtp_t *h);
+
+/* ---- the message ---------------------------------------------------------------- */
+
+/* Bodies are sent as given, with two changes: every line end (LF, CR or
+ * CRLF) becomes CRLF, and a "." starting a line is doubled. The library adds
+ * the final ".". */
+
+/* DATA, the whole message, the end, and one reply per accepted recipient.
+ * LMTP_OK once every accepted recipient has its final reply (look at the
+ * results: some may have failed); the last reply is the first recipient's. */
+LMTP_API int lmtp_data(lmtp_t *h, const void *msg, size_t len);
+/* The same in steps, for messages of any size: DATA (expects 354), then any
+ * number of writes, then the end. lmtp_data_end reads every per-recipient
+ * reply before it returns; the first is the last reply, and lmtp_response()
+ * then yields the others one by one (as Net::LMTP scripts read them). */
+LMTP_API int lmtp_data_start(lmtp_t *h);
+LMTP_API int lmtp_data_write(lmtp_t *h, const void *buf, size_t len);
+LMTP_API int lmtp_data_end(lmtp_t *h);
+
+/* ---- a caller's own command ------------------------------------------------------ */
+
+/* Sends one command line (no CRLF; checked like every other line). Its reply
+ * is read by lmtp_response(); a later call reads it if the caller does not. */
+LMTP_API int lmtp_command(lmtp_t *h, const char *line);
+/* Reads the next reply owed (see lmtp_data_start). LMTP_ERR_BAD_SEQUENCE
+ * when none is owed; otherwise LMTP_OK or LMTP_ERR_REJECTED by its code. */
+LMTP_API int lmtp_response(lmtp_t *h);
+
+/* ---- one call: a whole transaction --------------------------------------------------- */
+
+/* MAIL, each RCPT, the message, and every recipient's final reply; pipelined
+ * when the server offers PIPELINING (RSET first if a transaction was left
+ * open). Returns LMTP_OK when every recipient has a verdict from the server
+ * (delivered or refused: look at the results); an error when the session
+ * broke (the recipients without a verdict are then LMTP_RESULT_UNKNOWN).
+ * `mopts`, `ropts` may be NULL; `ropts` applies to every recipient. */
+LMTP_API int lmtp_deliver(lmtp_t *h, const char *from, const char *const *rcpts, size_t nrcpts,
+                          const void *msg, size_t len, const lmtp_mail_options *mopts,
+                          const lmtp_rcpt_options *ropts);
+/* The same with the message read through `read`: it fills up to `cap` bytes
+ * and returns how many, 0 at the end, or a negative number to abandon the
+ * transaction (the connection is then closed, nothing is delivered, and the
+ * call returns LMTP_ERR_ABORTED). */
+typedef long (*lmtp_read_fn)(void *user, void *buf, size_t cap);
+LMTP_API int lmtp_deliver_stream(lmtp_t *h, const char *from, const char *const *rcpts,
+                                 size_t nrcpts, lmtp_read_fn read, void *user,
+                                 const lmtp_mail_options *mopts, const lmtp_rcpt_options *ropts);
+
+/* ---- per-recipient results of the current (or last) transaction ------------------------- */
+
+/* Where a recipient's verdict came from. */
+enum { LMTP_STAGE_NONE = 0, LMTP_STAGE_MAIL = 1, LMTP_STAGE_RCPT = 2, LMTP_STAGE_DATA = 3 };
+/* The verdict. */
+enum {
+    LMTP_RESULT_PENDING = 0,   /* no verdict yet (accepted at RCPT, message not ended) */
+    LMTP_RESULT_OK = 1,        /* delivered */
+    LMTP_RESULT_TEMPFAIL = 2,  /* refused with 4xx: try again later */
+    LMTP_RESULT_PERMFAIL = 3,  /* refused with 5xx */
+    LMTP_RESULT_UNKNOWN = 4    /* the session ended before the server said */
+};
+
+/* One entry per RCPT of the transaction, in order (duplicates included). */
+LMTP_API size_t lmtp_result_count(lmtp_t *h);
+LMTP_API const char *lmtp_result_address(lmtp_t *h, size_t i);
+LMTP_API int lmtp_result_status(lmtp_t *h, size_t i);
+LMTP_API int lmtp_result_stage(lmtp_t *h, size_t i);
+/* The verdict's reply: final reply after the message, or the refusal. */
+LMTP_API int lmtp_result_code(lmtp_t *h, size_t i);
+LMTP_API const char *lmtp_result_enhanced(lmtp_t *h, size_t i);
+LMTP_API const char *lmtp_result_text(lmtp_t *h, size_t i);
+/* The reply to the recipient's RCPT (0 / "" if none came). */
+LMTP_API int lmtp_result_rcpt_code(lmtp_t *h, size_t i);
+LMTP_API const char *lmtp_result_rcpt_text(lmtp_t *h, size_t i);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* LMTP_H */

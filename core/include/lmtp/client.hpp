@@ -1,0 +1,157 @@
+// The blocking LMTP client: a Session driven over a Transport.
+//
+// Errors: methods throw lmtp::Error when there is no server answer to give
+// (bad input, I/O failure, timeout, protocol violation, wrong sequence). A
+// server's refusal (4xx/5xx) is an answer, not an exception: the method
+// returns the reply and the caller looks at its code.
+//
+// After a timeout, an I/O error or a protocol error the connection is closed
+// (a half-read reply cannot be resynchronised), and every recipient still
+// waiting for a verdict is marked Outcome::unknown.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "lmtp/reply.hpp"
+#include "lmtp/session.hpp"
+#include "lmtp/transport.hpp"
+
+namespace lmtp {
+
+struct ClientOptions {
+    // LHLO argument; empty means this machine's host name (or "localhost").
+    std::string hello;
+    // Deadline for each reply, and for each write of a batch of bytes.
+    std::chrono::milliseconds timeout{120000};
+    // Deadline for each address tried when connecting; 0 means `timeout`.
+    std::chrono::milliseconds connect_timeout{0};
+    std::string local_address;
+    std::uint16_t local_port = 0;
+    SessionLimits limits;
+    // Message bytes are sent in writes of about this size.
+    std::size_t write_chunk = 64 * 1024;
+    TraceFn trace;
+};
+
+// Gives the next piece of a message: writes up to `cap` bytes into `buf` and
+// returns how many; 0 means the message is complete. Throwing abandons the
+// transaction (the connection is closed: the server must not deliver a
+// message whose end it never saw).
+using BodySource = std::function<std::size_t(char* buf, std::size_t cap)>;
+
+class Client {
+public:
+    explicit Client(ClientOptions options = {});
+    ~Client();
+    Client(const Client&) = delete;
+    Client& operator=(const Client&) = delete;
+
+    // Connects, reads the banner and sends LHLO. A refused banner or LHLO
+    // throws Error(rejected) (the reply is in last_reply()) and closes.
+    void connect(const std::string& host, std::uint16_t port);
+    // The same over a transport the caller made.
+    void connect(std::unique_ptr<Transport> transport);
+    bool connected() const;
+    // Drops the connection without QUIT (abandons any transaction).
+    void close() noexcept;
+
+    // --- what is known ------------------------------------------------------
+    const Reply& banner() const { return session_.banner(); }
+    // First word of the banner (what the server calls itself).
+    std::string domain() const;
+    const Capabilities& capabilities() const { return session_.capabilities(); }
+    bool supports(std::string_view keyword) const { return session_.supports(keyword); }
+    const Reply& last_reply() const { return last_; }
+    const Transaction& transaction() const { return session_.transaction(); }
+    const Session& session() const { return session_; }
+    const Transport* transport() const { return transport_.get(); }
+
+    // --- one command, one reply (Net::LMTP style) ----------------------------
+    const Reply& hello(std::string_view domain);
+    const Reply& mail(std::string_view from, const MailParams& params = {}, bool force = false);
+    const Reply& mail(MailVerb verb, std::string_view from, const MailParams& params = {},
+                      bool force = false);
+    const Reply& rcpt(std::string_view to, const RcptParams& params = {}, bool force = false);
+    const Reply& rset();
+    const Reply& noop();
+    const Reply& verify(std::string_view address);
+    const Reply& expand(std::string_view list);
+    const Reply& help(std::string_view topic = {});
+    const Reply& etrn(std::string_view domain);
+    // Sends QUIT, reads its reply (if any) and closes.
+    const Reply& quit();
+
+    // --- the message, step by step --------------------------------------------
+    // DATA; 354 means go on with data_write.
+    const Reply& data_start();
+    void data_write(std::string_view chunk);
+    // Ends the message and reads one reply per accepted recipient (all of
+    // them, always). Returns the first; the others are in transaction() and,
+    // for Net::Cmd-style readers, come one by one from response().
+    const Reply& data_end();
+    // DATA, the whole message, and the end: data_start + data_write + data_end.
+    const Reply& data(std::string_view message);
+
+    // --- a caller's own command line --------------------------------------------
+    // Sends it (checked: no CR, LF, NUL; within the line limit). Its reply is
+    // read by response(); if the caller never reads it, the next call does.
+    void command(std::string_view line);
+    // The next reply: to a command() not yet answered, else the next
+    // per-recipient reply left from data_end(). Throws Error(bad_sequence)
+    // when no reply is owed.
+    const Reply& response();
+
+    // --- a whole transaction in one call --------------------------------------
+    // MAIL, RCPT..., the message and every per-recipient reply, pipelined when
+    // the server allows. Returns with each recipient's verdict. Throws only
+    // when the session breaks (then unfinished recipients are unknown).
+    const Transaction& deliver(std::string_view from, const std::vector<std::string>& recipients,
+                               std::string_view message, const MailParams& mail_params = {},
+                               const RcptParams& rcpt_params = {}, bool force = false);
+    const Transaction& deliver(std::string_view from, const std::vector<std::string>& recipients,
+                               const BodySource& source, const MailParams& mail_params = {},
+                               const RcptParams& rcpt_params = {}, bool force = false);
+
+    // --- settings ------------------------------------------------------------
+    void set_timeout(std::chrono::milliseconds timeout);
+    std::chrono::milliseconds timeout() const { return options_.timeout; }
+    void set_trace(TraceFn fn);
+    const ClientOptions& options() const { return options_; }
+
+private:
+    void require_connection() const;
+    void begin_command();
+    const Reply& finish_command();
+    void settle_pending();
+    void check_unsolicited();
+    void flush();
+    Reply read_reply();
+    void apply(const Reply& reply);
+    void run();
+    void send_body(const BodySource& source);
+    void drop(Status status, const std::string& message);
+    void reset_input();
+    void trace(TraceDir dir, std::string_view text) const;
+
+    ClientOptions options_;
+    Session session_;
+    std::unique_ptr<Transport> transport_;
+    ReplyParser parser_;
+    std::vector<char> rbuf_;
+    std::size_t rpos_ = 0;
+    std::size_t rlen_ = 0;
+    Reply last_;
+    std::size_t raw_owed_ = 0;     // command() replies not yet read by response()
+    std::deque<Reply> replay_;     // per-recipient replies after the first, for response()
+    std::string chunk_;            // scratch for message pieces
+};
+
+}  // namespace lmtp

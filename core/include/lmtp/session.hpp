@@ -1,0 +1,215 @@
+// The LMTP session as a state machine over values: no sockets, no clocks.
+//
+// Commands are queued into an output buffer; each queued command adds the
+// reply it expects to a queue. Replies are handed in, in order, and matched
+// by counting (RFC 2920): the first reply answers the oldest command still
+// waiting. After the final dot, one reply per accepted RCPT (RFC 2033 4.2),
+// in RCPT order, duplicates included.
+//
+// The driver (Client, or a test) loops on want():
+//   Want::write  send output() and call consumed(n)
+//   Want::read   read one reply and call on_reply()
+//   Want::body   the server waits for the message: body() ... end_body()
+//   Want::idle   nothing to do
+//
+// A reply that does not fit the state (a 354 with no accepted recipient, a
+// 2xx to DATA, an unexpected 3xx...) is a protocol error: the session closes,
+// every recipient without a verdict is marked unknown, and Error(protocol) is
+// thrown. fail() does the same for errors the driver sees (I/O, timeouts).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "lmtp/body.hpp"
+#include "lmtp/capabilities.hpp"
+#include "lmtp/command.hpp"
+#include "lmtp/reply.hpp"
+#include "lmtp/status.hpp"
+
+namespace lmtp {
+
+enum class Phase {
+    closed,       // no connection, or it ended (QUIT, 421, error)
+    greeting,     // connected, waiting for the banner
+    connected,    // banner received; LHLO not (yet) accepted
+    ready,        // LHLO accepted, no transaction known to be open
+    transaction,  // MAIL accepted (as far as replies have told)
+    body,         // DATA got 354: the message is being sent
+};
+
+// Which command's reply decided a recipient's fate.
+enum class Stage { none, mail, rcpt, data };
+
+enum class Outcome {
+    pending,    // no verdict yet
+    ok,         // delivered (2xx final reply)
+    temporary,  // 4xx at MAIL, RCPT or after the message
+    permanent,  // 5xx at MAIL, RCPT or after the message
+    unknown,    // the session ended before the server gave a verdict
+};
+
+const char* outcome_name(Outcome o) noexcept;  // "ok", "temporary", ...
+const char* stage_name(Stage s) noexcept;      // "none", "mail", "rcpt", "data"
+
+struct RecipientResult {
+    std::string address;  // as the caller gave it
+    Reply rcpt_reply;     // the reply to its RCPT; empty if none came
+    Reply reply;          // the verdict: the final reply after the message, or the
+                          // refusal (of RCPT, or of MAIL/DATA for everyone); empty
+                          // while pending or when unknown
+    Stage stage = Stage::none;
+    Outcome outcome = Outcome::pending;
+};
+
+struct Transaction {
+    Reply mail_reply;
+    Reply data_reply;                       // the reply to DATA (354 or a refusal)
+    std::vector<RecipientResult> recipients;  // one per RCPT, in order
+    std::vector<std::size_t> accepted;      // indexes of accepted RCPTs, in order
+    std::size_t finals = 0;                 // final replies received so far
+    bool finished = false;                  // every recipient has its verdict
+
+    bool all_delivered() const;
+};
+
+enum class TraceDir {
+    send,     // a command line we sent (without CRLF)
+    receive,  // a reply line received (without CRLF)
+    data,     // a line of message body as the caller gave it (unstuffed)
+    info,     // a note from the library (connect, TLS, ...)
+};
+using TraceFn = std::function<void(TraceDir, std::string_view)>;
+
+struct SessionLimits {
+    std::size_t max_command_line = kDefaultMaxCommandLine;
+    ReplyLimits reply;  // used by the driver's ReplyParser
+};
+
+class Session {
+public:
+    enum class Want { write, read, body, idle };
+
+    // What a reply answered.
+    enum class Cmd { greeting, lhlo, mail, rcpt, data, final, rset, quit, other };
+    struct Event {
+        Cmd cmd = Cmd::other;
+        std::size_t index = 0;  // recipient index for rcpt and final
+    };
+
+    explicit Session(SessionLimits limits = {});
+
+    // --- driving -----------------------------------------------------------
+    Want want() const;
+    Phase phase() const { return phase_; }
+    std::string_view output() const { return out_; }
+    void consumed(std::size_t n);
+    std::size_t awaiting() const { return expect_.size(); }
+    // What the next reply will answer, for messages: "the reply to MAIL".
+    std::string awaited() const;
+    // The connection is open: expect the banner.
+    void start();
+    // Apply the next reply. Throws Error(protocol) if it does not fit.
+    Event on_reply(const Reply& reply);
+    // The connection failed or was dropped: close, mark unknowns, drop output.
+    void fail(Status status, const std::string& message);
+    // The connection was closed on purpose (no error).
+    void close();
+
+    // --- commands (each queues one line and the reply it expects) ----------
+    // Throw Error(bad_input / line_too_long / not_advertised / too_big /
+    // bad_sequence / not_connected) before queueing anything.
+    void lhlo(std::string_view domain);
+    void mail(MailVerb verb, std::string_view from, const MailParams& params = {}, bool force = false);
+    void rcpt(std::string_view to, const RcptParams& params = {}, bool force = false);
+    void data();
+    void rset();
+    void noop();
+    void quit();
+    void verify(std::string_view address);
+    void expand(std::string_view list);
+    void help(std::string_view topic);
+    void etrn(std::string_view domain);
+    // A caller's own line (no CRLF). Its verb decides how its reply is read:
+    // LHLO/EHLO/HELO, MAIL/SEND/SOML/SAML, RCPT, DATA, RSET and QUIT act as
+    // their own commands do. STARTTLS, AUTH and BDAT are refused: they need
+    // more than a line and must go through their own calls.
+    void raw(std::string_view line);
+
+    // --- the message (phase body) -------------------------------------------
+    void body(std::string_view chunk);
+    // Appends the terminator; expects one reply per accepted recipient.
+    void end_body();
+
+    // --- a whole transaction ------------------------------------------------
+    // Queues RSET if a transaction is open, then MAIL, every RCPT and DATA in
+    // one go when the server offers PIPELINING, else MAIL alone and each next
+    // command as the previous reply arrives. Stops before DATA if no recipient
+    // was accepted (or MAIL was refused); then transaction().finished is true.
+    // All lines are checked before anything is queued.
+    void deliver(std::string_view from, const std::vector<std::string>& recipients,
+                 const MailParams& mail_params = {}, const RcptParams& rcpt_params = {},
+                 bool force = false);
+    bool delivering() const { return plan_.active; }
+
+    // --- what is known ------------------------------------------------------
+    const Reply& banner() const { return banner_; }
+    const Capabilities& capabilities() const { return caps_; }
+    bool supports(std::string_view keyword) const { return caps_.has(keyword); }
+    const Transaction& transaction() const { return txn_; }
+    // True while the server holds a transaction open (MAIL accepted, not ended).
+    bool server_in_transaction() const { return server_txn_; }
+
+    void set_trace(TraceFn fn) { trace_ = std::move(fn); }
+    const SessionLimits& limits() const { return limits_; }
+    void set_limits(const SessionLimits& l) { limits_ = l; }
+
+private:
+    struct Expect {
+        Cmd cmd;
+        std::size_t index;
+    };
+
+    void require_command_phase(const char* what) const;
+    void check_advertised(const std::vector<std::pair<std::string, std::string>>& needs,
+                          const char* command, bool force) const;
+    void check_size(const MailParams& params) const;
+    void queue(std::string line, Cmd cmd, std::size_t index = 0);
+    void new_transaction();
+    std::size_t add_recipient(std::string_view address);
+    [[noreturn]] void protocol_error(const std::string& message);
+    void end_connection();
+    void mark_unknown();
+    void settle(std::size_t index, const Reply& reply, Stage stage);
+    void finish_transaction();
+    void plan_next();
+    void trace(TraceDir dir, std::string_view text) const;
+    void trace_sent(std::string_view line) const;
+
+    SessionLimits limits_;
+    Phase phase_ = Phase::closed;
+    std::string out_;
+    std::deque<Expect> expect_;
+    Reply banner_;
+    Capabilities caps_;
+    Transaction txn_;
+    bool server_txn_ = false;     // the server has a transaction open
+    bool mail_ok_ = false;        // MAIL of the current transaction accepted
+    bool data_pending_ = false;   // DATA sent, its reply not in yet
+    BodyEncoder encoder_;
+    TraceFn trace_;
+
+    struct Plan {
+        bool active = false;
+        bool pipelined = false;
+        std::vector<std::string> rcpt_lines;  // formatted, for lockstep
+        std::size_t next_rcpt = 0;
+    } plan_;
+};
+
+}  // namespace lmtp

@@ -1,0 +1,488 @@
+#include "lmtp/client.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <unistd.h>
+
+namespace lmtp {
+
+namespace {
+
+constexpr std::size_t kReadBuffer = 16 * 1024;
+
+std::string default_hello() {
+    char name[256] = {};
+    if (gethostname(name, sizeof name - 1) == 0 && name[0]) {
+        std::string s(name);
+        bool ok = std::all_of(s.begin(), s.end(), [](char c) {
+            return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+                   c == '.';
+        });
+        if (ok) return s;
+    }
+    return "localhost";
+}
+
+std::string trace_line(const Reply& r, std::size_t i) {
+    std::string line = std::to_string(r.code);
+    bool last = i + 1 == r.lines.size();
+    if (last && r.lines[i].empty()) return line;
+    line += last ? ' ' : '-';
+    line += r.lines[i];
+    return line;
+}
+
+}  // namespace
+
+Client::Client(ClientOptions options)
+    : options_(std::move(options)), session_(options_.limits), parser_(options_.limits.reply), rbuf_(kReadBuffer) {
+    if (options_.connect_timeout.count() <= 0) options_.connect_timeout = options_.timeout;
+    if (options_.write_chunk == 0) options_.write_chunk = 64 * 1024;
+    session_.set_trace(options_.trace);
+}
+
+Client::~Client() { close(); }
+
+void Client::trace(TraceDir dir, std::string_view text) const {
+    if (options_.trace) options_.trace(dir, text);
+}
+
+void Client::set_trace(TraceFn fn) {
+    options_.trace = std::move(fn);
+    session_.set_trace(options_.trace);
+}
+
+void Client::set_timeout(std::chrono::milliseconds timeout) {
+    if (timeout.count() <= 0) throw Error(Status::invalid_argument, "timeout must be positive");
+    options_.timeout = timeout;
+}
+
+bool Client::connected() const {
+    return transport_ && transport_->is_open() && session_.phase() != Phase::closed;
+}
+
+std::string Client::domain() const {
+    const Reply& b = session_.banner();
+    if (b.lines.empty()) return {};
+    std::string_view first = b.lines[0];
+    while (!first.empty() && first.front() == ' ') first.remove_prefix(1);
+    return std::string(first.substr(0, first.find(' ')));
+}
+
+// --- connection --------------------------------------------------------------------
+
+void Client::reset_input() {
+    parser_.reset();
+    parser_.set_limits(session_.limits().reply);
+    rpos_ = rlen_ = 0;
+    raw_owed_ = 0;
+    replay_.clear();
+}
+
+void Client::close() noexcept {
+    if (transport_) {
+        transport_->close();
+        transport_.reset();
+    }
+    session_.close();
+    reset_input();
+}
+
+void Client::drop(Status, const std::string& message) {
+    trace(TraceDir::info, "connection closed: " + message);
+    if (transport_) {
+        transport_->close();
+        transport_.reset();
+    }
+    session_.close();
+    reset_input();
+}
+
+void Client::connect(const std::string& host, std::uint16_t port) {
+    close();
+    last_ = Reply{};
+    ConnectOptions co;
+    co.timeout = options_.connect_timeout;
+    co.local_address = options_.local_address;
+    co.local_port = options_.local_port;
+    auto t = SocketTransport::connect(host, port, co);
+    trace(TraceDir::info, "connected to " + t->peer());
+    connect(std::move(t));
+}
+
+void Client::connect(std::unique_ptr<Transport> transport) {
+    close();
+    last_ = Reply{};
+    if (!transport || !transport->is_open()) throw Error(Status::invalid_argument, "no open transport");
+    transport_ = std::move(transport);
+    reset_input();
+    session_.start();
+    run();
+    if (!last_.completion()) {
+        std::string why = "the server refused the connection: " + last_.summary();
+        drop(Status::rejected, why);
+        throw Error(Status::rejected, why);
+    }
+    const Reply& r = hello(options_.hello.empty() ? default_hello() : options_.hello);
+    if (!r.completion()) {
+        std::string why = "the server refused LHLO: " + r.summary();
+        drop(Status::rejected, why);
+        throw Error(Status::rejected, why);
+    }
+}
+
+void Client::require_connection() const {
+    if (!connected()) throw Error(Status::not_connected, "not connected");
+}
+
+// --- reading and writing -------------------------------------------------------------
+
+void Client::flush() {
+    while (!session_.output().empty()) {
+        std::string_view out = session_.output();
+        try {
+            transport_->write(out, Clock::now() + options_.timeout);
+        } catch (const Error& e) {
+            std::string why = e.what();
+            if (e.status() == Status::timeout)
+                why = "timed out after " + std::to_string(options_.timeout.count()) +
+                      " ms writing to the server (it stopped reading)";
+            drop(e.status(), why);
+            throw Error(e.status(), why);
+        }
+        session_.consumed(out.size());
+    }
+}
+
+Reply Client::read_reply() {
+    const Deadline deadline = Clock::now() + options_.timeout;  // for the whole reply
+    for (;;) {
+        if (rpos_ < rlen_) {
+            std::size_t used = 0;
+            auto result = parser_.feed(rbuf_.data() + rpos_, rlen_ - rpos_, used);
+            rpos_ += used;
+            if (result == ReplyParser::Result::reply) {
+                Reply r = parser_.take();
+                if (options_.trace)
+                    for (std::size_t i = 0; i < r.lines.size(); ++i) trace(TraceDir::receive, trace_line(r, i));
+                return r;
+            }
+            if (result == ReplyParser::Result::error) {
+                std::string why = "invalid reply from the server (waiting for " + session_.awaited() +
+                                  "): " + parser_.error();
+                drop(Status::protocol, why);
+                throw Error(Status::protocol, why);
+            }
+        }
+        rpos_ = rlen_ = 0;
+        std::size_t n = 0;
+        try {
+            n = transport_->read(rbuf_.data(), rbuf_.size(), deadline);
+        } catch (const Error& e) {
+            std::string why = e.what();
+            if (e.status() == Status::timeout)
+                why = "timed out after " + std::to_string(options_.timeout.count()) + " ms waiting for " +
+                      session_.awaited();
+            else
+                why += " (waiting for " + session_.awaited() + ")";
+            drop(e.status(), why);
+            throw Error(e.status(), why);
+        }
+        if (n == 0) {
+            std::string why = std::string("the server closed the connection ") +
+                              (parser_.in_reply() ? "in the middle of " : "while we waited for ") +
+                              session_.awaited();
+            drop(Status::closed, why);
+            throw Error(Status::closed, why);
+        }
+        rlen_ = n;
+    }
+}
+
+void Client::apply(const Reply& reply) {
+    last_ = reply;
+    try {
+        session_.on_reply(reply);
+    } catch (const Error& e) {
+        // The session may leave a last word (a lone dot after a wrong 354);
+        // send it if the server still reads, then leave.
+        if (!session_.output().empty() && transport_) {
+            try {
+                transport_->write(session_.output(), Clock::now() + options_.timeout);
+            } catch (const Error&) {
+            }
+        }
+        drop(e.status(), e.what());
+        throw;
+    }
+    if (session_.phase() == Phase::closed && transport_) {
+        transport_->close();
+        transport_.reset();
+        reset_input();
+    }
+}
+
+void Client::run() {
+    for (;;) {
+        switch (session_.want()) {
+            case Session::Want::write: flush(); break;
+            case Session::Want::read: apply(read_reply()); break;
+            case Session::Want::body:
+            case Session::Want::idle: return;
+        }
+    }
+}
+
+void Client::settle_pending() {
+    if (session_.awaiting() > 0) run();
+    raw_owed_ = 0;
+}
+
+void Client::check_unsolicited() {
+    if (!transport_ || session_.awaiting() > 0) return;
+    std::string extra;
+    if (rpos_ < rlen_) {
+        extra.assign(rbuf_.data() + rpos_, rlen_ - rpos_);
+    } else if (parser_.in_reply()) {
+        extra = "(part of a reply)";
+    } else if (transport_->readable()) {
+        char buf[512];
+        std::size_t n = 0;
+        try {
+            n = transport_->read(buf, sizeof buf, Clock::now() + options_.timeout);
+        } catch (const Error& e) {
+            drop(e.status(), e.what());
+            throw;
+        }
+        if (n == 0) {
+            drop(Status::closed, "the server closed the connection");
+            throw Error(Status::closed, "the server closed the connection");
+        }
+        extra.assign(buf, n);
+    }
+    if (extra.empty()) return;
+    std::string why;
+    if (extra.compare(0, 4, "421 ") == 0 || extra.compare(0, 4, "421-") == 0) {
+        why = "the server is closing the connection: " + printable(extra.substr(0, extra.find('\r')));
+        drop(Status::closed, why);
+        throw Error(Status::closed, why);
+    }
+    why = "the server sent data that answers no command (a reply too many?): '" + printable(extra) + "'";
+    drop(Status::protocol, why);
+    throw Error(Status::protocol, why);
+}
+
+void Client::begin_command() {
+    require_connection();
+    settle_pending();
+    require_connection();
+    check_unsolicited();
+    replay_.clear();
+    last_ = Reply{};
+}
+
+const Reply& Client::finish_command() {
+    run();
+    return last_;
+}
+
+// --- one command, one reply ------------------------------------------------------------
+
+const Reply& Client::hello(std::string_view domain) {
+    begin_command();
+    session_.lhlo(domain);
+    return finish_command();
+}
+
+const Reply& Client::mail(std::string_view from, const MailParams& params, bool force) {
+    return mail(MailVerb::mail, from, params, force);
+}
+
+const Reply& Client::mail(MailVerb verb, std::string_view from, const MailParams& params, bool force) {
+    begin_command();
+    session_.mail(verb, from, params, force);
+    return finish_command();
+}
+
+const Reply& Client::rcpt(std::string_view to, const RcptParams& params, bool force) {
+    begin_command();
+    session_.rcpt(to, params, force);
+    return finish_command();
+}
+
+const Reply& Client::rset() {
+    begin_command();
+    session_.rset();
+    return finish_command();
+}
+
+const Reply& Client::noop() {
+    begin_command();
+    session_.noop();
+    return finish_command();
+}
+
+const Reply& Client::verify(std::string_view address) {
+    begin_command();
+    session_.verify(address);
+    return finish_command();
+}
+
+const Reply& Client::expand(std::string_view list) {
+    begin_command();
+    session_.expand(list);
+    return finish_command();
+}
+
+const Reply& Client::help(std::string_view topic) {
+    begin_command();
+    session_.help(topic);
+    return finish_command();
+}
+
+const Reply& Client::etrn(std::string_view domain) {
+    begin_command();
+    session_.etrn(domain);
+    return finish_command();
+}
+
+const Reply& Client::quit() {
+    begin_command();
+    session_.quit();
+    try {
+        run();
+    } catch (const Error& e) {
+        // A server that just hangs up on QUIT has done what was asked.
+        if (e.status() != Status::closed) throw;
+    }
+    close();
+    return last_;
+}
+
+// --- the message, step by step -----------------------------------------------------------
+
+const Reply& Client::data_start() {
+    begin_command();
+    session_.data();
+    return finish_command();
+}
+
+void Client::data_write(std::string_view chunk) {
+    require_connection();
+    if (session_.phase() != Phase::body) settle_pending();
+    session_.body(chunk);
+    if (session_.output().size() >= options_.write_chunk) flush();
+}
+
+const Reply& Client::data_end() {
+    require_connection();
+    if (session_.phase() != Phase::body) settle_pending();
+    session_.end_body();
+    run();
+    const Transaction& t = session_.transaction();
+    if (!t.finished) {
+        std::string why = "the session ended before every recipient had its final reply";
+        if (!last_.empty()) why += " (last reply: " + last_.summary() + ")";
+        throw Error(Status::closed, why);
+    }
+    replay_.clear();
+    if (!t.accepted.empty()) {
+        last_ = t.recipients[t.accepted.front()].reply;
+        for (std::size_t k = 1; k < t.accepted.size(); ++k) replay_.push_back(t.recipients[t.accepted[k]].reply);
+    }
+    return last_;
+}
+
+const Reply& Client::data(std::string_view message) {
+    const Reply& r = data_start();
+    if (r.code != 354) return r;
+    std::size_t step = options_.write_chunk;
+    for (std::size_t off = 0; off < message.size(); off += step) data_write(message.substr(off, step));
+    return data_end();
+}
+
+// --- a caller's own command line --------------------------------------------------------------
+
+void Client::command(std::string_view line) {
+    require_connection();
+    if (session_.awaiting() == 0) check_unsolicited();
+    replay_.clear();
+    session_.raw(line);
+    flush();
+    ++raw_owed_;
+}
+
+const Reply& Client::response() {
+    if (raw_owed_ > 0 && session_.awaiting() > 0) {
+        --raw_owed_;
+        apply(read_reply());
+        return last_;
+    }
+    raw_owed_ = 0;
+    if (!replay_.empty()) {
+        last_ = replay_.front();
+        replay_.pop_front();
+        return last_;
+    }
+    throw Error(Status::bad_sequence, "no reply is owed: every reply has been read");
+}
+
+// --- a whole transaction ------------------------------------------------------------------------
+
+const Transaction& Client::deliver(std::string_view from, const std::vector<std::string>& recipients,
+                                   std::string_view message, const MailParams& mail_params,
+                                   const RcptParams& rcpt_params, bool force) {
+    std::size_t offset = 0;
+    BodySource source = [&](char* buf, std::size_t cap) {
+        std::size_t n = std::min(cap, message.size() - offset);
+        std::memcpy(buf, message.data() + offset, n);
+        offset += n;
+        return n;
+    };
+    return deliver(from, recipients, source, mail_params, rcpt_params, force);
+}
+
+const Transaction& Client::deliver(std::string_view from, const std::vector<std::string>& recipients,
+                                   const BodySource& source, const MailParams& mail_params,
+                                   const RcptParams& rcpt_params, bool force) {
+    begin_command();
+    session_.deliver(from, recipients, mail_params, rcpt_params, force);
+    run();
+    if (session_.want() == Session::Want::body) send_body(source);
+    const Transaction& t = session_.transaction();
+    if (!t.finished) {
+        std::string why = "the server ended the session before every recipient had a verdict";
+        if (!last_.empty()) why += ": " + last_.summary();
+        throw Error(Status::closed, why);
+    }
+    return t;
+}
+
+void Client::send_body(const BodySource& source) {
+    chunk_.resize(options_.write_chunk);
+    for (;;) {
+        std::size_t n = 0;
+        std::string why;
+        try {
+            n = source(chunk_.data(), chunk_.size());
+            if (n > chunk_.size()) why = "the message source returned more bytes than asked for";
+        } catch (const std::exception& e) {
+            why = std::string("the message source failed: ") + e.what();
+        } catch (...) {
+            why = "the message source failed";
+        }
+        if (!why.empty()) {
+            // Without the final dot the server must not deliver; closing is the
+            // only way to abandon DATA.
+            drop(Status::aborted, why);
+            throw Error(Status::aborted, why + "; the connection was closed and nothing was delivered");
+        }
+        if (n == 0) break;
+        session_.body(std::string_view(chunk_.data(), n));
+        if (session_.output().size() >= options_.write_chunk) flush();
+    }
+    session_.end_body();
+    run();
+}
+
+}  // namespace lmtp

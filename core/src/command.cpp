@@ -1,0 +1,292 @@
+#include "lmtp/command.hpp"
+
+#include "lmtp/status.hpp"
+
+namespace lmtp {
+
+namespace {
+
+constexpr std::size_t kSizeAllowance = 26;       // RFC 1870 section 3
+constexpr std::size_t kMailDsnAllowance = 100;   // RFC 3461 section 4 (RET, ENVID)
+constexpr std::size_t kRcptDsnAllowance = 500;   // RFC 3461 section 4 (NOTIFY, ORCPT)
+constexpr std::size_t kSmtputf8Allowance = 10;   // RFC 6531 section 3.4
+constexpr std::size_t kMaxEnvid = 100;           // RFC 3461 section 4.4
+constexpr std::size_t kMaxOrcpt = 500;           // RFC 3461 section 4.2
+
+const char kHex[] = "0123456789ABCDEF";
+
+bool alnum(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+[[noreturn]] void bad(const std::string& what) { throw Error(Status::bad_input, what); }
+
+// No CR, LF, NUL or other control character may reach a command line.
+void check_chars(std::string_view s, const char* what) {
+    for (unsigned char c : s) {
+        if (c == '\r') bad(std::string(what) + " contains a carriage return (CR)");
+        if (c == '\n') bad(std::string(what) + " contains a line feed (LF)");
+        if (c == '\0') bad(std::string(what) + " contains a NUL byte");
+        if (c < 0x20 || c == 0x7f) {
+            std::string hex = {kHex[c >> 4], kHex[c & 15]};
+            bad(std::string(what) + " contains the control character 0x" + hex);
+        }
+    }
+}
+
+void check_nonempty(std::string_view s, const char* what) {
+    if (s.empty()) bad(std::string(what) + " is empty");
+}
+
+std::string finish(std::string line, std::size_t max_line) {
+    line += "\r\n";
+    if (line.size() > max_line) {
+        std::string verb = command_verb(line);
+        throw Error(Status::line_too_long, verb + " command line would be " + std::to_string(line.size()) +
+                                               " octets, over the limit of " + std::to_string(max_line));
+    }
+    return line;
+}
+
+// esmtp-keyword = (ALPHA / DIGIT) *(ALPHA / DIGIT / "-")
+void check_keyword(std::string_view k, const char* what) {
+    check_chars(k, what);
+    if (k.empty() || !alnum(k[0])) bad(std::string(what) + " '" + std::string(k) + "' is not a valid keyword");
+    for (char c : k)
+        if (!alnum(c) && c != '-')
+            bad(std::string(what) + " '" + std::string(k) + "' is not a valid keyword");
+}
+
+// esmtp-value = 1*(%d33-60 / %d62-126), plus UTF-8 (RFC 6531)
+void check_value(std::string_view keyword, std::string_view v) {
+    std::string what = "value of parameter " + std::string(keyword);
+    check_chars(v, what.c_str());
+    if (v.empty()) bad(what + " is empty");
+    for (unsigned char c : v) {
+        if (c == ' ') bad(what + " contains a space");
+        if (c == '=') bad(what + " contains '='");
+    }
+}
+
+void append_params(std::string& line, const std::vector<Param>& extra) {
+    for (const auto& p : extra) {
+        check_keyword(p.keyword, "parameter");
+        line += ' ';
+        line += p.keyword;
+        if (p.value) {
+            check_value(p.keyword, *p.value);
+            line += '=';
+            line += *p.value;
+        }
+    }
+}
+
+std::string upper(std::string_view s) {
+    std::string out(s);
+    for (char& c : out)
+        if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
+    return out;
+}
+
+std::string with_arg(const char* verb, std::string_view arg, const char* what, std::size_t max_line) {
+    check_chars(arg, what);
+    check_nonempty(arg, what);
+    return finish(std::string(verb) + ' ' + std::string(arg), max_line);
+}
+
+}  // namespace
+
+std::vector<std::pair<std::string, std::string>> required_extensions(const MailParams& p) {
+    std::vector<std::pair<std::string, std::string>> needs;
+    if (p.size) needs.emplace_back("SIZE", "SIZE");
+    if (p.body == BodyType::seven_bit || p.body == BodyType::eight_bit_mime)
+        needs.emplace_back("8BITMIME", "BODY");
+    if (p.body == BodyType::binary_mime) needs.emplace_back("BINARYMIME", "BODY");
+    if (p.smtputf8) needs.emplace_back("SMTPUTF8", "SMTPUTF8");
+    if (p.ret != Ret::none) needs.emplace_back("DSN", "RET");
+    if (!p.envid.empty()) needs.emplace_back("DSN", "ENVID");
+    if (!p.transid.empty()) needs.emplace_back("CHECKPOINT", "TRANSID");
+    for (const auto& e : p.extra) needs.emplace_back(upper(e.keyword), upper(e.keyword));
+    return needs;
+}
+
+std::vector<std::pair<std::string, std::string>> required_extensions(const RcptParams& p) {
+    std::vector<std::pair<std::string, std::string>> needs;
+    if (p.notify) needs.emplace_back("DSN", "NOTIFY");
+    if (!p.orcpt.empty()) needs.emplace_back("DSN", "ORCPT");
+    for (const auto& e : p.extra) needs.emplace_back(upper(e.keyword), upper(e.keyword));
+    return needs;
+}
+
+std::string xtext_encode(std::string_view raw) {
+    std::string out;
+    out.reserve(raw.size());
+    for (unsigned char c : raw) {
+        if (c < 33 || c > 126 || c == '+' || c == '=') {
+            out += '+';
+            out += kHex[c >> 4];
+            out += kHex[c & 15];
+        } else {
+            out += static_cast<char>(c);
+        }
+    }
+    return out;
+}
+
+std::string xtext_decode(std::string_view xtext) {
+    auto hexval = [](char c) -> int {
+        if (c >= '0' && c <= '9') return c - '0';
+        if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+        return -1;
+    };
+    std::string out;
+    for (std::size_t i = 0; i < xtext.size(); ++i) {
+        if (xtext[i] != '+') {
+            out += xtext[i];
+            continue;
+        }
+        if (i + 2 >= xtext.size()) bad("xtext ends inside a '+XX' escape");
+        int hi = hexval(xtext[i + 1]), lo = hexval(xtext[i + 2]);
+        if (hi < 0 || lo < 0) bad("xtext has a malformed '+XX' escape: '" + std::string(xtext.substr(i, 3)) + "'");
+        out += static_cast<char>(hi * 16 + lo);
+        i += 2;
+    }
+    return out;
+}
+
+std::string angle_path(std::string_view address, const char* what) {
+    check_chars(address, what);
+    std::string_view inner = address;
+    bool bracketed = address.size() >= 2 && address.front() == '<' && address.back() == '>';
+    if (bracketed) inner = address.substr(1, address.size() - 2);
+    // '<' and '>' may appear only inside a quoted local part; anywhere else they
+    // would end the path early and let text after it pass as parameters.
+    bool quoted = false;
+    for (std::size_t i = 0; i < inner.size(); ++i) {
+        char c = inner[i];
+        if (quoted && c == '\\') {
+            ++i;
+        } else if (c == '"') {
+            quoted = !quoted;
+        } else if (!quoted && (c == '<' || c == '>')) {
+            bad(std::string(what) + " contains '" + c + "' outside a quoted string");
+        }
+    }
+    return "<" + std::string(inner) + ">";
+}
+
+std::string command_verb(std::string_view line) {
+    std::size_t end = line.find_first_of(" \r\n");
+    return upper(line.substr(0, end));
+}
+
+namespace cmd {
+
+std::string lhlo(std::string_view domain, std::size_t max_line) {
+    check_chars(domain, "LHLO domain");
+    check_nonempty(domain, "LHLO domain");
+    if (domain.find(' ') != std::string_view::npos) bad("LHLO domain contains a space");
+    return finish("LHLO " + std::string(domain), max_line);
+}
+
+std::string mail(MailVerb verb, std::string_view from, const MailParams& p, std::size_t max_line) {
+    static const char* const verbs[] = {"MAIL", "SEND", "SOML", "SAML"};
+    std::string line = verbs[static_cast<int>(verb)];
+    line += " FROM:";
+    line += angle_path(from, "MAIL FROM address");
+    std::size_t allowance = 0;
+    if (p.size) {
+        line += " SIZE=" + std::to_string(*p.size);
+        allowance += kSizeAllowance;
+    }
+    switch (p.body) {
+        case BodyType::none: break;
+        case BodyType::seven_bit: line += " BODY=7BIT"; break;
+        case BodyType::eight_bit_mime: line += " BODY=8BITMIME"; break;
+        case BodyType::binary_mime: line += " BODY=BINARYMIME"; break;
+    }
+    if (p.smtputf8) {
+        line += " SMTPUTF8";
+        allowance += kSmtputf8Allowance;
+    }
+    bool dsn = false;
+    if (p.ret == Ret::full) line += " RET=FULL";
+    if (p.ret == Ret::hdrs) line += " RET=HDRS";
+    dsn = p.ret != Ret::none;
+    if (!p.envid.empty()) {
+        check_chars(p.envid, "ENVID");
+        std::string enc = xtext_encode(p.envid);
+        if (enc.size() > kMaxEnvid)
+            bad("ENVID is " + std::to_string(enc.size()) + " characters once encoded, over the 100 of RFC 3461");
+        line += " ENVID=" + enc;
+        dsn = true;
+    }
+    if (dsn) allowance += kMailDsnAllowance;
+    if (!p.transid.empty()) line += " TRANSID=" + angle_path(p.transid, "TRANSID");
+    append_params(line, p.extra);
+    return finish(std::move(line), max_line + allowance);
+}
+
+std::string rcpt(std::string_view to, const RcptParams& p, std::size_t max_line) {
+    std::string line = "RCPT TO:" + angle_path(to, "RCPT TO address");
+    std::size_t allowance = 0;
+    if (p.notify) {
+        const unsigned all = notify_never | notify_success | notify_failure | notify_delay;
+        if (p.notify & ~all) bad("NOTIFY has an unknown flag");
+        if ((p.notify & notify_never) && p.notify != notify_never)
+            bad("NOTIFY=NEVER cannot be combined with SUCCESS, FAILURE or DELAY");
+        line += " NOTIFY=";
+        if (p.notify & notify_never) {
+            line += "NEVER";
+        } else {
+            const char* sep = "";
+            if (p.notify & notify_success) { line += sep; line += "SUCCESS"; sep = ","; }
+            if (p.notify & notify_failure) { line += sep; line += "FAILURE"; sep = ","; }
+            if (p.notify & notify_delay) { line += sep; line += "DELAY"; }
+        }
+        allowance = kRcptDsnAllowance;
+    }
+    if (!p.orcpt.empty()) {
+        check_chars(p.orcpt, "ORCPT");
+        check_keyword(p.orcpt_type, "ORCPT address type");
+        std::string value = p.orcpt_type + ";" + xtext_encode(p.orcpt);
+        if (value.size() > kMaxOrcpt)
+            bad("ORCPT is " + std::to_string(value.size()) + " characters once encoded, over the 500 of RFC 3461");
+        line += " ORCPT=" + value;
+        allowance = kRcptDsnAllowance;
+    }
+    append_params(line, p.extra);
+    return finish(std::move(line), max_line + allowance);
+}
+
+std::string data() { return "DATA\r\n"; }
+std::string bdat(std::uint64_t size, bool last) {
+    return "BDAT " + std::to_string(size) + (last ? " LAST\r\n" : "\r\n");
+}
+std::string rset() { return "RSET\r\n"; }
+std::string noop() { return "NOOP\r\n"; }
+std::string quit() { return "QUIT\r\n"; }
+
+std::string verify(std::string_view address, std::size_t max_line) {
+    return with_arg("VRFY", address, "VRFY argument", max_line);
+}
+std::string expand(std::string_view list, std::size_t max_line) {
+    return with_arg("EXPN", list, "EXPN argument", max_line);
+}
+std::string help(std::string_view topic, std::size_t max_line) {
+    if (topic.empty()) return "HELP\r\n";
+    return with_arg("HELP", topic, "HELP topic", max_line);
+}
+std::string etrn(std::string_view domain, std::size_t max_line) {
+    return with_arg("ETRN", domain, "ETRN argument", max_line);
+}
+
+std::string raw(std::string_view line, std::size_t max_line) {
+    check_chars(line, "command line");
+    check_nonempty(line, "command line");
+    return finish(std::string(line), max_line);
+}
+
+}  // namespace cmd
+}  // namespace lmtp

@@ -1,0 +1,502 @@
+#include "lmtp/session.hpp"
+
+namespace lmtp {
+
+const char* outcome_name(Outcome o) noexcept {
+    switch (o) {
+        case Outcome::pending: return "pending";
+        case Outcome::ok: return "ok";
+        case Outcome::temporary: return "temporary";
+        case Outcome::permanent: return "permanent";
+        case Outcome::unknown: return "unknown";
+    }
+    return "?";
+}
+
+const char* stage_name(Stage s) noexcept {
+    switch (s) {
+        case Stage::none: return "none";
+        case Stage::mail: return "mail";
+        case Stage::rcpt: return "rcpt";
+        case Stage::data: return "data";
+    }
+    return "?";
+}
+
+bool Transaction::all_delivered() const {
+    if (!finished || recipients.empty()) return false;
+    for (const auto& r : recipients)
+        if (r.outcome != Outcome::ok) return false;
+    return true;
+}
+
+Session::Session(SessionLimits limits) : limits_(limits) {}
+
+Session::Want Session::want() const {
+    if (!out_.empty()) return Want::write;
+    if (!expect_.empty()) return Want::read;
+    if (phase_ == Phase::body) return Want::body;
+    return Want::idle;
+}
+
+void Session::consumed(std::size_t n) { out_.erase(0, n); }
+
+void Session::start() {
+    out_.clear();
+    expect_.clear();
+    banner_ = Reply{};
+    caps_ = Capabilities{};
+    txn_ = Transaction{};
+    server_txn_ = false;
+    mail_ok_ = false;
+    data_pending_ = false;
+    plan_ = Plan{};
+    encoder_.reset();
+    phase_ = Phase::greeting;
+    expect_.push_back({Cmd::greeting, 0});
+}
+
+std::string Session::awaited() const {
+    if (expect_.empty()) return "nothing";
+    const Expect& e = expect_.front();
+    switch (e.cmd) {
+        case Cmd::greeting: return "the banner";
+        case Cmd::lhlo: return "the reply to LHLO";
+        case Cmd::mail: return "the reply to MAIL";
+        case Cmd::rcpt: return "the reply to RCPT TO:<" + txn_.recipients[e.index].address + ">";
+        case Cmd::data: return "the reply to DATA";
+        case Cmd::final: return "the final reply for <" + txn_.recipients[e.index].address + ">";
+        case Cmd::rset: return "the reply to RSET";
+        case Cmd::quit: return "the reply to QUIT";
+        case Cmd::other: break;
+    }
+    return "a reply";
+}
+
+// --- state changes -------------------------------------------------------------
+
+void Session::settle(std::size_t index, const Reply& reply, Stage stage) {
+    RecipientResult& r = txn_.recipients[index];
+    r.reply = reply;
+    r.stage = stage;
+    r.outcome = reply.completion() ? Outcome::ok
+                : reply.transient() ? Outcome::temporary
+                                    : Outcome::permanent;
+}
+
+void Session::mark_unknown() {
+    for (auto& r : txn_.recipients) {
+        if (r.outcome == Outcome::pending) {
+            r.outcome = Outcome::unknown;
+            r.stage = Stage::none;
+        }
+    }
+}
+
+void Session::end_connection() {
+    phase_ = Phase::closed;
+    expect_.clear();
+    plan_.active = false;
+    data_pending_ = false;
+    server_txn_ = false;
+    mail_ok_ = false;
+    mark_unknown();
+}
+
+void Session::protocol_error(const std::string& message) {
+    end_connection();
+    throw Error(Status::protocol, message);
+}
+
+void Session::fail(Status, const std::string&) {
+    out_.clear();
+    end_connection();
+}
+
+void Session::close() {
+    out_.clear();
+    end_connection();
+}
+
+void Session::new_transaction() {
+    txn_ = Transaction{};
+    mail_ok_ = false;
+    plan_ = Plan{};
+}
+
+std::size_t Session::add_recipient(std::string_view address) {
+    if (txn_.finished) {
+        // A RCPT after a finished transaction starts a new list of results.
+        txn_ = Transaction{};
+    }
+    RecipientResult r;
+    r.address = std::string(address);
+    txn_.recipients.push_back(std::move(r));
+    return txn_.recipients.size() - 1;
+}
+
+void Session::finish_transaction() {
+    txn_.finished = true;
+    plan_.active = false;
+}
+
+Session::Event Session::on_reply(const Reply& reply) {
+    if (expect_.empty())
+        protocol_error("unexpected reply '" + printable(reply.summary()) + "': no command was waiting for one");
+    const Expect e = expect_.front();
+    expect_.pop_front();
+    const char* name = nullptr;
+
+    switch (e.cmd) {
+        case Cmd::greeting:
+            banner_ = reply;
+            if (reply.intermediate()) protocol_error("banner with intermediate code: " + printable(reply.summary()));
+            phase_ = reply.completion() ? Phase::connected : Phase::closed;
+            break;
+
+        case Cmd::lhlo:
+            if (reply.intermediate()) protocol_error("unexpected " + std::to_string(reply.code) + " reply to LHLO");
+            if (reply.completion()) {
+                // A new LHLO also ends any transaction (RFC 5321 4.1.4).
+                caps_ = Capabilities::parse(reply);
+                phase_ = Phase::ready;
+                server_txn_ = false;
+                mail_ok_ = false;
+            }
+            break;
+
+        case Cmd::mail:
+            if (reply.intermediate()) protocol_error("unexpected " + std::to_string(reply.code) + " reply to MAIL");
+            txn_.mail_reply = reply;
+            if (reply.completion()) {
+                mail_ok_ = true;
+                server_txn_ = true;
+                phase_ = Phase::transaction;
+            } else if (plan_.active) {
+                // MAIL refused: that is every recipient's verdict.
+                for (std::size_t i = 0; i < txn_.recipients.size(); ++i) settle(i, reply, Stage::mail);
+                txn_.finished = true;
+                if (!plan_.pipelined) plan_.active = false;
+            }
+            if (mail_ok_) plan_next();
+            break;
+
+        case Cmd::rcpt: {
+            if (reply.intermediate()) protocol_error("unexpected " + std::to_string(reply.code) + " reply to RCPT");
+            RecipientResult& r = txn_.recipients[e.index];
+            r.rcpt_reply = reply;
+            if (plan_.active && !mail_ok_) break;  // already settled by MAIL's refusal
+            if (reply.completion())
+                txn_.accepted.push_back(e.index);
+            else
+                settle(e.index, reply, Stage::rcpt);
+            plan_next();
+            break;
+        }
+
+        case Cmd::data:
+            data_pending_ = false;
+            txn_.data_reply = reply;
+            if (reply.code == 354) {
+                if (txn_.accepted.empty()) {
+                    // RFC 2033 4.2: with no accepted recipient DATA must fail (503).
+                    // End the data phase with a lone dot and leave: no count of
+                    // replies after it can be trusted any more.
+                    out_ += ".\r\nQUIT\r\n";
+                    trace_sent(".");
+                    trace_sent("QUIT");
+                    txn_.finished = true;
+                    protocol_error("the server accepted DATA (354) although no recipient was accepted");
+                }
+                phase_ = Phase::body;
+                encoder_.reset();
+                encoder_.set_mode(BodyEncoder::Mode::dot_stuff);
+            } else if (reply.positive()) {
+                protocol_error("the server answered DATA with " + std::to_string(reply.code) + " instead of 354");
+            } else {
+                // The message was refused for every accepted recipient.
+                for (std::size_t i : txn_.accepted) settle(i, reply, Stage::data);
+                if (plan_.active || !txn_.accepted.empty()) finish_transaction();
+            }
+            break;
+
+        case Cmd::final:
+            if (reply.intermediate())
+                protocol_error("intermediate reply " + std::to_string(reply.code) + " where the final reply for <" +
+                               txn_.recipients[e.index].address + "> was due");
+            settle(e.index, reply, Stage::data);
+            if (++txn_.finals == txn_.accepted.size()) {
+                finish_transaction();
+                phase_ = Phase::ready;
+                server_txn_ = false;
+                mail_ok_ = false;
+            }
+            break;
+
+        case Cmd::rset:
+            name = "RSET";
+            if (reply.completion()) {
+                server_txn_ = false;
+                mail_ok_ = false;
+                if (phase_ == Phase::transaction) phase_ = Phase::ready;
+            }
+            break;
+
+        case Cmd::quit:
+            phase_ = Phase::closed;
+            break;
+
+        case Cmd::other:
+            name = "the command";
+            break;
+    }
+    if (name && reply.intermediate())
+        protocol_error("unexpected intermediate reply " + std::to_string(reply.code) + " to " + name);
+
+    // 421: the server is closing the connection (RFC 5321 3.8); nothing more will come.
+    if (reply.code == 421 && phase_ != Phase::closed) {
+        out_.clear();
+        end_connection();
+    } else if (phase_ == Phase::closed) {
+        out_.clear();
+        end_connection();
+    }
+    return Event{e.cmd, e.index};
+}
+
+void Session::plan_next() {
+    if (!plan_.active || plan_.pipelined) return;
+    if (plan_.next_rcpt < plan_.rcpt_lines.size()) {
+        std::size_t i = plan_.next_rcpt++;
+        queue(plan_.rcpt_lines[i], Cmd::rcpt, i);
+    } else if (!txn_.accepted.empty()) {
+        queue(cmd::data(), Cmd::data);
+        data_pending_ = true;
+    } else {
+        // Nobody accepted: no DATA. The server still holds the transaction
+        // open; the next deliver() sends RSET first.
+        finish_transaction();
+    }
+}
+
+// --- commands ----------------------------------------------------------------------
+
+void Session::require_command_phase(const char* what) const {
+    switch (phase_) {
+        case Phase::closed: throw Error(Status::not_connected, std::string(what) + ": not connected");
+        case Phase::greeting:
+            throw Error(Status::bad_sequence, std::string(what) + ": the server's banner has not been read yet");
+        case Phase::body:
+            throw Error(Status::bad_sequence,
+                        std::string(what) + ": a message is being sent; end it first (data_end)");
+        default: break;
+    }
+    if (data_pending_)
+        throw Error(Status::bad_sequence, std::string(what) + ": the reply to DATA must be read first");
+}
+
+void Session::check_advertised(const std::vector<std::pair<std::string, std::string>>& needs,
+                               const char* command, bool force) const {
+    if (force) return;
+    for (const auto& [ext, param] : needs) {
+        if (!caps_.has(ext))
+            throw Error(Status::not_advertised, std::string(command) + " parameter " + param + " needs the " + ext +
+                                                    " extension, which the server did not advertise");
+    }
+}
+
+void Session::check_size(const MailParams& params) const {
+    if (params.size && caps_.size_limit() && *params.size > caps_.size_limit())
+        throw Error(Status::too_big, "the message (" + std::to_string(*params.size) +
+                                         " octets) exceeds the server's SIZE limit of " +
+                                         std::to_string(caps_.size_limit()) + " octets");
+}
+
+void Session::trace(TraceDir dir, std::string_view text) const {
+    if (trace_) trace_(dir, text);
+}
+
+void Session::trace_sent(std::string_view line) const {
+    if (!trace_) return;
+    if (line.size() >= 2 && line.substr(line.size() - 2) == "\r\n") line.remove_suffix(2);
+    trace_(TraceDir::send, line);
+}
+
+void Session::queue(std::string line, Cmd cmd, std::size_t index) {
+    trace_sent(line);
+    out_ += line;
+    expect_.push_back({cmd, index});
+}
+
+void Session::lhlo(std::string_view domain) {
+    require_command_phase("LHLO");
+    queue(cmd::lhlo(domain, limits_.max_command_line), Cmd::lhlo);
+}
+
+void Session::mail(MailVerb verb, std::string_view from, const MailParams& params, bool force) {
+    require_command_phase("MAIL");
+    std::string line = cmd::mail(verb, from, params, limits_.max_command_line);
+    check_advertised(required_extensions(params), "MAIL", force);
+    check_size(params);
+    new_transaction();
+    queue(std::move(line), Cmd::mail);
+}
+
+void Session::rcpt(std::string_view to, const RcptParams& params, bool force) {
+    require_command_phase("RCPT");
+    std::string line = cmd::rcpt(to, params, limits_.max_command_line);
+    check_advertised(required_extensions(params), "RCPT", force);
+    std::size_t i = add_recipient(to);
+    queue(std::move(line), Cmd::rcpt, i);
+}
+
+void Session::data() {
+    require_command_phase("DATA");
+    queue(cmd::data(), Cmd::data);
+    data_pending_ = true;
+}
+
+void Session::rset() {
+    require_command_phase("RSET");
+    queue(cmd::rset(), Cmd::rset);
+}
+
+void Session::noop() {
+    require_command_phase("NOOP");
+    queue(cmd::noop(), Cmd::other);
+}
+
+void Session::quit() {
+    require_command_phase("QUIT");
+    queue(cmd::quit(), Cmd::quit);
+}
+
+void Session::verify(std::string_view address) {
+    require_command_phase("VRFY");
+    queue(cmd::verify(address, limits_.max_command_line), Cmd::other);
+}
+
+void Session::expand(std::string_view list) {
+    require_command_phase("EXPN");
+    queue(cmd::expand(list, limits_.max_command_line), Cmd::other);
+}
+
+void Session::help(std::string_view topic) {
+    require_command_phase("HELP");
+    queue(cmd::help(topic, limits_.max_command_line), Cmd::other);
+}
+
+void Session::etrn(std::string_view domain) {
+    require_command_phase("ETRN");
+    queue(cmd::etrn(domain, limits_.max_command_line), Cmd::other);
+}
+
+namespace {
+
+// The address of a "RCPT TO:<addr> ..." line, for the recipient's result.
+std::string rcpt_address(std::string_view line) {
+    std::size_t lt = line.find('<');
+    std::size_t gt = line.find('>', lt == std::string_view::npos ? 0 : lt);
+    if (lt != std::string_view::npos && gt != std::string_view::npos) return std::string(line.substr(lt + 1, gt - lt - 1));
+    std::size_t colon = line.find(':');
+    std::string_view rest = colon == std::string_view::npos ? std::string_view{} : line.substr(colon + 1);
+    return std::string(rest.substr(0, rest.find(' ')));
+}
+
+}  // namespace
+
+void Session::raw(std::string_view line) {
+    require_command_phase("command");
+    std::string formatted = cmd::raw(line, limits_.max_command_line);
+    std::string verb = command_verb(line);
+    if (verb == "STARTTLS" || verb == "AUTH" || verb == "BDAT")
+        throw Error(Status::bad_sequence,
+                    verb + " cannot be sent as a plain command line: it needs more than one line; use its own call");
+    if (verb == "LHLO" || verb == "EHLO" || verb == "HELO") {
+        queue(std::move(formatted), Cmd::lhlo);
+    } else if (verb == "MAIL" || verb == "SEND" || verb == "SOML" || verb == "SAML") {
+        new_transaction();
+        queue(std::move(formatted), Cmd::mail);
+    } else if (verb == "RCPT") {
+        std::size_t i = add_recipient(rcpt_address(line));
+        queue(std::move(formatted), Cmd::rcpt, i);
+    } else if (verb == "DATA") {
+        queue(std::move(formatted), Cmd::data);
+        data_pending_ = true;
+    } else if (verb == "RSET") {
+        queue(std::move(formatted), Cmd::rset);
+    } else if (verb == "QUIT") {
+        queue(std::move(formatted), Cmd::quit);
+    } else {
+        queue(std::move(formatted), Cmd::other);
+    }
+}
+
+// --- the message ---------------------------------------------------------------------
+
+void Session::body(std::string_view chunk) {
+    if (phase_ != Phase::body)
+        throw Error(phase_ == Phase::closed ? Status::not_connected : Status::bad_sequence,
+                    "message data can only be sent after DATA was accepted (354)");
+    if (trace_ && !chunk.empty()) {
+        // Like Net::Cmd's datasend: each piece between LFs, as given.
+        std::string_view rest = chunk;
+        while (!rest.empty()) {
+            std::size_t lf = rest.find('\n');
+            std::string_view piece = rest.substr(0, lf);
+            if (!piece.empty() && piece.back() == '\r') piece.remove_suffix(1);
+            trace_(TraceDir::data, piece);
+            if (lf == std::string_view::npos) break;
+            rest.remove_prefix(lf + 1);
+        }
+    }
+    encoder_.encode(chunk, out_);
+}
+
+void Session::end_body() {
+    if (phase_ != Phase::body)
+        throw Error(phase_ == Phase::closed ? Status::not_connected : Status::bad_sequence,
+                    "there is no message to end: DATA was not accepted");
+    encoder_.finish(out_);
+    trace_sent(".");
+    phase_ = Phase::transaction;
+    for (std::size_t i : txn_.accepted) expect_.push_back({Cmd::final, i});
+}
+
+// --- a whole transaction ---------------------------------------------------------------
+
+void Session::deliver(std::string_view from, const std::vector<std::string>& recipients,
+                      const MailParams& mail_params, const RcptParams& rcpt_params, bool force) {
+    require_command_phase("deliver");
+    if (!expect_.empty())
+        throw Error(Status::bad_sequence, "deliver: replies to earlier commands are still owed");
+    if (phase_ == Phase::connected)
+        throw Error(Status::bad_sequence, "deliver: the server has not accepted LHLO");
+    if (recipients.empty()) throw Error(Status::invalid_argument, "deliver: no recipients");
+
+    // Check every line before anything is queued.
+    std::string mail_line = cmd::mail(MailVerb::mail, from, mail_params, limits_.max_command_line);
+    check_advertised(required_extensions(mail_params), "MAIL", force);
+    check_size(mail_params);
+    Plan plan;
+    plan.active = true;
+    plan.pipelined = caps_.has("PIPELINING");
+    plan.rcpt_lines.reserve(recipients.size());
+    for (const auto& r : recipients) plan.rcpt_lines.push_back(cmd::rcpt(r, rcpt_params, limits_.max_command_line));
+    check_advertised(required_extensions(rcpt_params), "RCPT", force);
+
+    if (server_txn_) queue(cmd::rset(), Cmd::rset);
+    new_transaction();
+    for (const auto& r : recipients) add_recipient(r);
+    plan_ = std::move(plan);
+    queue(std::move(mail_line), Cmd::mail);
+    if (plan_.pipelined) {
+        // RFC 2920: MAIL, every RCPT and DATA in one group; DATA ends it.
+        for (std::size_t i = 0; i < plan_.rcpt_lines.size(); ++i) queue(plan_.rcpt_lines[i], Cmd::rcpt, i);
+        plan_.rcpt_lines.clear();
+        queue(cmd::data(), Cmd::data);
+        data_pending_ = true;
+    }
+}
+
+}  // namespace lmtp
