@@ -16,9 +16,11 @@
  *     none may contain CR or LF (nothing a caller passes can add a line to
  *     the protocol: such a call fails with LMTP_ERR_BAD_INPUT and sends
  *     nothing). Messages are byte buffers with a length.
- *  5. Strings returned are owned by the handle and stay valid until the next
- *     call on the same handle (or lmtp_free). Never free them. Functions that
- *     return a string never return NULL for a valid handle ("" instead).
+ *  5. Strings returned are owned by the handle; never free them. They stay
+ *     valid until the next call that talks to the server (or lmtp_close,
+ *     lmtp_free) and, for getters that build their string, until the next
+ *     call of the same getter. Getters return "" rather than NULL (only
+ *     lmtp_capability returns NULL, for "not offered").
  *  6. NULL where a handle is expected: status functions return
  *     LMTP_ERR_INVALID_ARGUMENT, getters return 0 or "".
  *  7. Option structs start with struct_size: initialise them with their
@@ -52,7 +54,7 @@ extern "C" {
 #define LMTP_API
 #endif
 
-typedef struct lmtp lmtp_t;
+typedef struct lmtp_handle lmtp_t;
 
 /* Status codes. Append only. */
 typedef enum lmtp_status {

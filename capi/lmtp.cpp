@@ -1,0 +1,535 @@
+// The C interface over lmtp::Client. Each function is a few lines over the
+// C++ object; call() turns every exception into a status, so none crosses
+// the extern "C" border.
+#define LMTP_BUILDING 1
+#include "lmtp.h"
+
+#include <cstddef>
+#include <new>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "lmtp/client.hpp"
+
+using lmtp::Status;
+
+#define LMTP_SAME(c, s) static_assert(static_cast<int>(Status::s) == c, #c " must equal Status::" #s)
+LMTP_SAME(LMTP_OK, ok);
+LMTP_SAME(LMTP_ERR_INVALID_ARGUMENT, invalid_argument);
+LMTP_SAME(LMTP_ERR_BAD_INPUT, bad_input);
+LMTP_SAME(LMTP_ERR_LINE_TOO_LONG, line_too_long);
+LMTP_SAME(LMTP_ERR_NOT_ADVERTISED, not_advertised);
+LMTP_SAME(LMTP_ERR_BAD_SEQUENCE, bad_sequence);
+LMTP_SAME(LMTP_ERR_RESOLVE, resolve);
+LMTP_SAME(LMTP_ERR_CONNECT, connect);
+LMTP_SAME(LMTP_ERR_TIMEOUT, timeout);
+LMTP_SAME(LMTP_ERR_IO, io);
+LMTP_SAME(LMTP_ERR_CLOSED, closed);
+LMTP_SAME(LMTP_ERR_PROTOCOL, protocol);
+LMTP_SAME(LMTP_ERR_REJECTED, rejected);
+LMTP_SAME(LMTP_ERR_NO_MEMORY, no_memory);
+LMTP_SAME(LMTP_ERR_TOO_BIG, too_big);
+LMTP_SAME(LMTP_ERR_NO_RECIPIENTS, no_recipients);
+LMTP_SAME(LMTP_ERR_ABORTED, aborted);
+LMTP_SAME(LMTP_ERR_NOT_CONNECTED, not_connected);
+LMTP_SAME(LMTP_ERR_INTERNAL, internal);
+#undef LMTP_SAME
+static_assert(LMTP_TRACE_SEND == static_cast<int>(lmtp::TraceDir::send), "trace directions");
+static_assert(LMTP_TRACE_RECEIVE == static_cast<int>(lmtp::TraceDir::receive), "trace directions");
+static_assert(LMTP_TRACE_DATA == static_cast<int>(lmtp::TraceDir::data), "trace directions");
+static_assert(LMTP_TRACE_INFO == static_cast<int>(lmtp::TraceDir::info), "trace directions");
+static_assert(LMTP_STAGE_NONE == static_cast<int>(lmtp::Stage::none), "stages");
+static_assert(LMTP_STAGE_MAIL == static_cast<int>(lmtp::Stage::mail), "stages");
+static_assert(LMTP_STAGE_RCPT == static_cast<int>(lmtp::Stage::rcpt), "stages");
+static_assert(LMTP_STAGE_DATA == static_cast<int>(lmtp::Stage::data), "stages");
+
+namespace {
+constexpr int kLastStatus = LMTP_ERR_INTERNAL;
+}
+
+struct lmtp_handle {
+    explicit lmtp_handle(lmtp::ClientOptions o) : client(std::move(o)) {}
+
+    lmtp::Client client;
+    int status = LMTP_OK;
+    std::string errmsg;
+    lmtp_trace_fn trace_fn = nullptr;
+    void* trace_user = nullptr;
+    // One slot per getter that builds its string, so that pointers from
+    // different getters do not overwrite each other.
+    std::string s_banner, s_domain, s_enhanced, s_message, s_text, s_cap;
+    std::string s_res_enhanced, s_res_text, s_res_rcpt_text;
+
+    int fail(int st, const std::string& message) {
+        status = st;
+        errmsg = message;
+        return st;
+    }
+};
+
+namespace {
+
+// True when a caller's options struct is big enough to hold `field`
+// (a program built against an older, shorter struct).
+#define LMTP_HAS(o, field) \
+    ((o)->struct_size >= offsetof(std::remove_pointer_t<decltype(o)>, field) + sizeof((o)->field))
+
+template <typename F>
+int call(lmtp_t* h, F&& f) {
+    if (!h) return LMTP_ERR_INVALID_ARGUMENT;
+    h->status = LMTP_OK;
+    h->errmsg.clear();
+    try {
+        return f();
+    } catch (const lmtp::Error& e) {
+        return h->fail(static_cast<int>(e.status()), e.what());
+    } catch (const std::bad_alloc&) {
+        return h->fail(LMTP_ERR_NO_MEMORY, "out of memory");
+    } catch (const std::exception& e) {
+        return h->fail(LMTP_ERR_INTERNAL, std::string("internal error: ") + e.what());
+    } catch (...) {
+        return h->fail(LMTP_ERR_INTERNAL, "internal error: unknown exception");
+    }
+}
+
+// The status of a command that got `reply`.
+int answered(lmtp_t* h, const lmtp::Reply& reply, const char* what) {
+    if (reply.positive()) return LMTP_OK;
+    if (reply.empty()) return h->fail(LMTP_ERR_NOT_CONNECTED, std::string(what) + ": no reply");
+    return h->fail(LMTP_ERR_REJECTED, std::string("the server refused ") + what + ": " + reply.summary());
+}
+
+std::string need(const char* s, const char* what) {
+    if (!s) throw lmtp::Error(Status::invalid_argument, std::string(what) + " is NULL");
+    return s;
+}
+
+std::vector<lmtp::Param> parse_extra(const char* extra) {
+    std::vector<lmtp::Param> params;
+    if (!extra) return params;
+    std::string_view rest(extra);
+    while (!rest.empty()) {
+        std::size_t sp = rest.find(' ');
+        std::string_view tok = rest.substr(0, sp);
+        if (!tok.empty()) {
+            lmtp::Param p;
+            std::size_t eq = tok.find('=');
+            p.keyword = std::string(tok.substr(0, eq));
+            if (eq != std::string_view::npos) p.value = std::string(tok.substr(eq + 1));
+            params.push_back(std::move(p));
+        }
+        if (sp == std::string_view::npos) break;
+        rest.remove_prefix(sp + 1);
+    }
+    return params;
+}
+
+lmtp::MailParams mail_params(const lmtp_mail_options* o, bool& force) {
+    lmtp::MailParams p;
+    force = false;
+    if (!o) return p;
+    if (o->struct_size < sizeof(std::size_t))
+        throw lmtp::Error(Status::invalid_argument, "lmtp_mail_options.struct_size is not set");
+    if (LMTP_HAS(o, size) && o->size) p.size = o->size;
+    if (LMTP_HAS(o, body)) {
+        switch (o->body) {
+            case LMTP_BODY_NONE: break;
+            case LMTP_BODY_7BIT: p.body = lmtp::BodyType::seven_bit; break;
+            case LMTP_BODY_8BITMIME: p.body = lmtp::BodyType::eight_bit_mime; break;
+            case LMTP_BODY_BINARYMIME: p.body = lmtp::BodyType::binary_mime; break;
+            default: throw lmtp::Error(Status::invalid_argument, "unknown body type " + std::to_string(o->body));
+        }
+    }
+    if (LMTP_HAS(o, smtputf8)) p.smtputf8 = o->smtputf8 != 0;
+    if (LMTP_HAS(o, ret)) {
+        switch (o->ret) {
+            case LMTP_RET_NONE: break;
+            case LMTP_RET_FULL: p.ret = lmtp::Ret::full; break;
+            case LMTP_RET_HDRS: p.ret = lmtp::Ret::hdrs; break;
+            default: throw lmtp::Error(Status::invalid_argument, "unknown RET value " + std::to_string(o->ret));
+        }
+    }
+    if (LMTP_HAS(o, envid) && o->envid) p.envid = o->envid;
+    if (LMTP_HAS(o, transid) && o->transid) p.transid = o->transid;
+    if (LMTP_HAS(o, extra)) p.extra = parse_extra(o->extra);
+    if (LMTP_HAS(o, flags)) force = (o->flags & LMTP_FORCE) != 0;
+    return p;
+}
+
+lmtp::RcptParams rcpt_params(const lmtp_rcpt_options* o, bool& force) {
+    lmtp::RcptParams p;
+    force = false;
+    if (!o) return p;
+    if (o->struct_size < sizeof(std::size_t))
+        throw lmtp::Error(Status::invalid_argument, "lmtp_rcpt_options.struct_size is not set");
+    if (LMTP_HAS(o, notify)) p.notify = o->notify;
+    if (LMTP_HAS(o, orcpt) && o->orcpt) p.orcpt = o->orcpt;
+    if (LMTP_HAS(o, orcpt_type) && o->orcpt_type) p.orcpt_type = o->orcpt_type;
+    if (LMTP_HAS(o, extra)) p.extra = parse_extra(o->extra);
+    if (LMTP_HAS(o, flags)) force = (o->flags & LMTP_FORCE) != 0;
+    return p;
+}
+
+const lmtp::RecipientResult* result(lmtp_t* h, std::size_t i) {
+    if (!h) return nullptr;
+    const auto& r = h->client.transaction().recipients;
+    return i < r.size() ? &r[i] : nullptr;
+}
+
+const char* keep(std::string& slot, std::string value) {
+    slot = std::move(value);
+    return slot.c_str();
+}
+
+std::vector<std::string> recipients(const char* const* rcpts, std::size_t n) {
+    if (!rcpts && n) throw lmtp::Error(Status::invalid_argument, "recipient list is NULL");
+    std::vector<std::string> list;
+    list.reserve(n);
+    for (std::size_t i = 0; i < n; ++i) {
+        if (!rcpts[i]) throw lmtp::Error(Status::invalid_argument, "recipient " + std::to_string(i) + " is NULL");
+        list.emplace_back(rcpts[i]);
+    }
+    return list;
+}
+
+}  // namespace
+
+extern "C" {
+
+const char* lmtp_version(void) {
+#define LMTP_STR2(x) #x
+#define LMTP_STR(x) LMTP_STR2(x)
+    return LMTP_STR(LMTP_VERSION_MAJOR) "." LMTP_STR(LMTP_VERSION_MINOR) "." LMTP_STR(LMTP_VERSION_PATCH);
+}
+
+unsigned lmtp_version_num(void) { return LMTP_VERSION_NUM; }
+
+const char* lmtp_strerror(int status) {
+    if (status < 0 || status > kLastStatus) return "unknown status code";
+    return lmtp::status_description(static_cast<Status>(status));
+}
+
+void lmtp_options_init(lmtp_options* opts) {
+    if (!opts) return;
+    *opts = lmtp_options LMTP_OPTIONS_INIT;
+}
+
+void lmtp_mail_options_init(lmtp_mail_options* opts) {
+    if (!opts) return;
+    *opts = lmtp_mail_options LMTP_MAIL_OPTIONS_INIT;
+}
+
+void lmtp_rcpt_options_init(lmtp_rcpt_options* opts) {
+    if (!opts) return;
+    *opts = lmtp_rcpt_options LMTP_RCPT_OPTIONS_INIT;
+}
+
+int lmtp_create(lmtp_t** out, const lmtp_options* opts) {
+    if (!out) return LMTP_ERR_INVALID_ARGUMENT;
+    *out = nullptr;
+    if (opts && opts->struct_size < sizeof(std::size_t)) return LMTP_ERR_INVALID_ARGUMENT;
+    try {
+        lmtp::ClientOptions o;
+        lmtp_trace_fn fn = nullptr;
+        void* user = nullptr;
+        if (opts) {
+            if (LMTP_HAS(opts, timeout_ms) && opts->timeout_ms) o.timeout = std::chrono::milliseconds(opts->timeout_ms);
+            if (LMTP_HAS(opts, connect_timeout_ms) && opts->connect_timeout_ms)
+                o.connect_timeout = std::chrono::milliseconds(opts->connect_timeout_ms);
+            if (LMTP_HAS(opts, hello) && opts->hello) o.hello = opts->hello;
+            if (LMTP_HAS(opts, local_address) && opts->local_address) o.local_address = opts->local_address;
+            if (LMTP_HAS(opts, local_port)) {
+                if (opts->local_port > 65535) return LMTP_ERR_INVALID_ARGUMENT;
+                o.local_port = static_cast<std::uint16_t>(opts->local_port);
+            }
+            if (LMTP_HAS(opts, max_reply_line) && opts->max_reply_line)
+                o.limits.reply.max_reply_line = opts->max_reply_line;
+            if (LMTP_HAS(opts, max_reply_size) && opts->max_reply_size)
+                o.limits.reply.max_reply_size = opts->max_reply_size;
+            if (LMTP_HAS(opts, max_command_line) && opts->max_command_line)
+                o.limits.max_command_line = opts->max_command_line;
+            if (LMTP_HAS(opts, trace)) fn = opts->trace;
+            if (LMTP_HAS(opts, trace_user)) user = opts->trace_user;
+            if (LMTP_HAS(opts, flags)) o.limits.reply.accept_bare_lf = (opts->flags & LMTP_OPT_ACCEPT_BARE_LF) != 0;
+        }
+        auto* h = new lmtp_handle(std::move(o));
+        if (fn) lmtp_set_trace(h, fn, user);
+        *out = h;
+        return LMTP_OK;
+    } catch (const std::bad_alloc&) {
+        return LMTP_ERR_NO_MEMORY;
+    } catch (...) {
+        return LMTP_ERR_INTERNAL;
+    }
+}
+
+int lmtp_connect(lmtp_t* h, const char* host, unsigned port) {
+    return call(h, [&]() -> int {
+        if (port > 65535) throw lmtp::Error(Status::invalid_argument, "port " + std::to_string(port) + " is out of range");
+        h->client.connect(need(host, "host"), static_cast<std::uint16_t>(port));
+        return LMTP_OK;
+    });
+}
+
+int lmtp_new(lmtp_t** out, const char* host, unsigned port, const lmtp_options* opts) {
+    int st = lmtp_create(out, opts);
+    if (st != LMTP_OK) return st;
+    return lmtp_connect(*out, host, port);
+}
+
+void lmtp_free(lmtp_t* h) { delete h; }
+
+int lmtp_close(lmtp_t* h) {
+    return call(h, [&]() -> int {
+        h->client.close();
+        return LMTP_OK;
+    });
+}
+
+int lmtp_is_connected(const lmtp_t* h) { return h && h->client.connected() ? 1 : 0; }
+
+int lmtp_set_timeout(lmtp_t* h, unsigned timeout_ms) {
+    return call(h, [&]() -> int {
+        h->client.set_timeout(std::chrono::milliseconds(timeout_ms));
+        return LMTP_OK;
+    });
+}
+
+unsigned lmtp_timeout(const lmtp_t* h) {
+    return h ? static_cast<unsigned>(h->client.timeout().count()) : 0;
+}
+
+int lmtp_set_trace(lmtp_t* h, lmtp_trace_fn trace, void* user) {
+    return call(h, [&]() -> int {
+        h->trace_fn = trace;
+        h->trace_user = user;
+        if (!trace) {
+            h->client.set_trace(nullptr);
+        } else {
+            h->client.set_trace([h](lmtp::TraceDir dir, std::string_view line) {
+                h->trace_fn(h->trace_user, static_cast<int>(dir), line.data(), line.size());
+            });
+        }
+        return LMTP_OK;
+    });
+}
+
+const char* lmtp_banner(lmtp_t* h) { return h ? keep(h->s_banner, h->client.banner().message()) : ""; }
+const char* lmtp_domain(lmtp_t* h) { return h ? keep(h->s_domain, h->client.domain()) : ""; }
+
+int lmtp_supports(lmtp_t* h, const char* keyword) {
+    return h && keyword && h->client.supports(keyword) ? 1 : 0;
+}
+
+const char* lmtp_capability(lmtp_t* h, const char* keyword) {
+    if (!h || !keyword) return nullptr;
+    auto p = h->client.capabilities().params(keyword);
+    return p ? keep(h->s_cap, std::string(*p)) : nullptr;
+}
+
+unsigned long long lmtp_size_limit(lmtp_t* h) { return h ? h->client.capabilities().size_limit() : 0; }
+
+int lmtp_code(lmtp_t* h) { return h ? h->client.last_reply().code : 0; }
+
+const char* lmtp_enhanced(lmtp_t* h) { return h ? keep(h->s_enhanced, h->client.last_reply().enhanced.str()) : ""; }
+
+int lmtp_enhanced_parts(lmtp_t* h, int* klass, int* subject, int* detail) {
+    if (!h) return 0;
+    const auto& e = h->client.last_reply().enhanced;
+    if (klass) *klass = e.klass;
+    if (subject) *subject = e.subject;
+    if (detail) *detail = e.detail;
+    return e.present() ? 1 : 0;
+}
+
+const char* lmtp_message(lmtp_t* h) { return h ? keep(h->s_message, h->client.last_reply().message()) : ""; }
+const char* lmtp_text(lmtp_t* h) { return h ? keep(h->s_text, h->client.last_reply().text()) : ""; }
+size_t lmtp_message_count(lmtp_t* h) { return h ? h->client.last_reply().lines.size() : 0; }
+
+const char* lmtp_message_line(lmtp_t* h, size_t i) {
+    if (!h) return "";
+    const auto& lines = h->client.last_reply().lines;
+    return i < lines.size() ? lines[i].c_str() : "";
+}
+
+int lmtp_errcode(lmtp_t* h) { return h ? h->status : LMTP_ERR_INVALID_ARGUMENT; }
+const char* lmtp_errmsg(lmtp_t* h) { return h ? h->errmsg.c_str() : ""; }
+
+int lmtp_hello(lmtp_t* h, const char* domain) {
+    return call(h, [&]() -> int { return answered(h, h->client.hello(need(domain, "domain")), "LHLO"); });
+}
+
+int lmtp_mail(lmtp_t* h, const char* from, const lmtp_mail_options* opts) {
+    return call(h, [&]() -> int {
+        bool force = false;
+        lmtp::MailParams p = mail_params(opts, force);
+        return answered(h, h->client.mail(need(from, "sender"), p, force), "MAIL FROM");
+    });
+}
+
+static int old_mail(lmtp_t* h, lmtp::MailVerb verb, const char* from, const char* what) {
+    return call(h, [&]() -> int { return answered(h, h->client.mail(verb, need(from, "sender")), what); });
+}
+
+int lmtp_send(lmtp_t* h, const char* from) { return old_mail(h, lmtp::MailVerb::send, from, "SEND FROM"); }
+int lmtp_send_or_mail(lmtp_t* h, const char* from) { return old_mail(h, lmtp::MailVerb::soml, from, "SOML FROM"); }
+int lmtp_send_and_mail(lmtp_t* h, const char* from) { return old_mail(h, lmtp::MailVerb::saml, from, "SAML FROM"); }
+
+int lmtp_recipient(lmtp_t* h, const char* to, const lmtp_rcpt_options* opts) {
+    return call(h, [&]() -> int {
+        bool force = false;
+        lmtp::RcptParams p = rcpt_params(opts, force);
+        return answered(h, h->client.rcpt(need(to, "recipient"), p, force), "RCPT TO");
+    });
+}
+
+int lmtp_to(lmtp_t* h, const char* to, const lmtp_rcpt_options* opts) { return lmtp_recipient(h, to, opts); }
+
+int lmtp_reset(lmtp_t* h) {
+    return call(h, [&]() -> int { return answered(h, h->client.rset(), "RSET"); });
+}
+int lmtp_noop(lmtp_t* h) {
+    return call(h, [&]() -> int { return answered(h, h->client.noop(), "NOOP"); });
+}
+int lmtp_verify(lmtp_t* h, const char* address) {
+    return call(h, [&]() -> int { return answered(h, h->client.verify(need(address, "address")), "VRFY"); });
+}
+int lmtp_expand(lmtp_t* h, const char* list) {
+    return call(h, [&]() -> int { return answered(h, h->client.expand(need(list, "list")), "EXPN"); });
+}
+int lmtp_help(lmtp_t* h, const char* topic) {
+    return call(h, [&]() -> int { return answered(h, h->client.help(topic ? topic : ""), "HELP"); });
+}
+int lmtp_etrn(lmtp_t* h, const char* domain) {
+    return call(h, [&]() -> int { return answered(h, h->client.etrn(need(domain, "domain")), "ETRN"); });
+}
+
+int lmtp_quit(lmtp_t* h) {
+    return call(h, [&]() -> int {
+        const lmtp::Reply& r = h->client.quit();
+        if (r.empty() || r.positive()) return LMTP_OK;  // a server may just hang up on QUIT
+        return h->fail(LMTP_ERR_REJECTED, "the server refused QUIT: " + r.summary());
+    });
+}
+
+int lmtp_data(lmtp_t* h, const void* msg, size_t len) {
+    return call(h, [&]() -> int {
+        if (!msg && len) throw lmtp::Error(Status::invalid_argument, "message is NULL");
+        const lmtp::Reply& r = h->client.data(std::string_view(static_cast<const char*>(msg), msg ? len : 0));
+        if (h->client.transaction().data_reply.code == 354) return LMTP_OK;  // every final reply is in
+        return answered(h, r, "DATA");
+    });
+}
+
+int lmtp_data_start(lmtp_t* h) {
+    return call(h, [&]() -> int { return answered(h, h->client.data_start(), "DATA"); });
+}
+
+int lmtp_data_write(lmtp_t* h, const void* buf, size_t len) {
+    return call(h, [&]() -> int {
+        if (!buf && len) throw lmtp::Error(Status::invalid_argument, "buffer is NULL");
+        h->client.data_write(std::string_view(static_cast<const char*>(buf), buf ? len : 0));
+        return LMTP_OK;
+    });
+}
+
+int lmtp_data_end(lmtp_t* h) {
+    return call(h, [&]() -> int {
+        h->client.data_end();
+        return LMTP_OK;
+    });
+}
+
+int lmtp_command(lmtp_t* h, const char* line) {
+    return call(h, [&]() -> int {
+        h->client.command(need(line, "command line"));
+        return LMTP_OK;
+    });
+}
+
+int lmtp_response(lmtp_t* h) {
+    return call(h, [&]() -> int { return answered(h, h->client.response(), "the command"); });
+}
+
+int lmtp_deliver(lmtp_t* h, const char* from, const char* const* rcpts, size_t nrcpts, const void* msg, size_t len,
+                 const lmtp_mail_options* mopts, const lmtp_rcpt_options* ropts) {
+    return call(h, [&]() -> int {
+        if (!msg && len) throw lmtp::Error(Status::invalid_argument, "message is NULL");
+        bool mforce = false, rforce = false;
+        lmtp::MailParams mp = mail_params(mopts, mforce);
+        lmtp::RcptParams rp = rcpt_params(ropts, rforce);
+        h->client.deliver(need(from, "sender"), recipients(rcpts, nrcpts),
+                          std::string_view(static_cast<const char*>(msg), msg ? len : 0), mp, rp, mforce || rforce);
+        return LMTP_OK;
+    });
+}
+
+int lmtp_deliver_stream(lmtp_t* h, const char* from, const char* const* rcpts, size_t nrcpts, lmtp_read_fn read,
+                        void* user, const lmtp_mail_options* mopts, const lmtp_rcpt_options* ropts) {
+    return call(h, [&]() -> int {
+        if (!read) throw lmtp::Error(Status::invalid_argument, "read callback is NULL");
+        bool mforce = false, rforce = false;
+        lmtp::MailParams mp = mail_params(mopts, mforce);
+        lmtp::RcptParams rp = rcpt_params(ropts, rforce);
+        lmtp::BodySource source = [&](char* buf, std::size_t cap) -> std::size_t {
+            long n = read(user, buf, cap);
+            if (n < 0) throw lmtp::Error(Status::aborted, "the read callback returned " + std::to_string(n));
+            return static_cast<std::size_t>(n);
+        };
+        h->client.deliver(need(from, "sender"), recipients(rcpts, nrcpts), source, mp, rp, mforce || rforce);
+        return LMTP_OK;
+    });
+}
+
+size_t lmtp_result_count(lmtp_t* h) { return h ? h->client.transaction().recipients.size() : 0; }
+
+const char* lmtp_result_address(lmtp_t* h, size_t i) {
+    const auto* r = result(h, i);
+    return r ? r->address.c_str() : "";
+}
+
+int lmtp_result_status(lmtp_t* h, size_t i) {
+    const auto* r = result(h, i);
+    if (!r) return LMTP_RESULT_UNKNOWN;
+    switch (r->outcome) {
+        case lmtp::Outcome::pending: return LMTP_RESULT_PENDING;
+        case lmtp::Outcome::ok: return LMTP_RESULT_OK;
+        case lmtp::Outcome::temporary: return LMTP_RESULT_TEMPFAIL;
+        case lmtp::Outcome::permanent: return LMTP_RESULT_PERMFAIL;
+        case lmtp::Outcome::unknown: return LMTP_RESULT_UNKNOWN;
+    }
+    return LMTP_RESULT_UNKNOWN;
+}
+
+int lmtp_result_stage(lmtp_t* h, size_t i) {
+    const auto* r = result(h, i);
+    return r ? static_cast<int>(r->stage) : LMTP_STAGE_NONE;
+}
+
+int lmtp_result_code(lmtp_t* h, size_t i) {
+    const auto* r = result(h, i);
+    return r ? r->reply.code : 0;
+}
+
+const char* lmtp_result_enhanced(lmtp_t* h, size_t i) {
+    const auto* r = result(h, i);
+    return r ? keep(h->s_res_enhanced, r->reply.enhanced.str()) : "";
+}
+
+const char* lmtp_result_text(lmtp_t* h, size_t i) {
+    const auto* r = result(h, i);
+    return r ? keep(h->s_res_text, r->reply.text()) : "";
+}
+
+int lmtp_result_rcpt_code(lmtp_t* h, size_t i) {
+    const auto* r = result(h, i);
+    return r ? r->rcpt_reply.code : 0;
+}
+
+const char* lmtp_result_rcpt_text(lmtp_t* h, size_t i) {
+    const auto* r = result(h, i);
+    return r ? keep(h->s_res_rcpt_text, r->rcpt_reply.text()) : "";
+}
+
+}  // extern "C"
