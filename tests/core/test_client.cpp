@@ -1,0 +1,643 @@
+// The blocking client over real sockets, against a scripted peer: exact
+// transcripts, write counts (round trips), deadlines, broken servers.
+#include <gtest/gtest.h>
+
+#include <arpa/inet.h>
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstring>
+#include <mutex>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <thread>
+#include <unistd.h>
+
+#include "lmtp/client.hpp"
+
+using namespace lmtp;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct Step {
+    std::string expect;  // bytes the client must send next, exactly
+    std::string reply;   // then these are sent back
+    enum Then { go_on, close_after, hang, stop_reading, drip } then = go_on;
+    int delay_ms = 0;       // wait before replying (drip: between repeats)
+    int byte_delay_ms = 0;  // send the reply one byte at a time
+    bool exclusive = true;  // nothing more may arrive before the reply (lockstep)
+};
+
+const char kBanner[] = "220 srv.example LMTP ready\r\n";
+const char kLhlo[] = "LHLO test.example\r\n";
+const char kCapsPipelining[] = "250-srv.example\r\n250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n250 8BITMIME\r\n";
+const char kCapsPlain[] = "250-srv.example\r\n250 ENHANCEDSTATUSCODES\r\n";
+
+std::vector<Step> greeting(const char* caps = kCapsPipelining) {
+    return {{"", kBanner}, {kLhlo, caps}};
+}
+
+std::vector<Step> operator+(std::vector<Step> a, const std::vector<Step>& b) {
+    a.insert(a.end(), b.begin(), b.end());
+    return a;
+}
+
+// Counts the client's writes: each is one batch of commands.
+class CountingTransport : public Transport {
+public:
+    CountingTransport(std::unique_ptr<Transport> inner, std::atomic<int>& writes, std::atomic<std::size_t>& biggest)
+        : inner_(std::move(inner)), writes_(writes), biggest_(biggest) {}
+    std::size_t read(char* b, std::size_t c, Deadline d) override { return inner_->read(b, c, d); }
+    void write(std::string_view data, Deadline d) override {
+        ++writes_;
+        if (data.size() > biggest_) biggest_ = data.size();
+        inner_->write(data, d);
+    }
+    bool readable() override { return inner_->readable(); }
+    void close() noexcept override { inner_->close(); }
+    bool is_open() const override { return inner_->is_open(); }
+    bool is_local() const override { return inner_->is_local(); }
+    std::string peer() const override { return inner_->peer(); }
+
+private:
+    std::unique_ptr<Transport> inner_;
+    std::atomic<int>& writes_;
+    std::atomic<std::size_t>& biggest_;
+};
+
+// A server that follows a script on its own thread.
+class Peer {
+public:
+    // Over a socketpair.
+    explicit Peer(std::vector<Step> steps) : steps_(std::move(steps)) {
+        int sv[2];
+        EXPECT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        client_fd_ = sv[0];
+        thread_ = std::thread([this, fd = sv[1]] { serve(fd); });
+    }
+    // Listening on loopback (AF_INET, AF_INET6) or on a unix path.
+    Peer(std::vector<Step> steps, int family, const std::string& path = {}) : steps_(std::move(steps)) {
+        int fd = ::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        EXPECT_GE(fd, 0);
+        if (family == AF_INET) {
+            sockaddr_in a{};
+            a.sin_family = AF_INET;
+            a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+            EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+        } else if (family == AF_INET6) {
+            sockaddr_in6 a{};
+            a.sin6_family = AF_INET6;
+            a.sin6_addr = in6addr_loopback;
+            EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+        } else {
+            sockaddr_un a{};
+            a.sun_family = AF_UNIX;
+            std::strncpy(a.sun_path, path.c_str(), sizeof a.sun_path - 1);
+            ::unlink(path.c_str());
+            EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+            path_ = path;
+        }
+        EXPECT_EQ(::listen(fd, 4), 0);
+        sockaddr_storage ss{};
+        socklen_t len = sizeof ss;
+        getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
+        if (family == AF_INET) port_ = ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+        if (family == AF_INET6) port_ = ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
+        thread_ = std::thread([this, fd] {
+            pollfd p{fd, POLLIN, 0};
+            while (!stop_ && ::poll(&p, 1, 20) == 0) {
+            }
+            if (stop_) {
+                ::close(fd);
+                return;
+            }
+            sockaddr_storage from{};
+            socklen_t flen = sizeof from;
+            int c = ::accept(fd, reinterpret_cast<sockaddr*>(&from), &flen);
+            if (from.ss_family == AF_INET) {
+                char buf[64];
+                inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&from)->sin_addr, buf, sizeof buf);
+                std::lock_guard<std::mutex> g(mu_);
+                peer_address_ = buf;
+            }
+            ::close(fd);
+            if (c >= 0) serve(c);
+        });
+    }
+    ~Peer() {
+        stop_ = true;
+        if (thread_.joinable()) thread_.join();
+        if (client_fd_ >= 0) ::close(client_fd_);
+        if (!path_.empty()) ::unlink(path_.c_str());
+    }
+
+    std::unique_ptr<Transport> transport() {
+        auto t = std::make_unique<SocketTransport>(client_fd_, true, "peer");
+        client_fd_ = -1;
+        return std::make_unique<CountingTransport>(std::move(t), writes, biggest);
+    }
+    std::uint16_t port() const { return port_; }
+    void finish() {
+        stop_ = true;
+        if (thread_.joinable()) thread_.join();
+    }
+    std::string received() {
+        std::lock_guard<std::mutex> g(mu_);
+        return received_;
+    }
+    std::string error() {
+        std::lock_guard<std::mutex> g(mu_);
+        return error_;
+    }
+    std::string peer_address() {
+        std::lock_guard<std::mutex> g(mu_);
+        return peer_address_;
+    }
+    std::atomic<int> writes{0};
+    std::atomic<std::size_t> biggest{0};
+
+private:
+    // Reads what is there (waiting up to `ms`); false at EOF or stop.
+    bool pull(int fd, std::string& got, int ms) {
+        pollfd p{fd, POLLIN, 0};
+        int n = ::poll(&p, 1, ms);
+        if (n <= 0) return !stop_;
+        char buf[65536];
+        ssize_t r = ::recv(fd, buf, sizeof buf, 0);
+        if (r <= 0) return false;
+        got.append(buf, static_cast<std::size_t>(r));
+        std::lock_guard<std::mutex> g(mu_);
+        received_.append(buf, static_cast<std::size_t>(r));
+        return true;
+    }
+    void fail(const std::string& why) {
+        std::lock_guard<std::mutex> g(mu_);
+        if (error_.empty()) error_ = why;
+    }
+    void send_all(int fd, const std::string& s, int byte_delay_ms) {
+        if (byte_delay_ms == 0) {
+            std::size_t off = 0;
+            while (off < s.size()) {
+                ssize_t n = ::send(fd, s.data() + off, s.size() - off, MSG_NOSIGNAL);
+                if (n <= 0) return;
+                off += static_cast<std::size_t>(n);
+            }
+            return;
+        }
+        for (char c : s) {
+            if (stop_ || ::send(fd, &c, 1, MSG_NOSIGNAL) != 1) return;
+            std::this_thread::sleep_for(std::chrono::milliseconds(byte_delay_ms));
+        }
+    }
+    void serve(int fd) {
+        std::string got;
+        for (const Step& s : steps_) {
+            auto give_up = Clock::now() + 5s;
+            while (got.size() < s.expect.size() && !stop_ && Clock::now() < give_up)
+                if (!pull(fd, got, 20)) break;
+            if (got.compare(0, s.expect.size(), s.expect) != 0 || got.size() < s.expect.size()) {
+                fail("expected '" + printable(s.expect, 300) + "' but got '" + printable(got, 300) + "'");
+                break;
+            }
+            got.erase(0, s.expect.size());
+            if (s.exclusive) {
+                pull(fd, got, 5);
+                if (!got.empty()) fail("the client sent '" + printable(got) + "' before its reply");
+            }
+            if (s.delay_ms && s.then != Step::drip) std::this_thread::sleep_for(std::chrono::milliseconds(s.delay_ms));
+            if (s.then == Step::drip) {
+                while (!stop_) {
+                    send_all(fd, s.reply, 0);
+                    std::this_thread::sleep_for(std::chrono::milliseconds(s.delay_ms));
+                }
+                break;
+            }
+            send_all(fd, s.reply, s.byte_delay_ms);
+            if (s.then == Step::close_after) {
+                ::close(fd);
+                return;
+            }
+            if (s.then == Step::stop_reading) {
+                while (!stop_) std::this_thread::sleep_for(5ms);
+                break;
+            }
+            if (s.then == Step::hang) break;
+        }
+        // Record whatever else comes until the client hangs up.
+        while (!stop_ && pull(fd, got, 20)) {
+        }
+        ::close(fd);
+    }
+
+    std::vector<Step> steps_;
+    std::thread thread_;
+    std::atomic<bool> stop_{false};
+    std::mutex mu_;
+    std::string received_, error_, peer_address_, path_;
+    int client_fd_ = -1;
+    std::uint16_t port_ = 0;
+};
+
+ClientOptions options(int timeout_ms = 3000) {
+    ClientOptions o;
+    o.hello = "test.example";
+    o.timeout = std::chrono::milliseconds(timeout_ms);
+    return o;
+}
+
+Status status_of(const std::function<void()>& f, std::string* message = nullptr) {
+    try {
+        f();
+    } catch (const Error& e) {
+        if (message) *message = e.what();
+        return e.status();
+    }
+    return Status::ok;
+}
+
+bool contains(const std::string& hay, const std::string& needle) { return hay.find(needle) != std::string::npos; }
+
+}  // namespace
+
+TEST(Client, ConnectReadsBannerAndSendsLhlo) {
+    Peer peer(greeting());
+    Client c(options());
+    c.connect(peer.transport());
+    EXPECT_TRUE(c.connected());
+    EXPECT_EQ(c.banner().code, 220);
+    EXPECT_EQ(c.domain(), "srv.example");
+    EXPECT_TRUE(c.supports("pipelining"));
+    EXPECT_EQ(c.last_reply().code, 250);
+    c.close();
+    peer.finish();
+    EXPECT_EQ(peer.error(), "");
+    EXPECT_EQ(peer.received(), kLhlo);
+}
+
+TEST(Client, RefusedBannerAndRefusedLhloFailTheConnection) {
+    {
+        Peer peer(std::vector<Step>{{"", "554 5.3.2 no service\r\n"}});
+        Client c(options());
+        std::string msg;
+        EXPECT_EQ(status_of([&] { c.connect(peer.transport()); }, &msg), Status::rejected);
+        EXPECT_TRUE(contains(msg, "554")) << msg;
+        EXPECT_FALSE(c.connected());
+        EXPECT_EQ(c.last_reply().code, 554);
+    }
+    {
+        Peer peer(std::vector<Step>{{"", kBanner}, {kLhlo, "500 5.5.1 what\r\n"}});
+        Client c(options());
+        EXPECT_EQ(status_of([&] { c.connect(peer.transport()); }), Status::rejected);
+        EXPECT_FALSE(c.connected());
+        EXPECT_EQ(c.last_reply().code, 500);
+    }
+}
+
+TEST(Client, PipelinedDeliveryTakesTwoWrites) {
+    Peer peer(greeting() + std::vector<Step>{
+                               {"MAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\nRCPT TO:<b@x>\r\nRCPT TO:<c@x>\r\nDATA\r\n",
+                                "250 2.1.0 ok\r\n250 2.1.5 ok\r\n550 5.1.1 unknown\r\n250 2.1.5 ok\r\n354 go\r\n"},
+                               {"Subject: t\r\n\r\nhello\r\n.\r\n",
+                                "250 2.0.0 <a@x> saved\r\n552 5.2.2 <c@x> quota\r\n"},
+                               {"QUIT\r\n", "221 2.0.0 bye\r\n"}});
+    Client c(options());
+    c.connect(peer.transport());
+    int before = peer.writes;
+    const Transaction& t = c.deliver("s@x", {"a@x", "b@x", "c@x"}, "Subject: t\n\nhello\n");
+    EXPECT_EQ(peer.writes - before, 2);
+    ASSERT_EQ(t.recipients.size(), 3u);
+    EXPECT_EQ(t.recipients[0].outcome, Outcome::ok);
+    EXPECT_EQ(t.recipients[1].outcome, Outcome::permanent);
+    EXPECT_EQ(t.recipients[1].stage, Stage::rcpt);
+    EXPECT_EQ(t.recipients[2].outcome, Outcome::permanent);
+    EXPECT_EQ(t.recipients[2].stage, Stage::data);
+    EXPECT_EQ(t.recipients[2].reply.enhanced.str(), "5.2.2");
+    c.quit();
+    EXPECT_FALSE(c.connected());
+    peer.finish();
+    EXPECT_EQ(peer.error(), "");
+}
+
+TEST(Client, LockstepServerGetsOneCommandAtATime) {
+    Peer peer(greeting(kCapsPlain) + std::vector<Step>{{"MAIL FROM:<s@x>\r\n", "250 ok\r\n"},
+                                                       {"RCPT TO:<a@x>\r\n", "250 ok\r\n"},
+                                                       {"RCPT TO:<b@x>\r\n", "250 ok\r\n"},
+                                                       {"DATA\r\n", "354 go\r\n"},
+                                                       {"x\r\n.\r\n", "250 a\r\n250 b\r\n"}});
+    Client c(options());
+    c.connect(peer.transport());
+    const Transaction& t = c.deliver("s@x", {"a@x", "b@x"}, "x");
+    EXPECT_TRUE(t.all_delivered());
+    c.close();
+    peer.finish();
+    EXPECT_EQ(peer.error(), "");  // the peer fails the test if anything came early
+}
+
+TEST(Client, LargeMessageStreamsInBoundedWrites) {
+    std::string line(998, 'x');
+    line += "\r\n";
+    std::string body;
+    while (body.size() < 3 * 1024 * 1024) body += line;
+    Peer peer(greeting() + std::vector<Step>{{"MAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\nDATA\r\n", "250 ok\r\n250 ok\r\n354 go\r\n"},
+                                             {body + ".\r\n", "250 saved\r\n", Step::go_on, 0, 0, false}});
+    ClientOptions o = options();
+    o.write_chunk = 64 * 1024;
+    Client c(o);
+    c.connect(peer.transport());
+    std::size_t offset = 0, calls = 0;
+    BodySource src = [&](char* buf, std::size_t cap) {
+        ++calls;
+        std::size_t n = std::min<std::size_t>(cap, body.size() - offset);
+        std::memcpy(buf, body.data() + offset, n);
+        offset += n;
+        return n;
+    };
+    peer.biggest = 0;
+    EXPECT_TRUE(c.deliver("s@x", {"a@x"}, src).all_delivered());
+    EXPECT_GE(calls, body.size() / o.write_chunk);
+    EXPECT_LE(peer.biggest.load(), 2 * o.write_chunk + 8);
+    c.close();
+    peer.finish();
+    EXPECT_EQ(peer.error(), "");
+}
+
+TEST(Client, SilentServerTimesOutWithinTheDeadline) {
+    Peer peer(std::vector<Step>{{"", "", Step::hang}});
+    Client c(options(200));
+    auto t0 = Clock::now();
+    std::string msg;
+    EXPECT_EQ(status_of([&] { c.connect(peer.transport()); }, &msg), Status::timeout);
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();
+    EXPECT_GE(ms, 190);
+    EXPECT_LT(ms, 2000);
+    EXPECT_TRUE(contains(msg, "banner")) << msg;
+    EXPECT_FALSE(c.connected());
+}
+
+TEST(Client, AReplyThatNeverEndsHitsTheWholeReplyDeadline) {
+    Peer peer(greeting() + std::vector<Step>{{"NOOP\r\n", "250-still going\r\n", Step::drip, 20}});
+    Client c(options(300));
+    c.connect(peer.transport());
+    auto t0 = Clock::now();
+    std::string msg;
+    EXPECT_EQ(status_of([&] { c.noop(); }, &msg), Status::timeout);
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();
+    EXPECT_LT(ms, 1500) << "each read made progress, but the whole reply has a deadline";
+    EXPECT_FALSE(c.connected());
+}
+
+TEST(Client, BannerSentOneByteAtATime) {
+    Peer peer(std::vector<Step>{{"", kBanner, Step::go_on, 0, 2}, {kLhlo, kCapsPipelining, Step::go_on, 0, 1}});
+    Client c(options(5000));
+    c.connect(peer.transport());
+    EXPECT_EQ(c.domain(), "srv.example");
+    EXPECT_TRUE(c.supports("8BITMIME"));
+}
+
+TEST(Client, ServerClosingMidTransactionLeavesRecipientsUnknown) {
+    Peer peer(greeting() + std::vector<Step>{{"MAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\nRCPT TO:<b@x>\r\nDATA\r\n",
+                                              "250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n"},
+                                             {"m\r\n.\r\n", "250 a saved\r\n", Step::close_after}});
+    Client c(options());
+    c.connect(peer.transport());
+    std::string msg;
+    EXPECT_EQ(status_of([&] { c.deliver("s@x", {"a@x", "b@x"}, "m"); }, &msg), Status::closed);
+    EXPECT_TRUE(contains(msg, "<b@x>")) << msg;
+    const Transaction& t = c.transaction();
+    EXPECT_EQ(t.recipients[0].outcome, Outcome::ok);
+    EXPECT_EQ(t.recipients[1].outcome, Outcome::unknown);
+    EXPECT_FALSE(c.connected());
+    EXPECT_EQ(status_of([&] { c.noop(); }), Status::not_connected);
+}
+
+TEST(Client, GarbageReplyIsAProtocolErrorAndCloses) {
+    Peer peer(greeting() + std::vector<Step>{{"NOOP\r\n", "hello there\r\n"}});
+    Client c(options());
+    c.connect(peer.transport());
+    std::string msg;
+    EXPECT_EQ(status_of([&] { c.noop(); }, &msg), Status::protocol);
+    EXPECT_TRUE(contains(msg, "three-digit")) << msg;
+    EXPECT_FALSE(c.connected());
+}
+
+TEST(Client, OversizedReplyIsRefused) {
+    std::string huge = "250 " + std::string(100000, 'a') + "\r\n";
+    Peer peer(greeting() + std::vector<Step>{{"NOOP\r\n", huge}});
+    Client c(options());
+    c.connect(peer.transport());
+    std::string msg;
+    EXPECT_EQ(status_of([&] { c.noop(); }, &msg), Status::protocol);
+    EXPECT_TRUE(contains(msg, "max_reply_line")) << msg;
+}
+
+TEST(Client, PerRecipientRepliesComeOneByOneThroughResponse) {
+    Peer peer(greeting(kCapsPlain) + std::vector<Step>{{"MAIL FROM:<s@x>\r\n", "250 ok\r\n"},
+                                                       {"RCPT TO:<a@x>\r\n", "250 ok\r\n"},
+                                                       {"RCPT TO:<b@x>\r\n", "250 ok\r\n"},
+                                                       {"RCPT TO:<c@x>\r\n", "250 ok\r\n"},
+                                                       {"DATA\r\n", "354 go\r\n"},
+                                                       {"hi\r\n.\r\n", "250 a\r\n452 b\r\n250 c\r\n"},
+                                                       {"NOOP\r\n", "250 noop\r\n"}});
+    Client c(options());
+    c.connect(peer.transport());
+    EXPECT_EQ(c.mail("s@x").code, 250);
+    for (const char* r : {"a@x", "b@x", "c@x"}) EXPECT_EQ(c.rcpt(r).code, 250);
+    EXPECT_EQ(c.data_start().code, 354);
+    c.data_write("hi\n");
+    EXPECT_EQ(c.data_end().text(), "a");  // the first recipient's, as Net::LMTP returned
+    EXPECT_EQ(c.response().text(), "b");
+    EXPECT_EQ(c.response().code, 250);
+    EXPECT_EQ(c.last_reply().text(), "c");
+    EXPECT_EQ(status_of([&] { c.response(); }), Status::bad_sequence);
+    // And the session was never behind: the next command gets its own reply.
+    EXPECT_EQ(c.noop().text(), "noop");
+    c.close();
+    peer.finish();
+    EXPECT_EQ(peer.error(), "");
+}
+
+TEST(Client, CommandAndResponse) {
+    Peer peer(greeting() + std::vector<Step>{{"XFOO bar\r\n", "250 foo done\r\n"},
+                                             {"VRFY x\r\n", "252 maybe\r\n"},
+                                             {"NOOP\r\n", "250 ok\r\n"}});
+    Client c(options());
+    c.connect(peer.transport());
+    c.command("XFOO bar");
+    EXPECT_EQ(c.response().text(), "foo done");
+    c.command("VRFY x");  // its reply is never asked for...
+    EXPECT_EQ(c.noop().text(), "ok");  // ...so the next call reads it first
+    EXPECT_EQ(status_of([&] { c.command("NOOP\r\nQUIT"); }), Status::bad_input);
+    c.close();
+    peer.finish();
+    EXPECT_EQ(peer.error(), "");
+}
+
+TEST(Client, AnExtraReplyIsCaughtBeforeTheNextCommand) {
+    Peer peer(greeting() + std::vector<Step>{{"MAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\nDATA\r\n", "250 ok\r\n250 ok\r\n354 go\r\n"},
+                                             {"m\r\n.\r\n", "250 saved\r\n250 one too many\r\n"}});
+    Client c(options());
+    c.connect(peer.transport());
+    EXPECT_TRUE(c.deliver("s@x", {"a@x"}, "m").all_delivered());
+    std::string msg;
+    EXPECT_EQ(status_of([&] { c.noop(); }, &msg), Status::protocol);
+    EXPECT_TRUE(contains(msg, "one too many")) << msg;
+    EXPECT_FALSE(c.connected());
+}
+
+TEST(Client, AnUnannounced421IsReportedAsClosed) {
+    Peer peer(greeting() + std::vector<Step>{{"", "421 4.4.2 idle timeout\r\n", Step::close_after, 0, 0, false}});
+    Client c(options());
+    c.connect(peer.transport());
+    std::this_thread::sleep_for(50ms);
+    std::string msg;
+    EXPECT_EQ(status_of([&] { c.noop(); }, &msg), Status::closed);
+    EXPECT_TRUE(contains(msg, "421")) << msg;
+}
+
+TEST(Client, FailingMessageSourceAbandonsTheTransaction) {
+    Peer peer(greeting() + std::vector<Step>{{"MAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\nDATA\r\n", "250 ok\r\n250 ok\r\n354 go\r\n"}});
+    ClientOptions o = options();
+    o.write_chunk = 4;
+    Client c(o);
+    c.connect(peer.transport());
+    int calls = 0;
+    BodySource src = [&](char* buf, std::size_t) -> std::size_t {
+        if (++calls > 2) throw std::runtime_error("disk on fire");
+        std::memcpy(buf, "abcd", 4);
+        return 4;
+    };
+    std::string msg;
+    EXPECT_EQ(status_of([&] { c.deliver("s@x", {"a@x"}, src); }, &msg), Status::aborted);
+    EXPECT_TRUE(contains(msg, "disk on fire")) << msg;
+    EXPECT_FALSE(c.connected());
+    EXPECT_EQ(c.transaction().recipients[0].outcome, Outcome::unknown);
+    peer.finish();
+    EXPECT_FALSE(contains(peer.received(), "\r\n.\r\n"));
+}
+
+TEST(Client, QuitAcceptsAServerThatJustHangsUp) {
+    Peer peer(greeting() + std::vector<Step>{{"QUIT\r\n", "", Step::close_after}});
+    Client c(options());
+    c.connect(peer.transport());
+    c.quit();
+    EXPECT_FALSE(c.connected());
+}
+
+TEST(Client, WritingToAClosedConnectionNeverRaisesSigpipe) {
+    ASSERT_EQ(signal(SIGPIPE, SIG_DFL), SIG_DFL);  // the default: SIGPIPE would kill us
+    Peer peer(greeting() + std::vector<Step>{{"MAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\nDATA\r\n", "250 ok\r\n250 ok\r\n354 go\r\n",
+                                              Step::close_after}});
+    Client c(options());
+    c.connect(peer.transport());
+    std::string big(8 * 1024 * 1024, 'y');
+    Status st = status_of([&] { c.deliver("s@x", {"a@x"}, big); });
+    EXPECT_TRUE(st == Status::closed || st == Status::io) << status_name(st);
+    EXPECT_FALSE(c.connected());
+}
+
+TEST(Client, AServerThatStopsReadingHitsTheWriteDeadline) {
+    Peer peer(greeting() + std::vector<Step>{{"MAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\nDATA\r\n", "250 ok\r\n250 ok\r\n354 go\r\n",
+                                              Step::stop_reading}});
+    Client c(options(300));
+    c.connect(peer.transport());
+    std::string big(32 * 1024 * 1024, 'y');
+    auto t0 = Clock::now();
+    std::string msg;
+    EXPECT_EQ(status_of([&] { c.deliver("s@x", {"a@x"}, big); }, &msg), Status::timeout);
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - t0).count();
+    EXPECT_LT(ms, 3000);
+    EXPECT_TRUE(contains(msg, "stopped reading")) << msg;
+    EXPECT_EQ(c.transaction().recipients[0].outcome, Outcome::unknown);
+}
+
+TEST(Client, TraceSeesEveryLine) {
+    Peer peer(greeting() + std::vector<Step>{{"NOOP\r\n", "250-one\r\n250 two\r\n"}});
+    std::vector<std::string> lines;
+    ClientOptions o = options();
+    o.trace = [&](TraceDir d, std::string_view l) {
+        if (d != TraceDir::info) lines.push_back((d == TraceDir::send ? ">>> " : "<<< ") + std::string(l));
+    };
+    Client c(o);
+    c.connect(peer.transport());
+    c.noop();
+    std::vector<std::string> want = {"<<< 220 srv.example LMTP ready", ">>> LHLO test.example", "<<< 250-srv.example",
+                                     "<<< 250-PIPELINING", "<<< 250-ENHANCEDSTATUSCODES", "<<< 250 8BITMIME",
+                                     ">>> NOOP", "<<< 250-one", "<<< 250 two"};
+    EXPECT_EQ(lines, want);
+}
+
+// --- the socket transport: TCP (v4, v6), unix, local address, failures ----------------
+
+TEST(Transport, ConnectsOverIPv4IPv6AndUnixSockets) {
+    for (const char* host : {"127.0.0.1", "localhost"}) {
+        Peer peer(greeting(), AF_INET);
+        Client c(options());
+        c.connect(host, peer.port());
+        EXPECT_EQ(c.domain(), "srv.example") << host;
+        EXPECT_FALSE(c.transport()->is_local());
+    }
+    for (const char* host : {"::1", "[::1]"}) {
+        Peer peer(greeting(), AF_INET6);
+        Client c(options());
+        c.connect(host, peer.port());
+        EXPECT_EQ(c.domain(), "srv.example") << host;
+        EXPECT_TRUE(contains(c.transport()->peer(), "[::1]"));
+    }
+    std::string path = "/tmp/lmtp-test-" + std::to_string(getpid()) + ".sock";
+    Peer peer(greeting(), AF_UNIX, path);
+    Client c(options());
+    c.connect(path, 0);
+    EXPECT_TRUE(c.transport()->is_local());
+    EXPECT_EQ(c.transport()->peer(), path);
+}
+
+TEST(Transport, LocalAddressIsUsed) {
+    Peer peer(greeting(), AF_INET);
+    ClientOptions o = options();
+    o.local_address = "127.0.0.1";
+    Client c(o);
+    c.connect("127.0.0.1", peer.port());
+    c.close();
+    peer.finish();
+    EXPECT_EQ(peer.peer_address(), "127.0.0.1");
+}
+
+TEST(Transport, FailuresSayWhat) {
+    std::string msg;
+    // A port nothing listens on: take one and close it.
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    socklen_t len = sizeof a;
+    getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+    std::uint16_t dead = ntohs(a.sin_port);
+    ::close(fd);
+    Client c(options());
+    EXPECT_EQ(status_of([&] { c.connect("127.0.0.1", dead); }, &msg), Status::connect);
+    EXPECT_TRUE(contains(msg, "127.0.0.1 port " + std::to_string(dead))) << msg;
+    EXPECT_TRUE(contains(msg, "refused")) << msg;
+    EXPECT_EQ(status_of([&] { c.connect("no-such-host.invalid", 24); }, &msg), Status::resolve);
+    EXPECT_EQ(status_of([&] { c.connect("/nonexistent/lmtp.sock", 0); }, &msg), Status::connect);
+    EXPECT_TRUE(contains(msg, "/nonexistent/lmtp.sock")) << msg;
+    EXPECT_EQ(status_of([&] { c.connect("/" + std::string(200, 'p'), 0); }), Status::invalid_argument);
+    EXPECT_EQ(status_of([&] { c.connect("127.0.0.1", 0); }), Status::invalid_argument);
+    EXPECT_EQ(status_of([&] { c.connect("", 24); }), Status::invalid_argument);
+    ClientOptions o = options();
+    o.local_address = "::1";  // IPv6 source for an IPv4 target
+    Client c6(o);
+    EXPECT_EQ(status_of([&] { c6.connect("127.0.0.1", dead); }, &msg), Status::connect);
+    EXPECT_TRUE(contains(msg, "family")) << msg;
+}
+
+TEST(Transport, NotConnectedCallsFailCleanly) {
+    Client c(options());
+    EXPECT_EQ(status_of([&] { c.noop(); }), Status::not_connected);
+    EXPECT_EQ(status_of([&] { c.deliver("s@x", {"a@x"}, "m"); }), Status::not_connected);
+    EXPECT_EQ(status_of([&] { c.data_write("x"); }), Status::not_connected);
+    EXPECT_EQ(status_of([&] { c.response(); }), Status::bad_sequence);
+}

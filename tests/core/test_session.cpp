@@ -1,0 +1,526 @@
+// The session state machine, driven by hand: exact bytes out, replies in.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "lmtp/session.hpp"
+
+using namespace lmtp;
+
+namespace {
+
+Reply parse(const std::string& bytes) {
+    ReplyParser p;
+    std::size_t used = 0;
+    auto r = p.feed(bytes, used);
+    EXPECT_EQ(r, ReplyParser::Result::reply) << bytes << ": " << p.error();
+    EXPECT_EQ(used, bytes.size());
+    return p.take();
+}
+
+const char kLhloPipelining[] =
+    "250-server.example\r\n250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250 SIZE 1000\r\n";
+const char kLhloPlain[] = "250-server.example\r\n250 8BITMIME\r\n";
+
+// A session with a transcript of what it sent.
+struct Driver {
+    Session s;
+    std::string sent;
+    std::vector<std::pair<TraceDir, std::string>> traced;
+
+    explicit Driver(const char* lhlo_reply = kLhloPipelining) {
+        s.set_trace([this](TraceDir d, std::string_view l) { traced.emplace_back(d, std::string(l)); });
+        s.start();
+        reply("220 server.example LMTP ready\r\n");
+        s.lhlo("client.example");
+        EXPECT_EQ(take(), "LHLO client.example\r\n");
+        reply(lhlo_reply);
+        EXPECT_EQ(s.phase(), Phase::ready);
+    }
+    std::string take() {
+        std::string out(s.output());
+        s.consumed(out.size());
+        sent += out;
+        return out;
+    }
+    Session::Event reply(const std::string& bytes) { return s.on_reply(parse(bytes)); }
+    const RecipientResult& r(std::size_t i) const { return s.transaction().recipients.at(i); }
+};
+
+}  // namespace
+
+TEST(Session, GreetingAndCapabilities) {
+    Driver d;
+    EXPECT_TRUE(d.s.supports("pipelining"));
+    EXPECT_TRUE(d.s.supports("SIZE"));
+    EXPECT_EQ(d.s.capabilities().size_limit(), 1000u);
+    EXPECT_EQ(d.s.banner().code, 220);
+    EXPECT_EQ(d.s.want(), Session::Want::idle);
+}
+
+TEST(Session, RefusedGreetingCloses) {
+    Session s;
+    s.start();
+    EXPECT_EQ(s.want(), Session::Want::read);
+    s.on_reply(parse("554 5.3.2 not now\r\n"));
+    EXPECT_EQ(s.phase(), Phase::closed);
+    EXPECT_THROW(s.lhlo("x"), Error);
+}
+
+TEST(Session, PipelinedDeliverySendsOneGroupAndMatchesRepliesByCount) {
+    Driver d;
+    d.s.deliver("s@x", {"a@x", "b@x", "c@x"});
+    EXPECT_EQ(d.s.want(), Session::Want::write);
+    EXPECT_EQ(d.take(), "MAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\nRCPT TO:<b@x>\r\nRCPT TO:<c@x>\r\nDATA\r\n");
+    EXPECT_EQ(d.s.awaiting(), 5u);
+    EXPECT_EQ(d.reply("250 2.1.0 ok\r\n").cmd, Session::Cmd::mail);
+    auto e = d.reply("250 2.1.5 ok\r\n");
+    EXPECT_EQ(e.cmd, Session::Cmd::rcpt);
+    EXPECT_EQ(e.index, 0u);
+    d.reply("550 5.1.1 no such user\r\n");
+    d.reply("250 2.1.5 ok\r\n");
+    EXPECT_EQ(d.reply("354 go ahead\r\n").cmd, Session::Cmd::data);
+    EXPECT_EQ(d.s.want(), Session::Want::body);
+    EXPECT_EQ(d.s.phase(), Phase::body);
+    d.s.body("Subject: x\n\nhi\n");
+    d.s.end_body();
+    EXPECT_EQ(d.take(), "Subject: x\r\n\r\nhi\r\n.\r\n");
+    EXPECT_EQ(d.s.awaiting(), 2u);  // one per accepted recipient, not per RCPT
+    e = d.reply("250 2.0.0 <a@x> saved\r\n");
+    EXPECT_EQ(e.cmd, Session::Cmd::final);
+    EXPECT_EQ(e.index, 0u);
+    e = d.reply("452 4.2.2 <c@x> over quota\r\n");
+    EXPECT_EQ(e.index, 2u);
+
+    const Transaction& t = d.s.transaction();
+    EXPECT_TRUE(t.finished);
+    EXPECT_FALSE(t.all_delivered());
+    EXPECT_EQ(d.r(0).outcome, Outcome::ok);
+    EXPECT_EQ(d.r(0).stage, Stage::data);
+    EXPECT_EQ(d.r(0).reply.code, 250);
+    EXPECT_EQ(d.r(0).rcpt_reply.code, 250);
+    EXPECT_EQ(d.r(1).outcome, Outcome::permanent);
+    EXPECT_EQ(d.r(1).stage, Stage::rcpt);
+    EXPECT_EQ(d.r(1).reply.enhanced.str(), "5.1.1");
+    EXPECT_EQ(d.r(2).outcome, Outcome::temporary);
+    EXPECT_EQ(d.r(2).stage, Stage::data);
+    EXPECT_EQ(d.r(2).reply.text(), "<c@x> over quota");
+    EXPECT_EQ(d.s.phase(), Phase::ready);
+    EXPECT_FALSE(d.s.server_in_transaction());
+    EXPECT_EQ(d.s.want(), Session::Want::idle);
+}
+
+TEST(Session, LockstepWithoutPipeliningSendsOneCommandPerReply) {
+    Driver d(kLhloPlain);
+    d.s.deliver("s@x", {"a@x", "b@x"});
+    EXPECT_EQ(d.take(), "MAIL FROM:<s@x>\r\n");
+    EXPECT_EQ(d.s.want(), Session::Want::read);
+    d.reply("250 ok\r\n");
+    EXPECT_EQ(d.take(), "RCPT TO:<a@x>\r\n");
+    d.reply("250 ok\r\n");
+    EXPECT_EQ(d.take(), "RCPT TO:<b@x>\r\n");
+    d.reply("250 ok\r\n");
+    EXPECT_EQ(d.take(), "DATA\r\n");
+    d.reply("354 go\r\n");
+    d.s.body("x");
+    d.s.end_body();
+    EXPECT_EQ(d.take(), "x\r\n.\r\n");
+    d.reply("250 a\r\n");
+    d.reply("250 b\r\n");
+    EXPECT_TRUE(d.s.transaction().all_delivered());
+}
+
+TEST(Session, DuplicateRecipientsEachGetTheirOwnReply) {
+    Driver d;
+    d.s.deliver("s@x", {"a@x", "a@x"});
+    EXPECT_EQ(d.take(), "MAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\nRCPT TO:<a@x>\r\nDATA\r\n");
+    d.reply("250 ok\r\n");
+    d.reply("250 ok\r\n");
+    d.reply("250 ok\r\n");
+    d.reply("354 go\r\n");
+    d.s.end_body();
+    EXPECT_EQ(d.take(), ".\r\n");
+    EXPECT_EQ(d.s.awaiting(), 2u);
+    d.reply("250 first\r\n");
+    d.reply("552 second\r\n");
+    EXPECT_EQ(d.r(0).reply.text(), "first");
+    EXPECT_EQ(d.r(1).reply.text(), "second");
+    EXPECT_EQ(d.r(1).outcome, Outcome::permanent);
+}
+
+TEST(Session, RefusedMailIsEveryRecipientsVerdictWhenPipelined) {
+    Driver d;
+    d.s.deliver("s@x", {"a@x", "b@x"});
+    d.take();
+    d.reply("451 4.3.0 try later\r\n");
+    d.reply("503 5.5.1 need MAIL\r\n");
+    d.reply("503 5.5.1 need MAIL\r\n");
+    d.reply("503 5.5.1 need RCPT\r\n");
+    EXPECT_EQ(d.s.want(), Session::Want::idle);
+    for (std::size_t i = 0; i < 2; ++i) {
+        EXPECT_EQ(d.r(i).outcome, Outcome::temporary);
+        EXPECT_EQ(d.r(i).stage, Stage::mail);
+        EXPECT_EQ(d.r(i).reply.code, 451);
+        EXPECT_EQ(d.r(i).rcpt_reply.code, 503);
+    }
+    EXPECT_TRUE(d.s.transaction().finished);
+    EXPECT_FALSE(d.s.delivering());
+    EXPECT_FALSE(d.s.server_in_transaction());
+}
+
+TEST(Session, RefusedMailSendsNoRcptInLockstep) {
+    Driver d(kLhloPlain);
+    d.s.deliver("s@x", {"a@x"});
+    d.take();
+    d.reply("550 5.7.1 sender refused\r\n");
+    EXPECT_EQ(d.s.output(), "");
+    EXPECT_EQ(d.s.want(), Session::Want::idle);
+    EXPECT_EQ(d.r(0).stage, Stage::mail);
+    EXPECT_EQ(d.r(0).outcome, Outcome::permanent);
+}
+
+TEST(Session, NoAcceptedRecipientLeavesTransactionOpenAndNextDeliveryResets) {
+    Driver d;
+    d.s.deliver("s@x", {"a@x"});
+    d.take();
+    d.reply("250 ok\r\n");
+    d.reply("550 no\r\n");
+    d.reply("503 5.5.1 no valid recipients\r\n");
+    EXPECT_TRUE(d.s.transaction().finished);
+    EXPECT_TRUE(d.s.server_in_transaction());
+    d.s.deliver("s@x", {"b@x"});
+    EXPECT_EQ(d.take(), "RSET\r\nMAIL FROM:<s@x>\r\nRCPT TO:<b@x>\r\nDATA\r\n");
+    d.reply("250 reset\r\n");
+    d.reply("250 ok\r\n");
+    d.reply("250 ok\r\n");
+    d.reply("354 go\r\n");
+    EXPECT_EQ(d.s.want(), Session::Want::body);
+    EXPECT_EQ(d.s.transaction().recipients.size(), 1u);
+}
+
+TEST(Session, LockstepSkipsDataWhenNobodyWasAccepted) {
+    Driver d(kLhloPlain);
+    d.s.deliver("s@x", {"a@x"});
+    d.take();
+    d.reply("250 ok\r\n");
+    EXPECT_EQ(d.take(), "RCPT TO:<a@x>\r\n");
+    d.reply("550 no\r\n");
+    EXPECT_EQ(d.s.output(), "");
+    EXPECT_EQ(d.s.want(), Session::Want::idle);
+    EXPECT_TRUE(d.s.transaction().finished);
+    d.s.deliver("s@x", {"a@x"});
+    EXPECT_EQ(d.take(), "RSET\r\nMAIL FROM:<s@x>\r\n");
+}
+
+TEST(Session, DataAcceptedWithoutRecipientsSendsALoneDotAndCloses) {
+    Driver d;
+    d.s.deliver("s@x", {"a@x", "b@x"});
+    d.take();
+    d.reply("250 ok\r\n");
+    d.reply("550 no\r\n");
+    d.reply("550 no\r\n");
+    try {
+        d.reply("354 go ahead anyway\r\n");
+        FAIL() << "expected a protocol error";
+    } catch (const Error& e) {
+        EXPECT_EQ(e.status(), Status::protocol);
+        EXPECT_NE(std::string(e.what()).find("no recipient was accepted"), std::string::npos) << e.what();
+    }
+    EXPECT_EQ(d.s.output(), ".\r\nQUIT\r\n");
+    EXPECT_EQ(d.s.phase(), Phase::closed);
+    EXPECT_EQ(d.r(0).outcome, Outcome::permanent);  // verdicts already given stay
+    EXPECT_EQ(d.r(1).stage, Stage::rcpt);
+}
+
+TEST(Session, WrongReplyToDataIsAProtocolErrorAndMarksUnknown) {
+    Driver d;
+    d.s.deliver("s@x", {"a@x", "b@x"});
+    d.take();
+    d.reply("250 ok\r\n");
+    d.reply("250 ok\r\n");
+    d.reply("550 no\r\n");
+    EXPECT_THROW(d.reply("250 data is fine\r\n"), Error);
+    EXPECT_EQ(d.s.phase(), Phase::closed);
+    EXPECT_EQ(d.r(0).outcome, Outcome::unknown);
+    EXPECT_EQ(d.r(0).stage, Stage::none);
+    EXPECT_EQ(d.r(1).outcome, Outcome::permanent);
+    EXPECT_EQ(d.s.awaiting(), 0u);
+}
+
+TEST(Session, IntermediateReplyWhereFinalWasDue) {
+    Driver d;
+    d.s.deliver("s@x", {"a@x", "b@x"});
+    d.take();
+    for (int i = 0; i < 3; ++i) d.reply("250 ok\r\n");
+    d.reply("354 go\r\n");
+    d.s.end_body();
+    d.take();
+    d.reply("250 a done\r\n");
+    EXPECT_THROW(d.reply("354 what\r\n"), Error);
+    EXPECT_EQ(d.r(0).outcome, Outcome::ok);
+    EXPECT_EQ(d.r(1).outcome, Outcome::unknown);
+}
+
+TEST(Session, Reply421InTheMiddleOfFinalRepliesEndsTheSession) {
+    Driver d;
+    d.s.deliver("s@x", {"a@x", "b@x", "c@x"});
+    d.take();
+    for (int i = 0; i < 4; ++i) d.reply("250 ok\r\n");
+    d.reply("354 go\r\n");
+    d.s.end_body();
+    d.take();
+    d.reply("250 a\r\n");
+    d.reply("421 4.3.2 shutting down\r\n");
+    EXPECT_EQ(d.s.phase(), Phase::closed);
+    EXPECT_EQ(d.s.awaiting(), 0u);
+    EXPECT_EQ(d.r(0).outcome, Outcome::ok);
+    EXPECT_EQ(d.r(1).outcome, Outcome::temporary);
+    EXPECT_EQ(d.r(1).reply.code, 421);
+    EXPECT_EQ(d.r(2).outcome, Outcome::unknown);
+    EXPECT_FALSE(d.s.transaction().finished);
+}
+
+TEST(Session, Reply421ToAPipelinedRcptDropsTheRest) {
+    Driver d;
+    d.s.deliver("s@x", {"a@x", "b@x"});
+    d.take();
+    d.reply("250 ok\r\n");
+    d.reply("421 4.4.2 bye\r\n");
+    EXPECT_EQ(d.s.phase(), Phase::closed);
+    EXPECT_EQ(d.s.awaiting(), 0u);
+    EXPECT_EQ(d.r(0).outcome, Outcome::temporary);
+    EXPECT_EQ(d.r(0).stage, Stage::rcpt);
+    EXPECT_EQ(d.r(1).outcome, Outcome::unknown);
+}
+
+TEST(Session, FailMarksPendingRecipientsUnknownAndDropsOutput) {
+    Driver d;
+    d.s.deliver("s@x", {"a@x", "b@x"});
+    d.reply("250 ok\r\n");
+    d.reply("550 no\r\n");
+    d.s.fail(Status::timeout, "timed out");
+    EXPECT_EQ(d.s.output(), "");
+    EXPECT_EQ(d.s.phase(), Phase::closed);
+    EXPECT_EQ(d.r(0).outcome, Outcome::permanent);
+    EXPECT_EQ(d.r(1).outcome, Outcome::unknown);
+    EXPECT_THROW(d.s.noop(), Error);
+}
+
+TEST(Session, StepByStepTransaction) {
+    Driver d;
+    d.s.mail(MailVerb::mail, "s@x");
+    EXPECT_EQ(d.take(), "MAIL FROM:<s@x>\r\n");
+    d.reply("250 ok\r\n");
+    EXPECT_TRUE(d.s.server_in_transaction());
+    d.s.rcpt("a@x");
+    EXPECT_EQ(d.take(), "RCPT TO:<a@x>\r\n");
+    d.reply("250 ok\r\n");
+    d.s.rcpt("b@x");
+    d.reply("550 no\r\n");
+    d.s.data();
+    EXPECT_THROW(d.s.noop(), Error);  // DATA's reply first
+    EXPECT_EQ(d.take(), "RCPT TO:<b@x>\r\nDATA\r\n");
+    d.reply("354 go\r\n");
+    EXPECT_THROW(d.s.rset(), Error);  // no commands inside a message
+    d.s.body(".leading dot\n");
+    d.s.end_body();
+    EXPECT_EQ(d.take(), "..leading dot\r\n.\r\n");
+    d.reply("250 stored\r\n");
+    EXPECT_TRUE(d.s.transaction().finished);
+    EXPECT_EQ(d.r(0).outcome, Outcome::ok);
+    EXPECT_EQ(d.r(1).outcome, Outcome::permanent);
+}
+
+TEST(Session, OldMailVerbs) {
+    Driver d;
+    d.s.mail(MailVerb::send, "s@x");
+    EXPECT_EQ(d.take(), "SEND FROM:<s@x>\r\n");
+    d.reply("502 no\r\n");
+    d.s.mail(MailVerb::soml, "s@x");
+    EXPECT_EQ(d.take(), "SOML FROM:<s@x>\r\n");
+    d.reply("502 no\r\n");
+    d.s.mail(MailVerb::saml, "");
+    EXPECT_EQ(d.take(), "SAML FROM:<>\r\n");
+}
+
+TEST(Session, OtherCommands) {
+    Driver d;
+    d.s.rset();
+    d.s.noop();
+    d.s.verify("a@x");
+    d.s.expand("list");
+    d.s.help("");
+    d.s.help("MAIL");
+    d.s.etrn("example.org");
+    d.s.quit();
+    EXPECT_EQ(d.take(),
+              "RSET\r\nNOOP\r\nVRFY a@x\r\nEXPN list\r\nHELP\r\nHELP MAIL\r\nETRN example.org\r\nQUIT\r\n");
+    EXPECT_EQ(d.s.awaiting(), 8u);
+}
+
+TEST(Session, RawCommandsAreReadLikeTheirOwnCommands) {
+    Driver d;
+    d.s.raw("MAIL FROM:<s@x>");
+    d.s.raw("RCPT TO:<a@x> NOTIFY=NEVER");
+    d.s.raw("rcpt to:b@x");
+    EXPECT_EQ(d.take(), "MAIL FROM:<s@x>\r\nRCPT TO:<a@x> NOTIFY=NEVER\r\nrcpt to:b@x\r\n");
+    EXPECT_EQ(d.reply("250 ok\r\n").cmd, Session::Cmd::mail);
+    EXPECT_EQ(d.reply("250 ok\r\n").cmd, Session::Cmd::rcpt);
+    EXPECT_EQ(d.reply("250 ok\r\n").cmd, Session::Cmd::rcpt);
+    EXPECT_EQ(d.r(0).address, "a@x");
+    EXPECT_EQ(d.r(1).address, "b@x");
+    d.s.raw("DATA");
+    EXPECT_THROW(d.s.raw("NOOP"), Error);  // DATA's reply must come first
+    d.take();
+    d.reply("354 go\r\n");
+    EXPECT_EQ(d.s.phase(), Phase::body);
+    EXPECT_THROW(d.s.raw("NOOP"), Error);
+    d.s.end_body();
+    EXPECT_EQ(d.s.awaiting(), 2u);
+}
+
+TEST(Session, RawCommandsThatNeedMoreThanALineAreRefused) {
+    Driver d;
+    for (const char* line : {"STARTTLS", "AUTH PLAIN AGFAYg==", "BDAT 10 LAST", "starttls"}) {
+        try {
+            d.s.raw(line);
+            ADD_FAILURE() << line;
+        } catch (const Error& e) {
+            EXPECT_EQ(e.status(), Status::bad_sequence) << line;
+        }
+    }
+    EXPECT_EQ(d.s.output(), "");
+}
+
+TEST(Session, InjectionIsRefusedAndNothingIsQueued) {
+    Driver d;
+    const std::vector<std::string> bad = {"a@x\r\nRSET", "a@x\nDATA", std::string("a@x\0b", 5), "a@x\rQUIT"};
+    for (const auto& addr : bad) {
+        try {
+            d.s.deliver("s@x", {"ok@x", addr});
+            ADD_FAILURE() << "accepted " << printable(addr);
+        } catch (const Error& e) {
+            EXPECT_EQ(e.status(), Status::bad_input);
+        }
+        EXPECT_THROW(d.s.deliver(addr, {"ok@x"}), Error);
+        EXPECT_THROW(d.s.rcpt(addr), Error);
+        EXPECT_THROW(d.s.raw("NOOP " + addr), Error);
+        EXPECT_THROW(d.s.lhlo(addr), Error);
+        EXPECT_EQ(d.s.output(), "");
+        EXPECT_EQ(d.s.awaiting(), 0u);
+        EXPECT_FALSE(d.s.delivering());
+    }
+}
+
+TEST(Session, ParametersNeedTheirExtensionUnlessForced) {
+    Driver d(kLhloPlain);
+    MailParams mp;
+    mp.size = 10;
+    try {
+        d.s.mail(MailVerb::mail, "s@x", mp);
+        FAIL();
+    } catch (const Error& e) {
+        EXPECT_EQ(e.status(), Status::not_advertised);
+        EXPECT_NE(std::string(e.what()).find("SIZE"), std::string::npos);
+    }
+    RcptParams rp;
+    rp.notify = notify_failure;
+    EXPECT_THROW(d.s.rcpt("a@x", rp), Error);
+    EXPECT_THROW(d.s.deliver("s@x", {"a@x"}, {}, rp), Error);
+    EXPECT_EQ(d.s.output(), "");
+    MailParams eight;
+    eight.body = BodyType::eight_bit_mime;
+    d.s.mail(MailVerb::mail, "s@x", eight);  // 8BITMIME is offered
+    d.s.mail(MailVerb::mail, "s@x", mp, true);
+    d.s.rcpt("a@x", rp, true);
+    EXPECT_EQ(d.take(),
+              "MAIL FROM:<s@x> BODY=8BITMIME\r\nMAIL FROM:<s@x> SIZE=10\r\nRCPT TO:<a@x> NOTIFY=FAILURE\r\n");
+}
+
+TEST(Session, SizeOverTheAdvertisedLimitIsRefusedBeforeSending) {
+    Driver d;  // SIZE 1000
+    MailParams mp;
+    mp.size = 1001;
+    try {
+        d.s.deliver("s@x", {"a@x"}, mp);
+        FAIL();
+    } catch (const Error& e) {
+        EXPECT_EQ(e.status(), Status::too_big);
+    }
+    EXPECT_EQ(d.s.output(), "");
+    mp.size = 1000;
+    d.s.deliver("s@x", {"a@x"}, mp);
+    EXPECT_EQ(d.take(), "MAIL FROM:<s@x> SIZE=1000\r\nRCPT TO:<a@x>\r\nDATA\r\n");
+}
+
+TEST(Session, DeliverNeedsRecipientsAndAReadySession) {
+    Driver d;
+    EXPECT_THROW(d.s.deliver("s@x", {}), Error);
+    d.s.noop();
+    EXPECT_THROW(d.s.deliver("s@x", {"a@x"}), Error);  // a reply is still owed
+    Session fresh;
+    EXPECT_THROW(fresh.deliver("s@x", {"a@x"}), Error);  // not connected
+}
+
+TEST(Session, RefusedLhloLeavesNoCapabilities) {
+    Session s;
+    s.start();
+    s.on_reply(parse("220 hi\r\n"));
+    s.lhlo("c");
+    s.consumed(s.output().size());
+    s.on_reply(parse("500 5.5.1 what\r\n"));
+    EXPECT_EQ(s.phase(), Phase::connected);
+    EXPECT_FALSE(s.supports("PIPELINING"));
+    EXPECT_THROW(s.deliver("s@x", {"a@x"}), Error);
+}
+
+TEST(Session, ReplyWithNothingExpectedIsAProtocolError) {
+    Driver d;
+    EXPECT_THROW(d.reply("250 surprise\r\n"), Error);
+    EXPECT_EQ(d.s.phase(), Phase::closed);
+}
+
+TEST(Session, BackToBackTransactionsNeedNoReset) {
+    Driver d;
+    for (int round = 0; round < 3; ++round) {
+        d.s.deliver("s@x", {"a@x"});
+        EXPECT_EQ(d.take(), "MAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\nDATA\r\n") << round;
+        d.reply("250 ok\r\n");
+        d.reply("250 ok\r\n");
+        d.reply("354 go\r\n");
+        d.s.body("m");
+        d.s.end_body();
+        d.take();
+        d.reply("250 saved\r\n");
+        EXPECT_TRUE(d.s.transaction().all_delivered());
+    }
+}
+
+TEST(Session, TraceShowsCommandsAndBodyLines) {
+    Driver d;
+    d.traced.clear();
+    d.s.deliver("s@x", {"a@x"});
+    d.reply("250 ok\r\n");
+    d.reply("250 ok\r\n");
+    d.reply("354 go\r\n");
+    d.s.body("line one\r\nline two\n");
+    d.s.end_body();
+    std::vector<std::pair<TraceDir, std::string>> want = {
+        {TraceDir::send, "MAIL FROM:<s@x>"}, {TraceDir::send, "RCPT TO:<a@x>"}, {TraceDir::send, "DATA"},
+        {TraceDir::data, "line one"},        {TraceDir::data, "line two"},      {TraceDir::send, "."},
+    };
+    EXPECT_EQ(d.traced, want);
+}
+
+TEST(Session, AwaitedNamesTheCommand) {
+    Driver d;
+    d.s.deliver("s@x", {"who@x"});
+    EXPECT_EQ(d.s.awaited(), "the reply to MAIL");
+    d.reply("250 ok\r\n");
+    EXPECT_EQ(d.s.awaited(), "the reply to RCPT TO:<who@x>");
+    d.reply("250 ok\r\n");
+    d.reply("354 go\r\n");
+    d.s.end_body();
+    EXPECT_EQ(d.s.awaited(), "the final reply for <who@x>");
+}
