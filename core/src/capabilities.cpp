@@ -101,11 +101,12 @@ Capabilities Capabilities::parse(const Reply& reply) {
         std::uint64_t v = 0;
         bool ok = !p->empty();
         for (char c : *p) {
-            if (c < '0' || c > '9' || v > (std::numeric_limits<std::uint64_t>::max() - 9) / 10) {
-                ok = false;
+            std::uint64_t digit = static_cast<std::uint64_t>(c - '0');
+            if (c < '0' || c > '9' || v > (std::numeric_limits<std::uint64_t>::max() - digit) / 10) {
+                ok = false;  // not a number, or too big for 64 bits
                 break;
             }
-            v = v * 10 + static_cast<std::uint64_t>(c - '0');
+            v = v * 10 + digit;
         }
         caps.size_limit_ = ok ? v : 0;
     }

@@ -104,8 +104,9 @@ private:
     std::string error_;
 };
 
-// Renders arbitrary bytes for an error message: printable ASCII as is,
-// everything else as \xHH, cut to about `max` characters.
+// Renders arbitrary bytes for an error message: printable ASCII as is, CR,
+// LF, TAB and backslash as \r \n \t \\, every other byte as \xHH; cut to
+// about `max` characters (then "..." is appended).
 std::string printable(std::string_view bytes, std::size_t max = 80);
 
 }  // namespace lmtp

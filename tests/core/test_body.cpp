@@ -1,0 +1,637 @@
+// Tests for the body encoder and decoder (lmtp/body.hpp): line-end
+// normalisation, dot-stuffing (RFC 5321 4.5.2), the terminator, and that a
+// chunk may end anywhere.
+#include "lmtp/body.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <ostream>
+#include <random>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace {
+
+using lmtp::BodyDecoder;
+using lmtp::BodyEncoder;
+using Mode = lmtp::BodyEncoder::Mode;
+using namespace std::string_literals;
+
+std::string show(std::string_view s) {
+    std::string o;
+    for (unsigned char c : s) {
+        if (c == '\r') o += "\\r";
+        else if (c == '\n') o += "\\n";
+        else if (c < 0x20 || c >= 0x7f) {
+            char buf[8];
+            std::snprintf(buf, sizeof buf, "\\x%02X", c);
+            o += buf;
+        } else o += static_cast<char>(c);
+    }
+    return "\"" + o + "\"";
+}
+
+// Reference model, whole-message: every CRLF, bare CR and bare LF becomes
+// CRLF, and a message that does not end in a line end gets one.
+std::string normalise(std::string_view in) {
+    std::string out;
+    for (std::size_t i = 0; i < in.size(); ++i) {
+        char c = in[i];
+        if (c == '\r') {
+            out += "\r\n";
+            if (i + 1 < in.size() && in[i + 1] == '\n') ++i;
+        } else if (c == '\n') {
+            out += "\r\n";
+        } else {
+            out += c;
+        }
+    }
+    if (!out.empty() && (out.size() < 2 || out.compare(out.size() - 2, 2, "\r\n") != 0))
+        out += "\r\n";
+    return out;
+}
+
+// Reference model of the DATA wire form: normalised, dots doubled at the
+// start of lines, then ".\r\n".
+std::string reference_wire(std::string_view in) {
+    std::string n = normalise(in);
+    std::string out;
+    bool line_start = true;
+    for (std::size_t i = 0; i < n.size(); ++i) {
+        if (line_start && n[i] == '.') out += '.';
+        out += n[i];
+        line_start = n[i] == '\n';
+    }
+    return out + ".\r\n";
+}
+
+std::string encode_pieces(const std::vector<std::string_view>& pieces, Mode mode) {
+    BodyEncoder e(mode);
+    std::string out;
+    for (std::string_view p : pieces) e.encode(p, out);
+    e.finish(out);
+    return out;
+}
+
+std::string encode_once(std::string_view in, Mode mode = Mode::dot_stuff) {
+    return encode_pieces({in}, mode);
+}
+
+std::string encode_bytewise(std::string_view in, Mode mode) {
+    std::vector<std::string_view> pieces;
+    for (std::size_t i = 0; i < in.size(); ++i) pieces.push_back(in.substr(i, 1));
+    return encode_pieces(pieces, mode);
+}
+
+std::vector<std::string_view> random_pieces(std::string_view in, std::mt19937& rng,
+                                            std::size_t max_piece) {
+    std::vector<std::string_view> pieces;
+    std::size_t off = 0;
+    while (off < in.size()) {
+        std::size_t n = rng() % (max_piece + 1);  // empty pieces too
+        n = std::min(n, in.size() - off);
+        pieces.push_back(in.substr(off, n));
+        off += n;
+    }
+    return pieces;
+}
+
+struct Case {
+    std::string in;
+    std::string dot_stuff;  // DATA wire form, terminator included
+    std::string canonical;  // BDAT form
+};
+
+std::vector<Case> cases() {
+    return {
+        {"", ".\r\n", ""},
+        {"a", "a\r\n.\r\n", "a\r\n"},
+        {"a\n", "a\r\n.\r\n", "a\r\n"},
+        {"a\r\n", "a\r\n.\r\n", "a\r\n"},
+        {"a\r", "a\r\n.\r\n", "a\r\n"},
+        {"a\rb", "a\r\nb\r\n.\r\n", "a\r\nb\r\n"},
+        {"a\nb", "a\r\nb\r\n.\r\n", "a\r\nb\r\n"},
+        {".a\n", "..a\r\n.\r\n", ".a\r\n"},
+        {"a\n.\n", "a\r\n..\r\n.\r\n", "a\r\n.\r\n"},
+        {".", "..\r\n.\r\n", ".\r\n"},
+        {".\n", "..\r\n.\r\n", ".\r\n"},
+        {".\r\n", "..\r\n.\r\n", ".\r\n"},
+        {".\r", "..\r\n.\r\n", ".\r\n"},
+        {"..\n", "...\r\n.\r\n", "..\r\n"},
+        {"\n", "\r\n.\r\n", "\r\n"},
+        {"\r\n", "\r\n.\r\n", "\r\n"},
+        {"\r", "\r\n.\r\n", "\r\n"},
+        {"\n\n", "\r\n\r\n.\r\n", "\r\n\r\n"},
+        {"\r\r", "\r\n\r\n.\r\n", "\r\n\r\n"},
+        {"\n\r", "\r\n\r\n.\r\n", "\r\n\r\n"},
+        {"\r\n\r\n", "\r\n\r\n.\r\n", "\r\n\r\n"},
+        {"\r\r\n", "\r\n\r\n.\r\n", "\r\n\r\n"},
+        {"a\r\r\n", "a\r\n\r\n.\r\n", "a\r\n\r\n"},
+        {"a\r\n\n", "a\r\n\r\n.\r\n", "a\r\n\r\n"},
+        {"a.b\n", "a.b\r\n.\r\n", "a.b\r\n"},
+        {" .a\n", " .a\r\n.\r\n", " .a\r\n"},
+        {"a\n.\n.\n", "a\r\n..\r\n..\r\n.\r\n", "a\r\n.\r\n.\r\n"},
+        {"a\r.\r", "a\r\n..\r\n.\r\n", "a\r\n.\r\n"},
+        {"a\r\n.\r\nb", "a\r\n..\r\nb\r\n.\r\n", "a\r\n.\r\nb\r\n"},
+        {"\r\n.\r\n", "\r\n..\r\n.\r\n", "\r\n.\r\n"},
+        {"\n.\r\n", "\r\n..\r\n.\r\n", "\r\n.\r\n"},
+        {"a\n\n.b", "a\r\n\r\n..b\r\n.\r\n", "a\r\n\r\n.b\r\n"},
+        {".\n.\n.", "..\r\n..\r\n..\r\n.\r\n", ".\r\n.\r\n.\r\n"},
+        {"x\0y\n"s, "x\0y\r\n.\r\n"s, "x\0y\r\n"s},
+        {"caf\xC3\xA9\n", "caf\xC3\xA9\r\n.\r\n", "caf\xC3\xA9\r\n"},
+        {"Subject: hi\n\nbody\n.\n", "Subject: hi\r\n\r\nbody\r\n..\r\n.\r\n",
+         "Subject: hi\r\n\r\nbody\r\n.\r\n"},
+    };
+}
+
+// Readable names in gtest's failure output instead of a byte dump.
+void PrintTo(const Case& c, std::ostream* os) { *os << show(c.in); }
+
+std::string case_name(const ::testing::TestParamInfo<Case>& info) {
+    return "case" + std::to_string(info.index);
+}
+
+class EncoderTable : public ::testing::TestWithParam<Case> {};
+
+TEST_P(EncoderTable, ModelAgreesWithTable) {
+    // Guards the reference model used by the random tests below.
+    const Case& c = GetParam();
+    EXPECT_EQ(show(reference_wire(c.in)), show(c.dot_stuff));
+    EXPECT_EQ(show(normalise(c.in)), show(c.canonical));
+}
+
+TEST_P(EncoderTable, OneShot) {
+    const Case& c = GetParam();
+    SCOPED_TRACE(show(c.in));
+    EXPECT_EQ(show(encode_once(c.in, Mode::dot_stuff)), show(c.dot_stuff));
+    EXPECT_EQ(show(encode_once(c.in, Mode::canonical)), show(c.canonical));
+}
+
+TEST_P(EncoderTable, SplitInTwoAtEveryOffset) {
+    const Case& c = GetParam();
+    std::string_view in(c.in);
+    for (std::size_t i = 0; i <= in.size(); ++i) {
+        SCOPED_TRACE(show(c.in) + " split at " + std::to_string(i));
+        std::vector<std::string_view> pieces = {in.substr(0, i), in.substr(i)};
+        EXPECT_EQ(show(encode_pieces(pieces, Mode::dot_stuff)), show(c.dot_stuff));
+        EXPECT_EQ(show(encode_pieces(pieces, Mode::canonical)), show(c.canonical));
+    }
+}
+
+TEST_P(EncoderTable, SplitInThreeAtEveryPairOfOffsets) {
+    const Case& c = GetParam();
+    std::string_view in(c.in);
+    for (std::size_t i = 0; i <= in.size(); ++i) {
+        for (std::size_t j = i; j <= in.size(); ++j) {
+            std::vector<std::string_view> pieces = {in.substr(0, i), in.substr(i, j - i),
+                                                    in.substr(j)};
+            ASSERT_EQ(show(encode_pieces(pieces, Mode::dot_stuff)), show(c.dot_stuff))
+                << show(c.in) << " split at " << i << "," << j;
+            ASSERT_EQ(show(encode_pieces(pieces, Mode::canonical)), show(c.canonical))
+                << show(c.in) << " split at " << i << "," << j;
+        }
+    }
+}
+
+TEST_P(EncoderTable, ByteByByte) {
+    const Case& c = GetParam();
+    SCOPED_TRACE(show(c.in));
+    EXPECT_EQ(show(encode_bytewise(c.in, Mode::dot_stuff)), show(c.dot_stuff));
+    EXPECT_EQ(show(encode_bytewise(c.in, Mode::canonical)), show(c.canonical));
+}
+
+TEST_P(EncoderTable, DecoderInvertsDotStuffing) {
+    const Case& c = GetParam();
+    SCOPED_TRACE(show(c.in));
+    BodyDecoder d;
+    std::string out;
+    EXPECT_EQ(d.decode(c.dot_stuff, out), c.dot_stuff.size());
+    EXPECT_TRUE(d.done());
+    EXPECT_EQ(show(out), show(c.canonical));
+}
+
+INSTANTIATE_TEST_SUITE_P(Table, EncoderTable, ::testing::ValuesIn(cases()), case_name);
+
+// ---------------------------------------------------------------------------
+// Encoder: random inputs and chunkings against the reference model.
+
+std::string random_body(std::mt19937& rng, std::size_t max_len) {
+    // Mostly the interesting bytes.
+    static const std::string alphabet = "..\r\r\n\n\nab \0\xff"s;
+    std::string s(rng() % (max_len + 1), 'x');
+    for (char& c : s) c = alphabet[rng() % alphabet.size()];
+    return s;
+}
+
+TEST(Encoder, RandomChunksMatchOneShotAndModel) {
+    std::mt19937 rng(5321);
+    for (int n = 0; n < 2000; ++n) {
+        const std::string in = random_body(rng, 64);
+        const std::string want = reference_wire(in);
+        const std::string want_canonical = normalise(in);
+        ASSERT_EQ(show(encode_once(in, Mode::dot_stuff)), show(want)) << show(in);
+        ASSERT_EQ(show(encode_once(in, Mode::canonical)), show(want_canonical)) << show(in);
+        for (std::size_t max_piece : {1u, 2u, 3u, 7u}) {
+            auto pieces = random_pieces(in, rng, max_piece);
+            ASSERT_EQ(show(encode_pieces(pieces, Mode::dot_stuff)), show(want)) << show(in);
+            ASSERT_EQ(show(encode_pieces(pieces, Mode::canonical)), show(want_canonical))
+                << show(in);
+        }
+    }
+}
+
+TEST(Encoder, OutputBoundPerCall) {
+    // "Output is at most about twice the input": never more than 2n + 2.
+    std::mt19937 rng(1870);
+    for (int n = 0; n < 500; ++n) {
+        const std::string in = random_body(rng, 200);
+        BodyEncoder e;
+        std::string out;
+        for (std::string_view p : random_pieces(in, rng, 17)) {
+            const std::size_t before = out.size();
+            e.encode(p, out);
+            EXPECT_LE(out.size() - before, 2 * p.size() + 2) << show(p);
+        }
+    }
+}
+
+TEST(Encoder, AppendsToOutput) {
+    BodyEncoder e;
+    std::string out = "BDAT? no: prefix|";
+    e.encode("a\n", out);
+    e.finish(out);
+    EXPECT_EQ(out, "BDAT? no: prefix|a\r\n.\r\n");
+}
+
+TEST(Encoder, EmptyChunksChangeNothing) {
+    BodyEncoder e;
+    std::string out;
+    e.encode("", out);
+    EXPECT_TRUE(out.empty());
+    EXPECT_TRUE(e.at_line_start());
+    e.encode("a\r", out);
+    e.encode("", out);
+    e.encode("\n.", out);
+    e.encode("", out);
+    e.finish(out);
+    EXPECT_EQ(show(out), show("a\r\n..\r\n.\r\n"));
+}
+
+TEST(Encoder, ModeAccessors) {
+    BodyEncoder d;
+    EXPECT_EQ(d.mode(), Mode::dot_stuff);
+    BodyEncoder c(Mode::canonical);
+    EXPECT_EQ(c.mode(), Mode::canonical);
+    c.set_mode(Mode::dot_stuff);
+    EXPECT_EQ(c.mode(), Mode::dot_stuff);
+    std::string out;
+    c.encode(".x", out);
+    c.finish(out);
+    EXPECT_EQ(show(out), show("..x\r\n.\r\n"));
+}
+
+TEST(Encoder, CanonicalEmptyAndFinish) {
+    BodyEncoder e(Mode::canonical);
+    std::string out;
+    e.finish(out);
+    EXPECT_EQ(out, "");
+    e.encode("x", out);
+    e.finish(out);
+    EXPECT_EQ(show(out), show("x\r\n"));
+    out.clear();
+    e.encode("x\r\n", out);
+    e.finish(out);
+    EXPECT_EQ(show(out), show("x\r\n"));
+    out.clear();
+    e.encode("x\r", out);  // ended in a CR: already a line end
+    e.finish(out);
+    EXPECT_EQ(show(out), show("x\r\n"));
+}
+
+TEST(Encoder, ResetAndReuse) {
+    BodyEncoder e;
+    std::string out;
+    e.encode("abc", out);
+    EXPECT_EQ(e.bytes_in(), 3u);
+    EXPECT_FALSE(e.at_line_start());
+    e.reset();
+    EXPECT_EQ(e.bytes_in(), 0u);
+    EXPECT_TRUE(e.at_line_start());
+    out.clear();
+    e.encode(".b\n", out);  // a new message: the dot starts a line
+    e.finish(out);
+    EXPECT_EQ(show(out), show("..b\r\n.\r\n"));
+
+    // finish() also makes the encoder ready for the next message.
+    out.clear();
+    e.encode("first", out);  // ends mid-line
+    e.finish(out);
+    EXPECT_EQ(show(out), show("first\r\n.\r\n"));
+    EXPECT_TRUE(e.at_line_start());
+    out.clear();
+    e.encode(".second", out);
+    e.finish(out);
+    EXPECT_EQ(show(out), show("..second\r\n.\r\n"));
+
+    // A CR at the end of one message does not swallow the LF starting the next.
+    out.clear();
+    e.encode("x\r", out);
+    e.finish(out);
+    EXPECT_EQ(show(out), show("x\r\n.\r\n"));
+    out.clear();
+    e.encode("\ny", out);
+    e.finish(out);
+    EXPECT_EQ(show(out), show("\r\ny\r\n.\r\n"));
+
+    // Same after reset() in the middle of a CRLF.
+    out.clear();
+    e.encode("x\r", out);
+    e.reset();
+    out.clear();
+    e.encode("\n", out);
+    e.finish(out);
+    EXPECT_EQ(show(out), show("\r\n.\r\n"));
+}
+
+TEST(Encoder, BytesInCountsInput) {
+    BodyEncoder e;
+    std::string out;
+    EXPECT_EQ(e.bytes_in(), 0u);
+    e.encode("ab", out);
+    EXPECT_EQ(e.bytes_in(), 2u);
+    e.encode("\n\n", out);  // output grows by 4, input by 2
+    EXPECT_EQ(e.bytes_in(), 4u);
+    e.encode(".", out);
+    EXPECT_EQ(e.bytes_in(), 5u);
+    e.encode("\r", out);
+    e.encode("\n", out);
+    EXPECT_EQ(e.bytes_in(), 7u);
+    e.encode("", out);
+    EXPECT_EQ(e.bytes_in(), 7u);
+}
+
+TEST(Encoder, AtLineStart) {
+    struct Row {
+        std::vector<std::string> chunks;
+        bool at_start;
+    };
+    const Row rows[] = {
+        {{}, true},
+        {{"a"}, false},
+        {{"a\n"}, true},
+        {{"a\r\n"}, true},
+        {{"a\r"}, true},
+        {{"a\r", "\n"}, true},
+        {{"a\r", "b"}, false},
+        {{"."}, false},
+        {{"\n", "."}, false},
+        {{"\n"}, true},
+        {{"\r"}, true},
+    };
+    for (Mode mode : {Mode::dot_stuff, Mode::canonical}) {
+        for (const Row& r : rows) {
+            BodyEncoder e(mode);
+            std::string out;
+            std::string trace;
+            for (const auto& c : r.chunks) {
+                e.encode(c, out);
+                trace += show(c) + " ";
+            }
+            EXPECT_EQ(e.at_line_start(), r.at_start) << trace;
+        }
+    }
+}
+
+// Memory: a message of any size passes through in bounded memory. The caller
+// drains the output after each chunk; the output buffer must stay small.
+TEST(Encoder, FiftyMegabytesInBoundedMemory) {
+    const std::size_t chunk = 64 * 1024;
+    const std::size_t total = 50u * 1024 * 1024;
+    // Several chunk shapes, including the worst case (every byte a lone LF,
+    // and ".\n" lines whose dots are doubled).
+    std::vector<std::string> shapes;
+    shapes.emplace_back(chunk, '\n');
+    shapes.emplace_back(chunk, '\r');
+    {
+        std::string s;
+        while (s.size() < chunk) s += ".\n";
+        shapes.push_back(s.substr(0, chunk));
+    }
+    {
+        std::string s;
+        while (s.size() < chunk) s += "Lorem ipsum dolor sit amet, consectetur\n.dot line\r\n";
+        shapes.push_back(s.substr(0, chunk));
+    }
+    shapes.emplace_back(chunk, 'x');  // one huge line
+
+    for (Mode mode : {Mode::dot_stuff, Mode::canonical}) {
+        BodyEncoder e(mode);
+        std::string out;
+        std::size_t max_capacity = 0;
+        std::size_t fed = 0;
+        std::size_t emitted = 0;
+        for (std::size_t i = 0; fed < total; ++i) {
+            const std::string& c = shapes[i % shapes.size()];
+            e.encode(c, out);
+            EXPECT_LE(out.size(), 2 * c.size() + 2);
+            emitted += out.size();
+            max_capacity = std::max(max_capacity, out.capacity());
+            out.clear();
+            fed += c.size();
+        }
+        e.finish(out);
+        emitted += out.size();
+        EXPECT_EQ(e.bytes_in() == fed || e.bytes_in() == 0, true)
+            << "bytes_in " << e.bytes_in() << " after finish, fed " << fed;
+        EXPECT_LE(max_capacity, 256u * 1024) << "output buffer grew to " << max_capacity;
+        EXPECT_GT(emitted, fed);  // line ends and dots only add
+    }
+}
+
+TEST(Encoder, BytesInBeforeFinishOnBigInput) {
+    BodyEncoder e;
+    std::string out;
+    const std::string c(1 << 20, 'q');
+    for (int i = 0; i < 8; ++i) {
+        e.encode(c, out);
+        out.clear();
+    }
+    EXPECT_EQ(e.bytes_in(), 8u << 20);
+}
+
+// ---------------------------------------------------------------------------
+// Decoder.
+
+struct DecCase {
+    std::string wire;
+    std::string decoded;
+    std::size_t consumed;  // up to and including the terminator
+};
+
+std::vector<DecCase> dec_cases() {
+    return {
+        {".\r\n", "", 3},
+        {".\r\nMAIL FROM:<a@b>\r\n", "", 3},
+        {"a\r\n.\r\n", "a\r\n", 6},
+        {"a\r\n.\r\nrest", "a\r\n", 6},
+        {"a\r\n.\r\n.\r\n", "a\r\n", 6},
+        {"..a\r\n.\r\n", ".a\r\n", 8},
+        {"a\r\n..\r\n.\r\n", "a\r\n.\r\n", 10},
+        {"\r\n.\r\n", "\r\n", 5},
+        {"a\r\nb\r\n.\r\n", "a\r\nb\r\n", 9},
+        {"a.\r\n.\r\n", "a.\r\n", 7},
+        {"...\r\n.\r\n", "..\r\n", 8},
+        // RFC 5321 4.5.2: a line that starts with a period and has more on
+        // it loses the first period.
+        {".x\r\n.\r\n", "x\r\n", 7},
+        // Bare CR and LF are data, not line ends.
+        {"a\rb\r\n.\r\n", "a\rb\r\n", 8},
+        {"a\nb\r\n.\r\n", "a\nb\r\n", 8},
+        {"a\r\r\n.\r\n", "a\r\r\n", 7},
+        // "\n.\r\n" is not the terminator: the LF did not end a line.
+        {"a\n.\r\n.\r\n", "a\n.\r\n", 8},
+        {"a\r.\r\n.\r\n", "a\r.\r\n", 8},
+    };
+}
+
+void PrintTo(const DecCase& c, std::ostream* os) { *os << show(c.wire); }
+
+std::string dec_name(const ::testing::TestParamInfo<DecCase>& info) {
+    return "case" + std::to_string(info.index);
+}
+
+class DecoderTable : public ::testing::TestWithParam<DecCase> {};
+
+TEST_P(DecoderTable, OneShot) {
+    const DecCase& c = GetParam();
+    BodyDecoder d;
+    std::string out;
+    EXPECT_FALSE(d.done());
+    EXPECT_EQ(d.decode(c.wire, out), c.consumed) << show(c.wire);
+    EXPECT_TRUE(d.done());
+    EXPECT_EQ(show(out), show(c.decoded));
+    // After the terminator nothing more is taken.
+    EXPECT_EQ(d.decode("more\r\n.\r\n", out), 0u);
+    EXPECT_EQ(show(out), show(c.decoded));
+    EXPECT_TRUE(d.done());
+}
+
+TEST_P(DecoderTable, SplitInTwoAtEveryOffset) {
+    const DecCase& c = GetParam();
+    std::string_view w(c.wire);
+    for (std::size_t i = 0; i <= w.size(); ++i) {
+        SCOPED_TRACE(show(c.wire) + " split at " + std::to_string(i));
+        BodyDecoder d;
+        std::string out;
+        std::size_t used = d.decode(w.substr(0, i), out);
+        if (i < c.consumed) {
+            EXPECT_EQ(used, i);
+            EXPECT_FALSE(d.done());
+            used += d.decode(w.substr(i), out);
+        } else {
+            EXPECT_EQ(used, c.consumed);
+            EXPECT_TRUE(d.done());
+            EXPECT_EQ(d.decode(w.substr(i), out), 0u);
+        }
+        EXPECT_EQ(used, c.consumed);
+        EXPECT_TRUE(d.done());
+        EXPECT_EQ(show(out), show(c.decoded));
+    }
+}
+
+TEST_P(DecoderTable, ByteByByte) {
+    const DecCase& c = GetParam();
+    BodyDecoder d;
+    std::string out;
+    std::size_t used = 0;
+    for (std::size_t i = 0; i < c.wire.size(); ++i) {
+        std::size_t n = d.decode(std::string_view(c.wire).substr(i, 1), out);
+        EXPECT_EQ(n, i < c.consumed ? 1u : 0u) << "at byte " << i;
+        EXPECT_EQ(d.done(), i + 1 >= c.consumed) << "at byte " << i;
+        used += n;
+    }
+    EXPECT_EQ(used, c.consumed);
+    EXPECT_EQ(show(out), show(c.decoded));
+}
+
+INSTANTIATE_TEST_SUITE_P(Table, DecoderTable, ::testing::ValuesIn(dec_cases()), dec_name);
+
+TEST(Decoder, NotDoneWithoutTerminator) {
+    for (const char* w : {"", "a", "a\r\n", "a\r\n.", "a\r\n.\r", "a\n.\n", "a\r\n..\r\n",
+                          "x.\r\n"}) {
+        BodyDecoder d;
+        std::string out;
+        EXPECT_EQ(d.decode(w, out), std::string_view(w).size()) << show(w);
+        EXPECT_FALSE(d.done()) << show(w);
+    }
+}
+
+TEST(Decoder, ResetForTheNextMessage) {
+    BodyDecoder d;
+    std::string out;
+    const std::string two = "a\r\n.\r\n..b\r\n.\r\n";
+    std::size_t n = d.decode(two, out);
+    EXPECT_EQ(n, 6u);
+    EXPECT_EQ(show(out), show("a\r\n"));
+    d.reset();
+    EXPECT_FALSE(d.done());
+    out.clear();
+    std::size_t m = d.decode(std::string_view(two).substr(n), out);
+    EXPECT_EQ(m, two.size() - n);
+    EXPECT_TRUE(d.done());
+    EXPECT_EQ(show(out), show(".b\r\n"));
+}
+
+TEST(Decoder, RoundTripProperty) {
+    // decode(encode(x)) == x with line ends made CRLF and a final CRLF added
+    // when x did not end with a line end; "" stays "".
+    std::mt19937 rng(2033);
+    for (int n = 0; n < 3000; ++n) {
+        const std::string in = random_body(rng, 80);
+        BodyEncoder e;
+        std::string wire;
+        for (std::string_view p : random_pieces(in, rng, 9)) e.encode(p, wire);
+        e.finish(wire);
+        const std::string after = "LHLO next\r\n";
+        const std::string stream = wire + after;
+
+        BodyDecoder d;
+        std::string out;
+        std::size_t used = 0;
+        for (std::string_view p : random_pieces(stream, rng, 11)) {
+            used += d.decode(p, out);
+            if (d.done()) break;
+        }
+        ASSERT_TRUE(d.done()) << show(in) << " -> " << show(wire);
+        ASSERT_EQ(used, wire.size()) << show(in) << " -> " << show(wire);
+        ASSERT_EQ(show(out), show(normalise(in))) << "input " << show(in);
+    }
+    // The empty message.
+    BodyDecoder d;
+    std::string out;
+    EXPECT_EQ(d.decode(encode_once(""), out), 3u);
+    EXPECT_EQ(out, "");
+    EXPECT_TRUE(d.done());
+}
+
+TEST(Decoder, RoundTripLargeBody) {
+    std::mt19937 rng(3030);
+    std::string in;
+    for (int i = 0; i < 20000; ++i) in += random_body(rng, 20);
+    BodyEncoder e;
+    std::string wire;
+    for (std::string_view p : random_pieces(in, rng, 4096)) e.encode(p, wire);
+    e.finish(wire);
+    ASSERT_EQ(wire, reference_wire(in));
+    BodyDecoder d;
+    std::string out;
+    std::size_t used = 0;
+    for (std::string_view p : random_pieces(wire, rng, 4096)) used += d.decode(p, out);
+    EXPECT_TRUE(d.done());
+    EXPECT_EQ(used, wire.size());
+    EXPECT_TRUE(out == normalise(in));
+}
+
+}  // namespace
