@@ -46,7 +46,7 @@ extern "C" {
 #define LMTP_VERSION_MAJOR 1
 #define LMTP_VERSION_MINOR 0
 #define LMTP_VERSION_PATCH 0
-#define LMTP_VERSION_NUM ((LMTP_VERSION_MAJOR << 16) | (LMTP_VERSION_MINOR << 8) | LMTP_VERSION_PATCH)
+#define LMTP_VERSION_NUM ((LMTP_VERSION_MAJOR * 65536u) + (LMTP_VERSION_MINOR * 256u) + LMTP_VERSION_PATCH)
 
 #if defined(LMTP_BUILDING) && defined(__GNUC__)
 #define LMTP_API __attribute__((visibility("default")))
@@ -161,9 +161,10 @@ LMTP_API unsigned long long lmtp_size_limit(lmtp_t *h);
 
 /* Its code (e.g. 250), or 0 when the last call got no reply. */
 LMTP_API int lmtp_code(lmtp_t *h);
-/* Its enhanced status code ("2.1.5"), or "" when it had none. Also split
- * into numbers when the pointers are not NULL; returns 1 if present. */
+/* Its enhanced status code ("2.1.5"), or "" when it had none. */
 LMTP_API const char *lmtp_enhanced(lmtp_t *h);
+/* The same as numbers, stored where the pointers are not NULL (0 when
+ * absent); returns 1 if the reply had one, else 0. */
 LMTP_API int lmtp_enhanced_parts(lmtp_t *h, int *klass, int *subject, int *detail);
 /* Its text as sent after the code, lines joined by "\n" (enhanced codes kept). */
 LMTP_API const char *lmtp_message(lmtp_t *h);
@@ -297,7 +298,8 @@ enum {
     LMTP_RESULT_UNKNOWN = 4    /* the session ended before the server said */
 };
 
-/* One entry per RCPT of the transaction, in order (duplicates included). */
+/* One entry per RCPT of the transaction, in order (duplicates included).
+ * For an index out of range the getters return 0, "" or LMTP_RESULT_UNKNOWN. */
 LMTP_API size_t lmtp_result_count(lmtp_t *h);
 LMTP_API const char *lmtp_result_address(lmtp_t *h, size_t i);
 LMTP_API int lmtp_result_status(lmtp_t *h, size_t i);

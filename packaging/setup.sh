@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs what liblmtp needs to build, test and run its demo on Debian 12.
+# Installs only what is missing; run as root (or it uses sudo when present).
+set -euo pipefail
+
+packages=(
+    g++ make cmake pkg-config binutils       # the build
+    libgtest-dev libcmocka-dev               # unit tests (GoogleTest, CMocka)
+    python3                                  # test helpers
+    dovecot-core dovecot-lmtpd openssl       # a real LMTP server for integration tests and the demo
+)
+
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then
+    command -v sudo >/dev/null || { echo "setup.sh: need root to install: ${missing[*]}" >&2; exit 1; }
+    SUDO=sudo
+fi
+echo "setup.sh: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+# Installing dovecot must not start a system-wide daemon: we run our own.
+policy_added=""
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+    $SUDO chmod +x /usr/sbin/policy-rc.d
+    policy_added=yes
+fi
+trap '[ -n "$policy_added" ] && $SUDO rm -f /usr/sbin/policy-rc.d' EXIT
+if ! $SUDO apt-get install -y --no-install-recommends "${missing[@]}"; then
+    $SUDO apt-get update
+    $SUDO apt-get install -y --no-install-recommends "${missing[@]}"
+fi

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Sets up everything and runs every test: a -Werror build with all tests
+# (unit, C API, packaging, real Dovecot), then the same tests built with
+# AddressSanitizer and UndefinedBehaviorSanitizer.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+packaging/setup.sh
+jobs=$(nproc)
+
+cmake -S . -B build/release -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLMTP_WERROR=ON
+cmake --build build/release -j"$jobs"
+(cd build/release && ctest --output-on-failure -j"$jobs")
+
+# Sanitizers: the packaging tests load or install the library into programs
+# built without the sanitizer runtime, so they run in the build above only.
+cmake -S . -B build/sanitize -DCMAKE_BUILD_TYPE=Debug -DLMTP_WERROR=ON -DLMTP_SANITIZE=ON
+cmake --build build/sanitize -j"$jobs"
+(cd build/sanitize && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --output-on-failure -j"$jobs" -LE packaging)
+echo "test.sh: all tests passed"

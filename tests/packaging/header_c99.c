@@ -1,0 +1,89 @@
+/*
+ * Compiled, never run, by check_header.sh: as C99 and as C++, with warnings
+ * as errors. lmtp.h must stand alone (it comes first), survive a second
+ * inclusion, give complete *_INIT initialisers (-Wmissing-field-initializers
+ * is part of -Wextra) and declare the functions with the types below.
+ */
+#include <lmtp.h>
+#include <lmtp.h>
+
+#ifdef __cplusplus
+/* Redeclaring with C linkage is an error unless lmtp.h declared them so. */
+extern "C" const char *lmtp_version(void);
+extern "C" void lmtp_free(lmtp_t *h);
+#endif
+
+/* Version macros are integer constant expressions usable by the preprocessor. */
+#if !defined(LMTP_VERSION_MAJOR) || !defined(LMTP_VERSION_MINOR) || !defined(LMTP_VERSION_PATCH)
+#error "lmtp.h lacks a version macro"
+#endif
+#if LMTP_VERSION_NUM != ((LMTP_VERSION_MAJOR << 16) | (LMTP_VERSION_MINOR << 8) | LMTP_VERSION_PATCH)
+#error "LMTP_VERSION_NUM disagrees with LMTP_VERSION_MAJOR/MINOR/PATCH"
+#endif
+
+/* Status codes never move (rule 8): a few fixed points. */
+typedef char lmtp_check_ok[LMTP_OK == 0 ? 1 : -1];
+typedef char lmtp_check_rejected[LMTP_ERR_REJECTED == 12 ? 1 : -1];
+typedef char lmtp_check_internal[LMTP_ERR_INTERNAL == 18 ? 1 : -1];
+
+static void trace(void *user, int direction, const char *line, size_t len)
+{
+    (void)user;
+    (void)direction;
+    (void)line;
+    (void)len;
+}
+
+static long read_none(void *user, void *buf, size_t cap)
+{
+    (void)user;
+    (void)buf;
+    (void)cap;
+    return 0;
+}
+
+int lmtp_header_check(void);
+int lmtp_header_check(void)
+{
+    lmtp_options opts = LMTP_OPTIONS_INIT;
+    lmtp_mail_options mopts = LMTP_MAIL_OPTIONS_INIT;
+    lmtp_rcpt_options ropts = LMTP_RCPT_OPTIONS_INIT;
+    lmtp_status status = LMTP_OK;
+    lmtp_trace_fn trace_fn = trace;
+    lmtp_read_fn read_fn = read_none;
+
+    /* The declarations have the types a caller relies on. */
+    const char *(*version)(void) = lmtp_version;
+    unsigned (*version_num)(void) = lmtp_version_num;
+    const char *(*strerror_fn)(int) = lmtp_strerror;
+    void (*options_init)(lmtp_options *) = lmtp_options_init;
+    int (*create)(lmtp_t **, const lmtp_options *) = lmtp_create;
+    int (*new_fn)(lmtp_t **, const char *, unsigned, const lmtp_options *) = lmtp_new;
+    void (*free_fn)(lmtp_t *) = lmtp_free;
+    int (*deliver)(lmtp_t *, const char *, const char *const *, size_t, const void *, size_t,
+                   const lmtp_mail_options *, const lmtp_rcpt_options *) = lmtp_deliver;
+    int (*deliver_stream)(lmtp_t *, const char *, const char *const *, size_t, lmtp_read_fn,
+                          void *, const lmtp_mail_options *, const lmtp_rcpt_options *) =
+        lmtp_deliver_stream;
+    size_t (*result_count)(lmtp_t *) = lmtp_result_count;
+    int (*result_code)(lmtp_t *, size_t) = lmtp_result_code;
+    const char *(*result_address)(lmtp_t *, size_t) = lmtp_result_address;
+    int (*is_connected)(const lmtp_t *) = lmtp_is_connected;
+    unsigned long long (*size_limit)(lmtp_t *) = lmtp_size_limit;
+
+    opts.trace = trace_fn;
+    opts.flags = LMTP_OPT_ACCEPT_BARE_LF;
+    mopts.body = LMTP_BODY_8BITMIME;
+    mopts.ret = LMTP_RET_HDRS;
+    mopts.flags = LMTP_FORCE;
+    ropts.notify = LMTP_NOTIFY_SUCCESS | LMTP_NOTIFY_FAILURE;
+
+    return (status == LMTP_OK) + (opts.struct_size == sizeof(lmtp_options)) +
+           (mopts.struct_size == sizeof(lmtp_mail_options)) +
+           (ropts.struct_size == sizeof(lmtp_rcpt_options)) + (read_fn != 0) + (version != 0) +
+           (version_num != 0) + (strerror_fn != 0) + (options_init != 0) + (create != 0) +
+           (new_fn != 0) + (free_fn != 0) + (deliver != 0) + (deliver_stream != 0) +
+           (result_count != 0) + (result_code != 0) + (result_address != 0) +
+           (is_connected != 0) + (size_limit != 0) + LMTP_TRACE_INFO + LMTP_STAGE_DATA +
+           LMTP_RESULT_UNKNOWN;
+}
