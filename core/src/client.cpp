@@ -43,8 +43,13 @@ Client::Client(ClientOptions options)
 
 Client::~Client() { close(); }
 
-void Client::trace(TraceDir dir, std::string_view text) const {
-    if (options_.trace) options_.trace(dir, text);
+void Client::trace(TraceDir dir, std::string_view text) const noexcept {
+    if (!options_.trace) return;
+    try {
+        options_.trace(dir, text);
+    } catch (...) {
+        // A throwing callback must not cost a reply that has already been read.
+    }
 }
 
 void Client::set_trace(TraceFn fn) {

@@ -312,14 +312,18 @@ void Session::check_size(const MailParams& params) const {
                                          std::to_string(caps_.size_limit()) + " octets");
 }
 
-void Session::trace(TraceDir dir, std::string_view text) const {
-    if (trace_) trace_(dir, text);
+void Session::trace(TraceDir dir, std::string_view text) const noexcept {
+    // A trace callback that throws must not break the protocol mid-step.
+    if (!trace_) return;
+    try {
+        trace_(dir, text);
+    } catch (...) {
+    }
 }
 
-void Session::trace_sent(std::string_view line) const {
-    if (!trace_) return;
+void Session::trace_sent(std::string_view line) const noexcept {
     if (line.size() >= 2 && line.substr(line.size() - 2) == "\r\n") line.remove_suffix(2);
-    trace_(TraceDir::send, line);
+    trace(TraceDir::send, line);
 }
 
 void Session::queue(std::string line, Cmd cmd, std::size_t index) {
@@ -445,7 +449,7 @@ void Session::body(std::string_view chunk) {
             std::size_t lf = rest.find('\n');
             std::string_view piece = rest.substr(0, lf);
             if (!piece.empty() && piece.back() == '\r') piece.remove_suffix(1);
-            trace_(TraceDir::data, piece);
+            trace(TraceDir::data, piece);
             if (lf == std::string_view::npos) break;
             rest.remove_prefix(lf + 1);
         }
@@ -472,6 +476,8 @@ void Session::deliver(std::string_view from, const std::vector<std::string>& rec
         throw Error(Status::bad_sequence, "deliver: replies to earlier commands are still owed");
     if (phase_ == Phase::connected)
         throw Error(Status::bad_sequence, "deliver: the server has not accepted LHLO");
+    // From here on the results are this delivery's, even if it is refused below.
+    new_transaction();
     if (recipients.empty()) throw Error(Status::invalid_argument, "deliver: no recipients");
 
     // Check every line before anything is queued.

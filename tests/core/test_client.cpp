@@ -569,6 +569,18 @@ TEST(Client, TraceSeesEveryLine) {
     EXPECT_EQ(lines, want);
 }
 
+TEST(Client, AThrowingTraceCallbackLosesNoReply) {
+    Peer peer(greeting() + std::vector<Step>{{"MAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\nDATA\r\n", "250 ok\r\n250 ok\r\n354 go\r\n"},
+                                             {"m\r\n.\r\n", "250 saved\r\n"},
+                                             {"NOOP\r\n", "250 noop\r\n"}});
+    ClientOptions o = options();
+    o.trace = [](TraceDir, std::string_view) { throw std::runtime_error("trace failed"); };
+    Client c(o);
+    c.connect(peer.transport());
+    EXPECT_TRUE(c.deliver("s@x", {"a@x"}, "m").all_delivered());
+    EXPECT_EQ(c.noop().text(), "noop");
+}
+
 // --- the socket transport: TCP (v4, v6), unix, local address, failures ----------------
 
 TEST(Transport, ConnectsOverIPv4IPv6AndUnixSockets) {

@@ -524,3 +524,31 @@ TEST(Session, AwaitedNamesTheCommand) {
     d.s.end_body();
     EXPECT_EQ(d.s.awaited(), "the final reply for <who@x>");
 }
+
+TEST(Session, ARefusedDeliveryLeavesNoStaleResults) {
+    Driver d;
+    d.s.deliver("s@x", {"a@x"});
+    d.take();
+    d.reply("250 ok\r\n");
+    d.reply("550 no\r\n");
+    d.reply("503 no recipients\r\n");
+    ASSERT_EQ(d.s.transaction().recipients.size(), 1u);
+    EXPECT_THROW(d.s.deliver("s@x", {"b@x", "bad\r\n@x"}), Error);
+    EXPECT_TRUE(d.s.transaction().recipients.empty());
+    EXPECT_EQ(d.s.output(), "");
+}
+
+TEST(Session, AThrowingTraceCallbackChangesNothing) {
+    Driver d;
+    d.s.set_trace([](TraceDir, std::string_view) { throw std::runtime_error("trace failed"); });
+    d.s.deliver("s@x", {"a@x"});
+    EXPECT_EQ(d.take(), "MAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\nDATA\r\n");
+    d.reply("250 ok\r\n");
+    d.reply("250 ok\r\n");
+    d.reply("354 go\r\n");
+    d.s.body("x\n");
+    d.s.end_body();
+    EXPECT_EQ(d.take(), "x\r\n.\r\n");
+    d.reply("250 ok\r\n");
+    EXPECT_TRUE(d.s.transaction().all_delivered());
+}

@@ -139,7 +139,7 @@ private:
     void send_body(const BodySource& source);
     void drop(Status status, const std::string& message);
     void reset_input();
-    void trace(TraceDir dir, std::string_view text) const;
+    void trace(TraceDir dir, std::string_view text) const noexcept;
 
     ClientOptions options_;
     Session session_;

@@ -188,8 +188,8 @@ private:
     void settle(std::size_t index, const Reply& reply, Stage stage);
     void finish_transaction();
     void plan_next();
-    void trace(TraceDir dir, std::string_view text) const;
-    void trace_sent(std::string_view line) const;
+    void trace(TraceDir dir, std::string_view text) const noexcept;
+    void trace_sent(std::string_view line) const noexcept;
 
     SessionLimits limits_;
     Phase phase_ = Phase::closed;
