@@ -112,7 +112,7 @@ std::string printable(std::string_view bytes, std::size_t max) {
     return out;
 }
 
-ReplyParser::ReplyParser(ReplyLimits limits) : limits_(limits) {}
+ReplyParser::ReplyParser(const ReplyLimits& limits) : limits_(limits) {}
 
 void ReplyParser::reset() {
     line_.clear();

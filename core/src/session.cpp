@@ -30,7 +30,7 @@ bool Transaction::all_delivered() const {
     return true;
 }
 
-Session::Session(SessionLimits limits) : limits_(limits) {}
+Session::Session(const SessionLimits& limits) : limits_(limits) {}
 
 Session::Want Session::want() const {
     if (!out_.empty()) return Want::write;
@@ -326,7 +326,7 @@ void Session::trace_sent(std::string_view line) const noexcept {
     trace(TraceDir::send, line);
 }
 
-void Session::queue(std::string line, Cmd cmd, std::size_t index) {
+void Session::queue(std::string_view line, Cmd cmd, std::size_t index) {
     trace_sent(line);
     out_ += line;
     expect_.push_back({cmd, index});
@@ -343,7 +343,7 @@ void Session::mail(MailVerb verb, std::string_view from, const MailParams& param
     check_advertised(required_extensions(params), "MAIL", force);
     check_size(params);
     new_transaction();
-    queue(std::move(line), Cmd::mail);
+    queue(line, Cmd::mail);
 }
 
 void Session::rcpt(std::string_view to, const RcptParams& params, bool force) {
@@ -351,7 +351,7 @@ void Session::rcpt(std::string_view to, const RcptParams& params, bool force) {
     std::string line = cmd::rcpt(to, params, limits_.max_command_line);
     check_advertised(required_extensions(params), "RCPT", force);
     std::size_t i = add_recipient(to);
-    queue(std::move(line), Cmd::rcpt, i);
+    queue(line, Cmd::rcpt, i);
 }
 
 void Session::data() {
@@ -417,22 +417,22 @@ void Session::raw(std::string_view line) {
         throw Error(Status::bad_sequence,
                     verb + " cannot be sent as a plain command line: it needs more than one line; use its own call");
     if (verb == "LHLO" || verb == "EHLO" || verb == "HELO") {
-        queue(std::move(formatted), Cmd::lhlo);
+        queue(formatted, Cmd::lhlo);
     } else if (verb == "MAIL" || verb == "SEND" || verb == "SOML" || verb == "SAML") {
         new_transaction();
-        queue(std::move(formatted), Cmd::mail);
+        queue(formatted, Cmd::mail);
     } else if (verb == "RCPT") {
         std::size_t i = add_recipient(rcpt_address(line));
-        queue(std::move(formatted), Cmd::rcpt, i);
+        queue(formatted, Cmd::rcpt, i);
     } else if (verb == "DATA") {
-        queue(std::move(formatted), Cmd::data);
+        queue(formatted, Cmd::data);
         data_pending_ = true;
     } else if (verb == "RSET") {
-        queue(std::move(formatted), Cmd::rset);
+        queue(formatted, Cmd::rset);
     } else if (verb == "QUIT") {
-        queue(std::move(formatted), Cmd::quit);
+        queue(formatted, Cmd::quit);
     } else {
-        queue(std::move(formatted), Cmd::other);
+        queue(formatted, Cmd::other);
     }
 }
 
@@ -495,7 +495,7 @@ void Session::deliver(std::string_view from, const std::vector<std::string>& rec
     new_transaction();
     for (const auto& r : recipients) add_recipient(r);
     plan_ = std::move(plan);
-    queue(std::move(mail_line), Cmd::mail);
+    queue(mail_line, Cmd::mail);
     if (plan_.pipelined) {
         // RFC 2920: MAIL, every RCPT and DATA in one group; DATA ends it.
         for (std::size_t i = 0; i < plan_.rcpt_lines.size(); ++i) queue(plan_.rcpt_lines[i], Cmd::rcpt, i);

@@ -70,7 +70,7 @@ public:
         error,      // the input is not a valid reply: see error(); the parser stays failed
     };
 
-    explicit ReplyParser(ReplyLimits limits = {});
+    explicit ReplyParser(const ReplyLimits& limits = {});
 
     // Consumes input up to and including the end of one reply, and no further.
     // `consumed` receives how many bytes were used; unused bytes belong to the

@@ -102,7 +102,7 @@ public:
         std::size_t index = 0;  // recipient index for rcpt and final
     };
 
-    explicit Session(SessionLimits limits = {});
+    explicit Session(const SessionLimits& limits = {});
 
     // --- driving -----------------------------------------------------------
     Want want() const;
@@ -179,7 +179,7 @@ private:
     void check_advertised(const std::vector<std::pair<std::string, std::string>>& needs,
                           const char* command, bool force) const;
     void check_size(const MailParams& params) const;
-    void queue(std::string line, Cmd cmd, std::size_t index = 0);
+    void queue(std::string_view line, Cmd cmd, std::size_t index = 0);
     void new_transaction();
     std::size_t add_recipient(std::string_view address);
     [[noreturn]] void protocol_error(const std::string& message);
