@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
     g++ make cmake pkg-config binutils       # the build
     libgtest-dev libcmocka-dev               # unit tests (GoogleTest, CMocka)
+    clang-14 libclang-rt-14-dev              # libFuzzer targets
     python3                                  # test helpers
     dovecot-core dovecot-lmtpd openssl       # a real LMTP server for integration tests and the demo
 )

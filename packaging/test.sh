@@ -17,4 +17,9 @@ cmake -S . -B build/sanitize -DCMAKE_BUILD_TYPE=Debug -DLMTP_WERROR=ON -DLMTP_SA
 cmake --build build/sanitize -j"$jobs"
 (cd build/sanitize && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --output-on-failure -j"$jobs" -LE packaging)
+# Fuzzers: a short run of each libFuzzer target over its seed corpus.
+cmake -S . -B build/fuzz -DCMAKE_BUILD_TYPE=Debug -DLMTP_FUZZ=ON -DLMTP_WERROR=ON \
+    -DCMAKE_C_COMPILER=clang-14 -DCMAKE_CXX_COMPILER=clang++-14
+cmake --build build/fuzz -j"$jobs" --target fuzz_reply fuzz_body
+(cd build/fuzz && ctest --output-on-failure -L fuzz)
 echo "test.sh: all tests passed"

@@ -1,0 +1,67 @@
+// Body encoder: whatever the input and however it is cut, the wire form
+// has only CRLF line ends, every line starting with "." is stuffed, the
+// decoder gives back the input with CRLF line ends, and the output is the
+// same as in one piece.
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+
+#include "lmtp/body.hpp"
+
+namespace {
+
+std::string canonical(const std::string& in) {
+    std::string out;
+    for (std::size_t i = 0; i < in.size(); ++i) {
+        if (in[i] == '\r') {
+            out += "\r\n";
+            if (i + 1 < in.size() && in[i + 1] == '\n') ++i;
+        } else if (in[i] == '\n') {
+            out += "\r\n";
+        } else {
+            out += in[i];
+        }
+    }
+    if (!out.empty() && (out.size() < 2 || out.compare(out.size() - 2, 2, "\r\n") != 0)) out += "\r\n";
+    return out;
+}
+
+std::string encode(const std::string& in, std::size_t step, lmtp::BodyEncoder::Mode mode) {
+    lmtp::BodyEncoder enc(mode);
+    std::string out;
+    for (std::size_t pos = 0; pos < in.size(); pos += step) enc.encode(std::string_view(in).substr(pos, step), out);
+    enc.finish(out);
+    return out;
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+    if (size < 1) return 0;
+    std::size_t step = 1 + data[0] % 17;
+    std::string in(reinterpret_cast<const char*>(data + 1), size - 1);
+    std::string wire = encode(in, in.size() + 1, lmtp::BodyEncoder::Mode::dot_stuff);
+    if (encode(in, step, lmtp::BodyEncoder::Mode::dot_stuff) != wire) std::abort();
+    // Only CRLF line ends on the wire.
+    for (std::size_t i = 0; i < wire.size(); ++i) {
+        if (wire[i] == '\r' && (i + 1 >= wire.size() || wire[i + 1] != '\n')) std::abort();
+        if (wire[i] == '\n' && (i == 0 || wire[i - 1] != '\r')) std::abort();
+    }
+    // The terminator comes once, at the end.
+    if (wire.size() < 3 || wire.compare(wire.size() - 3, 3, ".\r\n") != 0) std::abort();
+    std::size_t first_end = wire.find("\r\n.\r\n");
+    if (wire.compare(0, 3, ".\r\n") == 0) first_end = 0; else if (first_end != std::string::npos) first_end += 2;
+    if (first_end != wire.size() - 3) std::abort();
+    // Decoding gives the input back with canonical line ends.
+    lmtp::BodyDecoder dec;
+    std::string back;
+    std::size_t used = 0;
+    for (std::size_t pos = 0; pos < wire.size() && !dec.done(); pos += step)
+        used += dec.decode(std::string_view(wire).substr(pos, step), back);
+    if (!dec.done() || used != wire.size()) std::abort();
+    if (back != canonical(in)) std::abort();
+    // Canonical mode: the same message, without stuffing or terminator.
+    if (encode(in, step, lmtp::BodyEncoder::Mode::canonical) != canonical(in)) std::abort();
+    return 0;
+}
