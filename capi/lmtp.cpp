@@ -228,20 +228,24 @@ void lmtp_rcpt_options_init(lmtp_rcpt_options* opts) {
 int lmtp_create(lmtp_t** out, const lmtp_options* opts) {
     if (!out) return LMTP_ERR_INVALID_ARGUMENT;
     *out = nullptr;
-    if (opts && opts->struct_size < sizeof(std::size_t)) return LMTP_ERR_INVALID_ARGUMENT;
     try {
         lmtp::ClientOptions o;
         lmtp_trace_fn fn = nullptr;
         void* user = nullptr;
-        if (opts) {
+        std::string bad;  // why the options are unusable
+        if (opts && opts->struct_size < sizeof(std::size_t)) {
+            bad = "lmtp_options.struct_size is not set (initialise the struct with LMTP_OPTIONS_INIT)";
+        } else if (opts) {
             if (LMTP_HAS(opts, timeout_ms) && opts->timeout_ms) o.timeout = std::chrono::milliseconds(opts->timeout_ms);
             if (LMTP_HAS(opts, connect_timeout_ms) && opts->connect_timeout_ms)
                 o.connect_timeout = std::chrono::milliseconds(opts->connect_timeout_ms);
             if (LMTP_HAS(opts, hello) && opts->hello) o.hello = opts->hello;
             if (LMTP_HAS(opts, local_address) && opts->local_address) o.local_address = opts->local_address;
             if (LMTP_HAS(opts, local_port)) {
-                if (opts->local_port > 65535) return LMTP_ERR_INVALID_ARGUMENT;
-                o.local_port = static_cast<std::uint16_t>(opts->local_port);
+                if (opts->local_port > 65535)
+                    bad = "lmtp_options.local_port " + std::to_string(opts->local_port) + " is out of range";
+                else
+                    o.local_port = static_cast<std::uint16_t>(opts->local_port);
             }
             if (LMTP_HAS(opts, max_reply_line) && opts->max_reply_line)
                 o.limits.reply.max_reply_line = opts->max_reply_line;
@@ -252,6 +256,12 @@ int lmtp_create(lmtp_t** out, const lmtp_options* opts) {
             if (LMTP_HAS(opts, trace)) fn = opts->trace;
             if (LMTP_HAS(opts, trace_user)) user = opts->trace_user;
             if (LMTP_HAS(opts, flags)) o.limits.reply.accept_bare_lf = (opts->flags & LMTP_OPT_ACCEPT_BARE_LF) != 0;
+        }
+        if (!bad.empty()) {
+            // A handle all the same, so that lmtp_errmsg() can say which option.
+            auto* h = new lmtp_handle(lmtp::ClientOptions{});
+            *out = h;
+            return h->fail(LMTP_ERR_INVALID_ARGUMENT, bad);
         }
         auto* h = new lmtp_handle(std::move(o));
         if (fn) lmtp_set_trace(h, fn, user);

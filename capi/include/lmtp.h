@@ -11,7 +11,10 @@
  *     lmtp_code(), lmtp_enhanced(), lmtp_message().
  *  3. A server refusal (4xx/5xx) makes a call return LMTP_ERR_REJECTED; the
  *     reply is in lmtp_code()/lmtp_message(). Local and network failures have
- *     their own codes; lmtp_strerror() names each.
+ *     their own codes; lmtp_strerror() names each. The calls that end a
+ *     message (lmtp_data, lmtp_data_end, lmtp_deliver*) are the exception:
+ *     they return LMTP_OK once every recipient has the server's verdict,
+ *     whatever it is; the per-recipient results say who got the message.
  *  4. Strings passed in are NUL-terminated and only read during the call;
  *     none may contain CR or LF (nothing a caller passes can add a line to
  *     the protocol: such a call fails with LMTP_ERR_BAD_INPUT and sends
@@ -22,7 +25,11 @@
  *     call of the same getter. Getters return "" rather than NULL (only
  *     lmtp_capability returns NULL, for "not offered").
  *  6. NULL where a handle is expected: status functions return
- *     LMTP_ERR_INVALID_ARGUMENT, getters return 0 or "".
+ *     LMTP_ERR_INVALID_ARGUMENT, getters return 0 or "" (lmtp_errcode
+ *     returns LMTP_ERR_INVALID_ARGUMENT, lmtp_result_status
+ *     LMTP_RESULT_UNKNOWN, lmtp_capability NULL). An empty string where a
+ *     value is needed (a recipient, a domain, a command line) is
+ *     LMTP_ERR_INVALID_ARGUMENT too.
  *  7. Option structs start with struct_size: initialise them with their
  *     *_INIT macro or *_init() function, so a program built against this
  *     header keeps working with later versions of the library. A zero field
@@ -122,15 +129,19 @@ LMTP_API void lmtp_options_init(lmtp_options *opts);
 
 /* ---- handles and connections ---------------------------------------------- */
 
-/* A handle, not connected. `opts` may be NULL. */
+/* A handle, not connected. `opts` may be NULL. If the options are unusable
+ * (struct_size not set, a value out of range) the call returns
+ * LMTP_ERR_INVALID_ARGUMENT but still sets *out to a handle whose
+ * lmtp_errmsg() says which option; free it with lmtp_free(). */
 LMTP_API int lmtp_create(lmtp_t **out, const lmtp_options *opts);
 /* Connects, reads the banner, sends LHLO. `host` is a name, an IPv4 or IPv6
  * literal ("::1" or "[::1]"), or a unix socket path starting with "/" (then
  * `port` is ignored). A refused banner or LHLO gives LMTP_ERR_REJECTED. */
 LMTP_API int lmtp_connect(lmtp_t *h, const char *host, unsigned port);
-/* lmtp_create + lmtp_connect. On failure *out is still set (unless
- * LMTP_ERR_NO_MEMORY or LMTP_ERR_INVALID_ARGUMENT with out == NULL) so that
- * lmtp_errmsg() can tell why; free it with lmtp_free(). */
+/* lmtp_create + lmtp_connect. On failure *out is still set (unless out is
+ * NULL or memory ran out) so that lmtp_errmsg() can tell why; free it with
+ * lmtp_free(). A failed connect leaves the handle not connected: nothing is
+ * half open. The Hello name is checked before connecting. */
 LMTP_API int lmtp_new(lmtp_t **out, const char *host, unsigned port, const lmtp_options *opts);
 /* Closes the connection without QUIT (safe in a forked child) and frees. */
 LMTP_API void lmtp_free(lmtp_t *h);
@@ -139,6 +150,7 @@ LMTP_API int lmtp_close(lmtp_t *h);
 /* 1 when connected, else 0. */
 LMTP_API int lmtp_is_connected(const lmtp_t *h);
 
+/* 0 is LMTP_ERR_INVALID_ARGUMENT: every wait has a deadline. */
 LMTP_API int lmtp_set_timeout(lmtp_t *h, unsigned timeout_ms);
 LMTP_API unsigned lmtp_timeout(const lmtp_t *h);
 LMTP_API int lmtp_set_trace(lmtp_t *h, lmtp_trace_fn trace, void *user);
@@ -159,7 +171,9 @@ LMTP_API unsigned long long lmtp_size_limit(lmtp_t *h);
 
 /* ---- the last reply -------------------------------------------------------- */
 
-/* Its code (e.g. 250), or 0 when the last call got no reply. */
+/* Its code (e.g. 250), or 0 when the last call got no reply (a local error,
+ * a connection that failed, lmtp_command, lmtp_data_write). After
+ * lmtp_deliver it is the last reply read; the results say more. */
 LMTP_API int lmtp_code(lmtp_t *h);
 /* Its enhanced status code ("2.1.5"), or "" when it had none. */
 LMTP_API const char *lmtp_enhanced(lmtp_t *h);
@@ -261,8 +275,10 @@ LMTP_API int lmtp_data_end(lmtp_t *h);
 /* Sends one command line (no CRLF; checked like every other line). Its reply
  * is read by lmtp_response(); a later call reads it if the caller does not. */
 LMTP_API int lmtp_command(lmtp_t *h, const char *line);
-/* Reads the next reply owed (see lmtp_data_start). LMTP_ERR_BAD_SEQUENCE
- * when none is owed; otherwise LMTP_OK or LMTP_ERR_REJECTED by its code. */
+/* Reads the next reply owed: to an lmtp_command() not yet answered, else the
+ * next per-recipient reply left by lmtp_data_end() (those are owed until the
+ * next command). LMTP_ERR_BAD_SEQUENCE when none is owed; otherwise LMTP_OK
+ * or LMTP_ERR_REJECTED by its code. */
 LMTP_API int lmtp_response(lmtp_t *h);
 
 /* ---- one call: a whole transaction --------------------------------------------------- */
@@ -287,7 +303,7 @@ LMTP_API int lmtp_deliver_stream(lmtp_t *h, const char *from, const char *const 
 
 /* ---- per-recipient results of the current (or last) transaction ------------------------- */
 
-/* Where a recipient's verdict came from. */
+/* Where a recipient's verdict came from (NONE while pending or unknown). */
 enum { LMTP_STAGE_NONE = 0, LMTP_STAGE_MAIL = 1, LMTP_STAGE_RCPT = 2, LMTP_STAGE_DATA = 3 };
 /* The verdict. */
 enum {

@@ -106,6 +106,7 @@ void Client::drop(Status, const std::string& message) {
 void Client::connect(const std::string& host, std::uint16_t port) {
     close();
     last_ = Reply{};
+    cmd::lhlo(hello_name(), session_.limits().max_command_line);  // a bad Hello fails before connecting
     ConnectOptions co;
     co.timeout = options_.connect_timeout;
     co.local_address = options_.local_address;
@@ -115,24 +116,26 @@ void Client::connect(const std::string& host, std::uint16_t port) {
     connect(std::move(t));
 }
 
+std::string Client::hello_name() const { return options_.hello.empty() ? default_hello() : options_.hello; }
+
 void Client::connect(std::unique_ptr<Transport> transport) {
     close();
     last_ = Reply{};
     if (!transport || !transport->is_open()) throw Error(Status::invalid_argument, "no open transport");
+    std::string name = hello_name();
+    cmd::lhlo(name, session_.limits().max_command_line);  // checked before anything is read or sent
     transport_ = std::move(transport);
     reset_input();
     session_.start();
-    run();
-    if (!last_.completion()) {
-        std::string why = "the server refused the connection: " + last_.summary();
-        drop(Status::rejected, why);
-        throw Error(Status::rejected, why);
-    }
-    const Reply& r = hello(options_.hello.empty() ? default_hello() : options_.hello);
-    if (!r.completion()) {
-        std::string why = "the server refused LHLO: " + r.summary();
-        drop(Status::rejected, why);
-        throw Error(Status::rejected, why);
+    try {
+        run();
+        if (!last_.completion()) throw Error(Status::rejected, "the server refused the connection: " + last_.summary());
+        const Reply& r = hello(name);
+        if (!r.completion()) throw Error(Status::rejected, "the server refused LHLO: " + r.summary());
+    } catch (const Error& e) {
+        // Connected means greeted: never leave a half-open session behind.
+        drop(e.status(), e.what());
+        throw;
     }
 }
 
@@ -278,6 +281,7 @@ void Client::check_unsolicited() {
 }
 
 void Client::begin_command() {
+    last_ = Reply{};  // a call that gets no reply leaves code 0
     require_connection();
     settle_pending();
     require_connection();
@@ -373,6 +377,7 @@ const Reply& Client::data_start() {
 }
 
 void Client::data_write(std::string_view chunk) {
+    last_ = Reply{};
     require_connection();
     if (session_.phase() != Phase::body) settle_pending();
     session_.body(chunk);
@@ -380,6 +385,7 @@ void Client::data_write(std::string_view chunk) {
 }
 
 const Reply& Client::data_end() {
+    last_ = Reply{};
     require_connection();
     if (session_.phase() != Phase::body) settle_pending();
     session_.end_body();
@@ -409,6 +415,7 @@ const Reply& Client::data(std::string_view message) {
 // --- a caller's own command line --------------------------------------------------------------
 
 void Client::command(std::string_view line) {
+    last_ = Reply{};
     require_connection();
     if (session_.awaiting() == 0) check_unsolicited();
     replay_.clear();
@@ -450,8 +457,16 @@ const Transaction& Client::deliver(std::string_view from, const std::vector<std:
 const Transaction& Client::deliver(std::string_view from, const std::vector<std::string>& recipients,
                                    const BodySource& source, const MailParams& mail_params,
                                    const RcptParams& rcpt_params, bool force) {
-    begin_command();
-    session_.deliver(from, recipients, mail_params, rcpt_params, force);
+    try {
+        begin_command();
+        session_.deliver(from, recipients, mail_params, rcpt_params, force);
+    } catch (const Error& e) {
+        // No connection to deliver over: the results are this call's, all unknown.
+        if (e.status() == Status::not_connected || e.status() == Status::closed || e.status() == Status::io ||
+            e.status() == Status::timeout || e.status() == Status::protocol)
+            session_.abandon_delivery(recipients);
+        throw;
+    }
     run();
     if (session_.want() == Session::Want::body) send_body(source);
     const Transaction& t = session_.transaction();

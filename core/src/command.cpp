@@ -35,7 +35,7 @@ void check_chars(std::string_view s, const char* what) {
 }
 
 void check_nonempty(std::string_view s, const char* what) {
-    if (s.empty()) bad(std::string(what) + " is empty");
+    if (s.empty()) throw Error(Status::invalid_argument, std::string(what) + " is empty");
 }
 
 std::string finish(std::string line, std::size_t max_line) {
@@ -229,11 +229,13 @@ std::string mail(MailVerb verb, std::string_view from, const MailParams& p, std:
 }
 
 std::string rcpt(std::string_view to, const RcptParams& p, std::size_t max_line) {
-    std::string line = "RCPT TO:" + angle_path(to, "RCPT TO address");
+    std::string path = angle_path(to, "RCPT TO address");
+    if (path == "<>") throw Error(Status::invalid_argument, "RCPT TO address is empty");  // no null forward-path
+    std::string line = "RCPT TO:" + path;
     std::size_t allowance = 0;
     if (p.notify) {
         const unsigned all = notify_never | notify_success | notify_failure | notify_delay;
-        if (p.notify & ~all) bad("NOTIFY has an unknown flag");
+        if (p.notify & ~all) throw Error(Status::invalid_argument, "NOTIFY has an unknown flag");
         if ((p.notify & notify_never) && p.notify != notify_never)
             bad("NOTIFY=NEVER cannot be combined with SUCCESS, FAILURE or DELAY");
         line += " NOTIFY=";

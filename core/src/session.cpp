@@ -53,7 +53,7 @@ void Session::start() {
     plan_ = Plan{};
     encoder_.reset();
     phase_ = Phase::greeting;
-    expect_.push_back({Cmd::greeting, 0});
+    expect_.push_back({Cmd::greeting, 0, {}});
 }
 
 std::string Session::awaited() const {
@@ -68,7 +68,7 @@ std::string Session::awaited() const {
         case Cmd::final: return "the final reply for <" + txn_.recipients[e.index].address + ">";
         case Cmd::rset: return "the reply to RSET";
         case Cmd::quit: return "the reply to QUIT";
-        case Cmd::other: break;
+        case Cmd::other: return "the reply to " + e.verb;
     }
     return "a reply";
 }
@@ -240,6 +240,11 @@ Session::Event Session::on_reply(const Reply& reply) {
                 mail_ok_ = false;
                 if (phase_ == Phase::transaction) phase_ = Phase::ready;
             }
+            if (plan_.active && !plan_.mail_line.empty() && !reply.intermediate()) {
+                // Lockstep: MAIL waited for RSET's reply.
+                queue(plan_.mail_line, Cmd::mail);
+                plan_.mail_line.clear();
+            }
             break;
 
         case Cmd::quit:
@@ -262,6 +267,12 @@ Session::Event Session::on_reply(const Reply& reply) {
         end_connection();
     }
     return Event{e.cmd, e.index};
+}
+
+void Session::abandon_delivery(const std::vector<std::string>& recipients) {
+    new_transaction();
+    for (const auto& r : recipients) add_recipient(r);
+    mark_unknown();
 }
 
 void Session::plan_next() {
@@ -326,10 +337,11 @@ void Session::trace_sent(std::string_view line) const noexcept {
     trace(TraceDir::send, line);
 }
 
-void Session::queue(std::string_view line, Cmd cmd, std::size_t index) {
+void Session::queue(std::string_view line, Cmd cmd, std::size_t index, std::string_view verb) {
     trace_sent(line);
     out_ += line;
-    expect_.push_back({cmd, index});
+    expect_.push_back({cmd, index, cmd == Cmd::other ? std::string(verb.empty() ? command_verb(line) : verb)
+                                                     : std::string()});
 }
 
 void Session::lhlo(std::string_view domain) {
@@ -464,7 +476,7 @@ void Session::end_body() {
     encoder_.finish(out_);
     trace_sent(".");
     phase_ = Phase::transaction;
-    for (std::size_t i : txn_.accepted) expect_.push_back({Cmd::final, i});
+    for (std::size_t i : txn_.accepted) expect_.push_back({Cmd::final, i, {}});
 }
 
 // --- a whole transaction ---------------------------------------------------------------
@@ -476,25 +488,36 @@ void Session::deliver(std::string_view from, const std::vector<std::string>& rec
         throw Error(Status::bad_sequence, "deliver: replies to earlier commands are still owed");
     if (phase_ == Phase::connected)
         throw Error(Status::bad_sequence, "deliver: the server has not accepted LHLO");
-    // From here on the results are this delivery's, even if it is refused below.
-    new_transaction();
     if (recipients.empty()) throw Error(Status::invalid_argument, "deliver: no recipients");
 
     // Check every line before anything is queued.
-    std::string mail_line = cmd::mail(MailVerb::mail, from, mail_params, limits_.max_command_line);
-    check_advertised(required_extensions(mail_params), "MAIL", force);
-    check_size(mail_params);
     Plan plan;
     plan.active = true;
     plan.pipelined = caps_.has("PIPELINING");
     plan.rcpt_lines.reserve(recipients.size());
-    for (const auto& r : recipients) plan.rcpt_lines.push_back(cmd::rcpt(r, rcpt_params, limits_.max_command_line));
-    check_advertised(required_extensions(rcpt_params), "RCPT", force);
+    std::string mail_line;
+    try {
+        mail_line = cmd::mail(MailVerb::mail, from, mail_params, limits_.max_command_line);
+        check_advertised(required_extensions(mail_params), "MAIL", force);
+        check_size(mail_params);
+        for (const auto& r : recipients)
+            plan.rcpt_lines.push_back(cmd::rcpt(r, rcpt_params, limits_.max_command_line));
+        check_advertised(required_extensions(rcpt_params), "RCPT", force);
+    } catch (const Error&) {
+        new_transaction();  // refused before anything was sent: no results
+        throw;
+    }
 
-    if (server_txn_) queue(cmd::rset(), Cmd::rset);
     new_transaction();
     for (const auto& r : recipients) add_recipient(r);
     plan_ = std::move(plan);
+    if (server_txn_) {
+        queue(cmd::rset(), Cmd::rset);
+        if (!plan_.pipelined) {
+            plan_.mail_line = std::move(mail_line);  // sent when RSET is answered
+            return;
+        }
+    }
     queue(mail_line, Cmd::mail);
     if (plan_.pipelined) {
         // RFC 2920: MAIL, every RCPT and DATA in one group; DATA ends it.

@@ -139,6 +139,7 @@ private:
     void send_body(const BodySource& source);
     void drop(Status status, const std::string& message);
     void reset_input();
+    std::string hello_name() const;
     void trace(TraceDir dir, std::string_view text) const noexcept;
 
     ClientOptions options_;

@@ -148,14 +148,18 @@ public:
 
     // --- a whole transaction ------------------------------------------------
     // Queues RSET if a transaction is open, then MAIL, every RCPT and DATA in
-    // one go when the server offers PIPELINING, else MAIL alone and each next
-    // command as the previous reply arrives. Stops before DATA if no recipient
-    // was accepted (or MAIL was refused); then transaction().finished is true.
-    // All lines are checked before anything is queued.
+    // one go when the server offers PIPELINING, else each command alone as the
+    // previous reply arrives. Stops before DATA if no recipient was accepted
+    // (or MAIL was refused); then transaction().finished is true.
+    // All lines are checked before anything is queued; if a check fails the
+    // results are empty (nothing was attempted).
     void deliver(std::string_view from, const std::vector<std::string>& recipients,
                  const MailParams& mail_params = {}, const RcptParams& rcpt_params = {},
                  bool force = false);
     bool delivering() const { return plan_.active; }
+    // Makes the results this delivery's recipients, all unknown: for a
+    // delivery that failed before anything could be sent.
+    void abandon_delivery(const std::vector<std::string>& recipients);
 
     // --- what is known ------------------------------------------------------
     const Reply& banner() const { return banner_; }
@@ -173,13 +177,14 @@ private:
     struct Expect {
         Cmd cmd;
         std::size_t index;
+        std::string verb;  // for Cmd::other: the command's verb, for messages
     };
 
     void require_command_phase(const char* what) const;
     void check_advertised(const std::vector<std::pair<std::string, std::string>>& needs,
                           const char* command, bool force) const;
     void check_size(const MailParams& params) const;
-    void queue(std::string_view line, Cmd cmd, std::size_t index = 0);
+    void queue(std::string_view line, Cmd cmd, std::size_t index = 0, std::string_view verb = {});
     void new_transaction();
     std::size_t add_recipient(std::string_view address);
     [[noreturn]] void protocol_error(const std::string& message);
@@ -207,7 +212,8 @@ private:
     struct Plan {
         bool active = false;
         bool pipelined = false;
-        std::vector<std::string> rcpt_lines;  // formatted, for lockstep
+        std::string mail_line;                // for lockstep: sent once RSET is answered
+        std::vector<std::string> rcpt_lines;  // for lockstep: sent one by one
         std::size_t next_rcpt = 0;
     } plan_;
 };
