@@ -93,37 +93,40 @@ void Client::close() noexcept {
     reset_input();
 }
 
-void Client::drop(Status, const std::string& message) {
-    trace(TraceDir::info, "connection closed: " + message);
-    if (transport_) {
-        transport_->close();
-        transport_.reset();
-    }
-    session_.close();
-    reset_input();
+void Client::fail(Status status, const std::string& why) {
+    // After this the session cannot go on: close, then report.
+    trace(TraceDir::info, "connection closed: " + why);
+    close();
+    throw Error(status, why);
+}
+
+std::string Client::checked_hello() const {
+    std::string name = options_.hello.empty() ? default_hello() : options_.hello;
+    cmd::lhlo(name, session_.limits().max_command_line);  // throws if it could not be sent
+    return name;
 }
 
 void Client::connect(const std::string& host, std::uint16_t port) {
     close();
     last_ = Reply{};
-    cmd::lhlo(hello_name(), session_.limits().max_command_line);  // a bad Hello fails before connecting
+    std::string name = checked_hello();  // a bad Hello fails before connecting
     ConnectOptions co;
     co.timeout = options_.connect_timeout;
     co.local_address = options_.local_address;
     co.local_port = options_.local_port;
     auto t = SocketTransport::connect(host, port, co);
     trace(TraceDir::info, "connected to " + t->peer());
-    connect(std::move(t));
+    greet(std::move(t), name);
 }
-
-std::string Client::hello_name() const { return options_.hello.empty() ? default_hello() : options_.hello; }
 
 void Client::connect(std::unique_ptr<Transport> transport) {
     close();
     last_ = Reply{};
     if (!transport || !transport->is_open()) throw Error(Status::invalid_argument, "no open transport");
-    std::string name = hello_name();
-    cmd::lhlo(name, session_.limits().max_command_line);  // checked before anything is read or sent
+    greet(std::move(transport), checked_hello());
+}
+
+void Client::greet(std::unique_ptr<Transport> transport, const std::string& name) {
     transport_ = std::move(transport);
     reset_input();
     session_.start();
@@ -133,9 +136,7 @@ void Client::connect(std::unique_ptr<Transport> transport) {
         const Reply& r = hello(name);
         if (!r.completion()) throw Error(Status::rejected, "the server refused LHLO: " + r.summary());
     } catch (const Error& e) {
-        // Connected means greeted: never leave a half-open session behind.
-        drop(e.status(), e.what());
-        throw;
+        fail(e.status(), e.what());  // connected means greeted: nothing is left half open
     }
 }
 
@@ -155,8 +156,7 @@ void Client::flush() {
             if (e.status() == Status::timeout)
                 why = "timed out after " + std::to_string(options_.timeout.count()) +
                       " ms writing to the server (it stopped reading)";
-            drop(e.status(), why);
-            throw Error(e.status(), why);
+            fail(e.status(), why);
         }
         session_.consumed(out.size());
     }
@@ -178,8 +178,7 @@ Reply Client::read_reply() {
             if (result == ReplyParser::Result::error) {
                 std::string why = "invalid reply from the server (waiting for " + session_.awaited() +
                                   "): " + parser_.error();
-                drop(Status::protocol, why);
-                throw Error(Status::protocol, why);
+                fail(Status::protocol, why);
             }
         }
         rpos_ = rlen_ = 0;
@@ -193,15 +192,13 @@ Reply Client::read_reply() {
                       session_.awaited();
             else
                 why += " (waiting for " + session_.awaited() + ")";
-            drop(e.status(), why);
-            throw Error(e.status(), why);
+            fail(e.status(), why);
         }
         if (n == 0) {
             std::string why = std::string("the server closed the connection ") +
                               (parser_.in_reply() ? "in the middle of " : "while we waited for ") +
                               session_.awaited();
-            drop(Status::closed, why);
-            throw Error(Status::closed, why);
+            fail(Status::closed, why);
         }
         rlen_ = n;
     }
@@ -220,14 +217,9 @@ void Client::apply(const Reply& reply) {
             } catch (const Error&) {
             }
         }
-        drop(e.status(), e.what());
-        throw;
+        fail(e.status(), e.what());
     }
-    if (session_.phase() == Phase::closed && transport_) {
-        transport_->close();
-        transport_.reset();
-        reset_input();
-    }
+    if (session_.phase() == Phase::closed) close();  // QUIT answered, or 421
 }
 
 void Client::run() {
@@ -259,25 +251,16 @@ void Client::check_unsolicited() {
         try {
             n = transport_->read(buf, sizeof buf, Clock::now() + options_.timeout);
         } catch (const Error& e) {
-            drop(e.status(), e.what());
-            throw;
+            fail(e.status(), e.what());
         }
-        if (n == 0) {
-            drop(Status::closed, "the server closed the connection");
-            throw Error(Status::closed, "the server closed the connection");
-        }
+        if (n == 0) fail(Status::closed, "the server closed the connection");
         extra.assign(buf, n);
     }
     if (extra.empty()) return;
-    std::string why;
-    if (extra.compare(0, 4, "421 ") == 0 || extra.compare(0, 4, "421-") == 0) {
-        why = "the server is closing the connection: " + printable(extra.substr(0, extra.find('\r')));
-        drop(Status::closed, why);
-        throw Error(Status::closed, why);
-    }
-    why = "the server sent data that answers no command (a reply too many?): '" + printable(extra) + "'";
-    drop(Status::protocol, why);
-    throw Error(Status::protocol, why);
+    if (extra.compare(0, 4, "421 ") == 0 || extra.compare(0, 4, "421-") == 0)
+        fail(Status::closed, "the server is closing the connection: " + printable(extra.substr(0, extra.find('\r'))));
+    fail(Status::protocol,
+         "the server sent data that answers no command (a reply too many?): '" + printable(extra) + "'");
 }
 
 void Client::begin_command() {
@@ -290,7 +273,10 @@ void Client::begin_command() {
     last_ = Reply{};
 }
 
-const Reply& Client::finish_command() {
+template <typename Queue>
+const Reply& Client::one(Queue&& queue) {
+    begin_command();
+    queue();
     run();
     return last_;
 }
@@ -298,9 +284,7 @@ const Reply& Client::finish_command() {
 // --- one command, one reply ------------------------------------------------------------
 
 const Reply& Client::hello(std::string_view domain) {
-    begin_command();
-    session_.lhlo(domain);
-    return finish_command();
+    return one([&] { session_.lhlo(domain); });
 }
 
 const Reply& Client::mail(std::string_view from, const MailParams& params, bool force) {
@@ -308,51 +292,35 @@ const Reply& Client::mail(std::string_view from, const MailParams& params, bool 
 }
 
 const Reply& Client::mail(MailVerb verb, std::string_view from, const MailParams& params, bool force) {
-    begin_command();
-    session_.mail(verb, from, params, force);
-    return finish_command();
+    return one([&] { session_.mail(verb, from, params, force); });
 }
 
 const Reply& Client::rcpt(std::string_view to, const RcptParams& params, bool force) {
-    begin_command();
-    session_.rcpt(to, params, force);
-    return finish_command();
+    return one([&] { session_.rcpt(to, params, force); });
 }
 
 const Reply& Client::rset() {
-    begin_command();
-    session_.rset();
-    return finish_command();
+    return one([&] { session_.rset(); });
 }
 
 const Reply& Client::noop() {
-    begin_command();
-    session_.noop();
-    return finish_command();
+    return one([&] { session_.noop(); });
 }
 
 const Reply& Client::verify(std::string_view address) {
-    begin_command();
-    session_.verify(address);
-    return finish_command();
+    return one([&] { session_.verify(address); });
 }
 
 const Reply& Client::expand(std::string_view list) {
-    begin_command();
-    session_.expand(list);
-    return finish_command();
+    return one([&] { session_.expand(list); });
 }
 
 const Reply& Client::help(std::string_view topic) {
-    begin_command();
-    session_.help(topic);
-    return finish_command();
+    return one([&] { session_.help(topic); });
 }
 
 const Reply& Client::etrn(std::string_view domain) {
-    begin_command();
-    session_.etrn(domain);
-    return finish_command();
+    return one([&] { session_.etrn(domain); });
 }
 
 const Reply& Client::quit() {
@@ -371,9 +339,7 @@ const Reply& Client::quit() {
 // --- the message, step by step -----------------------------------------------------------
 
 const Reply& Client::data_start() {
-    begin_command();
-    session_.data();
-    return finish_command();
+    return one([&] { session_.data(); });
 }
 
 void Client::data_write(std::string_view chunk) {
@@ -494,8 +460,7 @@ void Client::send_body(const BodySource& source) {
         if (!why.empty()) {
             // Without the final dot the server must not deliver; closing is the
             // only way to abandon DATA.
-            drop(Status::aborted, why);
-            throw Error(Status::aborted, why + "; the connection was closed and nothing was delivered");
+            fail(Status::aborted, why + "; the connection was closed and nothing was delivered");
         }
         if (n == 0) break;
         session_.body(std::string_view(chunk_.data(), n));

@@ -129,7 +129,9 @@ public:
 private:
     void require_connection() const;
     void begin_command();
-    const Reply& finish_command();
+    // begin_command, queue the command, run until its reply is in.
+    template <typename Queue>
+    const Reply& one(Queue&& queue);
     void settle_pending();
     void check_unsolicited();
     void flush();
@@ -137,9 +139,10 @@ private:
     void apply(const Reply& reply);
     void run();
     void send_body(const BodySource& source);
-    void drop(Status status, const std::string& message);
+    [[noreturn]] void fail(Status status, const std::string& why);
+    void greet(std::unique_ptr<Transport> transport, const std::string& name);
+    std::string checked_hello() const;
     void reset_input();
-    std::string hello_name() const;
     void trace(TraceDir dir, std::string_view text) const noexcept;
 
     ClientOptions options_;
