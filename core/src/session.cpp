@@ -56,9 +56,9 @@ void Session::start() {
     expect_.push_back({Cmd::greeting, 0, {}});
 }
 
-std::string Session::awaited() const {
-    if (expect_.empty()) return "nothing";
-    const Expect& e = expect_.front();
+std::string Session::awaited() const { return expect_.empty() ? "nothing" : describe(expect_.front()); }
+
+std::string Session::describe(const Expect& e) const {
     switch (e.cmd) {
         case Cmd::greeting: return "the banner";
         case Cmd::lhlo: return "the reply to LHLO";
@@ -108,11 +108,6 @@ void Session::protocol_error(const std::string& message) {
     throw Error(Status::protocol, message);
 }
 
-void Session::fail(Status, const std::string&) {
-    out_.clear();
-    end_connection();
-}
-
 void Session::close() {
     out_.clear();
     end_connection();
@@ -145,17 +140,17 @@ Session::Event Session::on_reply(const Reply& reply) {
         protocol_error("unexpected reply '" + printable(reply.summary()) + "': no command was waiting for one");
     const Expect e = expect_.front();
     expect_.pop_front();
-    const char* name = nullptr;
+    // Only DATA may be answered with an intermediate (3xx) reply.
+    if (reply.intermediate() && e.cmd != Cmd::data)
+        protocol_error("unexpected intermediate reply '" + printable(reply.summary()) + "' as " + describe(e));
 
     switch (e.cmd) {
         case Cmd::greeting:
             banner_ = reply;
-            if (reply.intermediate()) protocol_error("banner with intermediate code: " + printable(reply.summary()));
             phase_ = reply.completion() ? Phase::connected : Phase::closed;
             break;
 
         case Cmd::lhlo:
-            if (reply.intermediate()) protocol_error("unexpected " + std::to_string(reply.code) + " reply to LHLO");
             if (reply.completion()) {
                 // A new LHLO also ends any transaction (RFC 5321 4.1.4).
                 caps_ = Capabilities::parse(reply);
@@ -166,7 +161,6 @@ Session::Event Session::on_reply(const Reply& reply) {
             break;
 
         case Cmd::mail:
-            if (reply.intermediate()) protocol_error("unexpected " + std::to_string(reply.code) + " reply to MAIL");
             txn_.mail_reply = reply;
             if (reply.completion()) {
                 mail_ok_ = true;
@@ -182,7 +176,6 @@ Session::Event Session::on_reply(const Reply& reply) {
             break;
 
         case Cmd::rcpt: {
-            if (reply.intermediate()) protocol_error("unexpected " + std::to_string(reply.code) + " reply to RCPT");
             RecipientResult& r = txn_.recipients[e.index];
             r.rcpt_reply = reply;
             if (plan_.active && !mail_ok_) break;  // already settled by MAIL's refusal
@@ -216,14 +209,11 @@ Session::Event Session::on_reply(const Reply& reply) {
             } else {
                 // The message was refused for every accepted recipient.
                 for (std::size_t i : txn_.accepted) settle(i, reply, Stage::data);
-                if (plan_.active || !txn_.accepted.empty()) finish_transaction();
+                finish_transaction();
             }
             break;
 
         case Cmd::final:
-            if (reply.intermediate())
-                protocol_error("intermediate reply " + std::to_string(reply.code) + " where the final reply for <" +
-                               txn_.recipients[e.index].address + "> was due");
             settle(e.index, reply, Stage::data);
             if (++txn_.finals == txn_.accepted.size()) {
                 finish_transaction();
@@ -234,13 +224,12 @@ Session::Event Session::on_reply(const Reply& reply) {
             break;
 
         case Cmd::rset:
-            name = "RSET";
             if (reply.completion()) {
                 server_txn_ = false;
                 mail_ok_ = false;
                 if (phase_ == Phase::transaction) phase_ = Phase::ready;
             }
-            if (plan_.active && !plan_.mail_line.empty() && !reply.intermediate()) {
+            if (plan_.active && !plan_.mail_line.empty()) {
                 // Lockstep: MAIL waited for RSET's reply.
                 queue(plan_.mail_line, Cmd::mail);
                 plan_.mail_line.clear();
@@ -252,20 +241,10 @@ Session::Event Session::on_reply(const Reply& reply) {
             break;
 
         case Cmd::other:
-            name = "the command";
             break;
     }
-    if (name && reply.intermediate())
-        protocol_error("unexpected intermediate reply " + std::to_string(reply.code) + " to " + name);
-
     // 421: the server is closing the connection (RFC 5321 3.8); nothing more will come.
-    if (reply.code == 421 && phase_ != Phase::closed) {
-        out_.clear();
-        end_connection();
-    } else if (phase_ == Phase::closed) {
-        out_.clear();
-        end_connection();
-    }
+    if (reply.code == 421 || phase_ == Phase::closed) close();
     return Event{e.cmd, e.index};
 }
 

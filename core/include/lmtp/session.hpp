@@ -15,7 +15,7 @@
 // A reply that does not fit the state (a 354 with no accepted recipient, a
 // 2xx to DATA, an unexpected 3xx...) is a protocol error: the session closes,
 // every recipient without a verdict is marked unknown, and Error(protocol) is
-// thrown. fail() does the same for errors the driver sees (I/O, timeouts).
+// thrown. close() does the same for errors the driver sees (I/O, timeouts).
 #pragma once
 
 #include <cstddef>
@@ -116,9 +116,9 @@ public:
     void start();
     // Apply the next reply. Throws Error(protocol) if it does not fit.
     Event on_reply(const Reply& reply);
-    // The connection failed or was dropped: close, mark unknowns, drop output.
-    void fail(Status status, const std::string& message);
-    // The connection was closed on purpose (no error).
+    // The connection ended (closed on purpose, failed, or dropped by the
+    // driver after an I/O error): drop output, mark recipients without a
+    // verdict unknown.
     void close();
 
     // --- commands (each queues one line and the reply it expects) ----------
@@ -180,6 +180,7 @@ private:
         std::string verb;  // for Cmd::other: the command's verb, for messages
     };
 
+    std::string describe(const Expect& e) const;
     void require_command_phase(const char* what) const;
     void check_advertised(const std::vector<std::pair<std::string, std::string>>& needs,
                           const char* command, bool force) const;
