@@ -177,9 +177,17 @@ const lmtp::RecipientResult* result(lmtp_t* h, std::size_t i) {
     return i < r.size() ? &r[i] : nullptr;
 }
 
-const char* keep(std::string& slot, std::string value) {
-    slot = std::move(value);
-    return slot.c_str();
+// Stores what `make` builds in the handle's slot for this getter. Getters
+// return no status, so an allocation failure gives "" (never an exception
+// across the C border).
+template <typename Make>
+const char* keep(std::string& slot, Make&& make) noexcept {
+    try {
+        slot = make();
+        return slot.c_str();
+    } catch (...) {
+        return "";
+    }
 }
 
 std::vector<std::string> recipients(const char* const* rcpts, std::size_t n) {
@@ -203,7 +211,9 @@ const char* lmtp_version(void) {
     return LMTP_STR(LMTP_VERSION_MAJOR) "." LMTP_STR(LMTP_VERSION_MINOR) "." LMTP_STR(LMTP_VERSION_PATCH);
 }
 
-unsigned lmtp_version_num(void) { return LMTP_VERSION_NUM; }
+unsigned lmtp_version_num(void) {
+    return LMTP_VERSION_NUM;
+}
 
 const char* lmtp_strerror(int status) {
     if (status < 0 || status > kLastStatus) return "unknown status code";
@@ -276,7 +286,8 @@ int lmtp_create(lmtp_t** out, const lmtp_options* opts) {
 
 int lmtp_connect(lmtp_t* h, const char* host, unsigned port) {
     return call(h, [&]() -> int {
-        if (port > 65535) throw lmtp::Error(Status::invalid_argument, "port " + std::to_string(port) + " is out of range");
+        if (port > 65535)
+            throw lmtp::Error(Status::invalid_argument, "port " + std::to_string(port) + " is out of range");
         h->client.connect(need(host, "host"), static_cast<std::uint16_t>(port));
         return LMTP_OK;
     });
@@ -288,7 +299,9 @@ int lmtp_new(lmtp_t** out, const char* host, unsigned port, const lmtp_options* 
     return lmtp_connect(*out, host, port);
 }
 
-void lmtp_free(lmtp_t* h) { delete h; }
+void lmtp_free(lmtp_t* h) {
+    delete h;
+}
 
 int lmtp_close(lmtp_t* h) {
     return call(h, [&]() -> int {
@@ -297,7 +310,9 @@ int lmtp_close(lmtp_t* h) {
     });
 }
 
-int lmtp_is_connected(const lmtp_t* h) { return h && h->client.connected() ? 1 : 0; }
+int lmtp_is_connected(const lmtp_t* h) {
+    return h && h->client.connected() ? 1 : 0;
+}
 
 int lmtp_set_timeout(lmtp_t* h, unsigned timeout_ms) {
     return call(h, [&]() -> int {
@@ -325,8 +340,12 @@ int lmtp_set_trace(lmtp_t* h, lmtp_trace_fn trace, void* user) {
     });
 }
 
-const char* lmtp_banner(lmtp_t* h) { return h ? keep(h->s_banner, h->client.banner().message()) : ""; }
-const char* lmtp_domain(lmtp_t* h) { return h ? keep(h->s_domain, h->client.domain()) : ""; }
+const char* lmtp_banner(lmtp_t* h) {
+    return h ? keep(h->s_banner, [&] { return h->client.banner().message(); }) : "";
+}
+const char* lmtp_domain(lmtp_t* h) {
+    return h ? keep(h->s_domain, [&] { return h->client.domain(); }) : "";
+}
 
 int lmtp_supports(lmtp_t* h, const char* keyword) {
     return h && keyword && h->client.supports(keyword) ? 1 : 0;
@@ -335,14 +354,20 @@ int lmtp_supports(lmtp_t* h, const char* keyword) {
 const char* lmtp_capability(lmtp_t* h, const char* keyword) {
     if (!h || !keyword) return nullptr;
     auto p = h->client.capabilities().params(keyword);
-    return p ? keep(h->s_cap, std::string(*p)) : nullptr;
+    return p ? keep(h->s_cap, [&] { return std::string(*p); }) : nullptr;
 }
 
-unsigned long long lmtp_size_limit(lmtp_t* h) { return h ? h->client.capabilities().size_limit() : 0; }
+unsigned long long lmtp_size_limit(lmtp_t* h) {
+    return h ? h->client.capabilities().size_limit() : 0;
+}
 
-int lmtp_code(lmtp_t* h) { return h ? h->client.last_reply().code : 0; }
+int lmtp_code(lmtp_t* h) {
+    return h ? h->client.last_reply().code : 0;
+}
 
-const char* lmtp_enhanced(lmtp_t* h) { return h ? keep(h->s_enhanced, h->client.last_reply().enhanced.str()) : ""; }
+const char* lmtp_enhanced(lmtp_t* h) {
+    return h ? keep(h->s_enhanced, [&] { return h->client.last_reply().enhanced.str(); }) : "";
+}
 
 int lmtp_enhanced_parts(lmtp_t* h, int* klass, int* subject, int* detail) {
     if (!h) return 0;
@@ -353,9 +378,15 @@ int lmtp_enhanced_parts(lmtp_t* h, int* klass, int* subject, int* detail) {
     return e.present() ? 1 : 0;
 }
 
-const char* lmtp_message(lmtp_t* h) { return h ? keep(h->s_message, h->client.last_reply().message()) : ""; }
-const char* lmtp_text(lmtp_t* h) { return h ? keep(h->s_text, h->client.last_reply().text()) : ""; }
-size_t lmtp_message_count(lmtp_t* h) { return h ? h->client.last_reply().lines.size() : 0; }
+const char* lmtp_message(lmtp_t* h) {
+    return h ? keep(h->s_message, [&] { return h->client.last_reply().message(); }) : "";
+}
+const char* lmtp_text(lmtp_t* h) {
+    return h ? keep(h->s_text, [&] { return h->client.last_reply().text(); }) : "";
+}
+size_t lmtp_message_count(lmtp_t* h) {
+    return h ? h->client.last_reply().lines.size() : 0;
+}
 
 const char* lmtp_message_line(lmtp_t* h, size_t i) {
     if (!h) return "";
@@ -363,8 +394,12 @@ const char* lmtp_message_line(lmtp_t* h, size_t i) {
     return i < lines.size() ? lines[i].c_str() : "";
 }
 
-int lmtp_errcode(lmtp_t* h) { return h ? h->status : LMTP_ERR_INVALID_ARGUMENT; }
-const char* lmtp_errmsg(lmtp_t* h) { return h ? h->errmsg.c_str() : ""; }
+int lmtp_errcode(lmtp_t* h) {
+    return h ? h->status : LMTP_ERR_INVALID_ARGUMENT;
+}
+const char* lmtp_errmsg(lmtp_t* h) {
+    return h ? h->errmsg.c_str() : "";
+}
 
 int lmtp_hello(lmtp_t* h, const char* domain) {
     return call(h, [&]() -> int { return answered(h, h->client.hello(need(domain, "domain")), "LHLO"); });
@@ -382,9 +417,15 @@ static int old_mail(lmtp_t* h, lmtp::MailVerb verb, const char* from, const char
     return call(h, [&]() -> int { return answered(h, h->client.mail(verb, need(from, "sender")), what); });
 }
 
-int lmtp_send(lmtp_t* h, const char* from) { return old_mail(h, lmtp::MailVerb::send, from, "SEND FROM"); }
-int lmtp_send_or_mail(lmtp_t* h, const char* from) { return old_mail(h, lmtp::MailVerb::soml, from, "SOML FROM"); }
-int lmtp_send_and_mail(lmtp_t* h, const char* from) { return old_mail(h, lmtp::MailVerb::saml, from, "SAML FROM"); }
+int lmtp_send(lmtp_t* h, const char* from) {
+    return old_mail(h, lmtp::MailVerb::send, from, "SEND FROM");
+}
+int lmtp_send_or_mail(lmtp_t* h, const char* from) {
+    return old_mail(h, lmtp::MailVerb::soml, from, "SOML FROM");
+}
+int lmtp_send_and_mail(lmtp_t* h, const char* from) {
+    return old_mail(h, lmtp::MailVerb::saml, from, "SAML FROM");
+}
 
 int lmtp_recipient(lmtp_t* h, const char* to, const lmtp_rcpt_options* opts) {
     return call(h, [&]() -> int {
@@ -394,7 +435,9 @@ int lmtp_recipient(lmtp_t* h, const char* to, const lmtp_rcpt_options* opts) {
     });
 }
 
-int lmtp_to(lmtp_t* h, const char* to, const lmtp_rcpt_options* opts) { return lmtp_recipient(h, to, opts); }
+int lmtp_to(lmtp_t* h, const char* to, const lmtp_rcpt_options* opts) {
+    return lmtp_recipient(h, to, opts);
+}
 
 int lmtp_reset(lmtp_t* h) {
     return call(h, [&]() -> int { return answered(h, h->client.rset(), "RSET"); });
@@ -492,7 +535,9 @@ int lmtp_deliver_stream(lmtp_t* h, const char* from, const char* const* rcpts, s
     });
 }
 
-size_t lmtp_result_count(lmtp_t* h) { return h ? h->client.transaction().recipients.size() : 0; }
+size_t lmtp_result_count(lmtp_t* h) {
+    return h ? h->client.transaction().recipients.size() : 0;
+}
 
 const char* lmtp_result_address(lmtp_t* h, size_t i) {
     const auto* r = result(h, i);
@@ -524,12 +569,12 @@ int lmtp_result_code(lmtp_t* h, size_t i) {
 
 const char* lmtp_result_enhanced(lmtp_t* h, size_t i) {
     const auto* r = result(h, i);
-    return r ? keep(h->s_res_enhanced, r->reply.enhanced.str()) : "";
+    return r ? keep(h->s_res_enhanced, [&] { return r->reply.enhanced.str(); }) : "";
 }
 
 const char* lmtp_result_text(lmtp_t* h, size_t i) {
     const auto* r = result(h, i);
-    return r ? keep(h->s_res_text, r->reply.text()) : "";
+    return r ? keep(h->s_res_text, [&] { return r->reply.text(); }) : "";
 }
 
 int lmtp_result_rcpt_code(lmtp_t* h, size_t i) {
@@ -539,7 +584,7 @@ int lmtp_result_rcpt_code(lmtp_t* h, size_t i) {
 
 const char* lmtp_result_rcpt_text(lmtp_t* h, size_t i) {
     const auto* r = result(h, i);
-    return r ? keep(h->s_res_rcpt_text, r->rcpt_reply.text()) : "";
+    return r ? keep(h->s_res_rcpt_text, [&] { return r->rcpt_reply.text(); }) : "";
 }
 
 }  // extern "C"

@@ -104,8 +104,7 @@ std::size_t BodyDecoder::decode(std::string_view in, std::string& out) {
                     state_ = State::mid_line;
                 }
                 break;
-            case State::done:
-                break;
+            case State::done: break;
         }
     }
     return i;

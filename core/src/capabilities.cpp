@@ -7,7 +7,9 @@ namespace lmtp {
 
 namespace {
 
-char upper(char c) { return (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c; }
+char upper(char c) {
+    return (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c;
+}
 bool alnum(char c) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
 }
@@ -113,7 +115,9 @@ Capabilities Capabilities::parse(const Reply& reply) {
     return caps;
 }
 
-bool Capabilities::has(std::string_view keyword) const { return params(keyword).has_value(); }
+bool Capabilities::has(std::string_view keyword) const {
+    return params(keyword).has_value();
+}
 
 std::optional<std::string_view> Capabilities::params(std::string_view keyword) const {
     for (const auto& e : entries_)

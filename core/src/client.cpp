@@ -15,8 +15,7 @@ std::string default_hello() {
     if (gethostname(name, sizeof name - 1) == 0 && name[0]) {
         std::string s(name);
         bool ok = std::all_of(s.begin(), s.end(), [](char c) {
-            return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-                   c == '.';
+            return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.';
         });
         if (ok) return s;
     }
@@ -41,7 +40,9 @@ Client::Client(ClientOptions options)
     session_.set_trace(options_.trace);
 }
 
-Client::~Client() { close(); }
+Client::~Client() {
+    close();
+}
 
 void Client::trace(TraceDir dir, std::string_view text) const noexcept {
     if (!options_.trace) return;
@@ -176,8 +177,8 @@ Reply Client::read_reply() {
                 return r;
             }
             if (result == ReplyParser::Result::error) {
-                std::string why = "invalid reply from the server (waiting for " + session_.awaited() +
-                                  "): " + parser_.error();
+                std::string why =
+                    "invalid reply from the server (waiting for " + session_.awaited() + "): " + parser_.error();
                 fail(Status::protocol, why);
             }
         }
@@ -196,8 +197,7 @@ Reply Client::read_reply() {
         }
         if (n == 0) {
             std::string why = std::string("the server closed the connection ") +
-                              (parser_.in_reply() ? "in the middle of " : "while we waited for ") +
-                              session_.awaited();
+                              (parser_.in_reply() ? "in the middle of " : "while we waited for ") + session_.awaited();
             fail(Status::closed, why);
         }
         rlen_ = n;

@@ -6,12 +6,12 @@ namespace lmtp {
 
 namespace {
 
-constexpr std::size_t kSizeAllowance = 26;       // RFC 1870 section 3
-constexpr std::size_t kMailDsnAllowance = 100;   // RFC 3461 section 4 (RET, ENVID)
-constexpr std::size_t kRcptDsnAllowance = 500;   // RFC 3461 section 4 (NOTIFY, ORCPT)
-constexpr std::size_t kSmtputf8Allowance = 10;   // RFC 6531 section 3.4
-constexpr std::size_t kMaxEnvid = 100;           // RFC 3461 section 4.4
-constexpr std::size_t kMaxOrcpt = 500;           // RFC 3461 section 4.2
+constexpr std::size_t kSizeAllowance = 26;      // RFC 1870 section 3
+constexpr std::size_t kMailDsnAllowance = 100;  // RFC 3461 section 4 (RET, ENVID)
+constexpr std::size_t kRcptDsnAllowance = 500;  // RFC 3461 section 4 (NOTIFY, ORCPT)
+constexpr std::size_t kSmtputf8Allowance = 10;  // RFC 6531 section 3.4
+constexpr std::size_t kMaxEnvid = 100;          // RFC 3461 section 4.4
+constexpr std::size_t kMaxOrcpt = 500;          // RFC 3461 section 4.2
 
 const char kHex[] = "0123456789ABCDEF";
 
@@ -19,7 +19,9 @@ bool alnum(char c) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
 }
 
-[[noreturn]] void bad(const std::string& what) { throw Error(Status::bad_input, what); }
+[[noreturn]] void bad(const std::string& what) {
+    throw Error(Status::bad_input, what);
+}
 
 // No CR, LF, NUL or other control character may reach a command line.
 void check_chars(std::string_view s, const char* what) {
@@ -53,8 +55,7 @@ void check_keyword(std::string_view k, const char* what) {
     check_chars(k, what);
     if (k.empty() || !alnum(k[0])) bad(std::string(what) + " '" + std::string(k) + "' is not a valid keyword");
     for (char c : k)
-        if (!alnum(c) && c != '-')
-            bad(std::string(what) + " '" + std::string(k) + "' is not a valid keyword");
+        if (!alnum(c) && c != '-') bad(std::string(what) + " '" + std::string(k) + "' is not a valid keyword");
 }
 
 // esmtp-value = 1*(%d33-60 / %d62-126), plus UTF-8 (RFC 6531)
@@ -99,8 +100,7 @@ std::string with_arg(const char* verb, std::string_view arg, const char* what, s
 std::vector<std::pair<std::string, std::string>> required_extensions(const MailParams& p) {
     std::vector<std::pair<std::string, std::string>> needs;
     if (p.size) needs.emplace_back("SIZE", "SIZE");
-    if (p.body == BodyType::seven_bit || p.body == BodyType::eight_bit_mime)
-        needs.emplace_back("8BITMIME", "BODY");
+    if (p.body == BodyType::seven_bit || p.body == BodyType::eight_bit_mime) needs.emplace_back("8BITMIME", "BODY");
     if (p.body == BodyType::binary_mime) needs.emplace_back("BINARYMIME", "BODY");
     if (p.smtputf8) needs.emplace_back("SMTPUTF8", "SMTPUTF8");
     if (p.ret != Ret::none) needs.emplace_back("DSN", "RET");
@@ -243,9 +243,20 @@ std::string rcpt(std::string_view to, const RcptParams& p, std::size_t max_line)
             line += "NEVER";
         } else {
             const char* sep = "";
-            if (p.notify & notify_success) { line += sep; line += "SUCCESS"; sep = ","; }
-            if (p.notify & notify_failure) { line += sep; line += "FAILURE"; sep = ","; }
-            if (p.notify & notify_delay) { line += sep; line += "DELAY"; }
+            if (p.notify & notify_success) {
+                line += sep;
+                line += "SUCCESS";
+                sep = ",";
+            }
+            if (p.notify & notify_failure) {
+                line += sep;
+                line += "FAILURE";
+                sep = ",";
+            }
+            if (p.notify & notify_delay) {
+                line += sep;
+                line += "DELAY";
+            }
         }
         allowance = kRcptDsnAllowance;
     }
@@ -262,13 +273,21 @@ std::string rcpt(std::string_view to, const RcptParams& p, std::size_t max_line)
     return finish(std::move(line), max_line + allowance);
 }
 
-std::string data() { return "DATA\r\n"; }
+std::string data() {
+    return "DATA\r\n";
+}
 std::string bdat(std::uint64_t size, bool last) {
     return "BDAT " + std::to_string(size) + (last ? " LAST\r\n" : "\r\n");
 }
-std::string rset() { return "RSET\r\n"; }
-std::string noop() { return "NOOP\r\n"; }
-std::string quit() { return "QUIT\r\n"; }
+std::string rset() {
+    return "RSET\r\n";
+}
+std::string noop() {
+    return "NOOP\r\n";
+}
+std::string quit() {
+    return "QUIT\r\n";
+}
 
 std::string verify(std::string_view address, std::size_t max_line) {
     return with_arg("VRFY", address, "VRFY argument", max_line);

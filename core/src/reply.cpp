@@ -7,7 +7,9 @@ namespace lmtp {
 
 namespace {
 
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
+bool is_digit(char c) {
+    return c >= '0' && c <= '9';
+}
 
 // Reads 1 to 3 digits at text[pos]; returns how many, 0 if none.
 std::size_t read_number(std::string_view text, std::size_t pos, int& value) {
@@ -20,8 +22,7 @@ std::size_t read_number(std::string_view text, std::size_t pos, int& value) {
     return n;
 }
 
-void join(const std::vector<std::string>& lines, std::string_view sep, std::string& out,
-          int strip_class) {
+void join(const std::vector<std::string>& lines, std::string_view sep, std::string& out, int strip_class) {
     for (std::size_t i = 0; i < lines.size(); ++i) {
         if (i) out.append(sep);
         std::string_view line = lines[i];
@@ -146,15 +147,14 @@ ReplyParser::Result ReplyParser::feed(const char* data, std::size_t len, std::si
         std::size_t n = end - i;
         if (line_.size() + n > limits_.max_reply_line) {
             consumed = i;
-            fail("reply line longer than " + std::to_string(limits_.max_reply_line) +
-                 " octets (max_reply_line): '" + printable(line_ + std::string(data + i, n > 40 ? 40 : n)) +
-                 "'");
+            fail("reply line longer than " + std::to_string(limits_.max_reply_line) + " octets (max_reply_line): '" +
+                 printable(line_ + std::string(data + i, n > 40 ? 40 : n)) + "'");
             return Result::error;
         }
         if (size_ + n > limits_.max_reply_size) {
             consumed = i;
-            fail("reply larger than " + std::to_string(limits_.max_reply_size) +
-                 " octets (max_reply_size) after " + std::to_string(reply_.lines.size()) + " lines");
+            fail("reply larger than " + std::to_string(limits_.max_reply_size) + " octets (max_reply_size) after " +
+                 std::to_string(reply_.lines.size()) + " lines");
             return Result::error;
         }
         line_.append(data + i, n);
@@ -202,8 +202,7 @@ bool ReplyParser::finish_line(std::string_view line) {
     }
     // Reply-code = %x32-35 %x30-35 %x30-39 (RFC 5321 4.2)
     if (line[0] < '2' || line[0] > '5' || line[1] > '5') {
-        fail("reply code " + std::string(line.substr(0, 3)) + " is out of range (2xx-5xx): '" +
-             printable(line) + "'");
+        fail("reply code " + std::string(line.substr(0, 3)) + " is out of range (2xx-5xx): '" + printable(line) + "'");
         return false;
     }
     bool last = true;
@@ -221,8 +220,8 @@ bool ReplyParser::finish_line(std::string_view line) {
         reply_.code = code;
         parse_enhanced_code(text, code / 100, reply_.enhanced);
     } else if (code != reply_.code) {
-        fail("reply code changed within a multi-line reply: " + std::to_string(reply_.code) +
-             " then " + std::to_string(code));
+        fail("reply code changed within a multi-line reply: " + std::to_string(reply_.code) + " then " +
+             std::to_string(code));
         return false;
     }
     reply_.lines.emplace_back(text);

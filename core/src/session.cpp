@@ -39,7 +39,9 @@ Session::Want Session::want() const {
     return Want::idle;
 }
 
-void Session::consumed(std::size_t n) { out_.erase(0, n); }
+void Session::consumed(std::size_t n) {
+    out_.erase(0, n);
+}
 
 void Session::start() {
     out_.clear();
@@ -56,7 +58,9 @@ void Session::start() {
     expect_.push_back({Cmd::greeting, 0, {}});
 }
 
-std::string Session::awaited() const { return expect_.empty() ? "nothing" : describe(expect_.front()); }
+std::string Session::awaited() const {
+    return expect_.empty() ? "nothing" : describe(expect_.front());
+}
 
 std::string Session::describe(const Expect& e) const {
     switch (e.cmd) {
@@ -79,9 +83,7 @@ void Session::settle(std::size_t index, const Reply& reply, Stage stage) {
     RecipientResult& r = txn_.recipients[index];
     r.reply = reply;
     r.stage = stage;
-    r.outcome = reply.completion() ? Outcome::ok
-                : reply.transient() ? Outcome::temporary
-                                    : Outcome::permanent;
+    r.outcome = reply.completion() ? Outcome::ok : reply.transient() ? Outcome::temporary : Outcome::permanent;
 }
 
 void Session::mark_unknown() {
@@ -236,12 +238,9 @@ Session::Event Session::on_reply(const Reply& reply) {
             }
             break;
 
-        case Cmd::quit:
-            phase_ = Phase::closed;
-            break;
+        case Cmd::quit: phase_ = Phase::closed; break;
 
-        case Cmd::other:
-            break;
+        case Cmd::other: break;
     }
     // 421: the server is closing the connection (RFC 5321 3.8); nothing more will come.
     if (reply.code == 421 || phase_ == Phase::closed) close();
@@ -277,16 +276,14 @@ void Session::require_command_phase(const char* what) const {
         case Phase::greeting:
             throw Error(Status::bad_sequence, std::string(what) + ": the server's banner has not been read yet");
         case Phase::body:
-            throw Error(Status::bad_sequence,
-                        std::string(what) + ": a message is being sent; end it first (data_end)");
+            throw Error(Status::bad_sequence, std::string(what) + ": a message is being sent; end it first (data_end)");
         default: break;
     }
-    if (data_pending_)
-        throw Error(Status::bad_sequence, std::string(what) + ": the reply to DATA must be read first");
+    if (data_pending_) throw Error(Status::bad_sequence, std::string(what) + ": the reply to DATA must be read first");
 }
 
-void Session::check_advertised(const std::vector<std::pair<std::string, std::string>>& needs,
-                               const char* command, bool force) const {
+void Session::check_advertised(const std::vector<std::pair<std::string, std::string>>& needs, const char* command,
+                               bool force) const {
     if (force) return;
     for (const auto& [ext, param] : needs) {
         if (!caps_.has(ext))
@@ -319,8 +316,8 @@ void Session::trace_sent(std::string_view line) const noexcept {
 void Session::queue(std::string_view line, Cmd cmd, std::size_t index, std::string_view verb) {
     trace_sent(line);
     out_ += line;
-    expect_.push_back({cmd, index, cmd == Cmd::other ? std::string(verb.empty() ? command_verb(line) : verb)
-                                                     : std::string()});
+    expect_.push_back(
+        {cmd, index, cmd == Cmd::other ? std::string(verb.empty() ? command_verb(line) : verb) : std::string()});
 }
 
 void Session::lhlo(std::string_view domain) {
@@ -392,7 +389,8 @@ namespace {
 std::string rcpt_address(std::string_view line) {
     std::size_t lt = line.find('<');
     std::size_t gt = line.find('>', lt == std::string_view::npos ? 0 : lt);
-    if (lt != std::string_view::npos && gt != std::string_view::npos) return std::string(line.substr(lt + 1, gt - lt - 1));
+    if (lt != std::string_view::npos && gt != std::string_view::npos)
+        return std::string(line.substr(lt + 1, gt - lt - 1));
     std::size_t colon = line.find(':');
     std::string_view rest = colon == std::string_view::npos ? std::string_view{} : line.substr(colon + 1);
     return std::string(rest.substr(0, rest.find(' ')));
@@ -460,13 +458,11 @@ void Session::end_body() {
 
 // --- a whole transaction ---------------------------------------------------------------
 
-void Session::deliver(std::string_view from, const std::vector<std::string>& recipients,
-                      const MailParams& mail_params, const RcptParams& rcpt_params, bool force) {
+void Session::deliver(std::string_view from, const std::vector<std::string>& recipients, const MailParams& mail_params,
+                      const RcptParams& rcpt_params, bool force) {
     require_command_phase("deliver");
-    if (!expect_.empty())
-        throw Error(Status::bad_sequence, "deliver: replies to earlier commands are still owed");
-    if (phase_ == Phase::connected)
-        throw Error(Status::bad_sequence, "deliver: the server has not accepted LHLO");
+    if (!expect_.empty()) throw Error(Status::bad_sequence, "deliver: replies to earlier commands are still owed");
+    if (phase_ == Phase::connected) throw Error(Status::bad_sequence, "deliver: the server has not accepted LHLO");
     if (recipients.empty()) throw Error(Status::invalid_argument, "deliver: no recipients");
 
     // Check every line before anything is queued.
@@ -479,8 +475,7 @@ void Session::deliver(std::string_view from, const std::vector<std::string>& rec
         mail_line = cmd::mail(MailVerb::mail, from, mail_params, limits_.max_command_line);
         check_advertised(required_extensions(mail_params), "MAIL", force);
         check_size(mail_params);
-        for (const auto& r : recipients)
-            plan.rcpt_lines.push_back(cmd::rcpt(r, rcpt_params, limits_.max_command_line));
+        for (const auto& r : recipients) plan.rcpt_lines.push_back(cmd::rcpt(r, rcpt_params, limits_.max_command_line));
         check_advertised(required_extensions(rcpt_params), "RCPT", force);
     } catch (const Error&) {
         new_transaction();  // refused before anything was sent: no results

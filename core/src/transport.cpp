@@ -86,7 +86,9 @@ SocketTransport::SocketTransport(int fd, bool local, std::string peer)
     }
 }
 
-SocketTransport::~SocketTransport() { close(); }
+SocketTransport::~SocketTransport() {
+    close();
+}
 
 void SocketTransport::close() noexcept {
     if (fd_ >= 0) {
@@ -121,8 +123,8 @@ std::unique_ptr<SocketTransport> SocketTransport::connect(const std::string& hos
         lh.ai_socktype = SOCK_STREAM;
         lh.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE;
         std::string lport = std::to_string(options.local_port);
-        rc = getaddrinfo(options.local_address.empty() ? nullptr : options.local_address.c_str(), lport.c_str(),
-                         &lh, &locals.list);
+        rc = getaddrinfo(options.local_address.empty() ? nullptr : options.local_address.c_str(), lport.c_str(), &lh,
+                         &locals.list);
         if (rc != 0)
             throw Error(Status::invalid_argument,
                         "local address '" + options.local_address + "' is not an IP address: " + gai_strerror(rc));
@@ -189,8 +191,7 @@ std::unique_ptr<SocketTransport> SocketTransport::connect(const std::string& hos
                 "cannot connect to " + host + " port " + service + ": " + errors);
 }
 
-std::unique_ptr<SocketTransport> SocketTransport::connect_unix(const std::string& path,
-                                                               const ConnectOptions& options) {
+std::unique_ptr<SocketTransport> SocketTransport::connect_unix(const std::string& path, const ConnectOptions& options) {
     sockaddr_un sa{};
     if (path.size() >= sizeof sa.sun_path)
         throw Error(Status::invalid_argument, "unix socket path is " + std::to_string(path.size()) +
@@ -261,8 +262,8 @@ void SocketTransport::write(std::string_view data, Deadline deadline) {
             continue;
         }
         if (err == EPIPE || err == ECONNRESET)
-            throw Error(Status::closed, "the connection to " + peer_ + " was closed by the server (" +
-                                            errno_text(err) + ")");
+            throw Error(Status::closed,
+                        "the connection to " + peer_ + " was closed by the server (" + errno_text(err) + ")");
         throw Error(Status::io, "writing to " + peer_ + " failed: " + errno_text(err));
     }
 }

@@ -67,7 +67,7 @@ private:
         dot,         // a line began with "."
         dot_cr,      // ".\r" at the start of a line
         mid_line,
-        cr,          // a CR inside a line
+        cr,  // a CR inside a line
         done,
     };
     State state_ = State::line_start;

@@ -77,8 +77,7 @@ public:
     // --- one command, one reply (Net::LMTP style) ----------------------------
     const Reply& hello(std::string_view domain);
     const Reply& mail(std::string_view from, const MailParams& params = {}, bool force = false);
-    const Reply& mail(MailVerb verb, std::string_view from, const MailParams& params = {},
-                      bool force = false);
+    const Reply& mail(MailVerb verb, std::string_view from, const MailParams& params = {}, bool force = false);
     const Reply& rcpt(std::string_view to, const RcptParams& params = {}, bool force = false);
     const Reply& rset();
     const Reply& noop();
@@ -153,9 +152,9 @@ private:
     std::size_t rpos_ = 0;
     std::size_t rlen_ = 0;
     Reply last_;
-    std::size_t raw_owed_ = 0;     // command() replies not yet read by response()
-    std::deque<Reply> replay_;     // per-recipient replies after the first, for response()
-    std::string chunk_;            // scratch for message pieces
+    std::size_t raw_owed_ = 0;  // command() replies not yet read by response()
+    std::deque<Reply> replay_;  // per-recipient replies after the first, for response()
+    std::string chunk_;         // scratch for message pieces
 };
 
 }  // namespace lmtp

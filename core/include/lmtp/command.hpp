@@ -24,9 +24,9 @@ namespace lmtp {
 // SMTPUTF8 +10 (RFC 6531). Those allowances are added to the base limit.
 constexpr std::size_t kDefaultMaxCommandLine = 512;
 
-enum class MailVerb { mail, send, soml, saml };  // MAIL / SEND / SOML / SAML FROM:
+enum class MailVerb { mail, send, soml, saml };                        // MAIL / SEND / SOML / SAML FROM:
 enum class BodyType { none, seven_bit, eight_bit_mime, binary_mime };  // BODY= (RFC 6152, 3030)
-enum class Ret { none, full, hdrs };                                  // RET= (RFC 3461)
+enum class Ret { none, full, hdrs };                                   // RET= (RFC 3461)
 
 // NOTIFY= (RFC 3461): NEVER alone, or any of SUCCESS, FAILURE, DELAY.
 enum Notify : unsigned {
@@ -80,8 +80,7 @@ namespace cmd {
 std::string lhlo(std::string_view domain, std::size_t max_line = kDefaultMaxCommandLine);
 std::string mail(MailVerb verb, std::string_view from, const MailParams& params = {},
                  std::size_t max_line = kDefaultMaxCommandLine);
-std::string rcpt(std::string_view to, const RcptParams& params = {},
-                 std::size_t max_line = kDefaultMaxCommandLine);
+std::string rcpt(std::string_view to, const RcptParams& params = {}, std::size_t max_line = kDefaultMaxCommandLine);
 std::string data();
 std::string bdat(std::uint64_t size, bool last);
 std::string rset();

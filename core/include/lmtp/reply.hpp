@@ -33,11 +33,11 @@ struct Reply {
     std::vector<std::string> lines;  // each line's text after "NNN-" / "NNN ", as sent
 
     bool empty() const { return code == 0; }
-    bool positive() const { return code >= 200 && code < 400; }       // 2xx or 3xx
-    bool completion() const { return code >= 200 && code < 300; }     // 2xx
-    bool intermediate() const { return code >= 300 && code < 400; }   // 3xx
-    bool transient() const { return code >= 400 && code < 500; }      // 4xx
-    bool permanent() const { return code >= 500 && code < 600; }      // 5xx
+    bool positive() const { return code >= 200 && code < 400; }      // 2xx or 3xx
+    bool completion() const { return code >= 200 && code < 300; }    // 2xx
+    bool intermediate() const { return code >= 300 && code < 400; }  // 3xx
+    bool transient() const { return code >= 400 && code < 500; }     // 4xx
+    bool permanent() const { return code >= 500 && code < 600; }     // 5xx
 
     // The lines joined with '\n', each without its leading enhanced code.
     std::string text() const;
@@ -76,9 +76,7 @@ public:
     // `consumed` receives how many bytes were used; unused bytes belong to the
     // next reply and must be fed again.
     Result feed(const char* data, std::size_t len, std::size_t& consumed);
-    Result feed(std::string_view data, std::size_t& consumed) {
-        return feed(data.data(), data.size(), consumed);
-    }
+    Result feed(std::string_view data, std::size_t& consumed) { return feed(data.data(), data.size(), consumed); }
 
     // The completed reply (valid after feed returned Result::reply).
     Reply take();
@@ -97,9 +95,9 @@ private:
     void fail(std::string message);
 
     ReplyLimits limits_;
-    std::string line_;        // the current, incomplete line (CR included if seen)
-    Reply reply_;             // the reply being assembled
-    std::size_t size_ = 0;    // octets of the current reply so far
+    std::string line_;      // the current, incomplete line (CR included if seen)
+    Reply reply_;           // the reply being assembled
+    std::size_t size_ = 0;  // octets of the current reply so far
     bool complete_ = false;
     std::string error_;
 };

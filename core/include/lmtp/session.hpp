@@ -69,11 +69,11 @@ struct RecipientResult {
 
 struct Transaction {
     Reply mail_reply;
-    Reply data_reply;                       // the reply to DATA (354 or a refusal)
+    Reply data_reply;                         // the reply to DATA (354 or a refusal)
     std::vector<RecipientResult> recipients;  // one per RCPT, in order
-    std::vector<std::size_t> accepted;      // indexes of accepted RCPTs, in order
-    std::size_t finals = 0;                 // final replies received so far
-    bool finished = false;                  // every recipient has its verdict
+    std::vector<std::size_t> accepted;        // indexes of accepted RCPTs, in order
+    std::size_t finals = 0;                   // final replies received so far
+    bool finished = false;                    // every recipient has its verdict
 
     bool all_delivered() const;
 };
@@ -153,9 +153,8 @@ public:
     // (or MAIL was refused); then transaction().finished is true.
     // All lines are checked before anything is queued; if a check fails the
     // results are empty (nothing was attempted).
-    void deliver(std::string_view from, const std::vector<std::string>& recipients,
-                 const MailParams& mail_params = {}, const RcptParams& rcpt_params = {},
-                 bool force = false);
+    void deliver(std::string_view from, const std::vector<std::string>& recipients, const MailParams& mail_params = {},
+                 const RcptParams& rcpt_params = {}, bool force = false);
     bool delivering() const { return plan_.active; }
     // Makes the results this delivery's recipients, all unknown: for a
     // delivery that failed before anything could be sent.
@@ -182,8 +181,8 @@ private:
 
     std::string describe(const Expect& e) const;
     void require_command_phase(const char* what) const;
-    void check_advertised(const std::vector<std::pair<std::string, std::string>>& needs,
-                          const char* command, bool force) const;
+    void check_advertised(const std::vector<std::pair<std::string, std::string>>& needs, const char* command,
+                          bool force) const;
     void check_size(const MailParams& params) const;
     void queue(std::string_view line, Cmd cmd, std::size_t index = 0, std::string_view verb = {});
     void new_transaction();
@@ -204,9 +203,9 @@ private:
     Reply banner_;
     Capabilities caps_;
     Transaction txn_;
-    bool server_txn_ = false;     // the server has a transaction open
-    bool mail_ok_ = false;        // MAIL of the current transaction accepted
-    bool data_pending_ = false;   // DATA sent, its reply not in yet
+    bool server_txn_ = false;    // the server has a transaction open
+    bool mail_ok_ = false;       // MAIL of the current transaction accepted
+    bool data_pending_ = false;  // DATA sent, its reply not in yet
     BodyEncoder encoder_;
     TraceFn trace_;
 

@@ -41,8 +41,7 @@ const char* status_description(Status s) noexcept;
 // ("RCPT TO address contains a line feed (LF)"), `status()` the category.
 class Error : public std::runtime_error {
 public:
-    Error(Status status, const std::string& message)
-        : std::runtime_error(message), status_(status) {}
+    Error(Status status, const std::string& message) : std::runtime_error(message), status_(status) {}
     Status status() const noexcept { return status_; }
 
 private:

@@ -52,8 +52,7 @@ public:
     // invalid_argument) with a message naming what was tried.
     static std::unique_ptr<SocketTransport> connect(const std::string& host, std::uint16_t port,
                                                     const ConnectOptions& options);
-    static std::unique_ptr<SocketTransport> connect_unix(const std::string& path,
-                                                         const ConnectOptions& options);
+    static std::unique_ptr<SocketTransport> connect_unix(const std::string& path, const ConnectOptions& options);
     // Takes ownership of a connected socket (tests, socketpair()).
     explicit SocketTransport(int fd, bool local = false, std::string peer = {});
     ~SocketTransport() override;
