@@ -210,10 +210,9 @@ std::string mail(MailVerb verb, std::string_view from, const MailParams& p, std:
         line += " SMTPUTF8";
         allowance += kSmtputf8Allowance;
     }
-    bool dsn = false;
+    bool dsn = p.ret != Ret::none;
     if (p.ret == Ret::full) line += " RET=FULL";
     if (p.ret == Ret::hdrs) line += " RET=HDRS";
-    dsn = p.ret != Ret::none;
     if (!p.envid.empty()) {
         check_chars(p.envid, "ENVID");
         std::string enc = xtext_encode(p.envid);
@@ -238,25 +237,15 @@ std::string rcpt(std::string_view to, const RcptParams& p, std::size_t max_line)
         if (p.notify & ~all) throw Error(Status::invalid_argument, "NOTIFY has an unknown flag");
         if ((p.notify & notify_never) && p.notify != notify_never)
             bad("NOTIFY=NEVER cannot be combined with SUCCESS, FAILURE or DELAY");
-        line += " NOTIFY=";
-        if (p.notify & notify_never) {
-            line += "NEVER";
-        } else {
-            const char* sep = "";
-            if (p.notify & notify_success) {
-                line += sep;
-                line += "SUCCESS";
-                sep = ",";
-            }
-            if (p.notify & notify_failure) {
-                line += sep;
-                line += "FAILURE";
-                sep = ",";
-            }
-            if (p.notify & notify_delay) {
-                line += sep;
-                line += "DELAY";
-            }
+        static const std::pair<unsigned, const char*> names[] = {
+            {notify_never, "NEVER"}, {notify_success, "SUCCESS"}, {notify_failure, "FAILURE"}, {notify_delay, "DELAY"}};
+        char sep = '=';
+        line += " NOTIFY";
+        for (const auto& [flag, name] : names) {
+            if (!(p.notify & flag)) continue;
+            line += sep;
+            line += name;
+            sep = ',';
         }
         allowance = kRcptDsnAllowance;
     }
