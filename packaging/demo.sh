@@ -10,8 +10,8 @@ cmake -S . -B build/release -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build/release -j"$(nproc)" --target lmtp_example >/dev/null
 
 dir=$(mktemp -d /tmp/lmtp-demo.XXXXXX)
-trap 'tests/integration/dovecot.sh stop "$dir/server"; rm -rf "$dir"' EXIT
-eval "$(tests/integration/dovecot.sh start "$dir/server")"
+trap 'tests/support/dovecot.sh stop "$dir/server"; rm -rf "$dir"' EXIT
+eval "$(tests/support/dovecot.sh start "$dir/server")"
 echo "== Dovecot LMTP listening on 127.0.0.1 port $LMTP_PORT (and $LMTP_SOCKET)"
 echo "== one message, four recipients, one verdict each:"
 build/release/tests/integration/lmtp_example 127.0.0.1 "$LMTP_PORT" \

@@ -130,8 +130,9 @@ std::unique_ptr<SocketTransport> SocketTransport::connect(const std::string& hos
                         "local address '" + options.local_address + "' is not an IP address: " + gai_strerror(rc));
     }
 
-    std::string errors;
+    std::string errors, last_where;
     bool all_timeouts = true;
+    int tried = 0;
     auto note = [&](const std::string& what, bool timed_out) {
         if (!errors.empty()) errors += "; ";
         errors += what;
@@ -139,6 +140,8 @@ std::unique_ptr<SocketTransport> SocketTransport::connect(const std::string& hos
     };
     for (addrinfo* ai = targets.list; ai; ai = ai->ai_next) {
         std::string where = describe(ai->ai_addr, ai->ai_addrlen);
+        last_where = where;
+        ++tried;
         const addrinfo* local = nullptr;
         if (locals.list) {
             for (addrinfo* l = locals.list; l && !local; l = l->ai_next)
@@ -187,8 +190,11 @@ std::unique_ptr<SocketTransport> SocketTransport::connect(const std::string& hos
         return std::make_unique<SocketTransport>(fd.release(), false, where);
     }
     if (errors.empty()) errors = "no address found";
-    throw Error(all_timeouts ? Status::timeout : Status::connect,
-                "cannot connect to " + host + " port " + service + ": " + errors);
+    Status status = all_timeouts ? Status::timeout : Status::connect;
+    // One address that is the host itself (an IP literal): name it once.
+    if (tried == 1 && (last_where == name + " port " + service || last_where == "[" + name + "] port " + service))
+        throw Error(status, "cannot connect to " + errors);
+    throw Error(status, "cannot connect to " + host + " port " + service + ": " + errors);
 }
 
 std::unique_ptr<SocketTransport> SocketTransport::connect_unix(const std::string& path, const ConnectOptions& options) {

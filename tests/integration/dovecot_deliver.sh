@@ -5,9 +5,9 @@ set -euo pipefail
 example=${1:?path to lmtp_example}
 here=$(cd "$(dirname "$0")" && pwd)
 dir=$(mktemp -d /tmp/lmtp-dovecot.XXXXXX)
-cleanup() { "$here/dovecot.sh" stop "$dir"; rm -rf "$dir"; }
+cleanup() { "$here/../support/dovecot.sh" stop "$dir"; rm -rf "$dir"; }
 trap cleanup EXIT
-eval "$("$here/dovecot.sh" start "$dir/server")"
+eval "$("$here/../support/dovecot.sh" start "$dir/server")"
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
 expect_line() {  # output, address, verdict, code

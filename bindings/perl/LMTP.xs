@@ -1,0 +1,390 @@
+/*
+ * LMTP.xs - the thin layer between Net::LMTP (lib/Net/LMTP.pm) and liblmtp's
+ * C API. Each function maps one lmtp.h call and returns its status; what a
+ * Perl caller sees (true/false, code, message, $@, carp) is decided in the
+ * .pm. Nothing here croaks on a server's answer; only misuse croaks.
+ */
+#define PERL_NO_GET_CONTEXT
+#include "EXTERN.h"
+#include "perl.h"
+#include "XSUB.h"
+
+#include <lmtp.h>
+#include <string.h>
+
+/* The handle, and the Debug prefix ("Net::LMTP=GLOB(0x...)") when tracing. */
+typedef struct {
+    lmtp_t *h;
+    SV *prefix;
+#ifdef USE_ITHREADS
+    PerlInterpreter *perl;
+#endif
+} net_lmtp_xs;
+typedef net_lmtp_xs *Net_LMTP_XS;
+
+/* Prints the dialogue the way Net::Cmd's debug_print does: commands end in
+ * CRLF (Net::Cmd prints the line it sends), replies and data lines in LF. */
+static void trace_to_stderr(void *user, int direction, const char *line, size_t len) {
+    net_lmtp_xs *x = (net_lmtp_xs *)user;
+#ifdef USE_ITHREADS
+    PerlInterpreter *my_perl = x->perl;
+#else
+    dTHX;
+#endif
+    const char *arrow;
+    const char *end = "\n";
+    STRLEN plen;
+    const char *prefix;
+    if (!x->prefix || direction == LMTP_TRACE_INFO) return;
+    prefix = SvPV(x->prefix, plen);
+    if (direction == LMTP_TRACE_RECEIVE) {
+        arrow = "<<< ";
+    } else {
+        arrow = ">>> ";
+        if (direction == LMTP_TRACE_SEND) end = "\r\n";
+    }
+    PerlIO_write(PerlIO_stderr(), prefix, plen);
+    PerlIO_write(PerlIO_stderr(), arrow, 4);
+    PerlIO_write(PerlIO_stderr(), line, len);
+    PerlIO_write(PerlIO_stderr(), end, strlen(end));
+    PerlIO_flush(PerlIO_stderr());
+}
+
+/* A byte string for the C API: NULL for undef. Strings with NUL bytes are
+ * refused by the .pm before they get here; croak if one slips through. */
+static const char *bytes_or_null(pTHX_ SV *sv, const char *what) {
+    STRLEN len;
+    const char *p;
+    if (!SvOK(sv)) return NULL;
+    p = SvPVbyte(sv, len);
+    if (memchr(p, '\0', len)) croak("Net::LMTP: %s contains a NUL byte", what);
+    return p;
+}
+
+static SV *string_or_undef(pTHX_ const char *s) {
+    return s ? newSVpv(s, 0) : newSV(0);
+}
+
+static const char *const result_status[] = {"pending", "ok", "tempfail", "permfail", "unknown"};
+static const char *const result_stage[] = {"none", "mail", "rcpt", "data"};
+
+MODULE = Net::LMTP  PACKAGE = Net::LMTP::XS  PREFIX = xs_
+
+PROTOTYPES: DISABLE
+
+Net_LMTP_XS
+xs_create(class, timeout_ms, hello, local_address, local_port)
+    const char *class
+    unsigned timeout_ms
+    SV *hello
+    SV *local_address
+    unsigned local_port
+  PREINIT:
+    lmtp_options o = LMTP_OPTIONS_INIT;
+    net_lmtp_xs *x;
+  CODE:
+    PERL_UNUSED_VAR(class);
+    o.timeout_ms = timeout_ms;
+    o.hello = bytes_or_null(aTHX_ hello, "Hello");
+    o.local_address = bytes_or_null(aTHX_ local_address, "LocalAddr");
+    o.local_port = local_port;
+    Newxz(x, 1, net_lmtp_xs);
+#ifdef USE_ITHREADS
+    x->perl = my_perl;
+#endif
+    if (lmtp_create(&x->h, &o) == LMTP_ERR_NO_MEMORY || !x->h) {
+        Safefree(x);
+        croak("Net::LMTP: out of memory");
+    }
+    RETVAL = x;
+  OUTPUT:
+    RETVAL
+
+void
+xs_DESTROY(x)
+    Net_LMTP_XS x
+  CODE:
+    /* lmtp_free never sends QUIT: safe in a forked child. */
+    lmtp_free(x->h);
+    if (x->prefix) SvREFCNT_dec(x->prefix);
+    Safefree(x);
+
+int
+xs_connect(x, host, port)
+    Net_LMTP_XS x
+    SV *host
+    unsigned port
+  CODE:
+    RETVAL = lmtp_connect(x->h, bytes_or_null(aTHX_ host, "host"), port);
+  OUTPUT:
+    RETVAL
+
+void
+xs_set_debug(x, prefix)
+    Net_LMTP_XS x
+    SV *prefix
+  CODE:
+    if (x->prefix) SvREFCNT_dec(x->prefix);
+    x->prefix = NULL;
+    if (SvOK(prefix)) {
+        x->prefix = newSVsv(prefix);
+        lmtp_set_trace(x->h, trace_to_stderr, x);
+    } else {
+        lmtp_set_trace(x->h, NULL, NULL);
+    }
+
+int
+xs_set_timeout(x, ms)
+    Net_LMTP_XS x
+    unsigned ms
+  CODE:
+    RETVAL = lmtp_set_timeout(x->h, ms);
+  OUTPUT:
+    RETVAL
+
+int
+xs_is_connected(x)
+    Net_LMTP_XS x
+  CODE:
+    RETVAL = lmtp_is_connected(x->h);
+  OUTPUT:
+    RETVAL
+
+int
+xs_close(x)
+    Net_LMTP_XS x
+  CODE:
+    RETVAL = lmtp_close(x->h);
+  OUTPUT:
+    RETVAL
+
+SV *
+xs_banner(x)
+    Net_LMTP_XS x
+  CODE:
+    RETVAL = newSVpv(lmtp_banner(x->h), 0);
+  OUTPUT:
+    RETVAL
+
+SV *
+xs_domain(x)
+    Net_LMTP_XS x
+  CODE:
+    RETVAL = newSVpv(lmtp_domain(x->h), 0);
+  OUTPUT:
+    RETVAL
+
+SV *
+xs_capability(x, keyword)
+    Net_LMTP_XS x
+    const char *keyword
+  CODE:
+    RETVAL = string_or_undef(aTHX_ lmtp_capability(x->h, keyword));
+  OUTPUT:
+    RETVAL
+
+int
+xs_code(x)
+    Net_LMTP_XS x
+  CODE:
+    RETVAL = lmtp_code(x->h);
+  OUTPUT:
+    RETVAL
+
+void
+xs_message_lines(x)
+    Net_LMTP_XS x
+  PREINIT:
+    size_t i, n;
+  PPCODE:
+    n = lmtp_message_count(x->h);
+    EXTEND(SP, (SSize_t)n);
+    for (i = 0; i < n; i++) PUSHs(sv_2mortal(newSVpv(lmtp_message_line(x->h, i), 0)));
+
+int
+xs_errcode(x)
+    Net_LMTP_XS x
+  CODE:
+    RETVAL = lmtp_errcode(x->h);
+  OUTPUT:
+    RETVAL
+
+SV *
+xs_errmsg(x)
+    Net_LMTP_XS x
+  CODE:
+    RETVAL = newSVpv(lmtp_errmsg(x->h), 0);
+  OUTPUT:
+    RETVAL
+
+int
+xs_hello(x, domain)
+    Net_LMTP_XS x
+    SV *domain
+  CODE:
+    RETVAL = lmtp_hello(x->h, bytes_or_null(aTHX_ domain, "domain"));
+  OUTPUT:
+    RETVAL
+
+int
+xs_mail(x, verb, from, size, body, ret, envid, transid, extra, force)
+    Net_LMTP_XS x
+    const char *verb
+    SV *from
+    UV size
+    int body
+    int ret
+    SV *envid
+    SV *transid
+    SV *extra
+    int force
+  PREINIT:
+    lmtp_mail_options o = LMTP_MAIL_OPTIONS_INIT;
+    const char *addr;
+  CODE:
+    addr = bytes_or_null(aTHX_ from, "address");
+    if (strcmp(verb, "MAIL") == 0) {
+        o.size = (unsigned long long)size;
+        o.body = body;
+        o.ret = ret;
+        o.envid = bytes_or_null(aTHX_ envid, "Envelope");
+        o.transid = bytes_or_null(aTHX_ transid, "Transaction");
+        o.extra = bytes_or_null(aTHX_ extra, "option");
+        o.flags = force ? LMTP_FORCE : 0;
+        RETVAL = lmtp_mail(x->h, addr, &o);
+    } else if (strcmp(verb, "SEND") == 0) {
+        RETVAL = lmtp_send(x->h, addr);
+    } else if (strcmp(verb, "SOML") == 0) {
+        RETVAL = lmtp_send_or_mail(x->h, addr);
+    } else {
+        RETVAL = lmtp_send_and_mail(x->h, addr);
+    }
+  OUTPUT:
+    RETVAL
+
+int
+xs_rcpt(x, to, notify, orcpt, orcpt_type, force)
+    Net_LMTP_XS x
+    SV *to
+    unsigned notify
+    SV *orcpt
+    SV *orcpt_type
+    int force
+  PREINIT:
+    lmtp_rcpt_options o = LMTP_RCPT_OPTIONS_INIT;
+  CODE:
+    o.notify = notify;
+    o.orcpt = bytes_or_null(aTHX_ orcpt, "ORcpt");
+    o.orcpt_type = bytes_or_null(aTHX_ orcpt_type, "ORcpt");
+    o.flags = force ? LMTP_FORCE : 0;
+    RETVAL = lmtp_recipient(x->h, bytes_or_null(aTHX_ to, "address"), &o);
+  OUTPUT:
+    RETVAL
+
+int
+xs_simple(x, what, arg)
+    Net_LMTP_XS x
+    const char *what
+    SV *arg
+  PREINIT:
+    const char *a;
+  CODE:
+    a = bytes_or_null(aTHX_ arg, what);
+    if (strcmp(what, "RSET") == 0) RETVAL = lmtp_reset(x->h);
+    else if (strcmp(what, "NOOP") == 0) RETVAL = lmtp_noop(x->h);
+    else if (strcmp(what, "VRFY") == 0) RETVAL = lmtp_verify(x->h, a);
+    else if (strcmp(what, "EXPN") == 0) RETVAL = lmtp_expand(x->h, a);
+    else if (strcmp(what, "HELP") == 0) RETVAL = lmtp_help(x->h, a);
+    else if (strcmp(what, "ETRN") == 0) RETVAL = lmtp_etrn(x->h, a);
+    else if (strcmp(what, "QUIT") == 0) RETVAL = lmtp_quit(x->h);
+    else if (strcmp(what, "DATA") == 0) RETVAL = lmtp_data_start(x->h);
+    else if (strcmp(what, "END") == 0) RETVAL = lmtp_data_end(x->h);
+    else if (strcmp(what, "RESPONSE") == 0) RETVAL = lmtp_response(x->h);
+    else croak("Net::LMTP::XS::simple: unknown command %s", what);
+  OUTPUT:
+    RETVAL
+
+int
+xs_data_write(x, data)
+    Net_LMTP_XS x
+    SV *data
+  PREINIT:
+    STRLEN len;
+    const char *p;
+  CODE:
+    p = SvPVbyte(data, len);
+    RETVAL = lmtp_data_write(x->h, p, len);
+  OUTPUT:
+    RETVAL
+
+int
+xs_command(x, line)
+    Net_LMTP_XS x
+    SV *line
+  CODE:
+    RETVAL = lmtp_command(x->h, bytes_or_null(aTHX_ line, "command"));
+  OUTPUT:
+    RETVAL
+
+int
+xs_deliver(x, from, rcpts, data)
+    Net_LMTP_XS x
+    SV *from
+    AV *rcpts
+    SV *data
+  PREINIT:
+    const char **list;
+    SSize_t i, n;
+    STRLEN len;
+    const char *msg;
+  CODE:
+    n = av_len(rcpts) + 1;
+    Newx(list, n > 0 ? n : 1, const char *);
+    SAVEFREEPV(list);
+    for (i = 0; i < n; i++) {
+        SV **e = av_fetch(rcpts, i, 0);
+        list[i] = e ? bytes_or_null(aTHX_ *e, "address") : NULL;
+        if (!list[i]) list[i] = "";
+    }
+    msg = SvPVbyte(data, len);
+    RETVAL = lmtp_deliver(x->h, bytes_or_null(aTHX_ from, "address"), list, (size_t)n, msg, len, NULL, NULL);
+  OUTPUT:
+    RETVAL
+
+void
+xs_results(x)
+    Net_LMTP_XS x
+  PREINIT:
+    size_t i, n;
+  PPCODE:
+    n = lmtp_result_count(x->h);
+    EXTEND(SP, (SSize_t)n);
+    for (i = 0; i < n; i++) {
+        HV *r = newHV();
+        int status = lmtp_result_status(x->h, i);
+        int stage = lmtp_result_stage(x->h, i);
+        (void)hv_stores(r, "address", newSVpv(lmtp_result_address(x->h, i), 0));
+        (void)hv_stores(r, "status", newSVpv(result_status[status >= 0 && status <= 4 ? status : 4], 0));
+        (void)hv_stores(r, "stage", newSVpv(result_stage[stage >= 0 && stage <= 3 ? stage : 0], 0));
+        (void)hv_stores(r, "code", newSViv(lmtp_result_code(x->h, i)));
+        (void)hv_stores(r, "enhanced", newSVpv(lmtp_result_enhanced(x->h, i), 0));
+        (void)hv_stores(r, "text", newSVpv(lmtp_result_text(x->h, i), 0));
+        (void)hv_stores(r, "rcpt_code", newSViv(lmtp_result_rcpt_code(x->h, i)));
+        (void)hv_stores(r, "rcpt_text", newSVpv(lmtp_result_rcpt_text(x->h, i), 0));
+        PUSHs(sv_2mortal(newRV_noinc((SV *)r)));
+    }
+
+SV *
+xs_strerror(status)
+    int status
+  CODE:
+    RETVAL = newSVpv(lmtp_strerror(status), 0);
+  OUTPUT:
+    RETVAL
+
+SV *
+xs_library_version()
+  CODE:
+    RETVAL = newSVpv(lmtp_version(), 0);
+  OUTPUT:
+    RETVAL

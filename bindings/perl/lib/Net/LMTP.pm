@@ -1,0 +1,669 @@
+package Net::LMTP;
+
+# A drop-in Net::LMTP over liblmtp: the same methods, arguments and return
+# values as the Net::SMTP-based Net::LMTP, and every recipient's own reply
+# after the message. The protocol is spoken by liblmtp; this file decides
+# what a Perl caller sees.
+
+use strict;
+use warnings;
+use Carp ();
+use Symbol ();
+use XSLoader;
+
+our $VERSION = '1.00';
+XSLoader::load('Net::LMTP', $VERSION);
+
+# Net::Cmd's reply classes, as returned by response() and status().
+use constant {
+    CMD_INFO    => 1,
+    CMD_OK      => 2,
+    CMD_MORE    => 3,
+    CMD_REJECT  => 4,
+    CMD_ERROR   => 5,
+    CMD_PENDING => 0,
+};
+use constant DEF_REPLY_CODE => 421;
+
+use Exporter ();
+our @ISA       = ('Exporter');
+our @EXPORT_OK = qw(CMD_INFO CMD_OK CMD_MORE CMD_REJECT CMD_ERROR CMD_PENDING);
+
+# lmtp_status values (lmtp.h; append-only there).
+my %STATUS = (
+    OK => 0, INVALID_ARGUMENT => 1, BAD_INPUT => 2, LINE_TOO_LONG => 3, NOT_ADVERTISED => 4,
+    BAD_SEQUENCE => 5, RESOLVE => 6, CONNECT => 7, TIMEOUT => 8, IO => 9, CLOSED => 10,
+    PROTOCOL => 11, REJECTED => 12, NO_MEMORY => 13, TOO_BIG => 14, NO_RECIPIENTS => 15,
+    ABORTED => 16, NOT_CONNECTED => 17, INTERNAL => 18,
+);
+my %NAME = reverse %STATUS;
+
+# A refusal made here, before anything was sent, gets the code a server would
+# have used for it, so that code/status/ok read as scripts expect.
+my %LOCAL_CODE = (
+    INVALID_ARGUMENT => 501, BAD_INPUT => 501, LINE_TOO_LONG => 500, NOT_ADVERTISED => 555,
+    BAD_SEQUENCE => 503, TOO_BIG => 552, NO_RECIPIENTS => 554,
+);
+
+my %class_debug;    # Net::LMTP->debug(N): the default for new objects
+my %version_shown;  # Net::Cmd prints the module version once per class
+
+sub CLONE_SKIP { 1 }    # a handle belongs to the thread that made it
+
+# ---------------------------------------------------------------------------
+# construction
+
+sub new {
+    my $self = shift;
+    my $type = ref($self) || $self;
+    @_ >= 2 or Carp::croak('usage: Net::LMTP->new(HOST, PORT [, OPTIONS])');
+    my $host = shift;
+    my $port = shift;
+    @_ % 2 == 0 or Carp::croak('Net::LMTP->new: OPTIONS must be key => value pairs');
+    my %arg = @_;
+
+    my $timeout = defined $arg{Timeout} ? $arg{Timeout} : 120;
+    my ($local_addr, $local_port) = ($arg{LocalAddr}, $arg{LocalPort});
+    if (defined $local_addr && !defined $local_port && $local_addr =~ /^(.*):(\d+)$/ && $1 !~ /:/) {
+        ($local_addr, $local_port) = ($1, $2);
+    }
+    my $obj = Symbol::gensym();
+    bless $obj, $type;
+    ${*$obj}{net_lmtp_arg} = \%arg;
+    ${*$obj}{net_lmtp_exact_addr} = $arg{ExactAddresses};
+    ${*$obj}{net_lmtp_timeout} = $timeout;
+
+    my $port_number = _port_number($port);
+    unless (defined $port_number) {
+        $@ = "$type: unknown port '$port'";
+        return;
+    }
+    my $xs = Net::LMTP::XS->create(_timeout_ms($timeout), $arg{Hello} || 'localhost.localdomain',
+                                   $local_addr, $local_port || 0);
+    ${*$obj}{net_lmtp_xs} = $xs;
+    $obj->debug(exists $arg{Debug} ? $arg{Debug} : undef);
+
+    my @hosts = ref($host) eq 'ARRAY' ? @$host : ($host);
+    my $err = "$type: no host given";
+    foreach my $h (@hosts) {
+        next unless defined $h && length $h;
+        my $st = $xs->connect($h, $port_number);
+        if ($st == 0) {
+            ${*$obj}{net_lmtp_host} = $h;
+            $obj->_take_reply;
+            ${*$obj}{net_lmtp_banner} = $xs->banner . "\n";
+            (${*$obj}{net_lmtp_domain}) = $xs->banner =~ /\A\s*(\S+)/;
+            ${*$obj}{net_lmtp_hello_domain} = $arg{Hello} || 'localhost.localdomain';
+            $obj->_record_capabilities;
+            return $obj;
+        }
+        $obj->_status($st);
+        $err = $NAME{$st} eq 'REJECTED'
+            ? "$type: " . $obj->code . " " . $obj->message
+            : "$type: " . $xs->errmsg;
+    }
+    $@ = $err;
+    return;
+}
+
+sub _port_number {
+    my $port = shift;
+    return 0 unless defined $port;    # a unix socket path needs none
+    return $port + 0 if $port =~ /^\d+$/;
+    return $1 + 0 if $port =~ /\((\d+)\)\s*$/;    # IO::Socket's "lmtp(24)"
+    my $n = (getservbyname($port, 'tcp'))[2];
+    return $n;
+}
+
+sub _timeout_ms {
+    my $t = shift;
+    # Timeout => 0 means "wait as long as it takes" in IO::Socket; liblmtp keeps a
+    # deadline on every wait, so that becomes the longest one it can hold.
+    return 4294967295 if !$t || $t * 1000 > 4294967295;
+    my $ms = int($t * 1000 + 0.5);
+    return $ms > 0 ? $ms : 1;
+}
+
+# ---------------------------------------------------------------------------
+# Net::Cmd's view of the last reply: code, message, status, ok
+
+sub set_status {
+    @_ == 3 or Carp::croak('usage: $obj->set_status($code, $resp)');
+    my ($self, $code, $resp) = @_;
+    $resp = defined $resp ? [$resp] : [] unless ref $resp;
+    ${*$self}{net_cmd_code} = $code;
+    ${*$self}{net_cmd_resp} = $resp;
+    1;
+}
+
+sub code {
+    @_ == 1 or Carp::croak('usage: $obj->code()');
+    my $self = shift;
+    ${*$self}{net_cmd_code} = DEF_REPLY_CODE unless exists ${*$self}{net_cmd_code};
+    ${*$self}{net_cmd_code};
+}
+
+sub message {
+    @_ == 1 or Carp::croak('usage: $obj->message()');
+    my $self = shift;
+    my $resp = ${*$self}{net_cmd_resp} || [];
+    wantarray ? @$resp : join('', @$resp);
+}
+
+sub status {
+    @_ == 1 or Carp::croak('usage: $obj->status()');
+    my $self = shift;
+    substr($self->code, 0, 1);
+}
+
+sub ok {
+    @_ == 1 or Carp::croak('usage: $obj->ok()');
+    my $code = $_[0]->code;
+    0 < $code && $code < 400;
+}
+
+# The library's own words about the last failure ("" after a success).
+sub error {
+    my $self = shift;
+    my $xs = ${*$self}{net_lmtp_xs} or return '';
+    $xs->errmsg;
+}
+
+# Records the reply the library just read as the last reply.
+sub _take_reply {
+    my $self = shift;
+    my $xs = ${*$self}{net_lmtp_xs};
+    ${*$self}{net_cmd_code} = $xs->code;
+    ${*$self}{net_cmd_resp} = [map { "$_\n" } $xs->message_lines];
+}
+
+# After a call that returned status $st: sets code/message the way Net::Cmd
+# would have them, and returns true when the call succeeded.
+sub _status {
+    my ($self, $st) = @_;
+    my $xs   = ${*$self}{net_lmtp_xs};
+    my $pkg  = ref $self;
+    my $name = $NAME{$st} || 'INTERNAL';
+    if ($name eq 'OK' || ($name eq 'REJECTED' && $xs->code)) {
+        $self->_take_reply;
+        return $name eq 'OK';
+    }
+    if ($name eq 'TIMEOUT') {
+        $self->set_status(DEF_REPLY_CODE, "[$pkg] Timeout");
+    }
+    elsif (my $code = $LOCAL_CODE{$name}) {
+        $self->set_status($code, "[$pkg] " . $xs->errmsg);
+    }
+    else {
+        $self->set_status(DEF_REPLY_CODE, "[$pkg] Connection closed: " . $xs->errmsg);
+    }
+    if ($self->debug && $name ne 'REJECTED') {
+        Carp::carp("$pkg: " . $xs->errmsg);
+    }
+    return 0;
+}
+
+# Checks a string argument: bytes only (Perl's wide characters cannot go on
+# the wire), and no NUL (C strings would silently cut it).
+sub _bytes {
+    my ($self, $what, $value) = @_;
+    return $value unless defined $value;
+    my $copy = "$value";
+    utf8::downgrade($copy, 1)
+        or Carp::croak(ref($self) . "::$what: wide character in '$value'; encode it to bytes first");
+    if (index($copy, "\0") >= 0) {
+        $self->set_status(501, '[' . ref($self) . "] $what contains a NUL byte");
+        return;
+    }
+    $copy;
+}
+
+# Net::SMTP's address rules: the inside of the first <...> if there is one,
+# else the trimmed text (with ExactAddresses, the inside of a whole "<...>").
+# liblmtp puts the brackets back; results show the address this way.
+sub _addr {
+    my ($self, $addr) = @_;
+    $addr = '' unless defined $addr;
+    if (${*$self}{net_lmtp_exact_addr}) {
+        return $1 if $addr =~ /^\s*<(.*)>\s*$/s;
+    }
+    else {
+        return $1 if $addr =~ /<([^>]*)>/;
+        $addr =~ s/^\s+|\s+$//sg;
+    }
+    $addr;
+}
+
+# ---------------------------------------------------------------------------
+# information
+
+sub banner { my $self = shift; ${*$self}{net_lmtp_banner} || undef }
+sub domain { my $self = shift; ${*$self}{net_lmtp_domain} || undef }
+sub host   { my $self = shift; ${*$self}{net_lmtp_host} }
+
+sub _record_capabilities {
+    my $self = shift;
+    my %esmtp;
+    foreach my $line ($self->message) {
+        $esmtp{uc $1} = $2 if $line =~ /([-\w]+)\b[= \t]*([^\n]*)/;
+    }
+    ${*$self}{net_lmtp_esmtp} = \%esmtp;
+}
+
+# The parameters of a service extension from the LHLO reply ("" when it has
+# none), or undef when it was not offered (then the optional code and
+# message become the last reply, as in Net::SMTP).
+sub supports {
+    my $self = shift;
+    my $cmd  = uc shift;
+    my $esmtp = ${*$self}{net_lmtp_esmtp} || {};
+    return $esmtp->{$cmd} if exists $esmtp->{$cmd};
+    $self->set_status(@_) if @_;
+    return;
+}
+
+sub timeout {
+    my $self = shift;
+    if (@_) {
+        my $t = shift;
+        ${*$self}{net_lmtp_timeout} = $t;
+        ${*$self}{net_lmtp_xs}->set_timeout(_timeout_ms($t));
+    }
+    ${*$self}{net_lmtp_timeout};
+}
+
+# Debug: 1 prints the dialogue on STDERR as Net::Cmd does. As a class method
+# it sets the default for objects made afterwards.
+sub debug {
+    @_ == 1 or @_ == 2 or Carp::croak('usage: $obj->debug([$level])');
+    my ($self, $level) = @_;
+    my $pkg = ref($self) || $self;
+    my $old = ref($self) ? (${*$self}{net_cmd_debug} || 0) : ($class_debug{$pkg} || 0);
+    return $old unless @_ == 2;
+    $level = $class_debug{$pkg} || 0 unless defined $level;
+    if (!ref $self) {
+        $class_debug{$pkg} = $level;
+        return $old;
+    }
+    if ($level && !$version_shown{$pkg}++) {
+        no strict 'refs';
+        print STDERR "$pkg>>> $pkg(" . (${"${pkg}::VERSION"} || '') . ")\n";
+        print STDERR "$pkg>>>   liblmtp(" . Net::LMTP::XS::library_version() . ")\n";
+    }
+    ${*$self}{net_cmd_debug} = $level;
+    ${*$self}{net_lmtp_xs}->set_debug($level ? "$self" : undef);
+    $old;
+}
+
+# ---------------------------------------------------------------------------
+# commands
+
+sub hello {
+    my $self   = shift;
+    my $domain = shift || 'localhost.localdomain';
+    defined($domain = $self->_bytes('hello', $domain)) or return;
+    $self->_status(${*$self}{net_lmtp_xs}->hello($domain)) or return;
+    ${*$self}{net_lmtp_hello_domain} = $domain;
+    $self->_record_capabilities;
+    my @msg = $self->message;
+    $msg[0] =~ /\A\s*(\S+)/;
+    return ($1 || ' ');
+}
+
+sub etrn {
+    my $self = shift;
+    defined($self->supports('ETRN', 500, ["Command unknown: 'ETRN'"])) or return 0;
+    $self->_simple('ETRN', join(' ', @_));
+}
+
+my %BITS = ('8' => 2, binary => 3);
+
+sub mail {
+    my $self = shift;
+    my $addr = $self->_bytes('mail', $self->_addr(shift));
+    defined $addr or return 0;
+    my %opt = @_;
+    my ($size, $body, $ret, $envid, $transid, @extra) = (0, 0, 0);
+    my $pkg = ref($self) . '::mail';
+    my $has = sub { defined $self->supports($_[0]) };
+    if (%opt) {
+        my $v;
+        if (defined($v = delete $opt{Size})) {
+            $has->('SIZE') ? ($size = $v + 0) : Carp::carp("$pkg: SIZE option not supported by host");
+        }
+        if (defined($v = delete $opt{Return})) {
+            $has->('DSN') ? ($ret = uc($v) eq 'FULL' ? 1 : 2) : Carp::carp("$pkg: DSN option not supported by host");
+        }
+        if (defined($v = delete $opt{Bits})) {
+            if ($v eq '8') {
+                $has->('8BITMIME') ? ($body = 2) : Carp::carp("$pkg: 8BITMIME option not supported by host");
+            }
+            elsif ($v eq 'binary') {
+                $has->('BINARYMIME') && $has->('CHUNKING')
+                    ? ($body = 3)
+                    : Carp::carp("$pkg: BINARYMIME option not supported by host");
+            }
+            elsif ($has->('8BITMIME') || $has->('BINARYMIME')) {
+                $body = 1;
+            }
+            else {
+                Carp::carp("$pkg: 8BITMIME and BINARYMIME options not supported by host");
+            }
+        }
+        if (defined($v = delete $opt{Transaction})) {
+            $has->('CHECKPOINT') ? ($transid = '<' . $self->_addr($v) . '>')
+                                 : Carp::carp("$pkg: CHECKPOINT option not supported by host");
+        }
+        if (defined($v = delete $opt{Envelope})) {
+            $has->('DSN') ? ($envid = $v) : Carp::carp("$pkg: DSN option not supported by host");
+        }
+        if (defined($v = delete $opt{ENVID})) {    # already xtext, as RFC 3461 writes it
+            if ($has->('DSN')) {
+                ($envid = $v) =~ s/\+([0-9A-Fa-f]{2})/chr hex $1/ge;
+            }
+            else {
+                Carp::carp("$pkg: DSN option not supported by host");
+            }
+        }
+        if (exists $opt{AUTH}) {
+            my $v = delete $opt{AUTH};
+            $has->('AUTH') ? push(@extra, 'AUTH=' . (defined $v && length $v ? $v : '<>'))
+                           : Carp::carp("$pkg: AUTH option not supported by host");
+        }
+        if (defined($v = delete $opt{XVERP})) {
+            $has->('XVERP') ? push(@extra, 'XVERP') : Carp::carp("$pkg: XVERP option not supported by host");
+        }
+        Carp::carp("$pkg: unknown option(s) " . join(' ', keys %opt) . ' - ignored') if %opt;
+    }
+    for my $s ($envid, $transid, @extra) {
+        next unless defined $s;
+        defined($s = $self->_bytes('mail', $s)) or return 0;
+    }
+    $self->_status(${*$self}{net_lmtp_xs}->mail('MAIL', $addr, $size, $body, $ret, $envid, $transid,
+                                                 @extra ? join(' ', @extra) : undef, 0));
+}
+
+sub _old_mail {
+    my ($self, $verb, $addr) = @_;
+    defined($addr = $self->_bytes(lc $verb, $self->_addr($addr))) or return 0;
+    $self->_status(${*$self}{net_lmtp_xs}->mail($verb, $addr, 0, 0, 0, undef, undef, undef, 0));
+}
+sub send          { $_[0]->_old_mail('SEND', $_[1]) }
+sub send_or_mail  { $_[0]->_old_mail('SOML', $_[1]) }
+sub send_and_mail { $_[0]->_old_mail('SAML', $_[1]) }
+
+my %NOTIFY = (NEVER => 1, SUCCESS => 2, FAILURE => 4, DELAY => 8);
+
+sub recipient {
+    my $self = shift;
+    my ($notify, $orcpt, $orcpt_type, $skip_bad) = (0);
+    my $pkg = ref($self) . '::recipient';
+    if (@_ && ref $_[-1]) {
+        my %opt = %{pop @_};
+        $skip_bad = delete $opt{SkipBad};
+        my $v;
+        if (defined($v = delete $opt{Notify})) {
+            if (defined $self->supports('DSN')) {
+                foreach my $w (ref $v ? @$v : split /\s*,\s*/, $v) {
+                    my $flag = $NOTIFY{uc $w};
+                    $flag ? ($notify |= $flag) : Carp::carp("$pkg: unknown Notify value '$w' - ignored");
+                }
+            }
+            else {
+                Carp::carp("$pkg: DSN option not supported by host");
+            }
+        }
+        if (defined($v = delete $opt{ORcpt})) {    # "type;xtext", as RFC 3461 writes it
+            if (!defined $self->supports('DSN')) {
+                Carp::carp("$pkg: DSN option not supported by host");
+            }
+            elsif ($v =~ /^([^;]+);(.*)$/s) {
+                ($orcpt_type, $orcpt) = ($1, $2);
+                $orcpt =~ s/\+([0-9A-Fa-f]{2})/chr hex $1/ge;
+            }
+            else {
+                ($orcpt_type, $orcpt) = ('rfc822', $v);
+            }
+        }
+        Carp::carp("$pkg: unknown option(s) " . join(' ', keys %opt) . ' - ignored') if %opt;
+    }
+    for my $s ($orcpt, $orcpt_type) {
+        next unless defined $s;
+        defined($s = $self->_bytes('recipient', $s)) or return $skip_bad ? () : 0;
+    }
+    my @ok;
+    my $xs = ${*$self}{net_lmtp_xs};
+    foreach my $addr (@_) {
+        my $path = $self->_bytes('recipient', $self->_addr($addr));
+        if (defined $path && $self->_status($xs->rcpt($path, $notify, $orcpt, $orcpt_type, 0))) {
+            push @ok, $addr if $skip_bad;
+        }
+        elsif (!$skip_bad) {
+            return 0;
+        }
+    }
+    return $skip_bad ? @ok : 1;
+}
+
+BEGIN {
+    no warnings 'once';
+    *to  = \&recipient;
+    *cc  = \&recipient;
+    *bcc = \&recipient;
+}
+
+sub _simple {
+    my ($self, $verb, $arg) = @_;
+    if (defined $arg) {
+        defined($arg = $self->_bytes(lc $verb, $arg)) or return 0;
+    }
+    $self->_status(${*$self}{net_lmtp_xs}->simple($verb, $arg));
+}
+
+sub reset {
+    my $self = shift;
+    $self->dataend if ${*$self}{net_lmtp_in_data};
+    $self->_simple('RSET');
+}
+
+sub noop { $_[0]->_simple('NOOP') }
+
+sub verify { my $self = shift; $self->_simple('VRFY', join(' ', @_)) }
+
+sub expand {
+    my $self = shift;
+    $self->_simple('EXPN', join(' ', @_)) ? ($self->message) : ();
+}
+
+sub help {
+    my $self = shift;
+    $self->_simple('HELP', @_ ? join(' ', @_) : undef) ? scalar $self->message : undef;
+}
+
+sub data {
+    my $self = shift;
+    my $ok = $self->_simple('DATA') && $self->datasend(@_);
+    $ok && @_ ? $self->dataend : $ok;
+}
+
+sub datasend {
+    my $self = shift;
+    my $arr  = @_ == 1 && ref $_[0] ? $_[0] : \@_;
+    my $data = join('', @$arr);
+    utf8::downgrade($data, 1)
+        or Carp::croak(ref($self) . '::datasend: wide character in data; encode it to bytes first');
+    my $xs = ${*$self}{net_lmtp_xs};
+    return 0 unless $xs->is_connected;
+    ${*$self}{net_lmtp_in_data} = 1;
+    return 1 unless length $data;
+    my $st = $xs->data_write($data);
+    return 1 if $st == 0;
+    $self->_status($st);
+    return;
+}
+
+# Ends the message. Reads every recipient's reply (the session never falls
+# behind); returns what Net::LMTP returned: whether the first one is 2xx.
+# The others come from response(), one per call, and all from results().
+sub dataend {
+    my $self = shift;
+    my $xs   = ${*$self}{net_lmtp_xs};
+    return 0 unless $xs->is_connected;
+    return 1 unless delete ${*$self}{net_lmtp_in_data};
+    $self->_status($xs->simple('END', undef)) or return 0;
+    $self->status == CMD_OK;
+}
+
+# Each recipient's outcome in the current (or last) transaction, in RCPT
+# order: hashes with address, status (ok, tempfail, permfail, pending,
+# unknown), stage (rcpt, data, mail, none), code, enhanced, text,
+# rcpt_code, rcpt_text.
+sub results {
+    my $self = shift;
+    ${*$self}{net_lmtp_xs}->results;
+}
+
+# MAIL, RCPT for each recipient and the message in one pipelined exchange;
+# returns the results as results() does (or an empty list if it broke).
+sub deliver {
+    my ($self, $from, $to, $data) = @_;
+    ref $to eq 'ARRAY' or Carp::croak('usage: $lmtp->deliver(FROM, [TO, ...], DATA)');
+    $data = join('', @$data) if ref $data eq 'ARRAY';
+    utf8::downgrade($data, 1)
+        or Carp::croak(ref($self) . '::deliver: wide character in data; encode it to bytes first');
+    my @rcpts;
+    foreach my $r (@$to) {
+        my $b = $self->_bytes('deliver', $self->_addr($r));
+        return unless defined $b;
+        push @rcpts, $b;
+    }
+    defined(my $f = $self->_bytes('deliver', $self->_addr($from))) or return;
+    $self->_status(${*$self}{net_lmtp_xs}->deliver($f, \@rcpts, $data));
+    $self->results;
+}
+
+sub quit {
+    my $self = shift;
+    my $was = ${*$self}{net_lmtp_xs}->is_connected;
+    $self->_simple('QUIT');
+    $self->close;
+    $was ? 1 : 0;    # as Net::SMTP's close after QUIT
+}
+
+sub close {
+    my $self = shift;
+    my $xs = ${*$self}{net_lmtp_xs} or return 0;
+    delete ${*$self}{net_lmtp_in_data};
+    my $was = $xs->is_connected;
+    $xs->close;
+    $was ? 1 : 0;
+}
+
+# Net::Cmd's raw interface: command() sends a line (arguments joined by
+# spaces, newlines in them turned into spaces) and returns the object;
+# response() reads the next reply owed and returns its class (CMD_OK...).
+sub command {
+    my $self = shift;
+    my $xs = ${*$self}{net_lmtp_xs};
+    unless ($xs->is_connected) {
+        $self->set_status(DEF_REPLY_CODE, '[' . ref($self) . '] Connection closed');
+        return $self;
+    }
+    $self->dataend if ${*$self}{net_lmtp_in_data};
+    if (@_) {
+        my $line = join(' ', @_);
+        $line =~ s/\r?\n\z//;    # the line end is ours to add
+        $line =~ tr/\n/ /;        # as Net::Cmd: a newline inside becomes a space
+        my $b = $self->_bytes('command', $line);
+        $self->_status($xs->command($b)) if defined $b;
+    }
+    $self;
+}
+
+sub response {
+    my $self = shift;
+    my $st = ${*$self}{net_lmtp_xs}->simple('RESPONSE', undef);
+    my $name = $NAME{$st} || '';
+    $self->_status($st);
+    return CMD_ERROR unless $name eq 'OK' || $name eq 'REJECTED';
+    $self->status;
+}
+
+sub DESTROY {
+    # The handle's own DESTROY frees it without sending anything, so an
+    # object can be dropped in a forked child without touching the session.
+}
+
+1;
+
+__END__
+
+=head1 NAME
+
+Net::LMTP - Local Mail Transfer Protocol client, with every recipient's reply
+
+=head1 SYNOPSIS
+
+    use Net::LMTP;
+
+    my $lmtp = Net::LMTP->new('mailboxhost', 2003, Timeout => 60)
+        or die "cannot connect: $@";
+    $lmtp->mail('sender@example.org');
+    $lmtp->to('alice@example.org', 'bob@example.org');
+    $lmtp->data();
+    $lmtp->datasend("To: alice\n\nA simple test message\n");
+    $lmtp->dataend();                     # the first recipient's reply
+    for my $r ($lmtp->results) {          # and everybody's
+        printf "%s: %d %s %s\n", $r->{address}, $r->{code}, $r->{enhanced}, $r->{text};
+    }
+    $lmtp->quit;
+
+=head1 DESCRIPTION
+
+A drop-in replacement for the Net::SMTP-based Net::LMTP: the same methods,
+options and return values, built on liblmtp. Unlike it, it reads the one reply
+per recipient that an LMTP server sends after the message (RFC 2033), so the
+session never falls a reply behind, and it tells each recipient's outcome.
+
+HOST may also be a unix socket path (starting with C</>); PORT is then ignored
+(pass 0). C<$@> holds the reason when C<new> fails.
+
+=head1 METHODS
+
+As documented for Net::LMTP and Net::Cmd: C<new>, C<banner>, C<domain>,
+C<hello>, C<etrn>, C<mail> (Size, Return, Bits, Transaction, Envelope, and
+Net::SMTP's ENVID, AUTH, XVERP), C<send>, C<send_or_mail>, C<send_and_mail>,
+C<reset>, C<recipient>/C<to> (Notify, ORcpt, SkipBad), C<data>, C<datasend>,
+C<dataend>, C<expand>, C<verify>, C<help>, C<quit>, C<code>, C<message>,
+C<status>, C<ok>, C<command>, C<response>, C<debug>, C<supports>, C<host>,
+C<timeout>, C<close>.
+
+After C<dataend>, each call of C<response> gives the next recipient's reply,
+in RCPT order, as scripts written for Net::LMTP read them.
+
+=over
+
+=item results
+
+Every recipient of the current or last transaction, in RCPT order, as hashes:
+C<address>, C<status> (C<ok>, C<tempfail>, C<permfail>, C<pending>,
+C<unknown>), C<stage> (C<rcpt>, C<data>, C<mail>, C<none>), C<code>,
+C<enhanced>, C<text>, C<rcpt_code>, C<rcpt_text>.
+
+=item deliver(FROM, [TO...], DATA)
+
+The whole transaction in one pipelined exchange; returns C<results>.
+
+=item error
+
+The library's description of the last failure.
+
+=back
+
+Refusals made locally, before anything is sent (a parameter the server did not
+offer, an address with a line break), set C<code> to what a server would have
+answered (501, 555, 552...) and C<message> to "[Net::LMTP] reason".
+Connection failures set 421 and "[Net::LMTP] Timeout" or "[Net::LMTP]
+Connection closed", as Net::Cmd does.
+
+=cut
