@@ -8,6 +8,7 @@ packages=(
     libgtest-dev libcmocka-dev               # unit tests (GoogleTest, CMocka)
     clang-14 libclang-rt-14-dev              # libFuzzer targets
     python3                                  # test helpers
+    perl libtest-leaktrace-perl              # the Net::LMTP Perl module and its tests
     dovecot-core dovecot-lmtpd openssl       # a real LMTP server for integration tests and the demo
 )
 
