@@ -298,9 +298,17 @@ sub debug {
 # ---------------------------------------------------------------------------
 # commands
 
+# As in Net::Cmd, a command given while a message is still open ends the
+# message first (its final dot is sent and the replies are read).
+sub _end_data {
+    my $self = shift;
+    $self->dataend if ${*$self}{net_lmtp_in_data};
+}
+
 sub hello {
     my $self   = shift;
     my $domain = shift || 'localhost.localdomain';
+    $self->_end_data;
     defined($domain = $self->_bytes('hello', $domain)) or return;
     $self->_status(${*$self}{net_lmtp_xs}->hello($domain)) or return;
     ${*$self}{net_lmtp_hello_domain} = $domain;
@@ -320,6 +328,7 @@ my %BITS = ('8' => 2, binary => 3);
 
 sub mail {
     my $self = shift;
+    $self->_end_data;
     my $addr = $self->_bytes('mail', $self->_addr(shift));
     defined $addr or return 0;
     my %opt = @_;
@@ -385,6 +394,7 @@ sub mail {
 
 sub _old_mail {
     my ($self, $verb, $addr) = @_;
+    $self->_end_data;
     defined($addr = $self->_bytes(lc $verb, $self->_addr($addr))) or return 0;
     $self->_status(${*$self}{net_lmtp_xs}->mail($verb, $addr, 0, 0, 0, undef, undef, undef, 0));
 }
@@ -396,6 +406,7 @@ my %NOTIFY = (NEVER => 1, SUCCESS => 2, FAILURE => 4, DELAY => 8);
 
 sub recipient {
     my $self = shift;
+    $self->_end_data;
     my ($notify, $orcpt, $orcpt_type, $skip_bad) = (0);
     my $pkg = ref($self) . '::recipient';
     if (@_ && ref $_[-1]) {
@@ -454,17 +465,14 @@ BEGIN {
 
 sub _simple {
     my ($self, $verb, $arg) = @_;
+    $self->_end_data unless $verb eq 'DATA';
     if (defined $arg) {
         defined($arg = $self->_bytes(lc $verb, $arg)) or return 0;
     }
     $self->_status(${*$self}{net_lmtp_xs}->simple($verb, $arg));
 }
 
-sub reset {
-    my $self = shift;
-    $self->dataend if ${*$self}{net_lmtp_in_data};
-    $self->_simple('RSET');
-}
+sub reset { $_[0]->_simple('RSET') }
 
 sub noop { $_[0]->_simple('NOOP') }
 
@@ -528,6 +536,7 @@ sub results {
 sub deliver {
     my ($self, $from, $to, $data) = @_;
     ref $to eq 'ARRAY' or Carp::croak('usage: $lmtp->deliver(FROM, [TO, ...], DATA)');
+    $self->_end_data;
     $data = join('', @$data) if ref $data eq 'ARRAY';
     utf8::downgrade($data, 1)
         or Carp::croak(ref($self) . '::deliver: wide character in data; encode it to bytes first');
@@ -569,7 +578,7 @@ sub command {
         $self->set_status(DEF_REPLY_CODE, '[' . ref($self) . '] Connection closed');
         return $self;
     }
-    $self->dataend if ${*$self}{net_lmtp_in_data};
+    $self->_end_data;
     if (@_) {
         my $line = join(' ', @_);
         $line =~ s/\r?\n\z//;    # the line end is ours to add
