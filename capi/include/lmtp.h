@@ -99,7 +99,9 @@ LMTP_API const char *lmtp_strerror(int status);
 enum {
     LMTP_TRACE_SEND = 0,    /* a command line sent (no CRLF) */
     LMTP_TRACE_RECEIVE = 1, /* a reply line received (no CRLF) */
-    LMTP_TRACE_DATA = 2,    /* a line of message body as given (not dot-stuffed) */
+    LMTP_TRACE_DATA = 2,    /* message body as given, piece by piece between LFs (a CR
+                               before the LF kept, empty pieces at the end of a write
+                               left out, as Net::Cmd shows them), and the final "." */
     LMTP_TRACE_INFO = 3     /* a note from the library */
 };
 /* `line` is not NUL-terminated; use `len`. Called on the thread making the call. */

@@ -195,11 +195,16 @@ std::string mail(MailVerb verb, std::string_view from, const MailParams& p, std:
     std::string line = verbs[static_cast<int>(verb)];
     line += " FROM:";
     line += angle_path(from, "MAIL FROM address");
+    // Net::SMTP's order (SIZE, RET, BODY, TRANSID, ENVID), so that logs
+    // compare; SMTPUTF8 after BODY, the caller's extras last.
     std::size_t allowance = 0;
     if (p.size) {
         line += " SIZE=" + std::to_string(*p.size);
         allowance += kSizeAllowance;
     }
+    bool dsn = p.ret != Ret::none;
+    if (p.ret == Ret::full) line += " RET=FULL";
+    if (p.ret == Ret::hdrs) line += " RET=HDRS";
     switch (p.body) {
         case BodyType::none: break;
         case BodyType::seven_bit: line += " BODY=7BIT"; break;
@@ -210,9 +215,7 @@ std::string mail(MailVerb verb, std::string_view from, const MailParams& p, std:
         line += " SMTPUTF8";
         allowance += kSmtputf8Allowance;
     }
-    bool dsn = p.ret != Ret::none;
-    if (p.ret == Ret::full) line += " RET=FULL";
-    if (p.ret == Ret::hdrs) line += " RET=HDRS";
+    if (!p.transid.empty()) line += " TRANSID=" + angle_path(p.transid, "TRANSID");
     if (!p.envid.empty()) {
         check_chars(p.envid, "ENVID");
         std::string enc = xtext_encode(p.envid);
@@ -222,7 +225,6 @@ std::string mail(MailVerb verb, std::string_view from, const MailParams& p, std:
         dsn = true;
     }
     if (dsn) allowance += kMailDsnAllowance;
-    if (!p.transid.empty()) line += " TRANSID=" + angle_path(p.transid, "TRANSID");
     append_params(line, p.extra);
     return finish(std::move(line), max_line + allowance);
 }

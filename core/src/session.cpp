@@ -432,13 +432,19 @@ void Session::body(std::string_view chunk) {
         throw Error(phase_ == Phase::closed ? Status::not_connected : Status::bad_sequence,
                     "message data can only be sent after DATA was accepted (354)");
     if (trace_ && !chunk.empty()) {
-        // Like Net::Cmd's datasend: each piece between LFs, as given.
+        // As Net::Cmd's datasend traces: the pieces between LFs, as given (a
+        // CR before the LF kept), empty pieces at the end of a chunk left out.
+        std::size_t empties = 0;  // empty pieces not yet shown: shown only if more follows
         std::string_view rest = chunk;
         while (!rest.empty()) {
             std::size_t lf = rest.find('\n');
             std::string_view piece = rest.substr(0, lf);
-            if (!piece.empty() && piece.back() == '\r') piece.remove_suffix(1);
-            trace(TraceDir::data, piece);
+            if (piece.empty()) {
+                ++empties;
+            } else {
+                for (; empties; --empties) trace(TraceDir::data, {});
+                trace(TraceDir::data, piece);
+            }
             if (lf == std::string_view::npos) break;
             rest.remove_prefix(lf + 1);
         }
@@ -451,7 +457,7 @@ void Session::end_body() {
         throw Error(phase_ == Phase::closed ? Status::not_connected : Status::bad_sequence,
                     "there is no message to end: DATA was not accepted");
     encoder_.finish(out_);
-    trace_sent(".");
+    trace(TraceDir::data, ".");
     phase_ = Phase::transaction;
     for (std::size_t i : txn_.accepted) expect_.push_back({Cmd::final, i, {}});
 }

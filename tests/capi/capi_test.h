@@ -113,7 +113,7 @@ typedef struct trace_log {
     char *buf;
     size_t len, cap;
     int calls;
-    int bad_bytes; /* callbacks whose line held CR, LF or NUL */
+    int bad_bytes; /* callbacks whose line held CR, LF or NUL (but a data piece's final CR) */
 } trace_log;
 void trace_record(void *user, int direction, const char *line, size_t len);
 void trace_log_free(trace_log *t);

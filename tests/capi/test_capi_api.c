@@ -986,9 +986,9 @@ static void trace_sees_the_dialogue(void **state) {
                         "R|354 go ahead\n"
                         "D|Subject: t\n"
                         "D|\n"
-                        "D|.dot\n"
+                        "D|.dot\r\n"
                         "D|end\n"
-                        "S|.\n"
+                        "D|.\n"
                         "R|250 2.0.0 <alice@x> Saved\n"
                         "R|552 5.2.2 <full@x> Quota exceeded\n");
     assert_int_equal(t.bad_bytes, 0);

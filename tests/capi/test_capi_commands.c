@@ -621,7 +621,7 @@ static void mail_parameters(void **state) {
     o.smtputf8 = 1;
     o.ret = LMTP_RET_HDRS;
     o.envid = "q1";
-    mail_case(h, f, &o, "MAIL FROM:<s@x> SIZE=10 BODY=8BITMIME SMTPUTF8 RET=HDRS ENVID=q1", LMTP_OK);
+    mail_case(h, f, &o, "MAIL FROM:<s@x> SIZE=10 RET=HDRS BODY=8BITMIME SMTPUTF8 ENVID=q1", LMTP_OK);
 
     /* Extra parameters, each checked against the capabilities; the fake does not know them (555). */
     lmtp_mail_options_init(&o);

@@ -193,8 +193,8 @@ TEST(CommandBytes, MailParamsOneByOne) {
 }
 
 TEST(CommandBytes, MailParamsOrder) {
-    // All at once: SIZE, BODY, SMTPUTF8, RET, ENVID, TRANSID, then the extras
-    // in their order (the order of MailParams' fields).
+    // All at once: SIZE, RET, BODY, SMTPUTF8, TRANSID, ENVID, then the extras
+    // in their order (Net::SMTP's order, as command.hpp states).
     MailParams p;
     p.size = 1234;
     p.body = BodyType::eight_bit_mime;
@@ -204,11 +204,11 @@ TEST(CommandBytes, MailParamsOrder) {
     p.transid = "t@h";
     p.extra = {{"XFOO", "bar"}, {"XBAR", std::nullopt}};
     EXPECT_EQ(cmd::mail(MailVerb::mail, "a@b", p),
-              "MAIL FROM:<a@b> SIZE=1234 BODY=8BITMIME SMTPUTF8 RET=HDRS ENVID=QQ314159 "
-              "TRANSID=<t@h> XFOO=bar XBAR\r\n");
+              "MAIL FROM:<a@b> SIZE=1234 RET=HDRS BODY=8BITMIME SMTPUTF8 TRANSID=<t@h> "
+              "ENVID=QQ314159 XFOO=bar XBAR\r\n");
     EXPECT_EQ(cmd::mail(MailVerb::send, "", p),
-              "SEND FROM:<> SIZE=1234 BODY=8BITMIME SMTPUTF8 RET=HDRS ENVID=QQ314159 "
-              "TRANSID=<t@h> XFOO=bar XBAR\r\n");
+              "SEND FROM:<> SIZE=1234 RET=HDRS BODY=8BITMIME SMTPUTF8 TRANSID=<t@h> "
+              "ENVID=QQ314159 XFOO=bar XBAR\r\n");
     // Some of them, still in that order.
     MailParams q;
     q.envid = "x";
@@ -755,7 +755,7 @@ TEST(CommandLength, MailBoundaries) {
              p.ret = Ret::hdrs;
              p.envid = "E1";
          },
-         " SIZE=1 SMTPUTF8 RET=HDRS ENVID=E1", 512 + 26 + 10 + 100},
+         " SIZE=1 RET=HDRS SMTPUTF8 ENVID=E1", 512 + 26 + 10 + 100},
         {"extra", [](MailParams& p) { p.extra = {{"XFOO", "1"}}; }, " XFOO=1", 512},
     };
     for (const Row& r : rows) {

@@ -512,7 +512,7 @@ TEST(Session, TraceShowsCommandsAndBodyLines) {
     d.s.end_body();
     std::vector<std::pair<TraceDir, std::string>> want = {
         {TraceDir::send, "MAIL FROM:<s@x>"}, {TraceDir::send, "RCPT TO:<a@x>"}, {TraceDir::send, "DATA"},
-        {TraceDir::data, "line one"},        {TraceDir::data, "line two"},      {TraceDir::send, "."},
+        {TraceDir::data, "line one\r"},      {TraceDir::data, "line two"},      {TraceDir::data, "."},
     };
     EXPECT_EQ(d.traced, want);
 }
@@ -555,4 +555,21 @@ TEST(Session, AThrowingTraceCallbackChangesNothing) {
     EXPECT_EQ(d.take(), "x\r\n.\r\n");
     d.reply("250 ok\r\n");
     EXPECT_TRUE(d.s.transaction().all_delivered());
+}
+
+TEST(Session, DataTraceFollowsNetCmdSplitRules) {
+    Driver d;
+    d.s.deliver("s@x", {"a@x"});
+    d.reply("250 ok\r\n");
+    d.reply("250 ok\r\n");
+    d.reply("354 go\r\n");
+    d.traced.clear();
+    d.s.body("\n");            // nothing: only an empty piece
+    d.s.body("a\n\nb\n\n");   // a, "", b: the empty pieces at the end are left out
+    d.s.body("c\r\n");         // the CR stays
+    d.s.end_body();
+    std::vector<std::pair<TraceDir, std::string>> want = {
+        {TraceDir::data, "a"}, {TraceDir::data, ""}, {TraceDir::data, "b"}, {TraceDir::data, "c\r"},
+        {TraceDir::data, "."}};
+    EXPECT_EQ(d.traced, want);
 }

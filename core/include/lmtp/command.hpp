@@ -42,6 +42,8 @@ struct Param {
     std::optional<std::string> value;
 };
 
+// Sent in this order: SIZE, RET, BODY, SMTPUTF8, TRANSID, ENVID, extras
+// (Net::SMTP's order, so that logs compare).
 struct MailParams {
     std::optional<std::uint64_t> size;  // SIZE= (RFC 1870)
     BodyType body = BodyType::none;     // BODY=

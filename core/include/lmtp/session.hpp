@@ -81,7 +81,9 @@ struct Transaction {
 enum class TraceDir {
     send,     // a command line we sent (without CRLF)
     receive,  // a reply line received (without CRLF)
-    data,     // a line of message body as the caller gave it (unstuffed)
+    data,     // message body as the caller gave it, piece by piece between LFs (a CR
+              // before the LF kept; empty pieces at the end of a chunk left out), and
+              // the final "." (never dot-stuffed)
     info,     // a note from the library (connect, TLS, ...)
 };
 using TraceFn = std::function<void(TraceDir, std::string_view)>;

@@ -78,8 +78,13 @@ sub new {
         $@ = "$type: unknown port '$port'";
         return;
     }
-    my $xs = Net::LMTP::XS->create(_timeout_ms($timeout), $arg{Hello} || 'localhost.localdomain',
-                                   $local_addr, $local_port || 0);
+    my $hello = $arg{Hello} || 'localhost.localdomain';
+    utf8::downgrade($hello, 1) or Carp::croak("$type->new: wide character in Hello; encode it to bytes first");
+    if ($hello =~ /[\0\r\n]/) {
+        $@ = "$type: Hello contains a line break or a NUL byte";
+        return;
+    }
+    my $xs = Net::LMTP::XS->create(_timeout_ms($timeout), $hello, $local_addr, $local_port || 0);
     ${*$obj}{net_lmtp_xs} = $xs;
     $obj->debug(exists $arg{Debug} ? $arg{Debug} : undef);
 
@@ -91,16 +96,25 @@ sub new {
         if ($st == 0) {
             ${*$obj}{net_lmtp_host} = $h;
             $obj->_take_reply;
-            ${*$obj}{net_lmtp_banner} = $xs->banner . "\n";
-            (${*$obj}{net_lmtp_domain}) = $xs->banner =~ /\A\s*(\S+)/;
-            ${*$obj}{net_lmtp_hello_domain} = $arg{Hello} || 'localhost.localdomain';
+            my ($first) = split /\n/, $xs->banner;    # as Net::SMTP: the first line
+            ${*$obj}{net_lmtp_banner} = (defined $first ? $first : '') . "\n";
+            (${*$obj}{net_lmtp_domain}) = ${*$obj}{net_lmtp_banner} =~ /\A\s*(\S+)/;
+            ${*$obj}{net_lmtp_hello_domain} = $hello;
             $obj->_record_capabilities;
             return $obj;
         }
         $obj->_status($st);
-        $err = $NAME{$st} eq 'REJECTED'
-            ? "$type: " . $obj->code . " " . $obj->message
-            : "$type: " . $xs->errmsg;
+        my $name = $NAME{$st} || '';
+        if ($name eq 'REJECTED') {    # a refused banner or LHLO, as Net::SMTP says it
+            $err = "$type: " . $obj->code . " " . $obj->message;
+        }
+        elsif ($name =~ /^(?:TIMEOUT|CLOSED|PROTOCOL|IO)$/ && $xs->errmsg !~ /^cannot connect/) {
+            # Connected, then the banner or LHLO never came right: Net::Cmd's words, then ours.
+            $err = "$type: " . $obj->code . " " . $obj->message . " (" . $xs->errmsg . ")";
+        }
+        else {
+            $err = "$type: " . $xs->errmsg;
+        }
     }
     $@ = $err;
     return;
