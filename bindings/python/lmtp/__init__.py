@@ -1,0 +1,1 @@
+from ._lmtp import Client, Error

@@ -1,0 +1,342 @@
+// lmtp._lmtp: the compiled half of the Python package. A thin binding of
+// lmtp::Client; the smtplib-shaped API and the exceptions callers see are
+// built in lmtp/__init__.py.
+//
+// Threads: every call that may wait on the network releases the GIL. The
+// callbacks that need Python (the message source, the trace) take it back
+// for the time of the call. One Client is used by one thread at a time; a
+// second thread gets RuntimeError instead of a data race.
+#include <pybind11/functional.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "lmtp.h"  // the version macros
+#include "lmtp/client.hpp"
+
+namespace py = pybind11;
+using namespace pybind11::literals;
+
+namespace {
+
+// The Python exception for everything the core reports: args are
+// (status_name, message); lmtp/__init__.py turns it into smtplib's classes.
+PyObject* g_error = nullptr;
+
+py::object enhanced_tuple(const lmtp::EnhancedCode& e) {
+    if (!e.present()) return py::none();
+    return py::make_tuple(e.klass, e.subject, e.detail);
+}
+
+py::bytes reply_message(const lmtp::Reply& r) { return py::bytes(r.message()); }
+
+std::chrono::milliseconds to_ms(double seconds) {
+    if (!(seconds > 0)) throw py::value_error("timeout must be a positive number of seconds");
+    double ms = std::ceil(seconds * 1000.0);
+    if (ms > static_cast<double>(std::numeric_limits<std::uint32_t>::max()))
+        ms = static_cast<double>(std::numeric_limits<std::uint32_t>::max());
+    return std::chrono::milliseconds(static_cast<std::int64_t>(ms));
+}
+
+lmtp::MailParams mail_params(std::optional<std::uint64_t> size, const std::string& body, bool smtputf8,
+                             const std::string& ret, const std::string& envid, const std::string& transid,
+                             const std::vector<std::pair<std::string, std::optional<std::string>>>& extra) {
+    lmtp::MailParams p;
+    p.size = size;
+    if (body == "7BIT")
+        p.body = lmtp::BodyType::seven_bit;
+    else if (body == "8BITMIME")
+        p.body = lmtp::BodyType::eight_bit_mime;
+    else if (body == "BINARYMIME")
+        p.body = lmtp::BodyType::binary_mime;
+    else if (!body.empty())
+        throw py::value_error("BODY must be 7BIT, 8BITMIME or BINARYMIME, not " + body);
+    p.smtputf8 = smtputf8;
+    if (ret == "FULL")
+        p.ret = lmtp::Ret::full;
+    else if (ret == "HDRS")
+        p.ret = lmtp::Ret::hdrs;
+    else if (!ret.empty())
+        throw py::value_error("RET must be FULL or HDRS, not " + ret);
+    p.envid = envid;
+    p.transid = transid;
+    for (const auto& [k, v] : extra) p.extra.push_back({k, v});
+    return p;
+}
+
+lmtp::RcptParams rcpt_params(unsigned notify, const std::string& orcpt, const std::string& orcpt_type,
+                             const std::vector<std::pair<std::string, std::optional<std::string>>>& extra) {
+    lmtp::RcptParams p;
+    p.notify = notify;
+    p.orcpt = orcpt;
+    if (!orcpt_type.empty()) p.orcpt_type = orcpt_type;
+    for (const auto& [k, v] : extra) p.extra.push_back({k, v});
+    return p;
+}
+
+class PyClient {
+public:
+    PyClient(const std::string& hello, double timeout, std::optional<double> connect_timeout,
+             const std::string& local_address, unsigned local_port, std::size_t max_reply_line,
+             std::size_t max_reply_size)
+        : client_(make_options(hello, timeout, connect_timeout, local_address, local_port, max_reply_line,
+                               max_reply_size)) {}
+
+    // Marks the client busy for one call; a second thread gets RuntimeError.
+    class Use {
+    public:
+        explicit Use(PyClient& c) : c_(c) {
+            if (c_.busy_.exchange(true))
+                throw std::runtime_error("this LMTP connection is already in use by another thread");
+        }
+        ~Use() { c_.busy_ = false; }
+        Use(const Use&) = delete;
+        Use& operator=(const Use&) = delete;
+
+    private:
+        PyClient& c_;
+    };
+
+    lmtp::Client& client() { return client_; }
+
+    // Runs f without the GIL, with the client marked busy.
+    template <typename F>
+    auto blocking(F&& f) -> decltype(f()) {
+        Use use(*this);
+        py::gil_scoped_release nogil;
+        return f();
+    }
+
+    void set_trace(py::object fn) {
+        Use use(*this);
+        trace_ = fn;
+        if (fn.is_none()) {
+            client_.set_trace(nullptr);
+            return;
+        }
+        client_.set_trace([this](lmtp::TraceDir dir, std::string_view line) {
+            py::gil_scoped_acquire gil;
+            try {
+                trace_(static_cast<int>(dir), py::bytes(line.data(), line.size()));
+            } catch (py::error_already_set& e) {
+                e.discard_as_unraisable("lmtp trace callback");
+            }
+        });
+    }
+
+    // The whole transaction; `source` is bytes (sent as is, no copy) or a
+    // callable read(n) -> bytes (b"" at the end), called with the GIL.
+    std::vector<lmtp::RecipientResult> deliver(const std::string& from, const std::vector<std::string>& rcpts,
+                                               py::object source, const lmtp::MailParams& mp,
+                                               const lmtp::RcptParams& rp, bool force) {
+        Use use(*this);
+        std::optional<py::error_already_set> raised;
+        lmtp::BodySource read;
+        std::string_view whole;
+        std::size_t offset = 0;
+        if (py::isinstance<py::bytes>(source)) {
+            char* p = nullptr;
+            Py_ssize_t n = 0;
+            PyBytes_AsStringAndSize(source.ptr(), &p, &n);
+            whole = std::string_view(p, static_cast<std::size_t>(n));  // `source` keeps it alive
+            read = [&](char* buf, std::size_t cap) {
+                std::size_t k = std::min(cap, whole.size() - offset);
+                std::memcpy(buf, whole.data() + offset, k);
+                offset += k;
+                return k;
+            };
+        } else {
+            read = [&](char* buf, std::size_t cap) -> std::size_t {
+                py::gil_scoped_acquire gil;
+                try {
+                    py::object chunk = source(cap);
+                    if (chunk.is_none()) return 0;
+                    if (!py::isinstance<py::bytes>(chunk))
+                        throw py::type_error("the message source must give bytes, not " +
+                                             std::string(py::str(chunk.get_type().attr("__name__"))));
+                    char* p = nullptr;
+                    Py_ssize_t n = 0;
+                    PyBytes_AsStringAndSize(chunk.ptr(), &p, &n);
+                    if (static_cast<std::size_t>(n) > cap)
+                        throw py::value_error("the message source gave more bytes than asked for");
+                    std::memcpy(buf, p, static_cast<std::size_t>(n));
+                    return static_cast<std::size_t>(n);
+                } catch (py::error_already_set& e) {
+                    raised.emplace(std::move(e));
+                } catch (const py::builtin_exception& e) {
+                    e.set_error();
+                    raised.emplace();
+                }
+                throw lmtp::Error(lmtp::Status::aborted, "the message source raised an exception");
+            };
+        }
+        try {
+            py::gil_scoped_release nogil;
+            client_.deliver(from, rcpts, read, mp, rp, force);
+        } catch (const lmtp::Error&) {
+            if (raised) throw std::move(*raised);  // the caller's own exception, as it was raised
+            throw;
+        }
+        return client_.transaction().recipients;
+    }
+
+private:
+    static lmtp::ClientOptions make_options(const std::string& hello, double timeout,
+                                            std::optional<double> connect_timeout, const std::string& local_address,
+                                            unsigned local_port, std::size_t max_reply_line,
+                                            std::size_t max_reply_size) {
+        lmtp::ClientOptions o;
+        o.hello = hello;
+        o.timeout = to_ms(timeout);
+        if (connect_timeout) o.connect_timeout = to_ms(*connect_timeout);
+        o.local_address = local_address;
+        if (local_port > 65535) throw py::value_error("local port out of range");
+        o.local_port = static_cast<std::uint16_t>(local_port);
+        if (max_reply_line) o.limits.reply.max_reply_line = max_reply_line;
+        if (max_reply_size) o.limits.reply.max_reply_size = max_reply_size;
+        return o;
+    }
+
+    lmtp::Client client_;
+    std::atomic<bool> busy_{false};
+    py::object trace_;
+};
+
+using Extra = std::vector<std::pair<std::string, std::optional<std::string>>>;
+
+}  // namespace
+
+PYBIND11_MODULE(_lmtp, m) {
+    m.doc() = "The compiled core of the lmtp package (use the lmtp module, not this one).";
+    m.attr("library_version") = std::to_string(LMTP_VERSION_MAJOR) + "." + std::to_string(LMTP_VERSION_MINOR) + "." +
+                                std::to_string(LMTP_VERSION_PATCH);
+
+    static py::exception<lmtp::Error> error(m, "Error");
+    g_error = error.ptr();
+    py::register_exception_translator([](std::exception_ptr p) {
+        try {
+            if (p) std::rethrow_exception(p);
+        } catch (const lmtp::Error& e) {
+            py::tuple args = py::make_tuple(lmtp::status_name(e.status()), e.what());
+            PyErr_SetObject(g_error, args.ptr());
+        }
+    });
+
+    py::class_<lmtp::Reply>(m, "Reply", "A server reply.")
+        .def_readonly("code", &lmtp::Reply::code)
+        .def_property_readonly("enhanced", [](const lmtp::Reply& r) { return enhanced_tuple(r.enhanced); })
+        .def_property_readonly("lines",
+                               [](const lmtp::Reply& r) {
+                                   py::list l;
+                                   for (const auto& s : r.lines) l.append(py::bytes(s));
+                                   return l;
+                               })
+        .def_property_readonly("message", &reply_message)
+        .def_property_readonly("text", [](const lmtp::Reply& r) { return py::bytes(r.text()); });
+
+    py::class_<lmtp::RecipientResult>(m, "RecipientResult")
+        .def_readonly("address", &lmtp::RecipientResult::address)
+        .def_readonly("rcpt_reply", &lmtp::RecipientResult::rcpt_reply)
+        .def_readonly("reply", &lmtp::RecipientResult::reply)
+        .def_property_readonly("stage",
+                               [](const lmtp::RecipientResult& r) { return lmtp::stage_name(r.stage); })
+        .def_property_readonly("outcome",
+                               [](const lmtp::RecipientResult& r) { return lmtp::outcome_name(r.outcome); });
+
+    py::class_<PyClient>(m, "Client")
+        .def(py::init<const std::string&, double, std::optional<double>, const std::string&, unsigned, std::size_t,
+                      std::size_t>(),
+             "hello"_a, "timeout"_a, "connect_timeout"_a = py::none(), "local_address"_a = "", "local_port"_a = 0,
+             "max_reply_line"_a = 0, "max_reply_size"_a = 0)
+        .def("connect",
+             [](PyClient& c, const std::string& host, unsigned port) {
+                 if (port > 65535) throw py::value_error("port out of range");
+                 c.blocking([&] { c.client().connect(host, static_cast<std::uint16_t>(port)); });
+             })
+        .def("close", [](PyClient& c) { c.blocking([&] { c.client().close(); }); })
+        .def_property_readonly("connected", [](PyClient& c) { return c.client().connected(); })
+        .def_property_readonly("is_local",
+                               [](PyClient& c) {
+                                   return c.client().transport() && c.client().transport()->is_local();
+                               })
+        .def_property_readonly("banner", [](PyClient& c) { return c.client().banner(); })
+        .def_property_readonly("last_reply", [](PyClient& c) { return c.client().last_reply(); })
+        .def_property_readonly("capabilities",
+                               [](PyClient& c) {
+                                   py::list l;
+                                   for (const auto& e : c.client().capabilities().entries())
+                                       l.append(py::make_tuple(e.keyword, e.params));
+                                   return l;
+                               })
+        .def_property_readonly("size_limit", [](PyClient& c) { return c.client().capabilities().size_limit(); })
+        .def("set_timeout", [](PyClient& c, double s) { c.client().set_timeout(to_ms(s)); })
+        .def("set_trace", &PyClient::set_trace)
+        .def("hello",
+             [](PyClient& c, const std::string& d) { return c.blocking([&] { return c.client().hello(d); }); })
+        .def(
+            "mail",
+            [](PyClient& c, const std::string& verb, const std::string& from, std::optional<std::uint64_t> size,
+               const std::string& body, bool smtputf8, const std::string& ret, const std::string& envid,
+               const std::string& transid, const Extra& extra, bool force) {
+                lmtp::MailParams p = mail_params(size, body, smtputf8, ret, envid, transid, extra);
+                lmtp::MailVerb v = verb == "SEND"   ? lmtp::MailVerb::send
+                                   : verb == "SOML" ? lmtp::MailVerb::soml
+                                   : verb == "SAML" ? lmtp::MailVerb::saml
+                                                    : lmtp::MailVerb::mail;
+                return c.blocking([&] { return c.client().mail(v, from, p, force); });
+            },
+            "verb"_a, "sender"_a, "size"_a = py::none(), "body"_a = "", "smtputf8"_a = false, "ret"_a = "",
+            "envid"_a = "", "transid"_a = "", "extra"_a = Extra{}, "force"_a = false)
+        .def(
+            "rcpt",
+            [](PyClient& c, const std::string& to, unsigned notify, const std::string& orcpt,
+               const std::string& orcpt_type, const Extra& extra, bool force) {
+                lmtp::RcptParams p = rcpt_params(notify, orcpt, orcpt_type, extra);
+                return c.blocking([&] { return c.client().rcpt(to, p, force); });
+            },
+            "recipient"_a, "notify"_a = 0, "orcpt"_a = "", "orcpt_type"_a = "", "extra"_a = Extra{},
+            "force"_a = false)
+        .def("rset", [](PyClient& c) { return c.blocking([&] { return c.client().rset(); }); })
+        .def("noop", [](PyClient& c) { return c.blocking([&] { return c.client().noop(); }); })
+        .def("verify",
+             [](PyClient& c, const std::string& a) { return c.blocking([&] { return c.client().verify(a); }); })
+        .def("expand",
+             [](PyClient& c, const std::string& a) { return c.blocking([&] { return c.client().expand(a); }); })
+        .def("help",
+             [](PyClient& c, const std::string& a) { return c.blocking([&] { return c.client().help(a); }); })
+        .def("etrn",
+             [](PyClient& c, const std::string& a) { return c.blocking([&] { return c.client().etrn(a); }); })
+        .def("quit", [](PyClient& c) { return c.blocking([&] { return c.client().quit(); }); })
+        .def("data_start", [](PyClient& c) { return c.blocking([&] { return c.client().data_start(); }); })
+        .def("data_write",
+             [](PyClient& c, py::bytes chunk) {
+                 std::string_view v = chunk;  // `chunk` stays alive for the call
+                 c.blocking([&] { c.client().data_write(v); });
+             })
+        .def("data_end", [](PyClient& c) { return c.blocking([&] { return c.client().data_end(); }); })
+        .def("command",
+             [](PyClient& c, const std::string& line) { c.blocking([&] { c.client().command(line); }); })
+        .def("response", [](PyClient& c) { return c.blocking([&] { return c.client().response(); }); })
+        .def(
+            "deliver",
+            [](PyClient& c, const std::string& from, const std::vector<std::string>& rcpts, py::object source,
+               std::optional<std::uint64_t> size, const std::string& body, bool smtputf8, const std::string& ret,
+               const std::string& envid, const Extra& mail_extra, unsigned notify, const std::string& orcpt_type,
+               const Extra& rcpt_extra, bool force) {
+                lmtp::MailParams mp = mail_params(size, body, smtputf8, ret, envid, "", mail_extra);
+                lmtp::RcptParams rp = rcpt_params(notify, "", orcpt_type, rcpt_extra);
+                return c.deliver(from, rcpts, source, mp, rp, force);
+            },
+            "sender"_a, "recipients"_a, "source"_a, "size"_a = py::none(), "body"_a = "", "smtputf8"_a = false,
+            "ret"_a = "", "envid"_a = "", "mail_extra"_a = Extra{}, "notify"_a = 0, "orcpt_type"_a = "",
+            "rcpt_extra"_a = Extra{}, "force"_a = false)
+        .def_property_readonly("results", [](PyClient& c) { return c.client().transaction().recipients; });
+}
