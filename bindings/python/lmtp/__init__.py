@@ -1,1 +1,702 @@
-from ._lmtp import Client, Error
+"""An LMTP client (RFC 2033) that reads every recipient's reply.
+
+``lmtp.LMTP`` is a drop-in for ``smtplib.LMTP``: the same methods, arguments,
+return values and exceptions (smtplib's own classes, or subclasses of them).
+Unlike it, it reads the one reply per recipient that an LMTP server sends after
+the message, so the session never falls a reply behind, and ``sendmail``
+reports the recipients refused after the message too.
+
+    import lmtp
+    with lmtp.LMTP("/run/dovecot/lmtp") as server:
+        refused = server.sendmail("me@example.org", ["alice@example.org", "bob@example.org"], msg)
+        for r in server.deliver("me@example.org", ["carol@example.org"], open("big.eml", "rb")):
+            print(r.address, r.code, r.enhanced, r.text, r.ok)
+
+Messages may be ``bytes``, ``str`` (ASCII, as smtplib), an
+``email.message.Message``, a binary file object or an iterable of ``bytes``;
+files and iterables stream in bounded memory. Every line end becomes CRLF.
+The protocol work runs without the GIL: one connection per thread scales.
+"""
+
+import copy
+import email.generator
+import email.message
+import email.utils
+import io
+import logging
+import re
+import socket
+import smtplib
+import sys
+import time
+
+from . import _lmtp
+
+__all__ = [
+    "LMTP", "Result", "LMTP_PORT",
+    "LMTPTimeoutError", "LMTPProtocolError", "LMTPDataError",
+    "SMTPException", "SMTPNotSupportedError", "SMTPServerDisconnected", "SMTPResponseException",
+    "SMTPSenderRefused", "SMTPRecipientsRefused", "SMTPDataError", "SMTPConnectError", "SMTPHeloError",
+]
+
+__version__ = _lmtp.library_version
+
+#: The port smtplib.LMTP uses by default (LMTP has no assigned port of its own).
+LMTP_PORT = 2003
+
+# smtplib's exceptions, so that `except smtplib.X` and `except lmtp.X` are the same.
+SMTPException = smtplib.SMTPException
+SMTPNotSupportedError = smtplib.SMTPNotSupportedError
+SMTPServerDisconnected = smtplib.SMTPServerDisconnected
+SMTPResponseException = smtplib.SMTPResponseException
+SMTPSenderRefused = smtplib.SMTPSenderRefused
+SMTPRecipientsRefused = smtplib.SMTPRecipientsRefused
+SMTPDataError = smtplib.SMTPDataError
+SMTPConnectError = smtplib.SMTPConnectError
+SMTPHeloError = smtplib.SMTPHeloError
+
+log = logging.getLogger("lmtp")
+_DEFAULT_TIMEOUT = 120.0
+_LONGEST_TIMEOUT = 4294967.0  # seconds: the longest deadline the library holds
+
+
+class LMTPTimeoutError(smtplib.SMTPServerDisconnected, TimeoutError):
+    """A deadline passed while waiting for the server. The connection is closed.
+
+    Both a ``TimeoutError`` (as smtplib's socket timeouts are) and an
+    ``SMTPServerDisconnected``.
+    """
+
+
+class LMTPProtocolError(smtplib.SMTPServerDisconnected):
+    """The server sent something that is not a valid reply where one was due.
+
+    The connection is closed: it cannot be trusted to be in step any more.
+    """
+
+
+class LMTPDataError(smtplib.SMTPDataError):
+    """No recipient got the message; at least one refused it after DATA.
+
+    ``smtp_code``/``smtp_error`` are the first such refusal (what smtplib
+    reports); ``recipients`` maps every recipient to its ``(code, message)``.
+    """
+
+    def __init__(self, code, msg, recipients):
+        super().__init__(code, msg)
+        self.recipients = recipients
+
+
+class Result:
+    """One recipient's outcome in a transaction.
+
+    ``stage`` says where the verdict came from: ``"rcpt"`` (refused at RCPT),
+    ``"data"`` (the reply after the message, or DATA's refusal), ``"mail"``
+    (MAIL was refused, so nobody got it) or ``None`` (no verdict: the session
+    broke first). ``code`` is the reply code (0 without a verdict),
+    ``enhanced`` the enhanced status code as ``(class, subject, detail)`` or
+    ``None``, ``text`` the reply text without it, ``message`` the reply text as
+    smtplib gives it (bytes, lines joined by ``b"\\n"``).
+    """
+
+    __slots__ = ("address", "stage", "code", "enhanced", "text", "message", "rcpt_code", "outcome")
+
+    def __init__(self, address, stage, code, enhanced, text, message, rcpt_code, outcome):
+        self.address = address
+        self.stage = stage
+        self.code = code
+        self.enhanced = enhanced
+        self.text = text
+        self.message = message
+        self.rcpt_code = rcpt_code
+        self.outcome = outcome
+
+    @property
+    def ok(self):
+        """True when the recipient got the message."""
+        return self.outcome == "ok"
+
+    @property
+    def temporary(self):
+        """True for a temporary failure (4xx): trying again later may work."""
+        return self.outcome == "temporary"
+
+    @property
+    def permanent(self):
+        """True for a permanent failure (5xx)."""
+        return self.outcome == "permanent"
+
+    @property
+    def unknown(self):
+        """True when the session broke before the server gave a verdict."""
+        return self.outcome == "unknown"
+
+    def __repr__(self):
+        return "Result(%r, %s, %d, %r, %r)" % (self.address, self.stage, self.code, self.enhanced, self.text)
+
+    @classmethod
+    def _from(cls, r):
+        reply = r.reply
+        return cls(r.address, None if r.stage == "none" else r.stage, reply.code, reply.enhanced,
+                   reply.text.decode("utf-8", "replace"), reply.message, r.rcpt_reply.code, r.outcome)
+
+
+# ---------------------------------------------------------------------------
+# errors from the library, as Python callers expect them
+
+def _raise(err, sender=None):
+    status, message = err.args
+    if status == "timeout":
+        raise LMTPTimeoutError(message) from None
+    if status in ("closed", "io", "not_connected", "aborted"):
+        raise SMTPServerDisconnected(message) from None
+    if status == "protocol":
+        raise LMTPProtocolError(message) from None
+    if status in ("bad_input", "line_too_long", "invalid_argument"):
+        raise ValueError(message) from None
+    if status == "not_advertised":
+        raise SMTPNotSupportedError(message) from None
+    if status == "too_big":
+        raise SMTPSenderRefused(552, message.encode(), sender) from None
+    if status == "resolve":
+        raise socket.gaierror(message) from None
+    if status == "connect":
+        raise (ConnectionRefusedError if "refused" in message else OSError)(message) from None
+    raise SMTPException(message) from None
+
+
+def _pair(reply):
+    return reply.code, reply.message
+
+
+# ---------------------------------------------------------------------------
+# ESMTP options given as smtplib's strings ("SIZE=100", "NOTIFY=SUCCESS,DELAY")
+
+_NOTIFY = {"NEVER": 1, "SUCCESS": 2, "FAILURE": 4, "DELAY": 8}
+_XTEXT = re.compile(rb"\+([0-9A-Fa-f]{2})")
+
+
+def _xtext_decode(value):
+    return _XTEXT.sub(lambda m: bytes([int(m.group(1), 16)]), value.encode("ascii", "surrogateescape"))
+
+
+def _split_option(option):
+    if not isinstance(option, str):
+        raise TypeError("ESMTP options are strings, not %s" % type(option).__name__)
+    key, eq, value = option.partition("=")
+    return key.upper(), (value if eq else None)
+
+
+def _mail_options(options):
+    p = {"size": None, "body": "", "smtputf8": False, "ret": "", "envid": "", "transid": "", "extra": []}
+    for option in options:
+        key, value = _split_option(option)
+        if key == "SIZE" and value is not None and value.isdigit():
+            p["size"] = int(value)
+        elif key == "BODY" and value is not None:
+            p["body"] = value.upper()
+        elif key == "SMTPUTF8" and value is None:
+            p["smtputf8"] = True
+        elif key == "RET" and value is not None:
+            p["ret"] = value.upper()
+        elif key == "ENVID" and value is not None:  # given as xtext, as on the wire
+            p["envid"] = _xtext_decode(value).decode("latin-1")
+        elif key == "TRANSID" and value is not None:
+            p["transid"] = value
+        else:
+            p["extra"].append((option.partition("=")[0], value))
+    return p
+
+
+def _rcpt_options(options):
+    p = {"notify": 0, "orcpt": "", "orcpt_type": "", "extra": []}
+    for option in options:
+        key, value = _split_option(option)
+        if key == "NOTIFY" and value is not None:
+            for word in value.split(","):
+                flag = _NOTIFY.get(word.strip().upper())
+                if flag is None:
+                    raise ValueError("unknown NOTIFY keyword %r" % word)
+                p["notify"] |= flag
+        elif key == "ORCPT" and value is not None and ";" in value:  # type;xtext
+            kind, _, addr = value.partition(";")
+            p["orcpt_type"] = kind
+            p["orcpt"] = _xtext_decode(addr).decode("latin-1")
+        else:
+            p["extra"].append((option.partition("=")[0], value))
+    return p
+
+
+def _quoteaddr(address):
+    """The address inside <...>, as smtplib's quoteaddr finds it (without the brackets)."""
+    if hasattr(address, "addr_spec"):  # email.headerregistry.Address
+        address = address.addr_spec
+    # email.utils.parseaddr would quietly drop a CR or LF: refuse them first.
+    if "\r" in address or "\n" in address or "\0" in address:
+        raise ValueError("address contains a line break or a NUL: %r" % (address,))
+    name, addr = email.utils.parseaddr(address)
+    if (name, addr) == ("", ""):
+        address = address.strip()
+        return address[1:-1] if address.startswith("<") and address.endswith(">") else address
+    return addr
+
+
+# ---------------------------------------------------------------------------
+# messages, in any of the forms callers have them
+
+_CHUNK = 64 * 1024
+
+
+def _fix_eols(text):
+    return re.sub(r"(?:\r\n|\n|\r(?!\n))", "\r\n", text)
+
+
+def _flatten(message, international=False):
+    with io.BytesIO() as out:
+        policy = message.policy.clone(utf8=True) if international else None
+        gen = email.generator.BytesGenerator(out, policy=policy) if policy else email.generator.BytesGenerator(out)
+        gen.flatten(message, linesep="\r\n")
+        return out.getvalue()
+
+
+def _source(msg):
+    """bytes, or a callable read(n) -> bytes, for the library; plus the length if known."""
+    if isinstance(msg, (bytes, bytearray, memoryview)):
+        data = bytes(msg)
+        return data, len(data)
+    if isinstance(msg, str):
+        data = _fix_eols(msg).encode("ascii")  # as smtplib: a str message must be ASCII
+        return data, len(data)
+    if isinstance(msg, email.message.Message):
+        data = _flatten(msg)
+        return data, len(data)
+    read = getattr(msg, "read", None)
+    if callable(read):
+        return read, None
+    try:
+        chunks = iter(msg)
+    except TypeError:
+        raise TypeError("a message is bytes, str, an email.message.Message, a binary file "
+                        "or an iterable of bytes, not %s" % type(msg).__name__) from None
+
+    pending = bytearray()
+
+    def read_chunks(n):
+        while len(pending) < n:
+            chunk = next(chunks, None)
+            if chunk is None:
+                break
+            if not isinstance(chunk, (bytes, bytearray, memoryview)):
+                raise TypeError("the message iterable gave %s, not bytes" % type(chunk).__name__)
+            pending.extend(chunk)
+        out = bytes(pending[:n])
+        del pending[:n]
+        return out
+
+    return read_chunks, None
+
+
+# ---------------------------------------------------------------------------
+
+class LMTP:
+    """An LMTP connection, used like ``smtplib.LMTP``.
+
+    A ``host`` starting with ``/`` is a unix socket. With a host, the
+    constructor connects (and sends LHLO, which smtplib leaves to the first
+    command that needs it). ``timeout`` is in seconds, for each reply and
+    each write; ``None`` means the longest deadline the library can hold.
+    """
+
+    debuglevel = 0
+    default_port = LMTP_PORT
+    ehlo_msg = "lhlo"
+
+    def __init__(self, host="", port=LMTP_PORT, local_hostname=None, source_address=None,
+                 timeout=socket._GLOBAL_DEFAULT_TIMEOUT):
+        self.timeout = timeout
+        self.esmtp_features = {}
+        self.command_encoding = "ascii"
+        self.source_address = source_address
+        self.does_esmtp = False
+        self.ehlo_resp = None
+        self.helo_resp = None
+        #: The results of the last transaction (``deliver``, ``sendmail``, ``data``).
+        self.last_results = []
+        self._client = None
+        self._hello_error = None
+        if local_hostname is not None:
+            self.local_hostname = local_hostname
+        else:
+            fqdn = socket.getfqdn()
+            if "." in fqdn:
+                self.local_hostname = fqdn
+            else:
+                try:
+                    addr = socket.gethostbyname(socket.gethostname())
+                except socket.gaierror:
+                    addr = "127.0.0.1"
+                self.local_hostname = "[%s]" % addr
+        if host:
+            code, msg = self.connect(host, port)
+            if code != 220:
+                self.close()
+                raise SMTPConnectError(code, msg)
+
+    # --- context manager ---------------------------------------------------
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *args):
+        try:
+            code, message = self.quit()
+            if code != 221:
+                raise SMTPResponseException(code, message)
+        except SMTPServerDisconnected:
+            pass
+        finally:
+            self.close()
+
+    # --- debug ---------------------------------------------------------------
+
+    def set_debuglevel(self, debuglevel):
+        """1 prints the dialogue on stderr as smtplib does; 2 adds timestamps.
+
+        The same lines always go to the ``logging`` logger ``"lmtp"`` at DEBUG.
+        """
+        self.debuglevel = debuglevel
+        self._sync_trace()
+
+    def _print_debug(self, *args):
+        if self.debuglevel > 1:
+            print(time.strftime("%H:%M:%S"), *args, file=sys.stderr)
+        else:
+            print(*args, file=sys.stderr)
+
+    def _trace(self, direction, line):
+        if direction == 0:
+            text = "send: %r" % (line.decode("latin-1") + "\r\n")
+        elif direction == 1:
+            text = "reply: %r" % (line + b"\r\n")
+        elif direction == 2:
+            text = "data: %r" % line
+        else:
+            text = "note: %s" % line.decode("utf-8", "replace")
+        if self.debuglevel > 0 and direction != 2:
+            self._print_debug(text)
+        log.debug("%s", text)
+
+    def _sync_trace(self):
+        # The trace costs a trip into Python per line: only while someone looks.
+        want = self.debuglevel > 0 or log.isEnabledFor(logging.DEBUG)
+        if self._client is not None and want != self._tracing:
+            self._client.set_trace(self._trace if want else None)
+            self._tracing = want
+
+    # --- connection ----------------------------------------------------------------
+
+    def _timeout_seconds(self):
+        t = self.timeout
+        if t is socket._GLOBAL_DEFAULT_TIMEOUT:
+            t = socket.getdefaulttimeout()
+            return _DEFAULT_TIMEOUT if t is None else t
+        return _LONGEST_TIMEOUT if t is None else t
+
+    def connect(self, host="localhost", port=0, source_address=None):
+        """Connect (TCP, or a unix socket for a host starting with "/").
+
+        Returns the banner as ``(code, message)``; sends LHLO as well.
+        """
+        if source_address:
+            self.source_address = source_address
+        if not port and not host.startswith("/") and host.count(":") == 1:
+            host, _, port_text = host.partition(":")
+            try:
+                port = int(port_text)
+            except ValueError:
+                raise OSError("nonnumeric port") from None
+        if not port:
+            port = self.default_port
+        if self.debuglevel > 0:
+            self._print_debug("connect:", (host, port))
+        sys.audit("smtplib.connect", self, host, port)
+        self.close()
+        local = self.source_address or ("", 0)
+        self._client = _lmtp.Client(self.local_hostname, self._timeout_seconds(), None, local[0] or "",
+                                    int(local[1] or 0))
+        self._tracing = False
+        self._sync_trace()
+        self._hello_error = None
+        try:
+            self._client.connect(host, 0 if host.startswith("/") else int(port))
+        except _lmtp.Error as err:
+            if err.args[0] != "rejected":
+                self._client = None
+                _raise(err)
+            banner = self._client.banner
+            if not 200 <= banner.code < 300:
+                return _pair(banner)  # the constructor raises SMTPConnectError
+            self._hello_error = _pair(self._client.last_reply)  # LHLO refused: raised when needed
+            return _pair(banner)
+        self._hello_done(self._client.last_reply)
+        return _pair(self._client.banner)
+
+    def _hello_done(self, reply):
+        self.ehlo_resp = reply.message
+        self.does_esmtp = True
+        self.esmtp_features = {}
+        for keyword, params in self._client.capabilities:
+            self.esmtp_features[keyword.lower()] = params
+
+    def _live(self):
+        if self._client is None or not self._client.connected:
+            raise SMTPServerDisconnected("please run connect() first")
+        self._sync_trace()
+        return self._client
+
+    def _call(self, method, *args, sender=None, **kwargs):
+        try:
+            return method(*args, **kwargs)
+        except _lmtp.Error as err:
+            _raise(err, sender)
+
+    def close(self):
+        """Close the connection without QUIT."""
+        if self._client is not None:
+            self._client.close()
+
+    def quit(self):
+        """Send QUIT, close, and return its reply as ``(code, message)``."""
+        client = self._live()
+        reply = self._call(client.quit)
+        self.ehlo_resp = self.helo_resp = None
+        self.esmtp_features = {}
+        self.does_esmtp = False
+        self.close()
+        return _pair(reply)
+
+    # --- LHLO ----------------------------------------------------------------------------
+
+    def ehlo(self, name=""):
+        """Send LHLO (LMTP's EHLO) and record the extensions offered."""
+        client = self._live()
+        reply = self._call(client.hello, name or self.local_hostname)
+        if reply.code == 250:
+            self._hello_done(reply)
+            self._hello_error = None
+        else:
+            self.ehlo_resp = reply.message
+        return _pair(reply)
+
+    lhlo = ehlo
+
+    def helo(self, name=""):
+        """LMTP has no HELO: this sends LHLO too."""
+        code, msg = self.ehlo(name)
+        self.helo_resp = msg
+        return code, msg
+
+    def ehlo_or_helo_if_needed(self):
+        """Raise SMTPHeloError if the server refused LHLO; send it if it was not sent."""
+        if self._hello_error is not None:
+            raise SMTPHeloError(*self._hello_error)
+        if self.helo_resp is None and self.ehlo_resp is None:
+            code, resp = self.ehlo()
+            if not 200 <= code <= 299:
+                raise SMTPHeloError(code, resp)
+
+    def has_extn(self, opt):
+        """True if the server offered the extension ``opt`` (case-insensitive)."""
+        return opt.lower() in self.esmtp_features
+
+    # --- commands --------------------------------------------------------------------------
+
+    def _encode_address(self, address):
+        addr = _quoteaddr(address)
+        addr.encode(self.command_encoding)  # UnicodeEncodeError, as smtplib, when it must be ASCII
+        return addr
+
+    def mail(self, sender, options=()):
+        """MAIL FROM:<sender> with smtplib-style option strings; returns ``(code, message)``."""
+        p = _mail_options(options)
+        if p["smtputf8"]:
+            if not self.has_extn("smtputf8"):
+                raise SMTPNotSupportedError("SMTPUTF8 not supported by server")
+            self.command_encoding = "utf-8"
+        client = self._live()
+        reply = self._call(client.mail, "MAIL", self._encode_address(sender), p["size"], p["body"], p["smtputf8"],
+                           p["ret"], p["envid"], p["transid"], p["extra"], True, sender=sender)
+        return _pair(reply)
+
+    def rcpt(self, recip, options=()):
+        """RCPT TO:<recip> with smtplib-style option strings; returns ``(code, message)``."""
+        p = _rcpt_options(options)
+        client = self._live()
+        reply = self._call(client.rcpt, self._encode_address(recip), p["notify"], p["orcpt"], p["orcpt_type"],
+                           p["extra"], True)
+        return _pair(reply)
+
+    def data(self, msg):
+        """Send the message; returns the first recipient's final reply as ``(code, message)``.
+
+        Every recipient's reply is read (they are in ``last_results``); raises
+        SMTPDataError if the server refuses DATA itself.
+        """
+        client = self._live()
+        reply = self._call(client.data_start)
+        if reply.code != 354:
+            raise SMTPDataError(reply.code, reply.message)
+        source, _ = _source(msg)
+        if isinstance(source, bytes):
+            for i in range(0, len(source), _CHUNK):
+                self._call(client.data_write, source[i:i + _CHUNK])
+        else:
+            while True:
+                chunk = source(_CHUNK)
+                if not chunk:
+                    break
+                self._call(client.data_write, bytes(chunk))
+        reply = self._call(client.data_end)
+        self.last_results = [Result._from(r) for r in client.results]
+        return _pair(reply)
+
+    def rset(self):
+        """RSET; returns ``(code, message)``."""
+        return _pair(self._call(self._live().rset))
+
+    def noop(self):
+        """NOOP; returns ``(code, message)``."""
+        return _pair(self._call(self._live().noop))
+
+    def vrfy(self, address):
+        """VRFY; returns ``(code, message)``."""
+        return _pair(self._call(self._live().verify, _quoteaddr(address)))
+
+    verify = vrfy
+
+    def expn(self, address):
+        """EXPN; returns ``(code, message)``."""
+        return _pair(self._call(self._live().expand, _quoteaddr(address)))
+
+    def help(self, args=""):
+        """HELP [args]; returns the reply's message (bytes)."""
+        return self._call(self._live().help, args).message
+
+    def putcmd(self, cmd, args=""):
+        """Send a command line of your own (checked: no CR or LF)."""
+        line = "%s %s" % (cmd, args) if args else "%s" % cmd
+        if "\r" in line or "\n" in line:
+            line = line.replace("\n", "\\n").replace("\r", "\\r")
+            raise ValueError("command and arguments contain prohibited newline characters: %s" % line)
+        self._call(self._live().command, line)
+
+    def getreply(self):
+        """The next reply owed, as ``(code, message)``."""
+        return _pair(self._call(self._live().response))
+
+    def docmd(self, cmd, args=""):
+        """``putcmd`` then ``getreply``."""
+        self.putcmd(cmd, args)
+        return self.getreply()
+
+    # --- whole transactions ------------------------------------------------------------------------
+
+    def deliver(self, from_addr, to_addrs, msg, mail_options=(), rcpt_options=()):
+        """Deliver ``msg`` and return every recipient's ``Result``, in order.
+
+        MAIL, every RCPT and DATA go in one pipelined exchange when the server
+        allows. Raises only when the session breaks (the recipients without a
+        verdict are then ``unknown`` in ``last_results``) or for bad input.
+        """
+        self.ehlo_or_helo_if_needed()
+        return self._deliver(from_addr, to_addrs, msg, mail_options, rcpt_options)
+
+    def _deliver(self, from_addr, to_addrs, msg, mail_options, rcpt_options):
+        if isinstance(to_addrs, str):
+            to_addrs = [to_addrs]
+        source, length = _source(msg)
+        mp = _mail_options(mail_options)
+        if mp["smtputf8"]:
+            if not self.has_extn("smtputf8"):
+                raise SMTPNotSupportedError("SMTPUTF8 not supported by server")
+            self.command_encoding = "utf-8"
+        if mp["size"] is None and length is not None and self.has_extn("size"):
+            mp["size"] = length
+        rp = _rcpt_options(rcpt_options)
+        sender = self._encode_address(from_addr)
+        rcpts = [self._encode_address(a) for a in to_addrs]
+        client = self._live()
+        try:
+            client.deliver(sender, rcpts, source, mp["size"], mp["body"], mp["smtputf8"], mp["ret"], mp["envid"],
+                           mp["transid"], mp["extra"], rp["notify"], rp["orcpt"], rp["orcpt_type"], rp["extra"], True)
+        except _lmtp.Error as err:
+            self.last_results = [Result._from(r) for r in client.results]
+            _raise(err, from_addr)
+        finally:
+            self.command_encoding = "ascii"
+        self.last_results = [Result._from(r) for r in client.results]
+        return list(self.last_results)
+
+    def sendmail(self, from_addr, to_addrs, msg, mail_options=(), rcpt_options=()):
+        """smtplib's sendmail, with every recipient's reply taken into account.
+
+        Returns a dict of the recipients that did not get the message, each
+        with its ``(code, message)``: refused at RCPT, or (what smtplib misses)
+        refused after the message. Raises SMTPSenderRefused when MAIL is
+        refused, SMTPRecipientsRefused when every RCPT is, and SMTPDataError
+        (an ``LMTPDataError``, with ``recipients``) when nobody got the message
+        and someone refused it after DATA.
+        """
+        self.ehlo_or_helo_if_needed()
+        results = self._deliver(from_addr, to_addrs, msg, mail_options, rcpt_options)
+        refused = {r.address: (r.code, r.message) for r in results if not r.ok}
+        if any(r.ok for r in results):
+            return refused
+        first = results[0]
+        if first.stage == "mail":
+            if first.code == 421:
+                self.close()
+            raise SMTPSenderRefused(first.code, first.message, from_addr)
+        after_data = [r for r in results if r.stage == "data"]
+        if self._client is not None and self._client.connected:
+            try:
+                self.rset()
+            except SMTPException:
+                pass
+        if not after_data:
+            raise SMTPRecipientsRefused(refused)
+        raise LMTPDataError(after_data[0].code, after_data[0].message, refused)
+
+    def send_message(self, msg, from_addr=None, to_addrs=None, mail_options=(), rcpt_options=()):
+        """smtplib's send_message: addresses from the headers (Resent-* when
+        present), Bcc removed, SMTPUTF8 and BODY=8BITMIME when an address needs
+        them; then ``sendmail``."""
+        self.ehlo_or_helo_if_needed()
+        resent = msg.get_all("Resent-Date")
+        if resent is None:
+            prefix = ""
+        elif len(resent) == 1:
+            prefix = "Resent-"
+        else:
+            raise ValueError("message has more than one 'Resent-' header block")
+        if from_addr is None:
+            from_addr = msg[prefix + "Sender"] if (prefix + "Sender") in msg else msg[prefix + "From"]
+            from_addr = email.utils.getaddresses([from_addr])[0][1]
+        if to_addrs is None:
+            fields = [f for f in (msg[prefix + "To"], msg[prefix + "Bcc"], msg[prefix + "Cc"]) if f is not None]
+            to_addrs = [a[1] for a in email.utils.getaddresses(fields)]
+        copy_ = copy.copy(msg)
+        del copy_["Bcc"]
+        del copy_["Resent-Bcc"]
+        international = False
+        try:
+            "".join([from_addr, *to_addrs]).encode("ascii")
+        except UnicodeEncodeError:
+            if not self.has_extn("smtputf8"):
+                raise SMTPNotSupportedError(
+                    "One or more source or delivery addresses require internationalized email support, "
+                    "but the server does not advertise the required SMTPUTF8 capability")
+            international = True
+        if international:
+            mail_options = (*mail_options, "SMTPUTF8", "BODY=8BITMIME")
+        return self.sendmail(from_addr, to_addrs, _flatten(copy_, international), mail_options, rcpt_options)

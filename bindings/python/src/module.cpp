@@ -329,14 +329,14 @@ PYBIND11_MODULE(_lmtp, m) {
             "deliver",
             [](PyClient& c, const std::string& from, const std::vector<std::string>& rcpts, py::object source,
                std::optional<std::uint64_t> size, const std::string& body, bool smtputf8, const std::string& ret,
-               const std::string& envid, const Extra& mail_extra, unsigned notify, const std::string& orcpt_type,
-               const Extra& rcpt_extra, bool force) {
-                lmtp::MailParams mp = mail_params(size, body, smtputf8, ret, envid, "", mail_extra);
-                lmtp::RcptParams rp = rcpt_params(notify, "", orcpt_type, rcpt_extra);
+               const std::string& envid, const std::string& transid, const Extra& mail_extra, unsigned notify,
+               const std::string& orcpt, const std::string& orcpt_type, const Extra& rcpt_extra, bool force) {
+                lmtp::MailParams mp = mail_params(size, body, smtputf8, ret, envid, transid, mail_extra);
+                lmtp::RcptParams rp = rcpt_params(notify, orcpt, orcpt_type, rcpt_extra);
                 return c.deliver(from, rcpts, source, mp, rp, force);
             },
             "sender"_a, "recipients"_a, "source"_a, "size"_a = py::none(), "body"_a = "", "smtputf8"_a = false,
-            "ret"_a = "", "envid"_a = "", "mail_extra"_a = Extra{}, "notify"_a = 0, "orcpt_type"_a = "",
-            "rcpt_extra"_a = Extra{}, "force"_a = false)
+            "ret"_a = "", "envid"_a = "", "transid"_a = "", "mail_extra"_a = Extra{}, "notify"_a = 0,
+            "orcpt"_a = "", "orcpt_type"_a = "", "rcpt_extra"_a = Extra{}, "force"_a = false)
         .def_property_readonly("results", [](PyClient& c) { return c.client().transaction().recipients; });
 }

@@ -1,0 +1,117 @@
+import email.message
+import smtplib
+import socket
+from types import TracebackType
+from typing import IO, Any, Iterable, Literal, Mapping, Optional, Sequence, Tuple, Type, Union
+
+__version__: str
+LMTP_PORT: int
+
+Message = Union[bytes, bytearray, memoryview, str, email.message.Message, IO[bytes], Iterable[bytes]]
+Reply = Tuple[int, bytes]
+
+SMTPException = smtplib.SMTPException
+SMTPNotSupportedError = smtplib.SMTPNotSupportedError
+SMTPServerDisconnected = smtplib.SMTPServerDisconnected
+SMTPResponseException = smtplib.SMTPResponseException
+SMTPSenderRefused = smtplib.SMTPSenderRefused
+SMTPRecipientsRefused = smtplib.SMTPRecipientsRefused
+SMTPDataError = smtplib.SMTPDataError
+SMTPConnectError = smtplib.SMTPConnectError
+SMTPHeloError = smtplib.SMTPHeloError
+
+class LMTPTimeoutError(smtplib.SMTPServerDisconnected, TimeoutError): ...
+class LMTPProtocolError(smtplib.SMTPServerDisconnected): ...
+
+class LMTPDataError(smtplib.SMTPDataError):
+    recipients: dict[str, Reply]
+    def __init__(self, code: int, msg: bytes, recipients: dict[str, Reply]) -> None: ...
+
+class Result:
+    address: str
+    stage: Optional[Literal["mail", "rcpt", "data"]]
+    code: int
+    enhanced: Optional[Tuple[int, int, int]]
+    text: str
+    message: bytes
+    rcpt_code: int
+    outcome: Literal["pending", "ok", "temporary", "permanent", "unknown"]
+    @property
+    def ok(self) -> bool: ...
+    @property
+    def temporary(self) -> bool: ...
+    @property
+    def permanent(self) -> bool: ...
+    @property
+    def unknown(self) -> bool: ...
+
+class LMTP:
+    debuglevel: int
+    default_port: int
+    ehlo_msg: str
+    timeout: Optional[float]
+    esmtp_features: dict[str, str]
+    command_encoding: str
+    source_address: Optional[Tuple[str, int]]
+    does_esmtp: bool
+    ehlo_resp: Optional[bytes]
+    helo_resp: Optional[bytes]
+    local_hostname: str
+    last_results: list[Result]
+    def __init__(
+        self,
+        host: str = ...,
+        port: int = ...,
+        local_hostname: Optional[str] = ...,
+        source_address: Optional[Tuple[str, int]] = ...,
+        timeout: Optional[float] = ...,
+    ) -> None: ...
+    def __enter__(self) -> "LMTP": ...
+    def __exit__(
+        self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException], tb: Optional[TracebackType]
+    ) -> None: ...
+    def set_debuglevel(self, debuglevel: int) -> None: ...
+    def connect(self, host: str = ..., port: int = ..., source_address: Optional[Tuple[str, int]] = ...) -> Reply: ...
+    def close(self) -> None: ...
+    def quit(self) -> Reply: ...
+    def ehlo(self, name: str = ...) -> Reply: ...
+    def lhlo(self, name: str = ...) -> Reply: ...
+    def helo(self, name: str = ...) -> Reply: ...
+    def ehlo_or_helo_if_needed(self) -> None: ...
+    def has_extn(self, opt: str) -> bool: ...
+    def mail(self, sender: str, options: Sequence[str] = ...) -> Reply: ...
+    def rcpt(self, recip: str, options: Sequence[str] = ...) -> Reply: ...
+    def data(self, msg: Message) -> Reply: ...
+    def rset(self) -> Reply: ...
+    def noop(self) -> Reply: ...
+    def vrfy(self, address: str) -> Reply: ...
+    def verify(self, address: str) -> Reply: ...
+    def expn(self, address: str) -> Reply: ...
+    def help(self, args: str = ...) -> bytes: ...
+    def putcmd(self, cmd: str, args: str = ...) -> None: ...
+    def getreply(self) -> Reply: ...
+    def docmd(self, cmd: str, args: str = ...) -> Reply: ...
+    def deliver(
+        self,
+        from_addr: str,
+        to_addrs: Union[str, Sequence[str]],
+        msg: Message,
+        mail_options: Sequence[str] = ...,
+        rcpt_options: Sequence[str] = ...,
+    ) -> list[Result]: ...
+    def sendmail(
+        self,
+        from_addr: str,
+        to_addrs: Union[str, Sequence[str]],
+        msg: Message,
+        mail_options: Sequence[str] = ...,
+        rcpt_options: Sequence[str] = ...,
+    ) -> dict[str, Reply]: ...
+    def send_message(
+        self,
+        msg: email.message.Message,
+        from_addr: Optional[str] = ...,
+        to_addrs: Optional[Union[str, Sequence[str]]] = ...,
+        mail_options: Sequence[str] = ...,
+        rcpt_options: Sequence[str] = ...,
+    ) -> dict[str, Reply]: ...
