@@ -29,6 +29,7 @@ import socket
 import smtplib
 import sys
 import time
+import weakref
 
 from . import _lmtp
 
@@ -298,6 +299,19 @@ def _source(msg):
 
 # ---------------------------------------------------------------------------
 
+def _weak_trace(obj):
+    # The compiled client holds the callback; a weak reference keeps that from
+    # making a cycle the garbage collector cannot see through.
+    ref = weakref.ref(obj)
+
+    def trace(direction, line):
+        target = ref()
+        if target is not None:
+            target._trace(direction, line)
+
+    return trace
+
+
 class LMTP:
     """An LMTP connection, used like ``smtplib.LMTP``.
 
@@ -390,7 +404,7 @@ class LMTP:
         # The trace costs a trip into Python per line: only while someone looks.
         want = self.debuglevel > 0 or log.isEnabledFor(logging.DEBUG)
         if self._client is not None and want != self._tracing:
-            self._client.set_trace(self._trace if want else None)
+            self._client.set_trace(_weak_trace(self) if want else None)
             self._tracing = want
 
     # --- connection ----------------------------------------------------------------
