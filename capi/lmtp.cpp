@@ -53,6 +53,7 @@ struct lmtp_handle {
 
     lmtp::Client client;
     int status = LMTP_OK;
+    int os_error = 0;
     std::string errmsg;
     lmtp_trace_fn trace_fn = nullptr;
     void* trace_user = nullptr;
@@ -61,9 +62,10 @@ struct lmtp_handle {
     std::string s_banner, s_domain, s_enhanced, s_message, s_text, s_cap;
     std::string s_res_enhanced, s_res_text, s_res_rcpt_text;
 
-    int fail(int st, const std::string& message) {
+    int fail(int st, const std::string& message, int os_err = 0) {
         status = st;
         errmsg = message;
+        os_error = os_err;
         return st;
     }
 };
@@ -79,11 +81,12 @@ template <typename F>
 int call(lmtp_t* h, F&& f) {
     if (!h) return LMTP_ERR_INVALID_ARGUMENT;
     h->status = LMTP_OK;
+    h->os_error = 0;
     h->errmsg.clear();
     try {
         return f();
     } catch (const lmtp::Error& e) {
-        return h->fail(static_cast<int>(e.status()), e.what());
+        return h->fail(static_cast<int>(e.status()), e.what(), e.os_error());
     } catch (const std::bad_alloc&) {
         return h->fail(LMTP_ERR_NO_MEMORY, "out of memory");
     } catch (const std::exception& e) {
@@ -265,7 +268,10 @@ int lmtp_create(lmtp_t** out, const lmtp_options* opts) {
                 o.limits.max_command_line = opts->max_command_line;
             if (LMTP_HAS(opts, trace)) fn = opts->trace;
             if (LMTP_HAS(opts, trace_user)) user = opts->trace_user;
-            if (LMTP_HAS(opts, flags)) o.limits.reply.accept_bare_lf = (opts->flags & LMTP_OPT_ACCEPT_BARE_LF) != 0;
+            if (LMTP_HAS(opts, flags)) {
+                o.limits.reply.accept_bare_lf = (opts->flags & LMTP_OPT_ACCEPT_BARE_LF) != 0;
+                o.send_hello = (opts->flags & LMTP_OPT_NO_HELLO) == 0;
+            }
         }
         if (!bad.empty()) {
             // A handle all the same, so that lmtp_errmsg() can say which option.
@@ -399,6 +405,9 @@ int lmtp_errcode(lmtp_t* h) {
 }
 const char* lmtp_errmsg(lmtp_t* h) {
     return h ? h->errmsg.c_str() : "";
+}
+int lmtp_os_error(lmtp_t* h) {
+    return h ? h->os_error : 0;
 }
 
 int lmtp_hello(lmtp_t* h, const char* domain) {

@@ -109,7 +109,8 @@ typedef void (*lmtp_trace_fn)(void *user, int direction, const char *line, size_
 
 /* Option flags. */
 enum {
-    LMTP_OPT_ACCEPT_BARE_LF = 1u /* accept reply lines ended by a bare LF */
+    LMTP_OPT_ACCEPT_BARE_LF = 1u, /* accept reply lines ended by a bare LF */
+    LMTP_OPT_NO_HELLO = 2u        /* connect reads the banner only; call lmtp_hello yourself */
 };
 
 typedef struct lmtp_options {
@@ -196,6 +197,10 @@ LMTP_API const char *lmtp_message_line(lmtp_t *h, size_t i);
 LMTP_API int lmtp_errcode(lmtp_t *h);
 /* A sentence about the last failure ("" after a success). */
 LMTP_API const char *lmtp_errmsg(lmtp_t *h);
+/* The errno behind the last failure when the system reported one (a refused
+ * connection: ECONNREFUSED; a missing unix socket: ENOENT; a deadline:
+ * ETIMEDOUT), else 0. */
+LMTP_API int lmtp_os_error(lmtp_t *h);
 
 /* ---- commands, one reply each (the Net::LMTP methods) -------------------------- */
 

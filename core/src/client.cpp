@@ -94,11 +94,11 @@ void Client::close() noexcept {
     reset_input();
 }
 
-void Client::fail(Status status, const std::string& why) {
+void Client::fail(Status status, const std::string& why, int os_error) {
     // After this the session cannot go on: close, then report.
     trace(TraceDir::info, "connection closed: " + why);
     close();
-    throw Error(status, why);
+    throw Error(status, why, os_error);
 }
 
 std::string Client::checked_hello() const {
@@ -134,10 +134,11 @@ void Client::greet(std::unique_ptr<Transport> transport, const std::string& name
     try {
         run();
         if (!last_.completion()) throw Error(Status::rejected, "the server refused the connection: " + last_.summary());
+        if (!options_.send_hello) return;  // the caller sends LHLO when it wants
         const Reply& r = hello(name);
         if (!r.completion()) throw Error(Status::rejected, "the server refused LHLO: " + r.summary());
     } catch (const Error& e) {
-        fail(e.status(), e.what());  // connected means greeted: nothing is left half open
+        fail(e.status(), e.what(), e.os_error());  // connected means greeted: nothing is left half open
     }
 }
 
@@ -157,7 +158,7 @@ void Client::flush() {
             if (e.status() == Status::timeout)
                 why = "timed out after " + std::to_string(options_.timeout.count()) +
                       " ms writing to the server (it stopped reading)";
-            fail(e.status(), why);
+            fail(e.status(), why, e.os_error());
         }
         session_.consumed(out.size());
     }
@@ -193,7 +194,7 @@ Reply Client::read_reply() {
                       session_.awaited();
             else
                 why += " (waiting for " + session_.awaited() + ")";
-            fail(e.status(), why);
+            fail(e.status(), why, e.os_error());
         }
         if (n == 0) {
             std::string why = std::string("the server closed the connection ") +
@@ -217,7 +218,7 @@ void Client::apply(const Reply& reply) {
             } catch (const Error&) {
             }
         }
-        fail(e.status(), e.what());
+        fail(e.status(), e.what(), e.os_error());
     }
     if (session_.phase() == Phase::closed) close();  // QUIT answered, or 421
 }
@@ -251,7 +252,7 @@ void Client::check_unsolicited() {
         try {
             n = transport_->read(buf, sizeof buf, Clock::now() + options_.timeout);
         } catch (const Error& e) {
-            fail(e.status(), e.what());
+            fail(e.status(), e.what(), e.os_error());
         }
         if (n == 0) fail(Status::closed, "the server closed the connection");
         extra.assign(buf, n);

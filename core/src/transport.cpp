@@ -133,10 +133,12 @@ std::unique_ptr<SocketTransport> SocketTransport::connect(const std::string& hos
     std::string errors, last_where;
     bool all_timeouts = true;
     int tried = 0;
-    auto note = [&](const std::string& what, bool timed_out) {
+    int last_errno = 0;
+    auto note = [&](const std::string& what, bool timed_out, int err = 0) {
         if (!errors.empty()) errors += "; ";
         errors += what;
         all_timeouts = all_timeouts && timed_out;
+        last_errno = timed_out ? ETIMEDOUT : err;
     };
     for (addrinfo* ai = targets.list; ai; ai = ai->ai_next) {
         std::string where = describe(ai->ai_addr, ai->ai_addrlen);
@@ -153,16 +155,17 @@ std::unique_ptr<SocketTransport> SocketTransport::connect(const std::string& hos
         }
         Fd fd(::socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol));
         if (fd.get() < 0) {
-            note(where + ": socket: " + errno_text(errno), false);
+            note(where + ": socket: " + errno_text(errno), false, errno);
             continue;
         }
         if (local) {
             int one = 1;
             setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
             if (::bind(fd.get(), local->ai_addr, local->ai_addrlen) != 0) {
+                int err = errno;
                 note(where + ": cannot bind to " + describe(local->ai_addr, local->ai_addrlen) + ": " +
-                         errno_text(errno),
-                     false);
+                         errno_text(err),
+                     false, err);
                 continue;
             }
         }
@@ -172,7 +175,7 @@ std::unique_ptr<SocketTransport> SocketTransport::connect(const std::string& hos
         Deadline deadline = Clock::now() + options.timeout;
         if (::connect(fd.get(), ai->ai_addr, ai->ai_addrlen) != 0) {
             if (errno != EINPROGRESS && errno != EINTR) {
-                note(where + ": " + errno_text(errno), false);
+                note(where + ": " + errno_text(errno), false, errno);
                 continue;
             }
             if (!wait_fd(fd.get(), POLLOUT, deadline)) {
@@ -183,7 +186,7 @@ std::unique_ptr<SocketTransport> SocketTransport::connect(const std::string& hos
             socklen_t len = sizeof err;
             if (getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
             if (err != 0) {
-                note(where + ": " + errno_text(err), false);
+                note(where + ": " + errno_text(err), false, err);
                 continue;
             }
         }
@@ -193,8 +196,8 @@ std::unique_ptr<SocketTransport> SocketTransport::connect(const std::string& hos
     Status status = all_timeouts ? Status::timeout : Status::connect;
     // One address that is the host itself (an IP literal): name it once.
     if (tried == 1 && (last_where == name + " port " + service || last_where == "[" + name + "] port " + service))
-        throw Error(status, "cannot connect to " + errors);
-    throw Error(status, "cannot connect to " + host + " port " + service + ": " + errors);
+        throw Error(status, "cannot connect to " + errors, last_errno);
+    throw Error(status, "cannot connect to " + host + " port " + service + ": " + errors, last_errno);
 }
 
 std::unique_ptr<SocketTransport> SocketTransport::connect_unix(const std::string& path, const ConnectOptions& options) {
@@ -208,7 +211,7 @@ std::unique_ptr<SocketTransport> SocketTransport::connect_unix(const std::string
     sa.sun_family = AF_UNIX;
     std::memcpy(sa.sun_path, path.data(), path.size());
     Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-    if (fd.get() < 0) throw Error(Status::connect, "socket: " + errno_text(errno));
+    if (fd.get() < 0) throw Error(Status::connect, "socket: " + errno_text(errno), errno);
     Deadline deadline = Clock::now() + options.timeout;
     for (;;) {
         if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0) break;
@@ -217,21 +220,23 @@ std::unique_ptr<SocketTransport> SocketTransport::connect_unix(const std::string
         if (err == EAGAIN) {
             // The listener's backlog is full; try again until the deadline.
             if (Clock::now() >= deadline)
-                throw Error(Status::timeout, "cannot connect to " + path + ": its backlog stayed full for " +
-                                                 std::to_string(options.timeout.count()) + " ms");
+                throw Error(Status::timeout,
+                            "cannot connect to " + path + ": its backlog stayed full for " +
+                                std::to_string(options.timeout.count()) + " ms",
+                            ETIMEDOUT);
             std::this_thread::sleep_for(std::chrono::milliseconds(5));
             continue;
         }
         if (err == EINPROGRESS) {
             if (!wait_fd(fd.get(), POLLOUT, deadline))
-                throw Error(Status::timeout, "cannot connect to " + path + ": timed out");
+                throw Error(Status::timeout, "cannot connect to " + path + ": timed out", ETIMEDOUT);
             int soerr = 0;
             socklen_t len = sizeof soerr;
             getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &soerr, &len);
             if (soerr == 0) break;
             err = soerr;
         }
-        throw Error(Status::connect, "cannot connect to unix socket " + path + ": " + errno_text(err));
+        throw Error(Status::connect, "cannot connect to unix socket " + path + ": " + errno_text(err), err);
     }
     return std::make_unique<SocketTransport>(fd.release(), true, path);
 }
@@ -244,11 +249,12 @@ std::size_t SocketTransport::read(char* buf, std::size_t cap, Deadline deadline)
         int err = errno;
         if (err == EINTR) continue;
         if (err == EAGAIN || err == EWOULDBLOCK) {
-            if (!wait_fd(fd_, POLLIN, deadline)) throw Error(Status::timeout, "timed out reading from " + peer_);
+            if (!wait_fd(fd_, POLLIN, deadline))
+                throw Error(Status::timeout, "timed out reading from " + peer_, ETIMEDOUT);
             continue;
         }
-        if (err == ECONNRESET) throw Error(Status::closed, "connection reset by " + peer_);
-        throw Error(Status::io, "reading from " + peer_ + " failed: " + errno_text(err));
+        if (err == ECONNRESET) throw Error(Status::closed, "connection reset by " + peer_, err);
+        throw Error(Status::io, "reading from " + peer_ + " failed: " + errno_text(err), err);
     }
 }
 
@@ -264,13 +270,13 @@ void SocketTransport::write(std::string_view data, Deadline deadline) {
         if (err == EINTR) continue;
         if (err == EAGAIN || err == EWOULDBLOCK) {
             if (!wait_fd(fd_, POLLOUT, deadline))
-                throw Error(Status::timeout, "timed out writing to " + peer_ + " (it is not reading)");
+                throw Error(Status::timeout, "timed out writing to " + peer_ + " (it is not reading)", ETIMEDOUT);
             continue;
         }
         if (err == EPIPE || err == ECONNRESET)
             throw Error(Status::closed,
-                        "the connection to " + peer_ + " was closed by the server (" + errno_text(err) + ")");
-        throw Error(Status::io, "writing to " + peer_ + " failed: " + errno_text(err));
+                        "the connection to " + peer_ + " was closed by the server (" + errno_text(err) + ")", err);
+        throw Error(Status::io, "writing to " + peer_ + " failed: " + errno_text(err), err);
     }
 }
 

@@ -399,6 +399,33 @@ static void quit_closes(void **state) {
     assert_int_equal(fake_connections(f), 2);
 }
 
+/* LMTP_OPT_NO_HELLO: connect reads the banner only; LHLO when the caller says. */
+static void no_hello_option(void **state) {
+    fx *x = *state;
+    fake_config c;
+    fake_lmtp *f;
+    lmtp_options o;
+    lmtp_t *h;
+    const char *r[] = {"bob@x"};
+
+    test_fake_config(&c);
+    f = fx_fake(x, &c);
+    test_options(&o);
+    o.flags = LMTP_OPT_NO_HELLO;
+    h = fx_connect(x, f, &o);
+    assert_int_equal(lmtp_code(h), 220);
+    assert_int_equal(lmtp_supports(h, "PIPELINING"), 0); /* nothing known yet */
+    assert_int_equal(transcript_len(f), 0);
+    /* A whole delivery needs LHLO first... */
+    assert_status(h, lmtp_deliver(h, "s@x", r, 1, "m", 1, NULL, NULL), LMTP_ERR_BAD_SEQUENCE);
+    assert_int_equal(transcript_len(f), 0);
+    /* ...which the caller sends. */
+    assert_ok(h, lmtp_hello(h, "later.example"));
+    assert_int_equal(lmtp_supports(h, "PIPELINING"), 1);
+    assert_ok(h, lmtp_deliver(h, "s@x", r, 1, "m", 1, NULL, NULL));
+    assert_transcript_from(f, 0, "LHLO later.example\r\nMAIL FROM:<s@x>\r\nRCPT TO:<bob@x>\r\nDATA\r\nm\r\n.\r\n");
+}
+
 /* ---- the caller's own command lines ----------------------------------------------------------- */
 
 static void command_and_response(void **state) {
@@ -865,6 +892,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(sequence_errors, fx_setup_default, fx_teardown),
         cmocka_unit_test_setup_teardown(simple_commands, fx_setup_default, fx_teardown),
         cmocka_unit_test_setup_teardown(quit_closes, fx_setup_default, fx_teardown),
+        cmocka_unit_test_setup_teardown(no_hello_option, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(command_and_response, fx_setup_default, fx_teardown),
         cmocka_unit_test_setup_teardown(server_information, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(multi_line_banner_and_no_extensions, fx_setup, fx_teardown),

@@ -240,7 +240,9 @@ static void connection_refused(void **state) {
     assert_has(lmtp_errmsg(h), port_text);
     assert_int_equal(lmtp_is_connected(h), 0);
     assert_int_equal(lmtp_code(h), 0);
+    assert_int_equal(lmtp_os_error(h), ECONNREFUSED);
     assert_status(h, lmtp_noop(h), LMTP_ERR_NOT_CONNECTED);
+    assert_int_equal(lmtp_os_error(h), 0); /* each call says its own */
 }
 
 /* A listener whose backlog is full: connecting hangs, connect_timeout_ms (not timeout_ms) ends it. */
@@ -280,6 +282,7 @@ static void connect_timeout(void **state) {
     print_message("status %d after %ld ms: %s\n", st, elapsed, h ? lmtp_errmsg(h) : "");
     assert_status(h, st, LMTP_ERR_TIMEOUT);
     assert_in_range(elapsed, 250, 2000);
+    assert_int_equal(lmtp_os_error(h), ETIMEDOUT);
     assert_has(lmtp_errmsg(h), "127.0.0.1");
     assert_int_equal(lmtp_is_connected(h), 0);
 }
@@ -316,6 +319,7 @@ static void unix_socket_missing(void **state) {
     assert_status(h, st, LMTP_ERR_CONNECT);
     print_message("errmsg: %s\n", lmtp_errmsg(h));
     assert_has(lmtp_errmsg(h), path);
+    assert_int_equal(lmtp_os_error(h), ENOENT);
     assert_int_equal(lmtp_is_connected(h), 0);
 }
 

@@ -635,3 +635,15 @@ TEST(Decoder, RoundTripLargeBody) {
 }
 
 }  // namespace
+
+TEST(CanonicalLength, IsTheSizeOfTheCanonicalForm) {
+    const char* cases[] = {"", "a", "a\n", "a\r\n", "a\r", "\r\n", "\n\n", "\r\r\n", "a\rb\nc\r\nd", ".x\n..\n"};
+    for (const char* c : cases) {
+        lmtp::BodyEncoder enc(lmtp::BodyEncoder::Mode::canonical);
+        std::string out;
+        enc.encode(c, out);
+        enc.finish(out);
+        EXPECT_EQ(lmtp::canonical_length(c), out.size()) << c;
+    }
+    EXPECT_EQ(lmtp::canonical_length("a\nb"), 6u);  // a CRLF b CRLF
+}

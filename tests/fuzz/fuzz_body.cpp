@@ -61,7 +61,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         used += dec.decode(std::string_view(wire).substr(pos, step), back);
     if (!dec.done() || used != wire.size()) std::abort();
     if (back != canonical(in)) std::abort();
-    // Canonical mode: the same message, without stuffing or terminator.
+    // Canonical mode: the same message, without stuffing or terminator; and its size.
     if (encode(in, step, lmtp::BodyEncoder::Mode::canonical) != canonical(in)) std::abort();
+    if (lmtp::canonical_length(in) != canonical(in).size()) std::abort();
     return 0;
 }

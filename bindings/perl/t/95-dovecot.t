@@ -110,6 +110,8 @@ subtest 'example 2 as printed: no mail/to/data, runs without dying or sending ga
     $o->datasend("To: postmaster\n");
     $o->datasend("A simple test message\n");
     undef $o;
+    # The fake writes what it reads as it reads it: wait for it before stopping it.
+    LMTPTest::wait_until(sub { $g->transcript =~ /simple test message/ }, 5);
     $g->stop;
     like($g->transcript, qr/^To: postmaster\r\n/m, '(the old module sent the lines as commands)');
 };

@@ -146,7 +146,7 @@ class Result:
 # errors from the library, as Python callers expect them
 
 def _raise(err, sender=None):
-    status, message = err.args
+    status, message, os_error = err.args
     if status == "timeout":
         raise LMTPTimeoutError(message) from None
     if status in ("closed", "io", "not_connected", "aborted"):
@@ -162,7 +162,8 @@ def _raise(err, sender=None):
     if status == "resolve":
         raise socket.gaierror(message) from None
     if status == "connect":
-        raise (ConnectionRefusedError if "refused" in message else OSError)(message) from None
+        # OSError(errno, text) is ConnectionRefusedError, FileNotFoundError... as sockets raise them.
+        raise (OSError(os_error, message) if os_error else OSError(message)) from None
     raise SMTPException(message) from None
 
 
@@ -228,6 +229,15 @@ def _rcpt_options(options):
     return p
 
 
+def _check_inputs(addresses, options):
+    """Raise ValueError for a line break or NUL in any address or option, before anything is sent."""
+    for address in addresses:
+        _quoteaddr(address)
+    for option in options:
+        if isinstance(option, str) and ("\r" in option or "\n" in option or "\0" in option):
+            raise ValueError("ESMTP option contains a line break or a NUL: %r" % (option,))
+
+
 def _quoteaddr(address):
     """The address inside <...>, as smtplib's quoteaddr finds it (without the brackets)."""
     if hasattr(address, "addr_spec"):  # email.headerregistry.Address
@@ -261,19 +271,16 @@ def _flatten(message, international=False):
 
 
 def _source(msg):
-    """bytes, or a callable read(n) -> bytes, for the library; plus the length if known."""
+    """The message as the library takes it: bytes, or a callable read(n) -> bytes."""
     if isinstance(msg, (bytes, bytearray, memoryview)):
-        data = bytes(msg)
-        return data, len(data)
+        return bytes(msg)
     if isinstance(msg, str):
-        data = _fix_eols(msg).encode("ascii")  # as smtplib: a str message must be ASCII
-        return data, len(data)
+        return _fix_eols(msg).encode("ascii")  # as smtplib: a str message must be ASCII
     if isinstance(msg, email.message.Message):
-        data = _flatten(msg)
-        return data, len(data)
+        return _flatten(msg)
     read = getattr(msg, "read", None)
     if callable(read):
-        return read, None
+        return read
     try:
         chunks = iter(msg)
     except TypeError:
@@ -294,7 +301,7 @@ def _source(msg):
         del pending[:n]
         return out
 
-    return read_chunks, None
+    return read_chunks
 
 
 # ---------------------------------------------------------------------------
@@ -337,7 +344,7 @@ class LMTP:
         #: The results of the last transaction (``deliver``, ``sendmail``, ``data``).
         self.last_results = []
         self._client = None
-        self._hello_error = None
+        self._tracing = False
         if local_hostname is not None:
             self.local_hostname = local_hostname
         else:
@@ -436,24 +443,21 @@ class LMTP:
         sys.audit("smtplib.connect", self, host, port)
         self.close()
         local = self.source_address or ("", 0)
+        # As smtplib: connect reads the banner; LHLO goes when first needed.
         self._client = _lmtp.Client(self.local_hostname, self._timeout_seconds(), None, local[0] or "",
-                                    int(local[1] or 0))
+                                    int(local[1] or 0), send_hello=False)
         self._tracing = False
         self._sync_trace()
-        self._hello_error = None
+        self.ehlo_resp = self.helo_resp = None
+        self.esmtp_features = {}
+        self.does_esmtp = False
         try:
             self._client.connect(host, 0 if host.startswith("/") else int(port))
         except _lmtp.Error as err:
             if err.args[0] != "rejected":
                 self._client = None
                 _raise(err)
-            banner = self._client.banner
-            if not 200 <= banner.code < 300:
-                return _pair(banner)  # the constructor raises SMTPConnectError
-            self._hello_error = _pair(self._client.last_reply)  # LHLO refused: raised when needed
-            return _pair(banner)
-        self._hello_done(self._client.last_reply)
-        return _pair(self._client.banner)
+        return _pair(self._client.banner)  # the constructor raises SMTPConnectError unless 220
 
     def _hello_done(self, reply):
         self.ehlo_resp = reply.message
@@ -487,6 +491,8 @@ class LMTP:
         self.esmtp_features = {}
         self.does_esmtp = False
         self.close()
+        if not reply.code:  # it hung up without a word, which smtplib reports so
+            raise SMTPServerDisconnected("Connection unexpectedly closed")
         return _pair(reply)
 
     # --- LHLO ----------------------------------------------------------------------------
@@ -495,11 +501,9 @@ class LMTP:
         """Send LHLO (LMTP's EHLO) and record the extensions offered."""
         client = self._live()
         reply = self._call(client.hello, name or self.local_hostname)
+        self.ehlo_resp = reply.message
         if reply.code == 250:
             self._hello_done(reply)
-            self._hello_error = None
-        else:
-            self.ehlo_resp = reply.message
         return _pair(reply)
 
     lhlo = ehlo
@@ -511,9 +515,7 @@ class LMTP:
         return code, msg
 
     def ehlo_or_helo_if_needed(self):
-        """Raise SMTPHeloError if the server refused LHLO; send it if it was not sent."""
-        if self._hello_error is not None:
-            raise SMTPHeloError(*self._hello_error)
+        """Send LHLO if it was not sent yet; SMTPHeloError if the server refuses it."""
         if self.helo_resp is None and self.ehlo_resp is None:
             code, resp = self.ehlo()
             if not 200 <= code <= 299:
@@ -556,20 +558,26 @@ class LMTP:
         Every recipient's reply is read (they are in ``last_results``); raises
         SMTPDataError if the server refuses DATA itself.
         """
+        source = _source(msg)  # a str that is not ASCII fails here, before DATA
         client = self._live()
         reply = self._call(client.data_start)
         if reply.code != 354:
             raise SMTPDataError(reply.code, reply.message)
-        source, _ = _source(msg)
-        if isinstance(source, bytes):
-            for i in range(0, len(source), _CHUNK):
-                self._call(client.data_write, source[i:i + _CHUNK])
-        else:
-            while True:
-                chunk = source(_CHUNK)
-                if not chunk:
-                    break
-                self._call(client.data_write, bytes(chunk))
+        try:
+            if isinstance(source, bytes):
+                for i in range(0, len(source), _CHUNK):
+                    self._call(client.data_write, source[i:i + _CHUNK])
+            else:
+                while True:
+                    chunk = source(_CHUNK)
+                    if not chunk:
+                        break
+                    self._call(client.data_write, bytes(chunk))
+        except BaseException:
+            # The message cannot be finished: without its final dot the server
+            # delivers nothing, and only closing ends DATA.
+            self.close()
+            raise
         reply = self._call(client.data_end)
         self.last_results = [Result._from(r) for r in client.results]
         return _pair(reply)
@@ -622,20 +630,22 @@ class LMTP:
         allows. Raises only when the session breaks (the recipients without a
         verdict are then ``unknown`` in ``last_results``) or for bad input.
         """
-        self.ehlo_or_helo_if_needed()
         return self._deliver(from_addr, to_addrs, msg, mail_options, rcpt_options)
 
     def _deliver(self, from_addr, to_addrs, msg, mail_options, rcpt_options):
+        # Everything the caller gave is checked before LHLO or anything else goes out.
         if isinstance(to_addrs, str):
             to_addrs = [to_addrs]
-        source, length = _source(msg)
+        _check_inputs([from_addr, *to_addrs], [*mail_options, *rcpt_options])
+        source = _source(msg)
+        self.ehlo_or_helo_if_needed()
         mp = _mail_options(mail_options)
         if mp["smtputf8"]:
             if not self.has_extn("smtputf8"):
                 raise SMTPNotSupportedError("SMTPUTF8 not supported by server")
             self.command_encoding = "utf-8"
-        if mp["size"] is None and length is not None and self.has_extn("size"):
-            mp["size"] = length
+        if mp["size"] is None and isinstance(source, bytes) and self.has_extn("size"):
+            mp["size"] = _lmtp.canonical_length(source)  # CRLF line ends counted, as on the wire
         rp = _rcpt_options(rcpt_options)
         sender = self._encode_address(from_addr)
         rcpts = [self._encode_address(a) for a in to_addrs]
@@ -661,8 +671,19 @@ class LMTP:
         (an ``LMTPDataError``, with ``recipients``) when nobody got the message
         and someone refused it after DATA.
         """
-        self.ehlo_or_helo_if_needed()
-        results = self._deliver(from_addr, to_addrs, msg, mail_options, rcpt_options)
+        if isinstance(to_addrs, str):
+            to_addrs = [to_addrs]
+        if not to_addrs:
+            _check_inputs([from_addr], [*mail_options, *rcpt_options])
+            raise SMTPRecipientsRefused({})  # nobody to send to: nothing is sent
+        try:
+            results = self._deliver(from_addr, to_addrs, msg, mail_options, rcpt_options)
+        except SMTPServerDisconnected as err:
+            # A 421 to a RCPT ends the session: smtplib calls that a refusal of the recipients.
+            refused = {r.address: (r.code, r.message) for r in self.last_results if r.stage == "rcpt" and not r.ok}
+            if any(code == 421 for code, _ in refused.values()):
+                raise SMTPRecipientsRefused(refused) from err
+            raise
         refused = {r.address: (r.code, r.message) for r in results if not r.ok}
         if any(r.ok for r in results):
             return refused
@@ -685,7 +706,6 @@ class LMTP:
         """smtplib's send_message: addresses from the headers (Resent-* when
         present), Bcc removed, SMTPUTF8 and BODY=8BITMIME when an address needs
         them; then ``sendmail``."""
-        self.ehlo_or_helo_if_needed()
         resent = msg.get_all("Resent-Date")
         if resent is None:
             prefix = ""
@@ -699,6 +719,10 @@ class LMTP:
         if to_addrs is None:
             fields = [f for f in (msg[prefix + "To"], msg[prefix + "Bcc"], msg[prefix + "Cc"]) if f is not None]
             to_addrs = [a[1] for a in email.utils.getaddresses(fields)]
+        if isinstance(to_addrs, str):
+            to_addrs = [to_addrs]
+        _check_inputs([from_addr, *to_addrs], [*mail_options, *rcpt_options])
+        self.ehlo_or_helo_if_needed()
         copy_ = copy.copy(msg)
         del copy_["Bcc"]
         del copy_["Resent-Bcc"]

@@ -86,9 +86,9 @@ class PyClient {
 public:
     PyClient(const std::string& hello, double timeout, std::optional<double> connect_timeout,
              const std::string& local_address, unsigned local_port, std::size_t max_reply_line,
-             std::size_t max_reply_size)
+             std::size_t max_reply_size, bool send_hello)
         : client_(make_options(hello, timeout, connect_timeout, local_address, local_port, max_reply_line,
-                               max_reply_size)) {}
+                               max_reply_size, send_hello)) {}
 
     // Marks the client busy for one call; a second thread gets RuntimeError.
     class Use {
@@ -192,9 +192,10 @@ private:
     static lmtp::ClientOptions make_options(const std::string& hello, double timeout,
                                             std::optional<double> connect_timeout, const std::string& local_address,
                                             unsigned local_port, std::size_t max_reply_line,
-                                            std::size_t max_reply_size) {
+                                            std::size_t max_reply_size, bool send_hello) {
         lmtp::ClientOptions o;
         o.hello = hello;
+        o.send_hello = send_hello;
         o.timeout = to_ms(timeout);
         if (connect_timeout) o.connect_timeout = to_ms(*connect_timeout);
         o.local_address = local_address;
@@ -225,10 +226,14 @@ PYBIND11_MODULE(_lmtp, m) {
         try {
             if (p) std::rethrow_exception(p);
         } catch (const lmtp::Error& e) {
-            py::tuple args = py::make_tuple(lmtp::status_name(e.status()), e.what());
+            py::tuple args = py::make_tuple(lmtp::status_name(e.status()), e.what(), e.os_error());
             PyErr_SetObject(g_error, args.ptr());
         }
     });
+
+    m.def(
+        "canonical_length", [](py::bytes body) { return lmtp::canonical_length(std::string_view(body)); },
+        "The size of a message on the wire with CRLF line ends (what SIZE declares, RFC 1870).");
 
     py::class_<lmtp::Reply>(m, "Reply", "A server reply.")
         .def_readonly("code", &lmtp::Reply::code)
@@ -253,9 +258,9 @@ PYBIND11_MODULE(_lmtp, m) {
 
     py::class_<PyClient>(m, "Client")
         .def(py::init<const std::string&, double, std::optional<double>, const std::string&, unsigned, std::size_t,
-                      std::size_t>(),
+                      std::size_t, bool>(),
              "hello"_a, "timeout"_a, "connect_timeout"_a = py::none(), "local_address"_a = "", "local_port"_a = 0,
-             "max_reply_line"_a = 0, "max_reply_size"_a = 0)
+             "max_reply_line"_a = 0, "max_reply_size"_a = 0, "send_hello"_a = true)
         .def("connect",
              [](PyClient& c, const std::string& host, unsigned port) {
                  if (port > 65535) throw py::value_error("port out of range");

@@ -50,6 +50,11 @@ private:
     std::uint64_t in_ = 0;
 };
 
+// The size of `body` as it goes on the wire, line ends made CRLF and a final
+// CRLF added when missing, without dot-stuffing or terminator: the message
+// size RFC 1870 asks SIZE to declare.
+std::uint64_t canonical_length(std::string_view body) noexcept;
+
 // The reverse of dot-stuffing, for a server reading DATA: removes the doubled
 // dots and stops at the terminating ".\r\n". Expects CRLF line ends; a bare LF
 // or CR is passed through as data (it is the encoder's job not to send them).

@@ -38,6 +38,9 @@ struct ClientOptions {
     SessionLimits limits;
     // Message bytes are sent in writes of about this size.
     std::size_t write_chunk = 64 * 1024;
+    // Send LHLO right after the banner (connect() then fails if it is refused).
+    // Off: connect() reads the banner only, and the caller calls hello().
+    bool send_hello = true;
     TraceFn trace;
 };
 
@@ -54,8 +57,9 @@ public:
     Client(const Client&) = delete;
     Client& operator=(const Client&) = delete;
 
-    // Connects, reads the banner and sends LHLO. A refused banner or LHLO
-    // throws Error(rejected) (the reply is in last_reply()) and closes.
+    // Connects, reads the banner and sends LHLO (unless options say not to).
+    // A refused banner or LHLO throws Error(rejected) (the reply is in
+    // last_reply()) and closes.
     void connect(const std::string& host, std::uint16_t port);
     // The same over a transport the caller made.
     void connect(std::unique_ptr<Transport> transport);
@@ -138,7 +142,7 @@ private:
     void apply(const Reply& reply);
     void run();
     void send_body(const BodySource& source);
-    [[noreturn]] void fail(Status status, const std::string& why);
+    [[noreturn]] void fail(Status status, const std::string& why, int os_error = 0);
     void greet(std::unique_ptr<Transport> transport, const std::string& name);
     std::string checked_hello() const;
     void reset_input();

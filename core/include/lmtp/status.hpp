@@ -41,11 +41,15 @@ const char* status_description(Status s) noexcept;
 // ("RCPT TO address contains a line feed (LF)"), `status()` the category.
 class Error : public std::runtime_error {
 public:
-    Error(Status status, const std::string& message) : std::runtime_error(message), status_(status) {}
+    Error(Status status, const std::string& message, int os_error = 0)
+        : std::runtime_error(message), status_(status), os_error_(os_error) {}
     Status status() const noexcept { return status_; }
+    // The errno behind a connect or I/O failure (the last address tried), else 0.
+    int os_error() const noexcept { return os_error_; }
 
 private:
     Status status_;
+    int os_error_;
 };
 
 }  // namespace lmtp
