@@ -1,8 +1,7 @@
 import email.message
 import smtplib
-import socket
 from types import TracebackType
-from typing import IO, Any, Iterable, Literal, Mapping, Optional, Sequence, Tuple, Type, Union
+from typing import IO, Iterable, Literal, Optional, Sequence, Tuple, Type, Union
 
 __version__: str
 LMTP_PORT: int
