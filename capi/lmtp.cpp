@@ -34,6 +34,10 @@ LMTP_SAME(LMTP_ERR_NO_RECIPIENTS, no_recipients);
 LMTP_SAME(LMTP_ERR_ABORTED, aborted);
 LMTP_SAME(LMTP_ERR_NOT_CONNECTED, not_connected);
 LMTP_SAME(LMTP_ERR_INTERNAL, internal);
+LMTP_SAME(LMTP_ERR_TLS, tls);
+LMTP_SAME(LMTP_ERR_CERTIFICATE, certificate);
+LMTP_SAME(LMTP_ERR_AUTH, auth);
+LMTP_SAME(LMTP_ERR_INSECURE, insecure);
 #undef LMTP_SAME
 static_assert(LMTP_TRACE_SEND == static_cast<int>(lmtp::TraceDir::send), "trace directions");
 static_assert(LMTP_TRACE_RECEIVE == static_cast<int>(lmtp::TraceDir::receive), "trace directions");
@@ -45,7 +49,7 @@ static_assert(LMTP_STAGE_RCPT == static_cast<int>(lmtp::Stage::rcpt), "stages");
 static_assert(LMTP_STAGE_DATA == static_cast<int>(lmtp::Stage::data), "stages");
 
 namespace {
-constexpr int kLastStatus = LMTP_ERR_INTERNAL;
+constexpr int kLastStatus = LMTP_ERR_INSECURE;
 }
 
 struct lmtp_handle {

@@ -83,7 +83,11 @@ typedef enum lmtp_status {
     LMTP_ERR_NO_RECIPIENTS = 15,   /* no recipient was accepted: nothing to send */
     LMTP_ERR_ABORTED = 16,         /* the message source failed; the transaction was abandoned */
     LMTP_ERR_NOT_CONNECTED = 17,   /* there is no connection */
-    LMTP_ERR_INTERNAL = 18         /* a bug in liblmtp */
+    LMTP_ERR_INTERNAL = 18,        /* a bug in liblmtp */
+    LMTP_ERR_TLS = 19,             /* the TLS handshake or a TLS record failed */
+    LMTP_ERR_CERTIFICATE = 20,     /* the server's certificate could not be verified */
+    LMTP_ERR_AUTH = 21,            /* authentication failed: see lmtp_code() (535, 534, 538...) */
+    LMTP_ERR_INSECURE = 22         /* refused to send a password over unencrypted TCP */
 } lmtp_status;
 
 /* "1.0.0": the version of the library actually loaded. */

@@ -4,6 +4,8 @@
 #include <cstring>
 #include <unistd.h>
 
+#include "lmtp/auth.hpp"
+
 namespace lmtp {
 
 namespace {
@@ -115,8 +117,14 @@ void Client::connect(const std::string& host, std::uint16_t port) {
     co.timeout = options_.connect_timeout;
     co.local_address = options_.local_address;
     co.local_port = options_.local_port;
-    auto t = SocketTransport::connect(host, port, co);
+    std::unique_ptr<Transport> t = SocketTransport::connect(host, port, co);
     trace(TraceDir::info, "connected to " + t->peer());
+    host_ = host;
+    if (options_.implicit_tls) {
+        auto tls = TlsTransport::handshake(std::move(t), options_.tls, host_, Clock::now() + options_.timeout);
+        trace(TraceDir::info, "TLS established: " + tls->description());
+        t = std::move(tls);
+    }
     greet(std::move(t), name);
 }
 
@@ -137,9 +145,26 @@ void Client::greet(std::unique_ptr<Transport> transport, const std::string& name
         if (!options_.send_hello) return;  // the caller sends LHLO when it wants
         const Reply& r = hello(name);
         if (!r.completion()) throw Error(Status::rejected, "the server refused LHLO: " + r.summary());
+        after_hello();
     } catch (const Error& e) {
         fail(e.status(), e.what(), e.os_error());  // connected means greeted: nothing is left half open
     }
+}
+
+// What connect() does after LHLO, as the options say: STARTTLS, then AUTH.
+void Client::after_hello() {
+    if (options_.starttls != StartTls::off && !tls_active()) {
+        if (supports("STARTTLS")) {
+            const Reply& r = starttls();
+            if (!tls_active() && options_.starttls == StartTls::required)
+                throw Error(Status::tls, "TLS is required but the server refused STARTTLS: " + r.summary());
+            if (!last_.completion()) throw Error(Status::rejected, "the server refused LHLO after STARTTLS: " + last_.summary());
+        } else if (options_.starttls == StartTls::required) {
+            throw Error(Status::not_advertised, "TLS is required but the server does not offer STARTTLS");
+        }
+    }
+    if (!options_.auth_user.empty())
+        auth(options_.auth_user, options_.auth_password, options_.auth_mechanism, options_.auth_allow_plaintext);
 }
 
 void Client::require_connection() const {
@@ -363,12 +388,127 @@ const Reply& Client::data_end() {
         if (!last_.empty()) why += " (last reply: " + last_.summary() + ")";
         throw Error(Status::closed, why);
     }
+    replay_finals();
+    return last_;
+}
+
+// The first recipient's final reply becomes the last reply (what Net::LMTP
+// returned); the others wait for response().
+void Client::replay_finals() {
+    const Transaction& t = session_.transaction();
     replay_.clear();
     if (!t.accepted.empty()) {
         last_ = t.recipients[t.accepted.front()].reply;
         for (std::size_t k = 1; k < t.accepted.size(); ++k) replay_.push_back(t.recipients[t.accepted[k]].reply);
     }
+}
+
+const Reply& Client::bdat(std::string_view bytes, bool last) {
+    begin_command();
+    session_.bdat_raw(bytes, last);
+    run();
+    if (last) {
+        if (!session_.transaction().finished)
+            throw Error(Status::closed, "the session ended before every recipient had its final reply");
+        replay_finals();
+    }
     return last_;
+}
+
+// --- TLS and AUTH ----------------------------------------------------------------------------
+
+const Reply& Client::starttls() {
+    one([&] { session_.starttls(); });
+    if (session_.phase() != Phase::tls_handshake) return last_;  // refused: still plain text
+    // Nothing may follow the 220 in plain text: it would be read as if it came
+    // over TLS (RFC 3207 5, the STARTTLS command injection).
+    if (rpos_ < rlen_ || parser_.in_reply())
+        fail(Status::protocol, "the server sent more after its 220 to STARTTLS, before TLS began; closing");
+    try {
+        transport_ = TlsTransport::handshake(std::move(transport_), options_.tls, host_, Clock::now() + options_.timeout);
+    } catch (const Error& e) {
+        fail(e.status(), e.what(), e.os_error());
+    }
+    trace(TraceDir::info, "TLS established: " + static_cast<TlsTransport*>(transport_.get())->description());
+    session_.tls_started();
+    return hello(checked_hello());  // RFC 3207 4.2: LHLO again; what was offered before counts no more
+}
+
+namespace {
+
+std::string why_auth_failed(const Reply& r, const std::string& mechanism) {
+    std::string why;
+    switch (r.code) {
+        case 535: why = "the server refused the credentials"; break;
+        case 534: why = "the server wants a stronger mechanism than " + mechanism; break;
+        case 538: why = "AUTH " + mechanism + " needs an encrypted connection (STARTTLS) first"; break;
+        case 454: why = "temporary authentication failure; try again later"; break;
+        case 530: why = "the server wants something else first (STARTTLS?)"; break;
+        case 504: why = "the server does not accept the mechanism " + mechanism; break;
+        default: why = "authentication with " + mechanism + " failed"; break;
+    }
+    return why + ": " + r.summary();
+}
+
+}  // namespace
+
+const Reply& Client::auth(const std::string& user, const std::string& password, const std::string& mechanism,
+                          bool allow_plaintext) {
+    last_ = Reply{};
+    require_connection();
+    settle_pending();
+    check_unsolicited();
+    replay_.clear();
+    if (!supports("AUTH")) throw Error(Status::not_advertised, "the server does not offer AUTH");
+    const auto& offered = capabilities().auth_mechanisms();
+    std::string mech;
+    if (mechanism.empty()) {
+        mech = pick_mechanism(offered, tls_active() && !options_.tls.cert_file.empty());
+        if (mech.empty()) {
+            std::string list;
+            for (const auto& m : offered) list += (list.empty() ? "" : " ") + m;
+            throw Error(Status::not_advertised, "none of the server's AUTH mechanisms (" + list + ") is one liblmtp can use");
+        }
+    } else {
+        mech = mechanism;
+        for (char& c : mech)
+            if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
+        if (std::find(offered.begin(), offered.end(), mech) == offered.end())
+            throw Error(Status::not_advertised, "the server does not offer AUTH " + mech);
+    }
+    auto sasl = make_mechanism(mech, user, password);
+    if (sasl->reveals_password() && !tls_active() && !transport_->is_local() && !allow_plaintext)
+        throw Error(Status::insecure, "refusing to send a password with AUTH " + mech +
+                                          " over unencrypted TCP: use STARTTLS, a unix socket, or allow it explicitly");
+
+    std::optional<std::string> initial = sasl->initial();
+    bool initial_sent = session_.auth(mech, initial ? std::optional<std::string>(base64_encode(*initial)) : std::nullopt);
+    run();
+    while (last_.code == 334) {
+        std::string answer;
+        try {
+            if (initial && !initial_sent) {
+                answer = *initial;  // it did not fit on the AUTH line
+                initial_sent = true;
+            } else {
+                answer = sasl->step(base64_decode(last_.lines.empty() ? std::string() : last_.lines[0]));
+            }
+        } catch (const Error& e) {
+            // Cancel the exchange (RFC 4954: "*"), read the server's 501, then report.
+            session_.auth_response("*");
+            run();
+            throw Error(Status::auth, std::string("AUTH ") + mech + " abandoned: " + e.what());
+        }
+        session_.auth_response(base64_encode(answer));
+        run();
+    }
+    if (last_.code == 235) {
+        if (!sasl->complete())
+            fail(Status::auth, "the server accepted AUTH " + mech + " without proving it knows the password");
+        trace(TraceDir::info, "authenticated with " + mech);
+        return last_;
+    }
+    throw Error(Status::auth, why_auth_failed(last_, mech));
 }
 
 const Reply& Client::data(std::string_view message) {
@@ -410,7 +550,7 @@ const Reply& Client::response() {
 
 const Transaction& Client::deliver(std::string_view from, const std::vector<std::string>& recipients,
                                    std::string_view message, const MailParams& mail_params,
-                                   const RcptParams& rcpt_params, bool force) {
+                                   const RcptParams& rcpt_params, bool force, Transfer transfer, bool canonical) {
     std::size_t offset = 0;
     BodySource source = [&](char* buf, std::size_t cap) {
         std::size_t n = std::min(cap, message.size() - offset);
@@ -418,15 +558,15 @@ const Transaction& Client::deliver(std::string_view from, const std::vector<std:
         offset += n;
         return n;
     };
-    return deliver(from, recipients, source, mail_params, rcpt_params, force);
+    return deliver(from, recipients, source, mail_params, rcpt_params, force, transfer, canonical);
 }
 
 const Transaction& Client::deliver(std::string_view from, const std::vector<std::string>& recipients,
                                    const BodySource& source, const MailParams& mail_params,
-                                   const RcptParams& rcpt_params, bool force) {
+                                   const RcptParams& rcpt_params, bool force, Transfer transfer, bool canonical) {
     try {
         begin_command();
-        session_.deliver(from, recipients, mail_params, rcpt_params, force);
+        session_.deliver(from, recipients, mail_params, rcpt_params, force, transfer, canonical);
     } catch (const Error& e) {
         // No connection to deliver over: the results are this call's, all unknown.
         if (e.status() == Status::not_connected || e.status() == Status::closed || e.status() == Status::io ||
@@ -435,7 +575,12 @@ const Transaction& Client::deliver(std::string_view from, const std::vector<std:
         throw;
     }
     run();
-    if (session_.want() == Session::Want::body) send_body(source);
+    if (session_.want() == Session::Want::body) {
+        if (session_.bdat_mode())
+            send_bdat(source);
+        else
+            send_body(source);
+    }
     const Transaction& t = session_.transaction();
     if (!t.finished) {
         std::string why = "the server ended the session before every recipient had a verdict";
@@ -445,24 +590,64 @@ const Transaction& Client::deliver(std::string_view from, const std::vector<std:
     return t;
 }
 
+std::size_t Client::read_source(const BodySource& source, char* buf, std::size_t cap) {
+    std::size_t n = 0;
+    std::string why;
+    try {
+        n = source(buf, cap);
+        if (n > cap) why = "the message source returned more bytes than asked for";
+    } catch (const std::exception& e) {
+        why = std::string("the message source failed: ") + e.what();
+    } catch (...) {
+        why = "the message source failed";
+    }
+    // Without its end (the final dot, the LAST chunk) the server must not
+    // deliver the message; closing is the only way to abandon it.
+    if (!why.empty()) fail(Status::aborted, why + "; the connection was closed and nothing was delivered");
+    return n;
+}
+
+void Client::send_bdat(const BodySource& source) {
+    // Each chunk is read one ahead, so that the last one goes as BDAT LAST: a
+    // message that fits in one read goes with MAIL and RCPT in one write.
+    chunk_.resize(std::max<std::size_t>(options_.bdat_chunk, 1));
+    held_.clear();
+    bool have = false;
+    for (;;) {
+        std::size_t n = read_source(source, chunk_.data(), chunk_.size());
+        if (n == 0) break;
+        if (have) {
+            session_.bdat_chunk(held_, false);
+            flush();
+            while (session_.bdat_in_flight() > options_.bdat_window) apply(read_reply());
+            if (session_.bdat_failed()) break;
+        }
+        held_.assign(chunk_.data(), n);
+        have = true;
+    }
+    if (!have) {
+        // An empty message: DATA and its lone dot say it without ambiguity.
+        session_.bdat_to_data();
+        run();
+        if (session_.want() == Session::Want::body) {
+            session_.end_body();
+            run();
+        }
+        return;
+    }
+    // LAST only for a message the server took whole: every earlier chunk answered.
+    if (session_.bdat_in_flight() > 0) {
+        flush();
+        while (session_.bdat_in_flight() > 0 && !session_.bdat_failed()) apply(read_reply());
+    }
+    if (!session_.bdat_failed()) session_.bdat_chunk(held_, true);
+    run();
+}
+
 void Client::send_body(const BodySource& source) {
     chunk_.resize(options_.write_chunk);
     for (;;) {
-        std::size_t n = 0;
-        std::string why;
-        try {
-            n = source(chunk_.data(), chunk_.size());
-            if (n > chunk_.size()) why = "the message source returned more bytes than asked for";
-        } catch (const std::exception& e) {
-            why = std::string("the message source failed: ") + e.what();
-        } catch (...) {
-            why = "the message source failed";
-        }
-        if (!why.empty()) {
-            // Without the final dot the server must not deliver; closing is the
-            // only way to abandon DATA.
-            fail(Status::aborted, why + "; the connection was closed and nothing was delivered");
-        }
+        std::size_t n = read_source(source, chunk_.data(), chunk_.size());
         if (n == 0) break;
         session_.body(std::string_view(chunk_.data(), n));
         if (session_.output().size() >= options_.write_chunk) flush();

@@ -300,5 +300,32 @@ std::string raw(std::string_view line, std::size_t max_line) {
     return finish(std::string(line), max_line);
 }
 
+std::string starttls() { return "STARTTLS\r\n"; }
+
+namespace {
+bool base64_chars(std::string_view s) {
+    for (char c : s)
+        if (!(alnum(c) || c == '+' || c == '/' || c == '=')) return false;
+    return true;
+}
+}  // namespace
+
+std::string auth(std::string_view mechanism, const std::optional<std::string>& initial_base64, std::size_t max_line) {
+    check_keyword(mechanism, "SASL mechanism");
+    std::string line = "AUTH " + std::string(mechanism);
+    if (initial_base64) {
+        if (!base64_chars(*initial_base64)) bad("AUTH initial response is not base64");
+        line += ' ';
+        line += initial_base64->empty() ? std::string("=") : *initial_base64;
+    }
+    return finish(std::move(line), max_line);
+}
+
+std::string auth_response(std::string_view base64) {
+    constexpr std::size_t kMaxAuthLine = 12288;  // RFC 4954 section 4
+    if (base64 != "*" && !base64_chars(base64)) bad("AUTH response is not base64");
+    return finish(std::string(base64), kMaxAuthLine);
+}
+
 }  // namespace cmd
 }  // namespace lmtp

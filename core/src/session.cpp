@@ -33,6 +33,7 @@ bool Transaction::all_delivered() const {
 Session::Session(const SessionLimits& limits) : limits_(limits) {}
 
 Session::Want Session::want() const {
+    if (bdat_first_) return Want::body;  // the first chunk goes out with MAIL and RCPT
     if (!out_.empty()) return Want::write;
     if (!expect_.empty()) return Want::read;
     if (phase_ == Phase::body) return Want::body;
@@ -52,6 +53,9 @@ void Session::start() {
     server_txn_ = false;
     mail_ok_ = false;
     data_pending_ = false;
+    authenticated_ = false;
+    bdat_mode_ = bdat_first_ = bdat_failed_ = false;
+    bdat_in_flight_ = 0;
     plan_ = Plan{};
     encoder_.reset();
     phase_ = Phase::greeting;
@@ -73,6 +77,11 @@ std::string Session::describe(const Expect& e) const {
         case Cmd::rset: return "the reply to RSET";
         case Cmd::quit: return "the reply to QUIT";
         case Cmd::other: return "the reply to " + e.verb;
+        case Cmd::starttls: return "the reply to STARTTLS";
+        case Cmd::auth: return "the reply to AUTH";
+        case Cmd::bdat: return "the reply to a BDAT chunk";
+        case Cmd::bdat_last: return "the final replies after BDAT LAST";
+        case Cmd::bdat_sync: return "the reply to NOOP (after BDAT LAST with no recipient)";
     }
     return "a reply";
 }
@@ -100,6 +109,8 @@ void Session::end_connection() {
     expect_.clear();
     plan_.active = false;
     data_pending_ = false;
+    bdat_mode_ = bdat_first_ = false;
+    bdat_in_flight_ = 0;
     server_txn_ = false;
     mail_ok_ = false;
     mark_unknown();
@@ -119,6 +130,10 @@ void Session::new_transaction() {
     txn_ = Transaction{};
     mail_ok_ = false;
     plan_ = Plan{};
+    encoder_.reset();
+    bdat_mode_ = bdat_first_ = bdat_failed_ = false;
+    bdat_in_flight_ = 0;
+    canonical_ = false;
 }
 
 std::size_t Session::add_recipient(std::string_view address) {
@@ -142,8 +157,8 @@ Session::Event Session::on_reply(const Reply& reply) {
         protocol_error("unexpected reply '" + printable(reply.summary()) + "': no command was waiting for one");
     const Expect e = expect_.front();
     expect_.pop_front();
-    // Only DATA may be answered with an intermediate (3xx) reply.
-    if (reply.intermediate() && e.cmd != Cmd::data)
+    // Only DATA (354) and AUTH (334) may be answered with an intermediate reply.
+    if (reply.intermediate() && e.cmd != Cmd::data && !(e.cmd == Cmd::auth && reply.code == 334))
         protocol_error("unexpected intermediate reply '" + printable(reply.summary()) + "' as " + describe(e));
 
     switch (e.cmd) {
@@ -167,7 +182,8 @@ Session::Event Session::on_reply(const Reply& reply) {
             if (reply.completion()) {
                 mail_ok_ = true;
                 server_txn_ = true;
-                phase_ = Phase::transaction;
+                // With pipelined BDAT the message may already be going out.
+                if (phase_ != Phase::body) phase_ = Phase::transaction;
             } else if (plan_.active) {
                 // MAIL refused: that is every recipient's verdict.
                 for (std::size_t i = 0; i < txn_.recipients.size(); ++i) settle(i, reply, Stage::mail);
@@ -241,9 +257,39 @@ Session::Event Session::on_reply(const Reply& reply) {
         case Cmd::quit: phase_ = Phase::closed; break;
 
         case Cmd::other: break;
+
+        case Cmd::starttls:
+            // 220: the server now waits for the TLS handshake; anything else: still plain text.
+            if (reply.code == 220) phase_ = Phase::tls_handshake;
+            break;
+
+        case Cmd::auth:
+            if (reply.code == 235) authenticated_ = true;
+            break;
+
+        case Cmd::bdat:
+            --bdat_in_flight_;
+            if (!reply.completion() && !bdat_failed_) {
+                bdat_failed_ = true;
+                bdat_failure_ = reply;
+            }
+            if (bdat_failed_ && bdat_in_flight_ == 0 && bdat_mode_) settle_bdat_failure();
+            break;
+
+        case Cmd::bdat_last:
+            break;  // never answered itself: resolve_front() turns it into the final replies
+
+        case Cmd::bdat_sync:
+            // A refusal first is the server's answer to BDAT LAST; the NOOP's comes next.
+            if (e.index == 0 && !reply.completion()) expect_.push_front({Cmd::bdat_sync, 1, {}});
+            break;
     }
     // 421: the server is closing the connection (RFC 5321 3.8); nothing more will come.
-    if (reply.code == 421 || phase_ == Phase::closed) close();
+    if (reply.code == 421 || phase_ == Phase::closed) {
+        close();
+    } else {
+        resolve_front();
+    }
     return Event{e.cmd, e.index};
 }
 
@@ -258,6 +304,9 @@ void Session::plan_next() {
     if (plan_.next_rcpt < plan_.rcpt_lines.size()) {
         std::size_t i = plan_.next_rcpt++;
         queue(plan_.rcpt_lines[i], Cmd::rcpt, i);
+    } else if (!txn_.accepted.empty() && plan_.bdat) {
+        phase_ = Phase::body;  // the chunks go one by one, each after the previous reply
+        bdat_mode_ = true;
     } else if (!txn_.accepted.empty()) {
         queue(cmd::data(), Cmd::data);
         data_pending_ = true;
@@ -277,6 +326,8 @@ void Session::require_command_phase(const char* what) const {
             throw Error(Status::bad_sequence, std::string(what) + ": the server's banner has not been read yet");
         case Phase::body:
             throw Error(Status::bad_sequence, std::string(what) + ": a message is being sent; end it first (data_end)");
+        case Phase::tls_handshake:
+            throw Error(Status::bad_sequence, std::string(what) + ": the TLS handshake after STARTTLS comes first");
         default: break;
     }
     if (data_pending_) throw Error(Status::bad_sequence, std::string(what) + ": the reply to DATA must be read first");
@@ -428,34 +479,38 @@ void Session::raw(std::string_view line) {
 // --- the message ---------------------------------------------------------------------
 
 void Session::body(std::string_view chunk) {
-    if (phase_ != Phase::body)
+    if (phase_ != Phase::body || bdat_mode_)
         throw Error(phase_ == Phase::closed ? Status::not_connected : Status::bad_sequence,
-                    "message data can only be sent after DATA was accepted (354)");
-    if (trace_ && !chunk.empty()) {
-        // As Net::Cmd's datasend traces: the pieces between LFs, as given (a
-        // CR before the LF kept), empty pieces at the end of a chunk left out.
-        std::size_t empties = 0;  // empty pieces not yet shown: shown only if more follows
-        std::string_view rest = chunk;
-        while (!rest.empty()) {
-            std::size_t lf = rest.find('\n');
-            std::string_view piece = rest.substr(0, lf);
-            if (piece.empty()) {
-                ++empties;
-            } else {
-                for (; empties; --empties) trace(TraceDir::data, {});
-                trace(TraceDir::data, piece);
-            }
-            if (lf == std::string_view::npos) break;
-            rest.remove_prefix(lf + 1);
-        }
-    }
+                    bdat_mode_ ? "this message goes by BDAT: send it in chunks"
+                               : "message data can only be sent after DATA was accepted (354)");
+    if (trace_ && !chunk.empty()) trace_pieces(chunk);
     encoder_.encode(chunk, out_);
 }
 
+void Session::trace_pieces(std::string_view chunk) const noexcept {
+    // As Net::Cmd's datasend traces: the pieces between LFs, as given (a CR
+    // before the LF kept), empty pieces at the end of a chunk left out.
+    std::size_t empties = 0;  // empty pieces not yet shown: shown only if more follows
+    std::string_view rest = chunk;
+    while (!rest.empty()) {
+        std::size_t lf = rest.find('\n');
+        std::string_view piece = rest.substr(0, lf);
+        if (piece.empty()) {
+            ++empties;
+        } else {
+            for (; empties; --empties) trace(TraceDir::data, {});
+            trace(TraceDir::data, piece);
+        }
+        if (lf == std::string_view::npos) break;
+        rest.remove_prefix(lf + 1);
+    }
+}
+
 void Session::end_body() {
-    if (phase_ != Phase::body)
+    if (phase_ != Phase::body || bdat_mode_)
         throw Error(phase_ == Phase::closed ? Status::not_connected : Status::bad_sequence,
-                    "there is no message to end: DATA was not accepted");
+                    bdat_mode_ ? "this message goes by BDAT: its last chunk ends it"
+                               : "there is no message to end: DATA was not accepted");
     encoder_.finish(out_);
     trace(TraceDir::data, ".");
     phase_ = Phase::transaction;
@@ -465,7 +520,7 @@ void Session::end_body() {
 // --- a whole transaction ---------------------------------------------------------------
 
 void Session::deliver(std::string_view from, const std::vector<std::string>& recipients, const MailParams& mail_params,
-                      const RcptParams& rcpt_params, bool force) {
+                      const RcptParams& rcpt_params, bool force, Transfer transfer, bool canonical) {
     require_command_phase("deliver");
     if (!expect_.empty()) throw Error(Status::bad_sequence, "deliver: replies to earlier commands are still owed");
     if (phase_ == Phase::connected) throw Error(Status::bad_sequence, "deliver: the server has not accepted LHLO");
@@ -475,9 +530,15 @@ void Session::deliver(std::string_view from, const std::vector<std::string>& rec
     Plan plan;
     plan.active = true;
     plan.pipelined = caps_.has("PIPELINING");
+    plan.bdat = transfer == Transfer::bdat || (transfer == Transfer::automatic && caps_.has("CHUNKING")) ||
+                mail_params.body == BodyType::binary_mime;
     plan.rcpt_lines.reserve(recipients.size());
     std::string mail_line;
     try {
+        if (plan.bdat && !caps_.has("CHUNKING") && !force)
+            throw Error(Status::not_advertised, "BDAT needs the CHUNKING extension, which the server did not advertise");
+        if (mail_params.body == BodyType::binary_mime && transfer == Transfer::data)
+            throw Error(Status::invalid_argument, "BODY=BINARYMIME can only be sent with BDAT");
         mail_line = cmd::mail(MailVerb::mail, from, mail_params, limits_.max_command_line);
         check_advertised(required_extensions(mail_params), "MAIL", force);
         check_size(mail_params);
@@ -491,6 +552,7 @@ void Session::deliver(std::string_view from, const std::vector<std::string>& rec
     new_transaction();
     for (const auto& r : recipients) add_recipient(r);
     plan_ = std::move(plan);
+    canonical_ = canonical;
     if (server_txn_) {
         queue(cmd::rset(), Cmd::rset);
         if (!plan_.pipelined) {
@@ -501,11 +563,146 @@ void Session::deliver(std::string_view from, const std::vector<std::string>& rec
     queue(mail_line, Cmd::mail);
     if (plan_.pipelined) {
         // RFC 2920: MAIL, every RCPT and DATA in one group; DATA ends it.
+        // With BDAT the chunks join the group (RFC 3030 allows it).
         for (std::size_t i = 0; i < plan_.rcpt_lines.size(); ++i) queue(plan_.rcpt_lines[i], Cmd::rcpt, i);
         plan_.rcpt_lines.clear();
-        queue(cmd::data(), Cmd::data);
-        data_pending_ = true;
+        if (plan_.bdat) {
+            phase_ = Phase::body;
+            bdat_mode_ = true;
+            bdat_first_ = true;
+        } else {
+            queue(cmd::data(), Cmd::data);
+            data_pending_ = true;
+        }
     }
+}
+
+// --- BDAT ------------------------------------------------------------------------------
+
+void Session::queue_bdat(std::string_view bytes, bool last) {
+    std::string line = cmd::bdat(bytes.size(), last);
+    trace_sent(line);
+    if (trace_ && !bytes.empty()) trace_pieces(bytes);
+    out_ += line;
+    out_.append(bytes);
+    bdat_first_ = false;
+    if (last) {
+        // The final replies: one per recipient accepted by then (known when
+        // this reaches the front of the queue), or none.
+        expect_.push_back({Cmd::bdat_last, 0, {}});
+        bdat_mode_ = false;
+        phase_ = Phase::transaction;
+        resolve_front();
+    } else {
+        expect_.push_back({Cmd::bdat, 0, {}});
+        ++bdat_in_flight_;
+    }
+}
+
+void Session::bdat_chunk(std::string_view raw, bool last) {
+    if (phase_ != Phase::body || !bdat_mode_)
+        throw Error(phase_ == Phase::closed ? Status::not_connected : Status::bad_sequence,
+                    "BDAT chunks can only be sent while a message goes by BDAT");
+    if (bdat_failed_) throw Error(Status::bad_sequence, "a BDAT chunk was refused: no more chunks may follow");
+    chunk_.clear();
+    if (canonical_) {
+        chunk_.assign(raw);
+    } else {
+        encoder_.set_mode(BodyEncoder::Mode::canonical);
+        encoder_.encode(raw, chunk_);
+        if (last) encoder_.finish(chunk_);
+    }
+    queue_bdat(chunk_, last);
+}
+
+void Session::bdat_raw(std::string_view bytes, bool last) {
+    require_command_phase("BDAT");
+    if (bdat_failed_) throw Error(Status::bad_sequence, "a BDAT chunk was refused: no more chunks may follow");
+    bdat_mode_ = true;
+    phase_ = Phase::body;
+    queue_bdat(bytes, last);
+    if (!last) phase_ = Phase::transaction;  // the step-by-step API sends any command next
+}
+
+void Session::bdat_to_data() {
+    if (phase_ != Phase::body || !bdat_mode_) throw Error(Status::bad_sequence, "no BDAT message to send");
+    bdat_mode_ = bdat_first_ = false;
+    phase_ = Phase::transaction;
+    queue(cmd::data(), Cmd::data);
+    data_pending_ = true;
+}
+
+void Session::settle_bdat_failure() {
+    // The message was refused: that is every accepted recipient's verdict. No
+    // LAST chunk went out, so the server may still hold the transaction.
+    for (std::size_t i : txn_.accepted)
+        if (txn_.recipients[i].outcome == Outcome::pending) settle(i, bdat_failure_, Stage::data);
+    bdat_mode_ = false;
+    finish_transaction();
+    phase_ = server_txn_ ? Phase::transaction : Phase::ready;
+}
+
+void Session::resolve_front() {
+    while (!expect_.empty() && expect_.front().cmd == Cmd::bdat_last) {
+        expect_.pop_front();
+        if (txn_.accepted.empty()) {
+            // RFC 2033 4.3: with no accepted recipient BDAT LAST gets no reply
+            // at all; but some servers (Dovecot 2.3) refuse it with one. A
+            // NOOP settles it: its 2xx comes first if there was no refusal.
+            finish_transaction();
+            server_txn_ = false;
+            mail_ok_ = false;
+            phase_ = Phase::ready;
+            queue(cmd::noop(), Cmd::bdat_sync, 0);
+        } else {
+            for (auto it = txn_.accepted.rbegin(); it != txn_.accepted.rend(); ++it)
+                expect_.push_front({Cmd::final, *it, {}});
+        }
+    }
+}
+
+// --- STARTTLS and AUTH ------------------------------------------------------------------
+
+void Session::starttls() {
+    require_command_phase("STARTTLS");
+    if (!expect_.empty()) throw Error(Status::bad_sequence, "STARTTLS: replies to earlier commands are still owed");
+    queue(cmd::starttls(), Cmd::starttls);
+}
+
+void Session::tls_started() {
+    if (phase_ != Phase::tls_handshake) throw Error(Status::bad_sequence, "no STARTTLS handshake was pending");
+    // RFC 3207 4.2: forget everything learnt before; LHLO again.
+    caps_ = Capabilities{};
+    phase_ = Phase::connected;
+    server_txn_ = false;
+    mail_ok_ = false;
+    authenticated_ = false;
+}
+
+bool Session::auth(std::string_view mechanism, const std::optional<std::string>& initial_base64) {
+    require_command_phase("AUTH");
+    std::string line;
+    bool with_initial = initial_base64.has_value();
+    try {
+        line = cmd::auth(mechanism, initial_base64, limits_.max_command_line);
+    } catch (const Error& e) {
+        if (e.status() != Status::line_too_long || !with_initial) throw;
+        with_initial = false;  // RFC 4954 4: too long for the line, so it goes after the first 334
+        line = cmd::auth(mechanism, std::nullopt, limits_.max_command_line);
+    }
+    std::string shown = "AUTH " + std::string(mechanism) + (with_initial ? " [credentials hidden]" : "");
+    trace(TraceDir::send, shown);
+    out_ += line;
+    expect_.push_back({Cmd::auth, 0, {}});
+    return with_initial;
+}
+
+void Session::auth_response(std::string_view base64) {
+    if (phase_ == Phase::closed) throw Error(Status::not_connected, "AUTH: not connected");
+    std::string line = cmd::auth_response(base64);
+    trace(TraceDir::send, base64 == "*" ? "*" : "[credentials hidden]");
+    out_ += line;
+    expect_.push_back({Cmd::auth, 0, {}});
 }
 
 }  // namespace lmtp

@@ -23,6 +23,10 @@ const char* status_name(Status s) noexcept {
         case Status::aborted: return "aborted";
         case Status::not_connected: return "not_connected";
         case Status::internal: return "internal";
+        case Status::tls: return "tls";
+        case Status::certificate: return "certificate";
+        case Status::auth: return "auth";
+        case Status::insecure: return "insecure";
     }
     return "unknown";
 }
@@ -48,6 +52,10 @@ const char* status_description(Status s) noexcept {
         case Status::aborted: return "transaction abandoned: the message source failed";
         case Status::not_connected: return "not connected";
         case Status::internal: return "internal error";
+        case Status::tls: return "TLS failed";
+        case Status::certificate: return "the server's certificate could not be verified";
+        case Status::auth: return "authentication failed";
+        case Status::insecure: return "refused to send a password over an unencrypted connection";
     }
     return "unknown status";
 }

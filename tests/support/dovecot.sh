@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # A throwaway Dovecot LMTP server on loopback, for tests and the demo.
 #
-#   dovecot.sh start DIR   start one in DIR (created); prints shell assignments:
-#                          LMTP_DIR, LMTP_PORT, LMTP_SOCKET, LMTP_PGID
+#   dovecot.sh start DIR [CERT KEY]
+#                          start one in DIR (created); prints shell assignments:
+#                          LMTP_DIR, LMTP_PORT, LMTP_SOCKET, LMTP_PGID. With a
+#                          certificate and key (PEM), it offers STARTTLS.
 #   dovecot.sh stop DIR    stop it (SIGKILL to its process group) and keep DIR
 #
 # Users (passwd-file): alice, bob (deliver), full (552 at DATA: quota),
@@ -18,7 +20,7 @@ free_port() {
 }
 
 start() {
-    local dir=$1
+    local dir=$1 cert=${2:-} key=${3:-}
     [ -x "$DOVECOT" ] || { echo "dovecot.sh: $DOVECOT not found (apt-get install dovecot-core dovecot-lmtpd)" >&2; exit 1; }
     mkdir -p "$dir"
     dir=$(cd "$dir" && pwd)
@@ -37,6 +39,10 @@ full:{PLAIN}x::::::userdb_quota_rule=*:bytes=1
 tempfull:{PLAIN}x::::::userdb_quota_rule=*:bytes=1 userdb_quota_full_tempfail=yes
 broken:{PLAIN}x::::::userdb_mail=maildir:/dev/null/Maildir
 EOF
+    if [ -n "$cert" ]; then
+        cp "$cert" "$dir/cert.pem"
+        cp "$key" "$dir/key.pem"
+    fi
     local port
     port=$(free_port)
     cat > "$dir/dovecot.conf" <<EOF
@@ -49,7 +55,7 @@ log_path = $dir/dovecot.log
 default_internal_user = $user
 default_internal_group = $group
 default_login_user = $user
-ssl = no
+$(if [ -n "$cert" ]; then printf 'ssl = yes\nssl_cert = <%s/cert.pem\nssl_key = <%s/key.pem\n' "$dir" "$dir"; else echo 'ssl = no'; fi)
 passdb {
   driver = passwd-file
   args = $dir/passwd
@@ -123,7 +129,7 @@ stop() {
 }
 
 case "${1:-}" in
-    start) start "${2:?directory}" ;;
+    start) start "${2:?directory}" "${3:-}" "${4:-}" ;;
     stop) stop "${2:?directory}" ;;
     *) echo "usage: $0 start|stop DIR" >&2; exit 2 ;;
 esac

@@ -22,9 +22,17 @@
 
 #include "lmtp/reply.hpp"
 #include "lmtp/session.hpp"
+#include "lmtp/tls.hpp"
 #include "lmtp/transport.hpp"
 
 namespace lmtp {
+
+// When connect() upgrades to TLS with STARTTLS (RFC 3207).
+enum class StartTls {
+    off,            // never on its own (starttls() still works)
+    opportunistic,  // when the server offers it
+    required,       // always: connect() fails if the server does not offer it
+};
 
 struct ClientOptions {
     // LHLO argument; empty means this machine's host name (or "localhost").
@@ -39,8 +47,29 @@ struct ClientOptions {
     // Message bytes are sent in writes of about this size.
     std::size_t write_chunk = 64 * 1024;
     // Send LHLO right after the banner (connect() then fails if it is refused).
-    // Off: connect() reads the banner only, and the caller calls hello().
+    // Off: connect() reads the banner only, and the caller calls hello();
+    // STARTTLS and AUTH below are then the caller's to do too.
     bool send_hello = true;
+
+    // --- TLS ---
+    TlsOptions tls;
+    StartTls starttls = StartTls::off;
+    // TLS from the first byte (no STARTTLS), as on a port that speaks TLS only.
+    bool implicit_tls = false;
+
+    // --- AUTH, done by connect() after LHLO (and STARTTLS) when a user is set ---
+    std::string auth_user;
+    std::string auth_password;
+    std::string auth_mechanism;  // empty: the strongest offered
+    // PLAIN and LOGIN send the password itself: by default only over TLS or
+    // a unix socket.
+    bool auth_allow_plaintext = false;
+
+    // --- BDAT ---
+    // Message bytes read per BDAT chunk (the chunk grows by the CRLF fixes).
+    std::size_t bdat_chunk = 256 * 1024;
+    // BDAT chunks sent ahead of their replies, at most.
+    std::size_t bdat_window = 4;
     TraceFn trace;
 };
 
@@ -103,6 +132,28 @@ public:
     // DATA, the whole message, and the end: data_start + data_write + data_end.
     const Reply& data(std::string_view message);
 
+    // --- TLS and authentication ------------------------------------------------
+    // STARTTLS, the handshake, and LHLO again. Returns the reply to STARTTLS
+    // when the server refuses it (the session stays as it was), else the
+    // reply to the new LHLO. Handshake failures throw (Error(certificate) says
+    // why the certificate was refused) and close the connection.
+    const Reply& starttls();
+    bool tls_active() const { return transport_ && transport_->is_tls(); }
+    // AUTH with `mechanism` (empty: the strongest the server offers that can be
+    // used). Throws Error(auth) when the server refuses (last_reply() holds
+    // 535, 534, 538...) or the exchange goes wrong, Error(insecure) before
+    // sending a password in clear text over TCP unless allow_plaintext,
+    // Error(not_advertised) when the server offers no AUTH or no usable mechanism.
+    const Reply& auth(const std::string& user, const std::string& password, const std::string& mechanism = {},
+                      bool allow_plaintext = false);
+    bool authenticated() const { return session_.authenticated(); }
+
+    // --- BDAT, step by step (Net::SMTP's bdat / bdatlast) ------------------------
+    // BDAT with `bytes` sent exactly as given. For the LAST chunk, every
+    // accepted recipient's reply is read; the first is returned, the others
+    // come from response(), as after data_end().
+    const Reply& bdat(std::string_view bytes, bool last);
+
     // --- a caller's own command line --------------------------------------------
     // Sends it (checked: no CR, LF, NUL; within the line limit). Its reply is
     // read by response(); if the caller never reads it, the next call does.
@@ -116,12 +167,16 @@ public:
     // MAIL, RCPT..., the message and every per-recipient reply, pipelined when
     // the server allows. Returns with each recipient's verdict. Throws only
     // when the session breaks (then unfinished recipients are unknown).
+    // `transfer`: DATA, BDAT, or automatic (BDAT when CHUNKING is offered).
+    // `canonical`: the message already has CRLF line ends; sent as is (BDAT).
     const Transaction& deliver(std::string_view from, const std::vector<std::string>& recipients,
                                std::string_view message, const MailParams& mail_params = {},
-                               const RcptParams& rcpt_params = {}, bool force = false);
+                               const RcptParams& rcpt_params = {}, bool force = false,
+                               Transfer transfer = Transfer::automatic, bool canonical = false);
     const Transaction& deliver(std::string_view from, const std::vector<std::string>& recipients,
                                const BodySource& source, const MailParams& mail_params = {},
-                               const RcptParams& rcpt_params = {}, bool force = false);
+                               const RcptParams& rcpt_params = {}, bool force = false,
+                               Transfer transfer = Transfer::automatic, bool canonical = false);
 
     // --- settings ------------------------------------------------------------
     void set_timeout(std::chrono::milliseconds timeout);
@@ -142,6 +197,10 @@ private:
     void apply(const Reply& reply);
     void run();
     void send_body(const BodySource& source);
+    void send_bdat(const BodySource& source);
+    std::size_t read_source(const BodySource& source, char* buf, std::size_t cap);
+    void after_hello();
+    void replay_finals();
     [[noreturn]] void fail(Status status, const std::string& why, int os_error = 0);
     void greet(std::unique_ptr<Transport> transport, const std::string& name);
     std::string checked_hello() const;
@@ -159,6 +218,8 @@ private:
     std::size_t raw_owed_ = 0;  // command() replies not yet read by response()
     std::deque<Reply> replay_;  // per-recipient replies after the first, for response()
     std::string chunk_;         // scratch for message pieces
+    std::string held_;          // BDAT: the chunk read ahead, to know which one is last
+    std::string host_;          // what connect() was given (the TLS name by default)
 };
 
 }  // namespace lmtp

@@ -94,6 +94,15 @@ std::string help(std::string_view topic = {}, std::size_t max_line = kDefaultMax
 std::string etrn(std::string_view domain, std::size_t max_line = kDefaultMaxCommandLine);
 // A caller's own command line, given without CRLF.
 std::string raw(std::string_view line, std::size_t max_line = kDefaultMaxCommandLine);
+std::string starttls();
+// AUTH mechanism [initial-response]; the response is base64 ("" is sent as
+// "=", RFC 4954). Throws Error(line_too_long) if the line would not fit (the
+// caller then sends the response after the first 334 instead).
+std::string auth(std::string_view mechanism, const std::optional<std::string>& initial_base64,
+                 std::size_t max_line = kDefaultMaxCommandLine);
+// A response line in an AUTH exchange: base64, or "*" to cancel (RFC 4954
+// allows 12288 octets).
+std::string auth_response(std::string_view base64);
 
 }  // namespace cmd
 

@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -35,13 +36,18 @@
 namespace lmtp {
 
 enum class Phase {
-    closed,       // no connection, or it ended (QUIT, 421, error)
-    greeting,     // connected, waiting for the banner
-    connected,    // banner received; LHLO not (yet) accepted
-    ready,        // LHLO accepted, no transaction known to be open
-    transaction,  // MAIL accepted (as far as replies have told)
-    body,         // DATA got 354: the message is being sent
+    closed,         // no connection, or it ended (QUIT, 421, error)
+    greeting,       // connected, waiting for the banner
+    connected,      // banner received; LHLO not (yet) accepted
+    ready,          // LHLO accepted, no transaction known to be open
+    transaction,    // MAIL accepted (as far as replies have told)
+    body,           // the message is being sent (after DATA's 354, or as BDAT chunks)
+    tls_handshake,  // STARTTLS got 220: the driver must now run the TLS handshake
 };
+
+// How a message goes: DATA (dot-stuffed) or BDAT chunks (RFC 3030).
+// automatic: BDAT when the server offers CHUNKING.
+enum class Transfer { automatic, data, bdat };
 
 // Which command's reply decided a recipient's fate.
 enum class Stage { none, mail, rcpt, data };
@@ -98,7 +104,10 @@ public:
     enum class Want { write, read, body, idle };
 
     // What a reply answered.
-    enum class Cmd { greeting, lhlo, mail, rcpt, data, final, rset, quit, other };
+    enum class Cmd {
+        greeting, lhlo, mail, rcpt, data, final, rset, quit, other, starttls, auth, bdat, bdat_last,
+        bdat_sync,  // a NOOP after BDAT LAST with nobody accepted (see resolve_front)
+    };
     struct Event {
         Cmd cmd = Cmd::other;
         std::size_t index = 0;  // recipient index for rcpt and final
@@ -148,15 +157,52 @@ public:
     // Appends the terminator; expects one reply per accepted recipient.
     void end_body();
 
+    // --- BDAT (CHUNKING, RFC 3030) ---------------------------------------------
+    // While a message goes by BDAT (bdat_mode()), each chunk is sent with its
+    // own BDAT command. `raw` is message bytes as the caller has them: line
+    // ends are made CRLF (unless the body was declared canonical) and the size
+    // is counted after that. After the LAST chunk, one reply per accepted
+    // recipient (RFC 2033 4.3), none when nobody was accepted.
+    void bdat_chunk(std::string_view raw, bool last);
+    // A chunk of bytes sent exactly as given (Net::SMTP's bdat/bdatlast),
+    // inside a transaction of the step-by-step API.
+    void bdat_raw(std::string_view bytes, bool last);
+    // An empty message cannot be sent as BDAT safely (servers disagree on the
+    // replies to "BDAT 0 LAST"): send DATA and an empty body instead.
+    void bdat_to_data();
+    bool bdat_mode() const { return bdat_mode_; }
+    // A chunk was refused: send no more (never the LAST one).
+    bool bdat_failed() const { return bdat_failed_; }
+    // Chunk replies still to come.
+    std::size_t bdat_in_flight() const { return bdat_in_flight_; }
+
+    // --- STARTTLS (RFC 3207) and AUTH (RFC 4954) ---------------------------------
+    void starttls();
+    // The driver finished the TLS handshake: what the server said before is
+    // forgotten; LHLO must be sent again.
+    void tls_started();
+    // AUTH mechanism [initial response (base64)]. Returns false when the
+    // initial response did not fit the line and was left out: send it after
+    // the first 334. The trace shows the command, never the credentials.
+    bool auth(std::string_view mechanism, const std::optional<std::string>& initial_base64);
+    // The next line of the exchange (base64, or "*" to cancel).
+    void auth_response(std::string_view base64);
+    bool authenticated() const { return authenticated_; }
+
     // --- a whole transaction ------------------------------------------------
     // Queues RSET if a transaction is open, then MAIL, every RCPT and DATA in
     // one go when the server offers PIPELINING, else each command alone as the
     // previous reply arrives. Stops before DATA if no recipient was accepted
     // (or MAIL was refused); then transaction().finished is true.
+    // With BDAT (Transfer::bdat, or automatic and CHUNKING offered) no DATA is
+    // queued: with PIPELINING the session wants the body at once, so that the
+    // first chunk goes in the same write as MAIL and RCPT.
     // All lines are checked before anything is queued; if a check fails the
-    // results are empty (nothing was attempted).
+    // results are empty (nothing was attempted). `canonical`: the message
+    // already has CRLF line ends (needed for BODY=BINARYMIME); sent as is.
     void deliver(std::string_view from, const std::vector<std::string>& recipients, const MailParams& mail_params = {},
-                 const RcptParams& rcpt_params = {}, bool force = false);
+                 const RcptParams& rcpt_params = {}, bool force = false, Transfer transfer = Transfer::automatic,
+                 bool canonical = false);
     bool delivering() const { return plan_.active; }
     // Makes the results this delivery's recipients, all unknown: for a
     // delivery that failed before anything could be sent.
@@ -195,8 +241,12 @@ private:
     void settle(std::size_t index, const Reply& reply, Stage stage);
     void finish_transaction();
     void plan_next();
+    void resolve_front();
+    void queue_bdat(std::string_view bytes, bool last);
+    void settle_bdat_failure();
     void trace(TraceDir dir, std::string_view text) const noexcept;
     void trace_sent(std::string_view line) const noexcept;
+    void trace_pieces(std::string_view chunk) const noexcept;
 
     SessionLimits limits_;
     Phase phase_ = Phase::closed;
@@ -208,6 +258,14 @@ private:
     bool server_txn_ = false;    // the server has a transaction open
     bool mail_ok_ = false;       // MAIL of the current transaction accepted
     bool data_pending_ = false;  // DATA sent, its reply not in yet
+    bool authenticated_ = false;
+    bool bdat_mode_ = false;    // the current message goes by BDAT
+    bool bdat_first_ = false;   // pipelined BDAT: the first chunk joins MAIL and RCPT
+    bool bdat_failed_ = false;  // a chunk was refused
+    bool canonical_ = false;    // the body is already canonical: no line-end conversion
+    std::size_t bdat_in_flight_ = 0;
+    Reply bdat_failure_;
+    std::string chunk_;  // scratch: one encoded BDAT chunk
     BodyEncoder encoder_;
     TraceFn trace_;
 
@@ -217,6 +275,7 @@ private:
         std::string mail_line;                // for lockstep: sent once RSET is answered
         std::vector<std::string> rcpt_lines;  // for lockstep: sent one by one
         std::size_t next_rcpt = 0;
+        bool bdat = false;  // the message goes by BDAT
     } plan_;
 };
 

@@ -30,6 +30,10 @@ enum class Status : int {
     aborted = 16,          // the caller's message source failed; the transaction was abandoned
     not_connected = 17,    // there is no connection (never made, quit, or dropped)
     internal = 18,         // a bug in liblmtp
+    tls = 19,              // the TLS handshake or a TLS record failed
+    certificate = 20,      // the server's certificate could not be verified
+    auth = 21,             // authentication failed (the reply says why: 535, 534, 538...)
+    insecure = 22,         // refused to send a password over an unencrypted TCP connection
 };
 
 // Short identifier, e.g. "timeout".

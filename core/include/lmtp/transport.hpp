@@ -31,6 +31,8 @@ public:
     virtual bool is_open() const = 0;
     // A unix domain socket (local to this machine).
     virtual bool is_local() const = 0;
+    // Encrypted (TLS).
+    virtual bool is_tls() const { return false; }
     // For messages: "127.0.0.1 port 24", "[::1] port 24", "/run/lmtp".
     virtual std::string peer() const = 0;
 };

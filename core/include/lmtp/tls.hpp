@@ -1,0 +1,70 @@
+// TLS over any Transport, with OpenSSL. The TLS engine works on memory
+// buffers; the ciphertext goes through the inner transport, so every wait
+// keeps its deadline and a closed peer never raises SIGPIPE.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "lmtp/transport.hpp"
+
+typedef struct ssl_st SSL;
+typedef struct ssl_ctx_st SSL_CTX;
+typedef struct bio_st BIO;
+
+namespace lmtp {
+
+struct TlsOptions {
+    std::string ca_file;      // PEM bundle of trusted CAs; with ca_dir empty too: the system's defaults
+    std::string ca_dir;       // directory of hashed CA certificates
+    std::string cert_file;    // a client certificate (PEM, chain allowed), for EXTERNAL or servers that ask
+    std::string key_file;     // its private key (PEM); empty: read from cert_file
+    std::string server_name;  // the name sent (SNI) and verified; empty: the host connected to
+    int min_version = 0;      // 0 or 0x0303: TLS 1.2; 0x0304: TLS 1.3
+    // No certificate or name verification at all. Named for what it is: only
+    // for tests and for servers reached over a channel already trusted.
+    bool insecure_skip_verify = false;
+};
+
+class TlsTransport final : public Transport {
+public:
+    // Runs the client handshake over `inner` before `deadline`. `host` is what
+    // the caller connected to: its name is verified unless options name another
+    // (a unix socket path is never a name). Throws Error(certificate) when the
+    // server's certificate is refused (the reason: expired, name mismatch,
+    // unknown CA...), Error(tls) for other handshake failures, Error(timeout),
+    // Error(closed). On failure `inner` is closed.
+    static std::unique_ptr<TlsTransport> handshake(std::unique_ptr<Transport> inner, const TlsOptions& options,
+                                                   const std::string& host, Deadline deadline);
+    ~TlsTransport() override;
+    TlsTransport(const TlsTransport&) = delete;
+    TlsTransport& operator=(const TlsTransport&) = delete;
+
+    std::size_t read(char* buf, std::size_t cap, Deadline deadline) override;
+    void write(std::string_view data, Deadline deadline) override;
+    bool readable() override;
+    // Closes the socket without a TLS close_notify: nothing is sent, so a
+    // forked child may drop its copy safely.
+    void close() noexcept override;
+    bool is_open() const override { return inner_ && inner_->is_open(); }
+    bool is_local() const override { return inner_ && inner_->is_local(); }
+    std::string peer() const override { return inner_ ? inner_->peer() : std::string(); }
+    bool is_tls() const override { return true; }
+    // "TLSv1.3 TLS_AES_256_GCM_SHA384"
+    std::string description() const;
+
+private:
+    TlsTransport(std::unique_ptr<Transport> inner, SSL_CTX* ctx, SSL* ssl);
+    void flush_out(Deadline deadline);
+    bool fill_in(Deadline deadline);  // false at end of stream
+
+    std::unique_ptr<Transport> inner_;
+    SSL_CTX* ctx_;
+    SSL* ssl_;
+    BIO* rbio_;  // ciphertext from the server, for OpenSSL to read
+    BIO* wbio_;  // ciphertext from OpenSSL, to send
+    std::string buf_;
+    bool eof_ = false;
+};
+
+}  // namespace lmtp

@@ -1,0 +1,260 @@
+#include "lmtp/tls.hpp"
+
+#include <arpa/inet.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include <cstring>
+
+#include "lmtp/status.hpp"
+
+namespace lmtp {
+
+namespace {
+
+constexpr std::size_t kBuffer = 64 * 1024;
+
+// OpenSSL's queued errors, as one sentence (and the queue emptied).
+std::string openssl_errors() {
+    std::string out;
+    while (unsigned long e = ERR_get_error()) {
+        char buf[256];
+        ERR_error_string_n(e, buf, sizeof buf);
+        if (!out.empty()) out += "; ";
+        out += buf;
+    }
+    return out.empty() ? std::string("no detail from OpenSSL") : out;
+}
+
+bool is_ip_literal(const std::string& s) {
+    unsigned char buf[16];
+    return inet_pton(AF_INET, s.c_str(), buf) == 1 || inet_pton(AF_INET6, s.c_str(), buf) == 1;
+}
+
+struct CtxDeleter {
+    void operator()(SSL_CTX* c) const { SSL_CTX_free(c); }
+};
+struct SslDeleter {
+    void operator()(SSL* s) const { SSL_free(s); }
+};
+
+SSL_CTX* make_context(const TlsOptions& o) {
+    // Thread-safe and done once by OpenSSL itself (1.1 and later).
+    OPENSSL_init_ssl(OPENSSL_INIT_LOAD_SSL_STRINGS | OPENSSL_INIT_LOAD_CRYPTO_STRINGS, nullptr);
+    std::unique_ptr<SSL_CTX, CtxDeleter> ctx(SSL_CTX_new(TLS_client_method()));
+    if (!ctx) throw Error(Status::tls, "cannot create a TLS context: " + openssl_errors());
+    int min = o.min_version ? o.min_version : TLS1_2_VERSION;
+    if (min != TLS1_2_VERSION && min != TLS1_3_VERSION)
+        throw Error(Status::invalid_argument, "minimum TLS version must be 1.2 (0x0303) or 1.3 (0x0304)");
+    SSL_CTX_set_min_proto_version(ctx.get(), min);
+    SSL_CTX_set_mode(ctx.get(), SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    if (!o.insecure_skip_verify) {
+        SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, nullptr);
+        if (!o.ca_file.empty() || !o.ca_dir.empty()) {
+            if (SSL_CTX_load_verify_locations(ctx.get(), o.ca_file.empty() ? nullptr : o.ca_file.c_str(),
+                                              o.ca_dir.empty() ? nullptr : o.ca_dir.c_str()) != 1)
+                throw Error(Status::invalid_argument,
+                            "cannot load the CA certificates (" + (o.ca_file.empty() ? o.ca_dir : o.ca_file) +
+                                "): " + openssl_errors());
+        } else if (SSL_CTX_set_default_verify_paths(ctx.get()) != 1) {
+            throw Error(Status::tls, "cannot load the system's CA certificates: " + openssl_errors());
+        }
+    }
+    if (!o.cert_file.empty()) {
+        const std::string& key = o.key_file.empty() ? o.cert_file : o.key_file;
+        if (SSL_CTX_use_certificate_chain_file(ctx.get(), o.cert_file.c_str()) != 1)
+            throw Error(Status::invalid_argument,
+                        "cannot load the client certificate " + o.cert_file + ": " + openssl_errors());
+        if (SSL_CTX_use_PrivateKey_file(ctx.get(), key.c_str(), SSL_FILETYPE_PEM) != 1)
+            throw Error(Status::invalid_argument, "cannot load the client key " + key + ": " + openssl_errors());
+        if (SSL_CTX_check_private_key(ctx.get()) != 1)
+            throw Error(Status::invalid_argument, "the client key does not match the certificate " + o.cert_file);
+    }
+    return ctx.release();
+}
+
+}  // namespace
+
+TlsTransport::TlsTransport(std::unique_ptr<Transport> inner, SSL_CTX* ctx, SSL* ssl)
+    : inner_(std::move(inner)), ctx_(ctx), ssl_(ssl), rbio_(SSL_get_rbio(ssl)), wbio_(SSL_get_wbio(ssl)) {
+    buf_.resize(kBuffer);
+}
+
+TlsTransport::~TlsTransport() {
+    SSL_free(ssl_);  // frees both memory BIOs
+    SSL_CTX_free(ctx_);
+}
+
+std::unique_ptr<TlsTransport> TlsTransport::handshake(std::unique_ptr<Transport> inner, const TlsOptions& options,
+                                                      const std::string& host, Deadline deadline) {
+    ERR_clear_error();
+    std::unique_ptr<SSL_CTX, CtxDeleter> ctx;
+    std::unique_ptr<SSL, SslDeleter> ssl;
+    try {
+        ctx.reset(make_context(options));
+        ssl.reset(SSL_new(ctx.get()));
+        if (!ssl) throw Error(Status::tls, "cannot create a TLS session: " + openssl_errors());
+        BIO* rbio = BIO_new(BIO_s_mem());
+        BIO* wbio = BIO_new(BIO_s_mem());
+        if (!rbio || !wbio) {
+            BIO_free(rbio);
+            BIO_free(wbio);
+            throw Error(Status::no_memory, "cannot create TLS buffers");
+        }
+        SSL_set_bio(ssl.get(), rbio, wbio);
+        SSL_set_connect_state(ssl.get());
+
+        // The name to verify: the caller's, else the host; never a socket path.
+        std::string name = options.server_name;
+        if (name.empty() && !inner->is_local()) {
+            name = host;
+            if (name.size() > 2 && name.front() == '[' && name.back() == ']') name = name.substr(1, name.size() - 2);
+        }
+        if (name.empty() && !options.insecure_skip_verify)
+            throw Error(Status::invalid_argument,
+                        "TLS over a unix socket needs the server name to verify (TLS server name option), "
+                        "or verification turned off explicitly");
+        if (!name.empty()) {
+            if (is_ip_literal(name)) {
+                if (!options.insecure_skip_verify &&
+                    X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl.get()), name.c_str()) != 1)
+                    throw Error(Status::invalid_argument, "bad IP address to verify: " + name);
+            } else {
+                SSL_set_tlsext_host_name(ssl.get(), name.c_str());  // SNI (not for IP addresses)
+                if (!options.insecure_skip_verify) {
+                    SSL_set_hostflags(ssl.get(), X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+                    if (SSL_set1_host(ssl.get(), name.c_str()) != 1)
+                        throw Error(Status::invalid_argument, "bad host name to verify: " + name);
+                }
+            }
+        }
+    } catch (...) {
+        inner->close();
+        throw;
+    }
+
+    std::unique_ptr<TlsTransport> t(new TlsTransport(std::move(inner), ctx.release(), ssl.release()));
+    try {
+        for (;;) {
+            int rc = SSL_do_handshake(t->ssl_);
+            t->flush_out(deadline);
+            if (rc == 1) break;
+            int err = SSL_get_error(t->ssl_, rc);
+            if (err == SSL_ERROR_WANT_READ) {
+                if (!t->fill_in(deadline))
+                    throw Error(Status::closed, "the server closed the connection during the TLS handshake");
+                continue;
+            }
+            if (err == SSL_ERROR_WANT_WRITE) continue;
+            long verify = SSL_get_verify_result(t->ssl_);
+            if (verify != X509_V_OK) {
+                std::string what = X509_verify_cert_error_string(verify);
+                ERR_clear_error();
+                throw Error(Status::certificate, "the server's certificate was refused: " + what);
+            }
+            throw Error(Status::tls, "TLS handshake failed: " + openssl_errors());
+        }
+    } catch (...) {
+        ERR_clear_error();
+        t->close();
+        throw;
+    }
+    return t;
+}
+
+std::string TlsTransport::description() const {
+    const char* cipher = SSL_get_cipher_name(ssl_);
+    return std::string(SSL_get_version(ssl_)) + " " + (cipher ? cipher : "?");
+}
+
+void TlsTransport::flush_out(Deadline deadline) {
+    while (BIO_ctrl_pending(wbio_) > 0) {
+        int n = BIO_read(wbio_, buf_.data(), static_cast<int>(buf_.size()));
+        if (n <= 0) break;
+        inner_->write(std::string_view(buf_.data(), static_cast<std::size_t>(n)), deadline);
+    }
+}
+
+bool TlsTransport::fill_in(Deadline deadline) {
+    std::size_t n = inner_->read(buf_.data(), buf_.size(), deadline);
+    if (n == 0) {
+        eof_ = true;
+        return false;
+    }
+    BIO_write(rbio_, buf_.data(), static_cast<int>(n));
+    return true;
+}
+
+std::size_t TlsTransport::read(char* buf, std::size_t cap, Deadline deadline) {
+    if (!inner_) throw Error(Status::not_connected, "not connected");
+    for (;;) {
+        ERR_clear_error();
+        int n = SSL_read(ssl_, buf, static_cast<int>(std::min<std::size_t>(cap, 1 << 30)));
+        if (n > 0) return static_cast<std::size_t>(n);
+        int err = SSL_get_error(ssl_, n);
+        if (err == SSL_ERROR_ZERO_RETURN) return 0;  // close_notify
+        if (err == SSL_ERROR_WANT_READ) {
+            flush_out(deadline);  // TLS may have something to say first (a key update)
+            if (eof_ || !fill_in(deadline)) return 0;
+            continue;
+        }
+        if (err == SSL_ERROR_WANT_WRITE) {
+            flush_out(deadline);
+            continue;
+        }
+        throw Error(Status::tls, "TLS read from " + peer() + " failed: " + openssl_errors());
+    }
+}
+
+void TlsTransport::write(std::string_view data, Deadline deadline) {
+    if (!inner_) throw Error(Status::not_connected, "not connected");
+    while (!data.empty()) {
+        ERR_clear_error();
+        int n = SSL_write(ssl_, data.data(), static_cast<int>(std::min<std::size_t>(data.size(), 1 << 30)));
+        if (n > 0) {
+            data.remove_prefix(static_cast<std::size_t>(n));
+            flush_out(deadline);
+            continue;
+        }
+        int err = SSL_get_error(ssl_, n);
+        if (err == SSL_ERROR_WANT_READ) {
+            flush_out(deadline);
+            if (!fill_in(deadline)) throw Error(Status::closed, "the server closed the TLS connection");
+            continue;
+        }
+        if (err == SSL_ERROR_WANT_WRITE) {
+            flush_out(deadline);
+            continue;
+        }
+        throw Error(Status::tls, "TLS write to " + peer() + " failed: " + openssl_errors());
+    }
+}
+
+bool TlsTransport::readable() {
+    if (!inner_) return false;
+    if (SSL_pending(ssl_) > 0 || eof_) return true;
+    // Take in what has arrived, without waiting, and let TLS process it: a
+    // record may hold no application data (a TLS 1.3 session ticket).
+    while (inner_->readable()) {
+        std::size_t n = inner_->read(buf_.data(), buf_.size(), Clock::now());
+        if (n == 0) {
+            eof_ = true;
+            return true;
+        }
+        BIO_write(rbio_, buf_.data(), static_cast<int>(n));
+    }
+    ERR_clear_error();
+    char c;
+    int r = SSL_peek(ssl_, &c, 1);
+    if (r > 0) return true;
+    int err = SSL_get_error(ssl_, r);
+    ERR_clear_error();
+    return err != SSL_ERROR_WANT_READ;
+}
+
+void TlsTransport::close() noexcept {
+    if (inner_) inner_->close();
+}
+
+}  // namespace lmtp
