@@ -573,3 +573,228 @@ TEST(Session, DataTraceFollowsNetCmdSplitRules) {
         {TraceDir::data, "."}};
     EXPECT_EQ(d.traced, want);
 }
+
+// --- STARTTLS, AUTH, BDAT ----------------------------------------------------------------
+
+namespace {
+const char kLhloChunking[] =
+    "250-server.example\r\n250-PIPELINING\r\n250-CHUNKING\r\n250-STARTTLS\r\n250 AUTH PLAIN SCRAM-SHA-256\r\n";
+const char kLhloChunkingLockstep[] = "250-server.example\r\n250 CHUNKING\r\n";
+}  // namespace
+
+TEST(SessionTls, StartTlsWaitsForTheHandshakeThenForgetsTheCapabilities) {
+    Driver d(kLhloChunking);
+    d.s.starttls();
+    EXPECT_EQ(d.take(), "STARTTLS\r\n");
+    d.reply("220 2.0.0 go ahead\r\n");
+    EXPECT_EQ(d.s.phase(), Phase::tls_handshake);
+    EXPECT_EQ(d.s.want(), Session::Want::idle);
+    EXPECT_THROW(d.s.noop(), Error);  // nothing may be sent in plain text now
+    d.s.tls_started();
+    EXPECT_EQ(d.s.phase(), Phase::connected);
+    EXPECT_FALSE(d.s.supports("CHUNKING"));  // RFC 3207: forget what was offered
+    d.s.lhlo("client.example");
+    EXPECT_EQ(d.take(), "LHLO client.example\r\n");
+}
+
+TEST(SessionTls, RefusedStartTlsLeavesThePlainSession) {
+    Driver d(kLhloChunking);
+    d.s.starttls();
+    d.take();
+    d.reply("454 4.7.0 TLS not available\r\n");
+    EXPECT_EQ(d.s.phase(), Phase::ready);
+    EXPECT_TRUE(d.s.supports("CHUNKING"));
+    EXPECT_THROW(d.s.tls_started(), Error);
+}
+
+TEST(SessionAuth, ExchangeWithContinuationsAndHiddenCredentials) {
+    Driver d(kLhloChunking);
+    d.traced.clear();
+    EXPECT_TRUE(d.s.auth("PLAIN", std::string("AHUAcA==")));
+    EXPECT_EQ(d.take(), "AUTH PLAIN AHUAcA==\r\n");
+    d.reply("235 2.7.0 ok\r\n");
+    EXPECT_TRUE(d.s.authenticated());
+    d.s.auth("SCRAM-SHA-256", std::string("biwsbj11c2Vy"));
+    d.take();
+    d.reply("334 cj1hYmM=\r\n");  // 334 is allowed here, and only here
+    d.s.auth_response("Yz1iaXdz");
+    d.s.auth_response("*");
+    EXPECT_EQ(d.take(), "Yz1iaXdz\r\n*\r\n");
+    for (const auto& [dir, line] : d.traced) {
+        EXPECT_EQ(line.find("AHUAcA"), std::string::npos) << line;
+        EXPECT_EQ(line.find("Yz1iaXdz"), std::string::npos) << line;
+        EXPECT_EQ(line.find("biwsbj11c2Vy"), std::string::npos) << line;
+    }
+    EXPECT_EQ(d.traced.front().second, "AUTH PLAIN [credentials hidden]");
+}
+
+TEST(SessionAuth, AnInitialResponseTooLongForTheLineGoesAfter334) {
+    Driver d(kLhloChunking);
+    std::string long_response(600, 'A');
+    EXPECT_FALSE(d.s.auth("PLAIN", long_response));
+    EXPECT_EQ(d.take(), "AUTH PLAIN\r\n");
+}
+
+TEST(SessionAuth, A334ToAnythingElseIsAProtocolError) {
+    Driver d(kLhloChunking);
+    d.s.noop();
+    d.take();
+    EXPECT_THROW(d.reply("334 what\r\n"), Error);
+}
+
+TEST(SessionBdat, PipelinedSmallMessageIsOneWrite) {
+    Driver d(kLhloChunking);
+    d.s.deliver("s@x", {"a@x", "b@x", "c@x"});
+    EXPECT_TRUE(d.s.bdat_mode());
+    EXPECT_EQ(d.s.want(), Session::Want::body);  // the chunk joins MAIL and RCPT
+    d.s.bdat_chunk("Subject: t\n\n.hi\n", true);
+    EXPECT_EQ(d.take(),
+              "MAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\nRCPT TO:<b@x>\r\nRCPT TO:<c@x>\r\n"
+              "BDAT 19 LAST\r\nSubject: t\r\n\r\n.hi\r\n");  // CRLF made, no dot-stuffing
+    d.reply("250 ok\r\n");
+    d.reply("250 ok\r\n");
+    d.reply("550 no such user\r\n");
+    d.reply("250 ok\r\n");
+    EXPECT_EQ(d.s.awaiting(), 2u);  // one per accepted recipient
+    d.reply("250 2.0.0 saved\r\n");
+    d.reply("452 4.2.2 full\r\n");
+    const Transaction& t = d.s.transaction();
+    EXPECT_TRUE(t.finished);
+    EXPECT_EQ(d.r(0).outcome, Outcome::ok);
+    EXPECT_EQ(d.r(1).stage, Stage::rcpt);
+    EXPECT_EQ(d.r(2).outcome, Outcome::temporary);
+    EXPECT_EQ(d.r(2).stage, Stage::data);
+    EXPECT_EQ(d.s.want(), Session::Want::idle);
+    EXPECT_FALSE(d.s.server_in_transaction());
+}
+
+TEST(SessionBdat, SeveralChunksAndTheirReplies) {
+    Driver d(kLhloChunking);
+    d.s.deliver("s@x", {"a@x"});
+    d.s.bdat_chunk("abc\r", false);  // a CR at the end of a chunk...
+    d.s.bdat_chunk("\ndef", true);   // ...and its LF in the next
+    EXPECT_EQ(d.take(), "MAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\nBDAT 5\r\nabc\r\nBDAT 5 LAST\r\ndef\r\n");
+    EXPECT_EQ(d.s.bdat_in_flight(), 1u);
+    d.reply("250 ok\r\n");
+    d.reply("250 ok\r\n");
+    d.reply("250 2.0.0 5 octets\r\n");
+    EXPECT_EQ(d.s.bdat_in_flight(), 0u);
+    d.reply("250 2.0.0 delivered\r\n");
+    EXPECT_TRUE(d.s.transaction().all_delivered());
+}
+
+TEST(SessionBdat, CanonicalBodiesAreSentAsTheyAre) {
+    Driver d(kLhloChunking);
+    d.s.deliver("s@x", {"a@x"}, {}, {}, false, Transfer::bdat, true);
+    const std::string body("bare\nlf\0x", 9);  // no CRLF fixing, a NUL kept, no final CRLF added
+    d.s.bdat_chunk(body, true);
+    EXPECT_EQ(d.take(), "MAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\nBDAT 9 LAST\r\n" + body);
+}
+
+TEST(SessionBdat, LockstepSendsChunksOnlyAfterTheRecipients) {
+    Driver d(kLhloChunkingLockstep);
+    d.s.deliver("s@x", {"a@x"});
+    EXPECT_EQ(d.take(), "MAIL FROM:<s@x>\r\n");
+    d.reply("250 ok\r\n");
+    EXPECT_EQ(d.take(), "RCPT TO:<a@x>\r\n");
+    EXPECT_EQ(d.s.want(), Session::Want::read);
+    d.reply("250 ok\r\n");
+    EXPECT_EQ(d.s.want(), Session::Want::body);
+    d.s.bdat_chunk("m", true);
+    EXPECT_EQ(d.take(), "BDAT 3 LAST\r\nm\r\n");
+    d.reply("250 delivered\r\n");
+    EXPECT_TRUE(d.s.transaction().all_delivered());
+}
+
+TEST(SessionBdat, NobodyAcceptedMeansNoReplyButANoopToBeSure) {
+    Driver d(kLhloChunking);
+    d.s.deliver("s@x", {"a@x"});
+    d.s.bdat_chunk("m", true);
+    d.take();
+    d.reply("250 ok\r\n");
+    d.reply("550 unknown\r\n");
+    // RFC 2033 4.3: no reply to BDAT LAST; a NOOP finds out whether the server sent one anyway.
+    EXPECT_EQ(d.take(), "NOOP\r\n");
+    EXPECT_TRUE(d.s.transaction().finished);
+    d.reply("503 5.5.0 No valid recipients\r\n");  // Dovecot 2.3 does send one
+    EXPECT_EQ(d.s.awaiting(), 1u);                 // so the NOOP's own is still due
+    d.reply("250 2.0.0 OK\r\n");
+    EXPECT_EQ(d.s.want(), Session::Want::idle);
+    // And a server that follows the RFC: the NOOP's 2xx comes at once.
+    d.s.deliver("s@x", {"a@x"});
+    d.s.bdat_chunk("m", true);
+    d.take();
+    d.reply("250 ok\r\n");
+    d.reply("550 unknown\r\n");
+    EXPECT_EQ(d.take(), "NOOP\r\n");
+    d.reply("250 2.0.0 OK\r\n");
+    EXPECT_EQ(d.s.awaiting(), 0u);
+    EXPECT_EQ(d.s.want(), Session::Want::idle);
+}
+
+TEST(SessionBdat, ARefusedChunkIsEveryonesVerdictAndNoLastFollows) {
+    Driver d(kLhloChunking);
+    d.s.deliver("s@x", {"a@x", "b@x"});
+    d.s.bdat_chunk("part one", false);
+    d.take();
+    d.reply("250 ok\r\n");
+    d.reply("250 ok\r\n");
+    d.reply("250 ok\r\n");
+    d.reply("552 5.3.4 message too big\r\n");
+    EXPECT_TRUE(d.s.bdat_failed());
+    EXPECT_THROW(d.s.bdat_chunk("more", true), Error);
+    EXPECT_EQ(d.s.output(), "");
+    EXPECT_TRUE(d.s.transaction().finished);
+    EXPECT_EQ(d.r(0).reply.code, 552);
+    EXPECT_EQ(d.r(1).outcome, Outcome::permanent);
+    EXPECT_EQ(d.r(1).stage, Stage::data);
+    EXPECT_TRUE(d.s.server_in_transaction());  // RSET before the next one
+    d.s.deliver("s@x", {"a@x"});
+    EXPECT_EQ(d.s.output().substr(0, 6), "RSET\r\n");
+}
+
+TEST(SessionBdat, AnEmptyMessageGoesByData) {
+    Driver d(kLhloChunking);
+    d.s.deliver("s@x", {"a@x"});
+    d.s.bdat_to_data();
+    EXPECT_EQ(d.take(), "MAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\nDATA\r\n");
+    d.reply("250 ok\r\n");
+    d.reply("250 ok\r\n");
+    d.reply("354 go\r\n");
+    d.s.end_body();
+    EXPECT_EQ(d.take(), ".\r\n");
+    d.reply("250 saved\r\n");
+    EXPECT_TRUE(d.s.transaction().all_delivered());
+}
+
+TEST(SessionBdat, TheCallerCanChooseData) {
+    Driver d(kLhloChunking);
+    d.s.deliver("s@x", {"a@x"}, {}, {}, false, Transfer::data);
+    EXPECT_FALSE(d.s.bdat_mode());
+    EXPECT_EQ(d.take(), "MAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\nDATA\r\n");
+    Driver plain;  // no CHUNKING offered
+    EXPECT_THROW(plain.s.deliver("s@x", {"a@x"}, {}, {}, false, Transfer::bdat), Error);
+    EXPECT_EQ(plain.s.output(), "");
+    plain.s.deliver("s@x", {"a@x"});  // automatic: DATA
+    EXPECT_FALSE(plain.s.bdat_mode());
+}
+
+TEST(SessionBdat, StepByStepChunksAsGiven) {
+    Driver d(kLhloChunking);
+    d.s.mail(MailVerb::mail, "s@x");
+    d.reply("250 ok\r\n");
+    d.s.rcpt("a@x");
+    d.reply("250 ok\r\n");
+    d.s.rcpt("b@x");
+    d.reply("250 ok\r\n");
+    d.take();
+    d.s.bdat_raw("raw\n", false);
+    EXPECT_EQ(d.take(), "BDAT 4\r\nraw\n");
+    d.reply("250 4 octets\r\n");
+    d.s.bdat_raw("", true);
+    EXPECT_EQ(d.take(), "BDAT 0 LAST\r\n");
+    EXPECT_EQ(d.s.awaiting(), 2u);
+    d.reply("250 a\r\n");
+    d.reply("250 b\r\n");
+    EXPECT_TRUE(d.s.transaction().all_delivered());
+}
