@@ -132,6 +132,44 @@ std::vector<lmtp::Param> parse_extra(const char* extra) {
     return params;
 }
 
+std::string text(const char* p) {
+    return p ? std::string(p) : std::string();
+}
+
+// The TLS settings of an options struct (as far as the caller's struct goes).
+lmtp::TlsOptions tls_options(const lmtp_options* opts) {
+    lmtp::TlsOptions t;
+    if (LMTP_HAS(opts, flags)) t.insecure_skip_verify = (opts->flags & LMTP_OPT_TLS_INSECURE_SKIP_VERIFY) != 0;
+    if (LMTP_HAS(opts, tls_ca_file)) t.ca_file = text(opts->tls_ca_file);
+    if (LMTP_HAS(opts, tls_ca_dir)) t.ca_dir = text(opts->tls_ca_dir);
+    if (LMTP_HAS(opts, tls_cert_file)) t.cert_file = text(opts->tls_cert_file);
+    if (LMTP_HAS(opts, tls_key_file)) t.key_file = text(opts->tls_key_file);
+    if (LMTP_HAS(opts, tls_server_name)) t.server_name = text(opts->tls_server_name);
+    if (LMTP_HAS(opts, tls_min_version)) t.min_version = opts->tls_min_version;
+    return t;
+}
+
+// How lmtp_deliver* sends the message, from the mail options.
+struct Body {
+    lmtp::Transfer transfer = lmtp::Transfer::automatic;
+    bool canonical = false;
+};
+
+Body body_options(const lmtp_mail_options* o) {
+    Body b;
+    if (!o) return b;
+    if (LMTP_HAS(o, flags)) b.canonical = (o->flags & LMTP_BODY_CANONICAL) != 0;
+    if (LMTP_HAS(o, transfer)) {
+        switch (o->transfer) {
+            case LMTP_TRANSFER_AUTO: break;
+            case LMTP_TRANSFER_DATA: b.transfer = lmtp::Transfer::data; break;
+            case LMTP_TRANSFER_BDAT: b.transfer = lmtp::Transfer::bdat; break;
+            default: throw lmtp::Error(Status::invalid_argument, "unknown transfer " + std::to_string(o->transfer));
+        }
+    }
+    return b;
+}
+
 lmtp::MailParams mail_params(const lmtp_mail_options* o, bool& force) {
     lmtp::MailParams p;
     force = false;
@@ -275,7 +313,23 @@ int lmtp_create(lmtp_t** out, const lmtp_options* opts) {
             if (LMTP_HAS(opts, flags)) {
                 o.limits.reply.accept_bare_lf = (opts->flags & LMTP_OPT_ACCEPT_BARE_LF) != 0;
                 o.send_hello = (opts->flags & LMTP_OPT_NO_HELLO) == 0;
+                o.implicit_tls = (opts->flags & LMTP_OPT_IMPLICIT_TLS) != 0;
+                o.auth_allow_plaintext = (opts->flags & LMTP_OPT_AUTH_ALLOW_PLAINTEXT) != 0;
             }
+            if (LMTP_HAS(opts, starttls)) {
+                switch (opts->starttls) {
+                    case LMTP_STARTTLS_OFF: o.starttls = lmtp::StartTls::off; break;
+                    case LMTP_STARTTLS_OPPORTUNISTIC: o.starttls = lmtp::StartTls::opportunistic; break;
+                    case LMTP_STARTTLS_REQUIRED: o.starttls = lmtp::StartTls::required; break;
+                    default:
+                        bad = "lmtp_options.starttls " + std::to_string(opts->starttls) +
+                              " is not an LMTP_STARTTLS_ value";
+                }
+            }
+            o.tls = tls_options(opts);
+            if (LMTP_HAS(opts, auth_user)) o.auth_user = text(opts->auth_user);
+            if (LMTP_HAS(opts, auth_password)) o.auth_password = text(opts->auth_password);
+            if (LMTP_HAS(opts, auth_mechanism)) o.auth_mechanism = text(opts->auth_mechanism);
         }
         if (!bad.empty()) {
             // A handle all the same, so that lmtp_errmsg() can say which option.
@@ -507,6 +561,47 @@ int lmtp_data_end(lmtp_t* h) {
     });
 }
 
+int lmtp_bdat(lmtp_t* h, const void* buf, size_t len, int last) {
+    return call(h, [&]() -> int {
+        if (!buf && len) throw lmtp::Error(Status::invalid_argument, "buffer is NULL");
+        const lmtp::Reply& r =
+            h->client.bdat(std::string_view(static_cast<const char*>(buf), buf ? len : 0), last != 0);
+        if (last && h->client.transaction().accepted.empty())
+            return h->fail(LMTP_ERR_NO_RECIPIENTS, "no recipient was accepted: the message went to nobody");
+        if (last) return LMTP_OK;  // every final reply is in: see the results
+        return answered(h, r, "the BDAT chunk");
+    });
+}
+
+int lmtp_starttls(lmtp_t* h) {
+    return call(h, [&]() -> int {
+        const lmtp::Reply& r = h->client.starttls();
+        if (!h->client.tls_active()) return answered(h, r, "STARTTLS");
+        return answered(h, r, "LHLO after STARTTLS");
+    });
+}
+
+int lmtp_tls_active(lmtp_t* h) {
+    return h && h->client.tls_active() ? 1 : 0;
+}
+
+int lmtp_set_tls(lmtp_t* h, const lmtp_options* opts) {
+    return call(h, [&]() -> int {
+        if (!opts || opts->struct_size < sizeof(std::size_t))
+            throw lmtp::Error(Status::invalid_argument, "lmtp_options is NULL or its struct_size is not set");
+        h->client.set_tls_options(tls_options(opts));
+        return LMTP_OK;
+    });
+}
+
+int lmtp_auth(lmtp_t* h, const char* user, const char* password, const char* mechanism, unsigned flags) {
+    return call(h, [&]() -> int {
+        h->client.auth(need(user, "user"), password ? password : "", mechanism ? mechanism : "",
+                       (flags & LMTP_OPT_AUTH_ALLOW_PLAINTEXT) != 0);
+        return LMTP_OK;
+    });
+}
+
 int lmtp_command(lmtp_t* h, const char* line) {
     return call(h, [&]() -> int {
         h->client.command(need(line, "command line"));
@@ -525,8 +620,10 @@ int lmtp_deliver(lmtp_t* h, const char* from, const char* const* rcpts, size_t n
         bool mforce = false, rforce = false;
         lmtp::MailParams mp = mail_params(mopts, mforce);
         lmtp::RcptParams rp = rcpt_params(ropts, rforce);
+        Body b = body_options(mopts);
         h->client.deliver(need(from, "sender"), recipients(rcpts, nrcpts),
-                          std::string_view(static_cast<const char*>(msg), msg ? len : 0), mp, rp, mforce || rforce);
+                          std::string_view(static_cast<const char*>(msg), msg ? len : 0), mp, rp, mforce || rforce,
+                          b.transfer, b.canonical);
         return LMTP_OK;
     });
 }
@@ -543,7 +640,9 @@ int lmtp_deliver_stream(lmtp_t* h, const char* from, const char* const* rcpts, s
             if (n < 0) throw lmtp::Error(Status::aborted, "the read callback returned " + std::to_string(n));
             return static_cast<std::size_t>(n);
         };
-        h->client.deliver(need(from, "sender"), recipients(rcpts, nrcpts), source, mp, rp, mforce || rforce);
+        Body b = body_options(mopts);
+        h->client.deliver(need(from, "sender"), recipients(rcpts, nrcpts), source, mp, rp, mforce || rforce, b.transfer,
+                          b.canonical);
         return LMTP_OK;
     });
 }

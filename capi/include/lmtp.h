@@ -113,8 +113,20 @@ typedef void (*lmtp_trace_fn)(void *user, int direction, const char *line, size_
 
 /* Option flags. */
 enum {
-    LMTP_OPT_ACCEPT_BARE_LF = 1u, /* accept reply lines ended by a bare LF */
-    LMTP_OPT_NO_HELLO = 2u        /* connect reads the banner only; call lmtp_hello yourself */
+    LMTP_OPT_ACCEPT_BARE_LF = 1u,          /* accept reply lines ended by a bare LF */
+    LMTP_OPT_NO_HELLO = 2u,                /* connect reads the banner only; call lmtp_hello yourself
+                                              (and STARTTLS/AUTH: the options below are then ignored) */
+    LMTP_OPT_IMPLICIT_TLS = 4u,            /* TLS from the first byte (no STARTTLS) */
+    LMTP_OPT_TLS_INSECURE_SKIP_VERIFY = 8u, /* no certificate or name check at all: for tests, or a
+                                              channel already trusted. Never the default. */
+    LMTP_OPT_AUTH_ALLOW_PLAINTEXT = 16u    /* allow PLAIN/LOGIN over unencrypted TCP */
+};
+
+/* When lmtp_connect upgrades to TLS with STARTTLS (RFC 3207). */
+enum {
+    LMTP_STARTTLS_OFF = 0,           /* never on its own (lmtp_starttls still works) */
+    LMTP_STARTTLS_OPPORTUNISTIC = 1, /* when the server offers it */
+    LMTP_STARTTLS_REQUIRED = 2       /* always: the connection fails if the server does not offer it */
 };
 
 typedef struct lmtp_options {
@@ -130,8 +142,23 @@ typedef struct lmtp_options {
     lmtp_trace_fn trace;         /* NULL: no trace */
     void *trace_user;
     unsigned flags;              /* LMTP_OPT_* */
+    /* TLS. The certificate chain and the server's name are verified: the name is
+     * the host given to lmtp_connect, or tls_server_name (needed over a unix
+     * socket, whose path is never used as a name). */
+    int starttls;                /* LMTP_STARTTLS_*; 0: off */
+    const char *tls_ca_file;     /* trusted CAs (PEM); NULL with tls_ca_dir NULL: the system's */
+    const char *tls_ca_dir;      /* directory of hashed CA certificates */
+    const char *tls_cert_file;   /* client certificate (PEM), for EXTERNAL or servers that ask */
+    const char *tls_key_file;    /* its key (PEM); NULL: in tls_cert_file */
+    const char *tls_server_name; /* name sent (SNI) and verified; NULL: the host */
+    int tls_min_version;         /* 0: TLS 1.2; 0x0304: TLS 1.3 */
+    /* AUTH, done by lmtp_connect after LHLO (and STARTTLS) when auth_user is set. */
+    const char *auth_user;
+    const char *auth_password;
+    const char *auth_mechanism;  /* NULL: the strongest offered that can be used */
 } lmtp_options;
-#define LMTP_OPTIONS_INIT { sizeof(lmtp_options), 0, 0, NULL, NULL, 0, 0, 0, 0, NULL, NULL, 0 }
+#define LMTP_OPTIONS_INIT \
+    { sizeof(lmtp_options), 0, 0, NULL, NULL, 0, 0, 0, 0, NULL, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL }
 LMTP_API void lmtp_options_init(lmtp_options *opts);
 
 /* ---- handles and connections ---------------------------------------------- */
@@ -212,7 +239,13 @@ LMTP_API int lmtp_os_error(lmtp_t *h);
  * call fail with LMTP_ERR_NOT_ADVERTISED unless LMTP_FORCE is set. */
 enum { LMTP_BODY_NONE = 0, LMTP_BODY_7BIT = 1, LMTP_BODY_8BITMIME = 2, LMTP_BODY_BINARYMIME = 3 };
 enum { LMTP_RET_NONE = 0, LMTP_RET_FULL = 1, LMTP_RET_HDRS = 2 };
-enum { LMTP_FORCE = 1u }; /* send parameters even if the server did not offer them */
+enum {
+    LMTP_FORCE = 1u,         /* send parameters even if the server did not offer them */
+    LMTP_BODY_CANONICAL = 2u /* lmtp_deliver*: the message already has CRLF line ends: send it as it is
+                                (BDAT only; needed for BODY=BINARYMIME) */
+};
+/* How lmtp_deliver* sends the message: DATA, or BDAT chunks (RFC 3030). */
+enum { LMTP_TRANSFER_AUTO = 0, LMTP_TRANSFER_DATA = 1, LMTP_TRANSFER_BDAT = 2 };
 
 typedef struct lmtp_mail_options {
     size_t struct_size;
@@ -223,9 +256,10 @@ typedef struct lmtp_mail_options {
     const char *envid;       /* ENVID= (RFC 3461), raw: xtext-encoded by the library */
     const char *transid;     /* TRANSID= (RFC 1845 CHECKPOINT), an address */
     const char *extra;       /* more parameters, "KEY=VALUE KEY2", each checked */
-    unsigned flags;          /* LMTP_FORCE */
+    unsigned flags;          /* LMTP_FORCE, LMTP_BODY_CANONICAL */
+    int transfer;            /* LMTP_TRANSFER_*: for lmtp_deliver*; AUTO: BDAT when CHUNKING is offered */
 } lmtp_mail_options;
-#define LMTP_MAIL_OPTIONS_INIT { sizeof(lmtp_mail_options), 0, 0, 0, 0, NULL, NULL, NULL, 0 }
+#define LMTP_MAIL_OPTIONS_INIT { sizeof(lmtp_mail_options), 0, 0, 0, 0, NULL, NULL, NULL, 0, 0 }
 LMTP_API void lmtp_mail_options_init(lmtp_mail_options *opts);
 
 enum { LMTP_NOTIFY_NEVER = 1u, LMTP_NOTIFY_SUCCESS = 2u, LMTP_NOTIFY_FAILURE = 4u, LMTP_NOTIFY_DELAY = 8u };
@@ -280,6 +314,38 @@ LMTP_API int lmtp_data(lmtp_t *h, const void *msg, size_t len);
 LMTP_API int lmtp_data_start(lmtp_t *h);
 LMTP_API int lmtp_data_write(lmtp_t *h, const void *buf, size_t len);
 LMTP_API int lmtp_data_end(lmtp_t *h);
+
+/* BDAT (CHUNKING, RFC 3030), step by step: `len` bytes sent exactly as given
+ * after "BDAT len [LAST]". After the LAST chunk every accepted recipient's
+ * reply is read, as after lmtp_data_end (results, lmtp_response). With no
+ * recipient accepted: LMTP_ERR_NO_RECIPIENTS. lmtp_deliver* use BDAT by
+ * themselves when the server offers CHUNKING (see lmtp_mail_options.transfer). */
+LMTP_API int lmtp_bdat(lmtp_t *h, const void *buf, size_t len, int last);
+
+/* ---- TLS and authentication ------------------------------------------------------- */
+
+/* STARTTLS, the TLS handshake, and LHLO again (what the server offered before
+ * TLS is forgotten). LMTP_ERR_REJECTED when the server refuses STARTTLS (the
+ * session stays as it was); LMTP_ERR_CERTIFICATE when its certificate is
+ * refused, with the reason in lmtp_errmsg() (expired, hostname mismatch,
+ * unable to get local issuer certificate...); LMTP_ERR_TLS for other handshake
+ * failures. After a failed handshake the connection is closed. */
+LMTP_API int lmtp_starttls(lmtp_t *h);
+/* 1 when the connection is encrypted. */
+LMTP_API int lmtp_tls_active(lmtp_t *h);
+/* Takes the TLS settings of `opts` (the tls_* fields and the TLS flags) for
+ * what comes next: a later lmtp_starttls or lmtp_connect. */
+LMTP_API int lmtp_set_tls(lmtp_t *h, const lmtp_options *opts);
+/* AUTH (RFC 4954) with `mechanism` ("SCRAM-SHA-256", "PLAIN", "LOGIN",
+ * "EXTERNAL"), or NULL for the strongest the server offers that can be used.
+ * PLAIN and LOGIN send the password itself: LMTP_ERR_INSECURE over unencrypted
+ * TCP unless flags has LMTP_OPT_AUTH_ALLOW_PLAINTEXT. LMTP_ERR_AUTH when the
+ * server refuses (lmtp_code: 535 bad credentials, 534 mechanism too weak, 538
+ * encryption needed, 454 temporary) or the exchange goes wrong (a SCRAM server
+ * that cannot prove it knows the password); LMTP_ERR_NOT_ADVERTISED when the
+ * server offers no AUTH or no usable mechanism. The trace shows that AUTH
+ * happened, never the credentials. */
+LMTP_API int lmtp_auth(lmtp_t *h, const char *user, const char *password, const char *mechanism, unsigned flags);
 
 /* ---- a caller's own command ------------------------------------------------------ */
 

@@ -16,7 +16,9 @@ namespace lmtp {
 
 namespace {
 
-[[noreturn]] void auth_error(const std::string& what) { throw Error(Status::auth, what); }
+[[noreturn]] void auth_error(const std::string& what) {
+    throw Error(Status::auth, what);
+}
 
 using Bytes = std::string;
 

@@ -55,8 +55,8 @@ void BodyEncoder::finish(std::string& out) {
 std::uint64_t canonical_length(std::string_view body) noexcept {
     std::uint64_t n = body.size();
     for (std::size_t i = 0; i < body.size(); ++i) {
-        if (body[i] == '\n' && (i == 0 || body[i - 1] != '\r')) ++n;                    // LF -> CRLF
-        if (body[i] == '\r' && (i + 1 == body.size() || body[i + 1] != '\n')) ++n;     // CR -> CRLF
+        if (body[i] == '\n' && (i == 0 || body[i - 1] != '\r')) ++n;                // LF -> CRLF
+        if (body[i] == '\r' && (i + 1 == body.size() || body[i + 1] != '\n')) ++n;  // CR -> CRLF
     }
     if (!body.empty() && body.back() != '\n' && body.back() != '\r') n += 2;  // the final CRLF
     return n;

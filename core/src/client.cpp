@@ -158,7 +158,8 @@ void Client::after_hello() {
             const Reply& r = starttls();
             if (!tls_active() && options_.starttls == StartTls::required)
                 throw Error(Status::tls, "TLS is required but the server refused STARTTLS: " + r.summary());
-            if (!last_.completion()) throw Error(Status::rejected, "the server refused LHLO after STARTTLS: " + last_.summary());
+            if (!last_.completion())
+                throw Error(Status::rejected, "the server refused LHLO after STARTTLS: " + last_.summary());
         } else if (options_.starttls == StartTls::required) {
             throw Error(Status::not_advertised, "TLS is required but the server does not offer STARTTLS");
         }
@@ -425,7 +426,8 @@ const Reply& Client::starttls() {
     if (rpos_ < rlen_ || parser_.in_reply())
         fail(Status::protocol, "the server sent more after its 220 to STARTTLS, before TLS began; closing");
     try {
-        transport_ = TlsTransport::handshake(std::move(transport_), options_.tls, host_, Clock::now() + options_.timeout);
+        transport_ =
+            TlsTransport::handshake(std::move(transport_), options_.tls, host_, Clock::now() + options_.timeout);
     } catch (const Error& e) {
         fail(e.status(), e.what(), e.os_error());
     }
@@ -467,7 +469,8 @@ const Reply& Client::auth(const std::string& user, const std::string& password, 
         if (mech.empty()) {
             std::string list;
             for (const auto& m : offered) list += (list.empty() ? "" : " ") + m;
-            throw Error(Status::not_advertised, "none of the server's AUTH mechanisms (" + list + ") is one liblmtp can use");
+            throw Error(Status::not_advertised,
+                        "none of the server's AUTH mechanisms (" + list + ") is one liblmtp can use");
         }
     } else {
         mech = mechanism;
@@ -482,7 +485,8 @@ const Reply& Client::auth(const std::string& user, const std::string& password, 
                                           " over unencrypted TCP: use STARTTLS, a unix socket, or allow it explicitly");
 
     std::optional<std::string> initial = sasl->initial();
-    bool initial_sent = session_.auth(mech, initial ? std::optional<std::string>(base64_encode(*initial)) : std::nullopt);
+    bool initial_sent =
+        session_.auth(mech, initial ? std::optional<std::string>(base64_encode(*initial)) : std::nullopt);
     run();
     while (last_.code == 334) {
         std::string answer;

@@ -300,7 +300,9 @@ std::string raw(std::string_view line, std::size_t max_line) {
     return finish(std::string(line), max_line);
 }
 
-std::string starttls() { return "STARTTLS\r\n"; }
+std::string starttls() {
+    return "STARTTLS\r\n";
+}
 
 namespace {
 bool base64_chars(std::string_view s) {

@@ -276,8 +276,7 @@ Session::Event Session::on_reply(const Reply& reply) {
             if (bdat_failed_ && bdat_in_flight_ == 0 && bdat_mode_) settle_bdat_failure();
             break;
 
-        case Cmd::bdat_last:
-            break;  // never answered itself: resolve_front() turns it into the final replies
+        case Cmd::bdat_last: break;  // never answered itself: resolve_front() turns it into the final replies
 
         case Cmd::bdat_sync:
             // A refusal first is the server's answer to BDAT LAST; the NOOP's comes next.
@@ -536,7 +535,8 @@ void Session::deliver(std::string_view from, const std::vector<std::string>& rec
     std::string mail_line;
     try {
         if (plan.bdat && !caps_.has("CHUNKING") && !force)
-            throw Error(Status::not_advertised, "BDAT needs the CHUNKING extension, which the server did not advertise");
+            throw Error(Status::not_advertised,
+                        "BDAT needs the CHUNKING extension, which the server did not advertise");
         if (mail_params.body == BodyType::binary_mime && transfer == Transfer::data)
             throw Error(Status::invalid_argument, "BODY=BINARYMIME can only be sent with BDAT");
         mail_line = cmd::mail(MailVerb::mail, from, mail_params, limits_.max_command_line);

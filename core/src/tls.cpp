@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
@@ -51,13 +52,26 @@ SSL_CTX* make_context(const TlsOptions& o) {
     SSL_CTX_set_mode(ctx.get(), SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     if (!o.insecure_skip_verify) {
         SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, nullptr);
+        if (!o.ca_pem.empty()) {
+            // CAs given in memory: added to the store, besides the files below.
+            BIO* mem = BIO_new_mem_buf(o.ca_pem.data(), static_cast<int>(o.ca_pem.size()));
+            X509_STORE* store = SSL_CTX_get_cert_store(ctx.get());
+            int added = 0;
+            while (X509* cert = PEM_read_bio_X509(mem, nullptr, nullptr, nullptr)) {
+                added += X509_STORE_add_cert(store, cert) == 1;
+                X509_free(cert);
+            }
+            BIO_free(mem);
+            ERR_clear_error();  // the end of the PEM text reads as an error
+            if (!added) throw Error(Status::invalid_argument, "no CA certificate found in the PEM text given");
+        }
         if (!o.ca_file.empty() || !o.ca_dir.empty()) {
             if (SSL_CTX_load_verify_locations(ctx.get(), o.ca_file.empty() ? nullptr : o.ca_file.c_str(),
                                               o.ca_dir.empty() ? nullptr : o.ca_dir.c_str()) != 1)
-                throw Error(Status::invalid_argument,
-                            "cannot load the CA certificates (" + (o.ca_file.empty() ? o.ca_dir : o.ca_file) +
-                                "): " + openssl_errors());
-        } else if (SSL_CTX_set_default_verify_paths(ctx.get()) != 1) {
+                throw Error(Status::invalid_argument, "cannot load the CA certificates (" +
+                                                          (o.ca_file.empty() ? o.ca_dir : o.ca_file) +
+                                                          "): " + openssl_errors());
+        } else if (o.ca_pem.empty() && SSL_CTX_set_default_verify_paths(ctx.get()) != 1) {
             throw Error(Status::tls, "cannot load the system's CA certificates: " + openssl_errors());
         }
     }
@@ -111,18 +125,18 @@ std::unique_ptr<TlsTransport> TlsTransport::handshake(std::unique_ptr<Transport>
             name = host;
             if (name.size() > 2 && name.front() == '[' && name.back() == ']') name = name.substr(1, name.size() - 2);
         }
-        if (name.empty() && !options.insecure_skip_verify)
+        const bool check_name = !options.insecure_skip_verify && options.verify_name;
+        if (name.empty() && check_name)
             throw Error(Status::invalid_argument,
                         "TLS over a unix socket needs the server name to verify (TLS server name option), "
                         "or verification turned off explicitly");
         if (!name.empty()) {
             if (is_ip_literal(name)) {
-                if (!options.insecure_skip_verify &&
-                    X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl.get()), name.c_str()) != 1)
+                if (check_name && X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl.get()), name.c_str()) != 1)
                     throw Error(Status::invalid_argument, "bad IP address to verify: " + name);
             } else {
                 SSL_set_tlsext_host_name(ssl.get(), name.c_str());  // SNI (not for IP addresses)
-                if (!options.insecure_skip_verify) {
+                if (check_name) {
                     SSL_set_hostflags(ssl.get(), X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
                     if (SSL_set1_host(ssl.get(), name.c_str()) != 1)
                         throw Error(Status::invalid_argument, "bad host name to verify: " + name);

@@ -163,8 +163,7 @@ std::unique_ptr<SocketTransport> SocketTransport::connect(const std::string& hos
             setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
             if (::bind(fd.get(), local->ai_addr, local->ai_addrlen) != 0) {
                 int err = errno;
-                note(where + ": cannot bind to " + describe(local->ai_addr, local->ai_addrlen) + ": " +
-                         errno_text(err),
+                note(where + ": cannot bind to " + describe(local->ai_addr, local->ai_addrlen) + ": " + errno_text(err),
                      false, err);
                 continue;
             }

@@ -182,6 +182,8 @@ public:
     void set_timeout(std::chrono::milliseconds timeout);
     std::chrono::milliseconds timeout() const { return options_.timeout; }
     void set_trace(TraceFn fn);
+    // TLS settings for what comes next (a later starttls() or connect()).
+    void set_tls_options(const TlsOptions& tls) { options_.tls = tls; }
     const ClientOptions& options() const { return options_; }
 
 private:

@@ -105,7 +105,19 @@ public:
 
     // What a reply answered.
     enum class Cmd {
-        greeting, lhlo, mail, rcpt, data, final, rset, quit, other, starttls, auth, bdat, bdat_last,
+        greeting,
+        lhlo,
+        mail,
+        rcpt,
+        data,
+        final,
+        rset,
+        quit,
+        other,
+        starttls,
+        auth,
+        bdat,
+        bdat_last,
         bdat_sync,  // a NOOP after BDAT LAST with nobody accepted (see resolve_front)
     };
     struct Event {

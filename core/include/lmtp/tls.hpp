@@ -17,10 +17,14 @@ namespace lmtp {
 struct TlsOptions {
     std::string ca_file;      // PEM bundle of trusted CAs; with ca_dir empty too: the system's defaults
     std::string ca_dir;       // directory of hashed CA certificates
+    std::string ca_pem;       // trusted CA certificates given as PEM text (added to the above)
     std::string cert_file;    // a client certificate (PEM, chain allowed), for EXTERNAL or servers that ask
     std::string key_file;     // its private key (PEM); empty: read from cert_file
     std::string server_name;  // the name sent (SNI) and verified; empty: the host connected to
     int min_version = 0;      // 0 or 0x0303: TLS 1.2; 0x0304: TLS 1.3
+    // Verify that the certificate is for the server's name (or IP). Off: the
+    // chain is still verified (Python's check_hostname = False).
+    bool verify_name = true;
     // No certificate or name verification at all. Named for what it is: only
     // for tests and for servers reached over a channel already trusted.
     bool insecure_skip_verify = false;
