@@ -73,12 +73,13 @@ MODULE = Net::LMTP  PACKAGE = Net::LMTP::XS  PREFIX = xs_
 PROTOTYPES: DISABLE
 
 Net_LMTP_XS
-xs_create(class, timeout_ms, hello, local_address, local_port)
+xs_create(class, timeout_ms, hello, local_address, local_port, flags)
     const char *class
     unsigned timeout_ms
     SV *hello
     SV *local_address
     unsigned local_port
+    unsigned flags
   PREINIT:
     lmtp_options o = LMTP_OPTIONS_INIT;
     net_lmtp_xs *x;
@@ -88,6 +89,7 @@ xs_create(class, timeout_ms, hello, local_address, local_port)
     o.hello = bytes_or_null(aTHX_ hello, "Hello");
     o.local_address = bytes_or_null(aTHX_ local_address, "LocalAddr");
     o.local_port = local_port;
+    o.flags = flags;
     Newxz(x, 1, net_lmtp_xs);
 #ifdef USE_ITHREADS
     x->perl = my_perl;
@@ -301,6 +303,73 @@ xs_simple(x, what, arg)
     else if (strcmp(what, "END") == 0) RETVAL = lmtp_data_end(x->h);
     else if (strcmp(what, "RESPONSE") == 0) RETVAL = lmtp_response(x->h);
     else croak("Net::LMTP::XS::simple: unknown command %s", what);
+  OUTPUT:
+    RETVAL
+
+int
+xs_set_tls(x, flags, ca_file, ca_dir, cert_file, key_file, server_name, min_version)
+    Net_LMTP_XS x
+    unsigned flags
+    SV *ca_file
+    SV *ca_dir
+    SV *cert_file
+    SV *key_file
+    SV *server_name
+    int min_version
+  PREINIT:
+    lmtp_options o = LMTP_OPTIONS_INIT;
+  CODE:
+    o.flags = flags;
+    o.tls_ca_file = bytes_or_null(aTHX_ ca_file, "SSL_ca_file");
+    o.tls_ca_dir = bytes_or_null(aTHX_ ca_dir, "SSL_ca_path");
+    o.tls_cert_file = bytes_or_null(aTHX_ cert_file, "SSL_cert_file");
+    o.tls_key_file = bytes_or_null(aTHX_ key_file, "SSL_key_file");
+    o.tls_server_name = bytes_or_null(aTHX_ server_name, "SSL_hostname");
+    o.tls_min_version = min_version;
+    RETVAL = lmtp_set_tls(x->h, &o);
+  OUTPUT:
+    RETVAL
+
+int
+xs_starttls(x)
+    Net_LMTP_XS x
+  CODE:
+    RETVAL = lmtp_starttls(x->h);
+  OUTPUT:
+    RETVAL
+
+int
+xs_tls_active(x)
+    Net_LMTP_XS x
+  CODE:
+    RETVAL = lmtp_tls_active(x->h);
+  OUTPUT:
+    RETVAL
+
+int
+xs_auth(x, user, password, mechanism, flags)
+    Net_LMTP_XS x
+    SV *user
+    SV *password
+    SV *mechanism
+    unsigned flags
+  CODE:
+    RETVAL = lmtp_auth(x->h, bytes_or_null(aTHX_ user, "user"), bytes_or_null(aTHX_ password, "password"),
+                       bytes_or_null(aTHX_ mechanism, "mechanism"), flags);
+  OUTPUT:
+    RETVAL
+
+int
+xs_bdat(x, data, last)
+    Net_LMTP_XS x
+    SV *data
+    int last
+  PREINIT:
+    STRLEN len;
+    const char *p;
+  CODE:
+    p = SvPVbyte(data, len);
+    RETVAL = lmtp_bdat(x->h, p, len, last);
   OUTPUT:
     RETVAL
 

@@ -42,8 +42,15 @@ my %NAME = reverse %STATUS;
 # have used for it, so that code/status/ok read as scripts expect.
 my %LOCAL_CODE = (
     INVALID_ARGUMENT => 501, BAD_INPUT => 501, LINE_TOO_LONG => 500, NOT_ADVERTISED => 555,
-    BAD_SEQUENCE => 503, TOO_BIG => 552, NO_RECIPIENTS => 554,
+    BAD_SEQUENCE => 503, TOO_BIG => 552, NO_RECIPIENTS => 554, AUTH => 535, INSECURE => 538,
 );
+
+# lmtp_options flags (lmtp.h).
+use constant {
+    OPT_IMPLICIT_TLS         => 4,
+    OPT_TLS_INSECURE         => 8,
+    OPT_AUTH_ALLOW_PLAINTEXT => 16,
+};
 
 my %class_debug;    # Net::LMTP->debug(N): the default for new objects
 my %version_shown;  # Net::Cmd prints the module version once per class
@@ -84,8 +91,13 @@ sub new {
         $@ = "$type: Hello contains a line break or a NUL byte";
         return;
     }
-    my $xs = Net::LMTP::XS->create(_timeout_ms($timeout), $hello, $local_addr, $local_port || 0);
+    my $xs = Net::LMTP::XS->create(_timeout_ms($timeout), $hello, $local_addr, $local_port || 0,
+                                   $arg{SSL} ? OPT_IMPLICIT_TLS : 0);
     ${*$obj}{net_lmtp_xs} = $xs;
+    if (my $st = _apply_ssl($xs, \%arg)) {    # SSL options that cannot be used
+        $@ = "$type: " . $xs->errmsg;
+        return;
+    }
     $obj->debug(exists $arg{Debug} ? $arg{Debug} : undef);
 
     my @hosts = ref($host) eq 'ARRAY' ? @$host : ($host);
@@ -118,6 +130,18 @@ sub new {
     }
     $@ = $err;
     return;
+}
+
+# IO::Socket::SSL's arguments, as Net::SMTP users pass them, for liblmtp's TLS.
+
+sub _apply_ssl {
+    my ($xs, $arg) = @_;
+    my $flags = (defined $arg->{SSL_verify_mode} && !$arg->{SSL_verify_mode}) ? OPT_TLS_INSECURE : 0;
+    # TLS 1.2 at least in any case; 1.3 when SSL_version asks for it alone or excludes 1.2.
+    my $v = defined $arg->{SSL_version} ? $arg->{SSL_version} : '';
+    my $min = ($v =~ /^\s*TLSv1[._]3\s*$/ || $v =~ /!TLSv1[._]2/) ? 0x0304 : 0;
+    $xs->set_tls($flags, $arg->{SSL_ca_file}, $arg->{SSL_ca_path}, $arg->{SSL_cert_file}, $arg->{SSL_key_file},
+                 defined $arg->{SSL_hostname} ? $arg->{SSL_hostname} : $arg->{SSL_verifycn_name}, $min);
 }
 
 sub _port_number {
@@ -198,7 +222,7 @@ sub _status {
     my $xs   = ${*$self}{net_lmtp_xs};
     my $pkg  = ref $self;
     my $name = $NAME{$st} || 'INTERNAL';
-    if ($name eq 'OK' || ($name eq 'REJECTED' && $xs->code)) {
+    if ($name eq 'OK' || (($name eq 'REJECTED' || $name eq 'AUTH') && $xs->code)) {
         $self->_take_reply;
         return $name eq 'OK';
     }
@@ -563,6 +587,65 @@ sub deliver {
     defined(my $f = $self->_bytes('deliver', $self->_addr($from))) or return;
     $self->_status(${*$self}{net_lmtp_xs}->deliver($f, \@rcpts, $data));
     $self->results;
+}
+
+# STARTTLS, the handshake, and LHLO again (never EHLO). Takes IO::Socket::SSL's
+# argument names (SSL_ca_file, SSL_ca_path, SSL_cert_file, SSL_key_file,
+# SSL_hostname, SSL_verify_mode, SSL_version), added to those given to new.
+# Returns what hello returns (the server's name), or undef.
+sub starttls {
+    my $self = shift;
+    my %args = (%{ ${*$self}{net_lmtp_arg} || {} }, @_);
+    $self->_end_data;
+    my $xs = ${*$self}{net_lmtp_xs};
+    if (my $st = _apply_ssl($xs, \%args)) {
+        $self->_status($st);
+        return;
+    }
+    $self->_status($xs->starttls) or return;
+    $self->_record_capabilities;    # what the server offers now, over TLS
+    my @msg = $self->message;
+    $msg[0] =~ /\A\s*(\S+)/;
+    return ($1 || ' ');
+}
+
+# Net::SMTP's auth(USER, PASS), or auth(Authen::SASL object). The mechanism is
+# the strongest the server offers (SCRAM-SHA-256, then PLAIN or LOGIN), or the
+# third argument. PLAIN and LOGIN are refused over unencrypted TCP (code 538)
+# unless new() was given AuthAllowPlaintext => 1.
+sub auth {
+    my ($self, $username, $password, $mechanism) = @_;
+    if (ref $username && eval { $username->isa('Authen::SASL') }) {
+        my $sasl = $username;
+        my $cb = $sasl->{callback} || {};
+        ($username, $password) = map { ref $_ eq 'CODE' ? $_->() : $_ } @{$cb}{qw(user pass)};
+        $mechanism = $sasl->{mechanism} if !defined $mechanism && ($sasl->{mechanism} || '') =~ /^[-\w]+$/;
+    }
+    $self->_end_data;
+    defined($username = $self->_bytes('auth', $username)) or return 0;
+    defined($password = $self->_bytes('auth', defined $password ? $password : '')) or return 0;
+    my $flags = ${*$self}{net_lmtp_arg}{AuthAllowPlaintext} ? OPT_AUTH_ALLOW_PLAINTEXT : 0;
+    $self->_status(${*$self}{net_lmtp_xs}->auth($username, $password, $mechanism, $flags));
+}
+
+# BDAT (CHUNKING): the data is sent exactly as given, as Net::SMTP sends it.
+# bdatlast returns whether the first recipient's reply is 2xx; response()
+# then gives the others, as after dataend.
+sub bdat     { $_[0]->_bdat($_[1], 0) }
+sub bdatlast { $_[0]->_bdat($_[1], 1) }
+
+sub _bdat {
+    my ($self, $data, $last) = @_;
+    unless (defined $self->supports('CHUNKING')) {
+        Carp::carp(ref($self) . '::bdat: CHUNKING extension is not in use, call data instead');
+        return 0;
+    }
+    $data = '' unless defined $data;
+    utf8::downgrade($data, 1)
+        or Carp::croak(ref($self) . '::bdat: wide character in data; encode it to bytes first');
+    $self->_end_data;
+    $self->_status(${*$self}{net_lmtp_xs}->bdat($data, $last ? 1 : 0)) or return 0;
+    return $last ? $self->status == CMD_OK : 1;
 }
 
 sub quit {
