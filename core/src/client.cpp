@@ -420,6 +420,7 @@ const Reply& Client::bdat(std::string_view bytes, bool last) {
 
 const Reply& Client::starttls() {
     one([&] { session_.starttls(); });
+    starttls_reply_ = last_;
     if (session_.phase() != Phase::tls_handshake) return last_;  // refused: still plain text
     // Nothing may follow the 220 in plain text: it would be read as if it came
     // over TLS (RFC 3207 5, the STARTTLS command injection).

@@ -27,6 +27,7 @@ import logging
 import re
 import socket
 import smtplib
+import ssl
 import sys
 import time
 import weakref
@@ -35,7 +36,8 @@ from . import _lmtp
 
 __all__ = [
     "LMTP", "Result", "LMTP_PORT",
-    "LMTPTimeoutError", "LMTPProtocolError", "LMTPDataError",
+    "LMTPTimeoutError", "LMTPProtocolError", "LMTPDataError", "LMTPTLSError", "LMTPCertificateError",
+    "LMTPInsecureError", "SMTPAuthenticationError",
     "SMTPException", "SMTPNotSupportedError", "SMTPServerDisconnected", "SMTPResponseException",
     "SMTPSenderRefused", "SMTPRecipientsRefused", "SMTPDataError", "SMTPConnectError", "SMTPHeloError",
 ]
@@ -55,6 +57,7 @@ SMTPRecipientsRefused = smtplib.SMTPRecipientsRefused
 SMTPDataError = smtplib.SMTPDataError
 SMTPConnectError = smtplib.SMTPConnectError
 SMTPHeloError = smtplib.SMTPHeloError
+SMTPAuthenticationError = smtplib.SMTPAuthenticationError
 
 log = logging.getLogger("lmtp")
 _DEFAULT_TIMEOUT = 120.0
@@ -86,6 +89,28 @@ class LMTPDataError(smtplib.SMTPDataError):
     def __init__(self, code, msg, recipients):
         super().__init__(code, msg)
         self.recipients = recipients
+
+
+class LMTPTLSError(smtplib.SMTPServerDisconnected, ssl.SSLError):
+    """The TLS handshake (or a TLS record) failed. The connection is closed.
+
+    An ``ssl.SSLError``, as smtplib's STARTTLS failures are, and an
+    ``SMTPServerDisconnected``.
+    """
+
+    def __str__(self):
+        return self.args[0] if self.args else ""
+
+
+class LMTPCertificateError(LMTPTLSError, ssl.SSLCertVerificationError):
+    """The server's certificate was refused; the message says why (expired,
+    hostname mismatch, unable to get local issuer certificate...)."""
+
+
+class LMTPInsecureError(smtplib.SMTPException):
+    """A password would have gone over unencrypted TCP (PLAIN or LOGIN without
+    TLS or a unix socket). Nothing was sent. Use ``starttls()`` first, or pass
+    ``allow_plaintext=True`` to ``login()`` if the channel is trusted."""
 
 
 class Result:
@@ -161,6 +186,12 @@ def _raise(err, sender=None):
         raise SMTPSenderRefused(552, message.encode(), sender) from None
     if status == "resolve":
         raise socket.gaierror(message) from None
+    if status == "certificate":
+        raise LMTPCertificateError(message) from None
+    if status == "tls":
+        raise LMTPTLSError(message) from None
+    if status == "insecure":
+        raise LMTPInsecureError(message) from None
     if status == "connect":
         # OSError(errno, text) is ConnectionRefusedError, FileNotFoundError... as sockets raise them.
         raise (OSError(os_error, message) if os_error else OSError(message)) from None
@@ -525,6 +556,76 @@ class LMTP:
         """True if the server offered the extension ``opt`` (case-insensitive)."""
         return opt.lower() in self.esmtp_features
 
+    # --- TLS and authentication ------------------------------------------------------------
+
+    #: Let ``login()`` send a password with PLAIN or LOGIN over unencrypted TCP.
+    allow_plaintext_auth = False
+
+    def starttls(self, keyfile=None, certfile=None, context=None, *, cafile=None, capath=None,
+                 server_hostname=None, insecure=False):
+        """STARTTLS, the TLS handshake, and LHLO again (RFC 3207).
+
+        The certificate chain and the server's name (the host connected to, or
+        ``server_hostname``; a unix socket needs one) are verified. From an
+        ``ssl.SSLContext`` the CA certificates it holds, ``verify_mode``,
+        ``check_hostname`` and ``minimum_version`` are honoured (a client
+        certificate in the context cannot be read back: pass ``certfile`` and
+        ``keyfile``). Returns the reply to STARTTLS as ``(code, message)``.
+        """
+        self.ehlo_or_helo_if_needed()
+        if not self.has_extn("starttls"):
+            raise SMTPNotSupportedError("STARTTLS extension not supported by server.")
+        ca_pem = b""
+        min_version = 0
+        verify_name = True
+        if context is not None:
+            if context.verify_mode == ssl.CERT_NONE:
+                insecure = True
+            verify_name = context.check_hostname
+            if context.minimum_version == ssl.TLSVersion.TLSv1_3:
+                min_version = 0x0304
+            ca_pem = "".join(ssl.DER_cert_to_PEM_cert(der)
+                             for der in context.get_ca_certs(binary_form=True)).encode("ascii")
+        client = self._live()
+        client.set_tls(cafile or "", capath or "", ca_pem, certfile or "", keyfile or "", server_hostname or "",
+                       min_version, verify_name, insecure)
+        reply = self._call(client.starttls)
+        if not client.tls_active:
+            raise SMTPResponseException(reply.code, reply.message)
+        # What the server offered in plain text is forgotten; this is the LHLO over TLS.
+        self.ehlo_resp = self.helo_resp = None
+        self.esmtp_features = {}
+        self.does_esmtp = False
+        if reply.code == 250:
+            self._hello_done(reply)
+        return _pair(client.starttls_reply)
+
+    def login(self, user, password, *, initial_response_ok=True, allow_plaintext=None):
+        """AUTH with the strongest mechanism the server offers that can be used
+        (SCRAM-SHA-256, then PLAIN, LOGIN). Returns ``(235, message)``.
+
+        Raises SMTPAuthenticationError when the server refuses (535, 534,
+        538...), SMTPNotSupportedError when it offers no AUTH or nothing
+        usable, LMTPInsecureError before a password would go over unencrypted
+        TCP (unless ``allow_plaintext`` or ``allow_plaintext_auth``).
+        """
+        self.ehlo_or_helo_if_needed()
+        if not self.has_extn("auth"):
+            raise SMTPNotSupportedError("SMTP AUTH extension not supported by server.")
+        if allow_plaintext is None:
+            allow_plaintext = self.allow_plaintext_auth
+        client = self._live()
+        try:
+            reply = client.auth(user, password, "", allow_plaintext)
+        except _lmtp.Error as err:
+            if err.args[0] == "auth" and client.last_reply.code:
+                refused = client.last_reply
+                raise SMTPAuthenticationError(refused.code, refused.message) from None
+            if err.args[0] == "not_advertised":
+                raise SMTPException("No suitable authentication method found.") from None
+            _raise(err)
+        return _pair(reply)
+
     # --- commands --------------------------------------------------------------------------
 
     def _encode_address(self, address):
@@ -623,16 +724,21 @@ class LMTP:
 
     # --- whole transactions ------------------------------------------------------------------------
 
-    def deliver(self, from_addr, to_addrs, msg, mail_options=(), rcpt_options=()):
+    def deliver(self, from_addr, to_addrs, msg, mail_options=(), rcpt_options=(), *, transfer="auto",
+                canonical=False):
         """Deliver ``msg`` and return every recipient's ``Result``, in order.
 
-        MAIL, every RCPT and DATA go in one pipelined exchange when the server
-        allows. Raises only when the session breaks (the recipients without a
-        verdict are then ``unknown`` in ``last_results``) or for bad input.
+        MAIL, every RCPT and the message go in one pipelined exchange when the
+        server allows; with CHUNKING the message goes as BDAT chunks, so that a
+        small message costs one round trip (``transfer``: "auto", "data" or
+        "bdat"; ``canonical``: the message already has CRLF line ends and goes
+        as it is, for BODY=BINARYMIME). Raises only when the session breaks
+        (the recipients without a verdict are then ``unknown`` in
+        ``last_results``) or for bad input.
         """
-        return self._deliver(from_addr, to_addrs, msg, mail_options, rcpt_options)
+        return self._deliver(from_addr, to_addrs, msg, mail_options, rcpt_options, transfer, canonical)
 
-    def _deliver(self, from_addr, to_addrs, msg, mail_options, rcpt_options):
+    def _deliver(self, from_addr, to_addrs, msg, mail_options, rcpt_options, transfer="auto", canonical=False):
         # Everything the caller gave is checked before LHLO or anything else goes out.
         if isinstance(to_addrs, str):
             to_addrs = [to_addrs]
@@ -652,7 +758,8 @@ class LMTP:
         client = self._live()
         try:
             client.deliver(sender, rcpts, source, mp["size"], mp["body"], mp["smtputf8"], mp["ret"], mp["envid"],
-                           mp["transid"], mp["extra"], rp["notify"], rp["orcpt"], rp["orcpt_type"], rp["extra"], True)
+                           mp["transid"], mp["extra"], rp["notify"], rp["orcpt"], rp["orcpt_type"], rp["extra"], True,
+                           transfer, canonical)
         except _lmtp.Error as err:
             self.last_results = [Result._from(r) for r in client.results]
             _raise(err, from_addr)

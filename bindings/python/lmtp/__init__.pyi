@@ -1,5 +1,6 @@
 import email.message
 import smtplib
+import ssl
 from types import TracebackType
 from typing import IO, Iterable, Literal, Optional, Sequence, Tuple, Type, Union
 
@@ -18,9 +19,13 @@ SMTPRecipientsRefused = smtplib.SMTPRecipientsRefused
 SMTPDataError = smtplib.SMTPDataError
 SMTPConnectError = smtplib.SMTPConnectError
 SMTPHeloError = smtplib.SMTPHeloError
+SMTPAuthenticationError = smtplib.SMTPAuthenticationError
 
 class LMTPTimeoutError(smtplib.SMTPServerDisconnected, TimeoutError): ...
 class LMTPProtocolError(smtplib.SMTPServerDisconnected): ...
+class LMTPTLSError(smtplib.SMTPServerDisconnected, ssl.SSLError): ...
+class LMTPCertificateError(LMTPTLSError, ssl.SSLCertVerificationError): ...
+class LMTPInsecureError(smtplib.SMTPException): ...
 
 class LMTPDataError(smtplib.SMTPDataError):
     recipients: dict[str, Reply]
@@ -57,6 +62,7 @@ class LMTP:
     helo_resp: Optional[bytes]
     local_hostname: str
     last_results: list[Result]
+    allow_plaintext_auth: bool
     def __init__(
         self,
         host: str = ...,
@@ -78,6 +84,20 @@ class LMTP:
     def helo(self, name: str = ...) -> Reply: ...
     def ehlo_or_helo_if_needed(self) -> None: ...
     def has_extn(self, opt: str) -> bool: ...
+    def starttls(
+        self,
+        keyfile: Optional[str] = ...,
+        certfile: Optional[str] = ...,
+        context: Optional[ssl.SSLContext] = ...,
+        *,
+        cafile: Optional[str] = ...,
+        capath: Optional[str] = ...,
+        server_hostname: Optional[str] = ...,
+        insecure: bool = ...,
+    ) -> Reply: ...
+    def login(
+        self, user: str, password: str, *, initial_response_ok: bool = ..., allow_plaintext: Optional[bool] = ...
+    ) -> Reply: ...
     def mail(self, sender: str, options: Sequence[str] = ...) -> Reply: ...
     def rcpt(self, recip: str, options: Sequence[str] = ...) -> Reply: ...
     def data(self, msg: Message) -> Reply: ...
@@ -97,6 +117,9 @@ class LMTP:
         msg: Message,
         mail_options: Sequence[str] = ...,
         rcpt_options: Sequence[str] = ...,
+        *,
+        transfer: Literal["auto", "data", "bdat"] = ...,
+        canonical: bool = ...,
     ) -> list[Result]: ...
     def sendmail(
         self,

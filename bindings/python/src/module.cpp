@@ -86,9 +86,9 @@ class PyClient {
 public:
     PyClient(const std::string& hello, double timeout, std::optional<double> connect_timeout,
              const std::string& local_address, unsigned local_port, std::size_t max_reply_line,
-             std::size_t max_reply_size, bool send_hello)
+             std::size_t max_reply_size, bool send_hello, bool implicit_tls)
         : client_(make_options(hello, timeout, connect_timeout, local_address, local_port, max_reply_line,
-                               max_reply_size, send_hello)) {}
+                               max_reply_size, send_hello, implicit_tls)) {}
 
     // Marks the client busy for one call; a second thread gets RuntimeError.
     class Use {
@@ -136,7 +136,8 @@ public:
     // callable read(n) -> bytes (b"" at the end), called with the GIL.
     std::vector<lmtp::RecipientResult> deliver(const std::string& from, const std::vector<std::string>& rcpts,
                                                py::object source, const lmtp::MailParams& mp,
-                                               const lmtp::RcptParams& rp, bool force) {
+                                               const lmtp::RcptParams& rp, bool force, lmtp::Transfer transfer,
+                                               bool canonical) {
         Use use(*this);
         std::optional<py::error_already_set> raised;
         lmtp::BodySource read;
@@ -180,7 +181,7 @@ public:
         }
         try {
             py::gil_scoped_release nogil;
-            client_.deliver(from, rcpts, read, mp, rp, force);
+            client_.deliver(from, rcpts, read, mp, rp, force, transfer, canonical);
         } catch (const lmtp::Error&) {
             if (raised) throw std::move(*raised);  // the caller's own exception, as it was raised
             throw;
@@ -192,10 +193,11 @@ private:
     static lmtp::ClientOptions make_options(const std::string& hello, double timeout,
                                             std::optional<double> connect_timeout, const std::string& local_address,
                                             unsigned local_port, std::size_t max_reply_line,
-                                            std::size_t max_reply_size, bool send_hello) {
+                                            std::size_t max_reply_size, bool send_hello, bool implicit_tls) {
         lmtp::ClientOptions o;
         o.hello = hello;
         o.send_hello = send_hello;
+        o.implicit_tls = implicit_tls;
         o.timeout = to_ms(timeout);
         if (connect_timeout) o.connect_timeout = to_ms(*connect_timeout);
         o.local_address = local_address;
@@ -258,9 +260,38 @@ PYBIND11_MODULE(_lmtp, m) {
 
     py::class_<PyClient>(m, "Client")
         .def(py::init<const std::string&, double, std::optional<double>, const std::string&, unsigned, std::size_t,
-                      std::size_t, bool>(),
+                      std::size_t, bool, bool>(),
              "hello"_a, "timeout"_a, "connect_timeout"_a = py::none(), "local_address"_a = "", "local_port"_a = 0,
-             "max_reply_line"_a = 0, "max_reply_size"_a = 0, "send_hello"_a = true)
+             "max_reply_line"_a = 0, "max_reply_size"_a = 0, "send_hello"_a = true, "implicit_tls"_a = false)
+        .def(
+            "set_tls",
+            [](PyClient& c, const std::string& ca_file, const std::string& ca_dir, py::bytes ca_pem,
+               const std::string& cert_file, const std::string& key_file, const std::string& server_name,
+               int min_version, bool verify_name, bool insecure) {
+                lmtp::TlsOptions t;
+                t.ca_file = ca_file;
+                t.ca_dir = ca_dir;
+                t.ca_pem = ca_pem;
+                t.cert_file = cert_file;
+                t.key_file = key_file;
+                t.server_name = server_name;
+                t.min_version = min_version;
+                t.verify_name = verify_name;
+                t.insecure_skip_verify = insecure;
+                c.client().set_tls_options(t);
+            },
+            "ca_file"_a = "", "ca_dir"_a = "", "ca_pem"_a = py::bytes(), "cert_file"_a = "", "key_file"_a = "",
+            "server_name"_a = "", "min_version"_a = 0, "verify_name"_a = true, "insecure"_a = false)
+        .def("starttls", [](PyClient& c) { return c.blocking([&] { return c.client().starttls(); }); })
+        .def_property_readonly("starttls_reply", [](PyClient& c) { return c.client().starttls_reply(); })
+        .def_property_readonly("tls_active", [](PyClient& c) { return c.client().tls_active(); })
+        .def(
+            "auth",
+            [](PyClient& c, const std::string& user, const std::string& password, const std::string& mechanism,
+               bool allow_plaintext) {
+                return c.blocking([&] { return c.client().auth(user, password, mechanism, allow_plaintext); });
+            },
+            "user"_a, "password"_a, "mechanism"_a = "", "allow_plaintext"_a = false)
         .def("connect",
              [](PyClient& c, const std::string& host, unsigned port) {
                  if (port > 65535) throw py::value_error("port out of range");
@@ -335,13 +366,19 @@ PYBIND11_MODULE(_lmtp, m) {
             [](PyClient& c, const std::string& from, const std::vector<std::string>& rcpts, py::object source,
                std::optional<std::uint64_t> size, const std::string& body, bool smtputf8, const std::string& ret,
                const std::string& envid, const std::string& transid, const Extra& mail_extra, unsigned notify,
-               const std::string& orcpt, const std::string& orcpt_type, const Extra& rcpt_extra, bool force) {
+               const std::string& orcpt, const std::string& orcpt_type, const Extra& rcpt_extra, bool force,
+               const std::string& transfer, bool canonical) {
                 lmtp::MailParams mp = mail_params(size, body, smtputf8, ret, envid, transid, mail_extra);
                 lmtp::RcptParams rp = rcpt_params(notify, orcpt, orcpt_type, rcpt_extra);
-                return c.deliver(from, rcpts, source, mp, rp, force);
+                lmtp::Transfer t = transfer == "data"   ? lmtp::Transfer::data
+                                   : transfer == "bdat" ? lmtp::Transfer::bdat
+                                   : transfer == "auto" ? lmtp::Transfer::automatic
+                                                        : throw py::value_error("transfer is 'auto', 'data' or 'bdat'");
+                return c.deliver(from, rcpts, source, mp, rp, force, t, canonical);
             },
             "sender"_a, "recipients"_a, "source"_a, "size"_a = py::none(), "body"_a = "", "smtputf8"_a = false,
             "ret"_a = "", "envid"_a = "", "transid"_a = "", "mail_extra"_a = Extra{}, "notify"_a = 0,
-            "orcpt"_a = "", "orcpt_type"_a = "", "rcpt_extra"_a = Extra{}, "force"_a = false)
+            "orcpt"_a = "", "orcpt_type"_a = "", "rcpt_extra"_a = Extra{}, "force"_a = false, "transfer"_a = "auto",
+            "canonical"_a = false)
         .def_property_readonly("results", [](PyClient& c) { return c.client().transaction().recipients; });
 }

@@ -139,6 +139,8 @@ public:
     // why the certificate was refused) and close the connection.
     const Reply& starttls();
     bool tls_active() const { return transport_ && transport_->is_tls(); }
+    // The server's reply to the last STARTTLS (starttls() returns LHLO's after it).
+    const Reply& starttls_reply() const { return starttls_reply_; }
     // AUTH with `mechanism` (empty: the strongest the server offers that can be
     // used). Throws Error(auth) when the server refuses (last_reply() holds
     // 535, 534, 538...) or the exchange goes wrong, Error(insecure) before
@@ -222,6 +224,7 @@ private:
     std::string chunk_;         // scratch for message pieces
     std::string held_;          // BDAT: the chunk read ahead, to know which one is last
     std::string host_;          // what connect() was given (the TLS name by default)
+    Reply starttls_reply_;
 };
 
 }  // namespace lmtp
