@@ -12,6 +12,7 @@ struct fake_lmtp {
     std::unique_ptr<fake::Server> server;
     std::string transcript;  // snapshot returned by fake_transcript()
     std::string sent;        // snapshot returned by fake_sent()
+    std::string tls_version, tls_client_cn, auth_mechanism, auth_user;  // snapshots, likewise
 };
 
 namespace {
@@ -85,6 +86,32 @@ fake_lmtp *fake_start(const fake_config *cfg) {
         o.byte_delay_ms = cfg->byte_delay_ms;
         o.record_limit = cfg->record_limit;
 
+        o.tls_cert = str(cfg->tls_cert);
+        o.tls_key = str(cfg->tls_key);
+        o.tls_implicit = cfg->tls_implicit != 0;
+        o.tls_require = cfg->tls_require != 0;
+        o.tls_verify_client = cfg->tls_verify_client;
+        o.tls_client_ca = str(cfg->tls_client_ca);
+        o.tls_max_version = cfg->tls_max_version;
+        o.tls_fail_handshake = cfg->tls_fail_handshake;
+        o.tls_plain_after_220 = str(cfg->tls_plain_after_220);
+
+        o.auth_mechanisms = fake::parse_mechanisms(str(cfg->auth_mechanisms));
+        o.auth_after_tls = cfg->auth_after_tls != 0;
+        o.auth_require = cfg->auth_require != 0;
+        o.has_auth_account = cfg->auth_user != nullptr;
+        o.auth_user = str(cfg->auth_user);
+        o.auth_password = str(cfg->auth_password);
+        o.auth_fail_code = cfg->auth_fail_code;
+        if (cfg->scram_salt && !fake::base64_decode(cfg->scram_salt, o.scram_salt)) {
+            g_start_error = std::string("scram_salt is not base64: ") + cfg->scram_salt;
+            return nullptr;
+        }
+        o.scram_iterations = cfg->scram_iterations;
+        o.scram_server_nonce = str(cfg->scram_server_nonce);
+        o.scram_bad_server_signature = cfg->scram_bad_server_signature != 0;
+        o.bdat_fail_chunk = cfg->bdat_fail_chunk;
+
         std::unique_ptr<fake_lmtp> f(new fake_lmtp);
         f->server = fake::Server::start(o, g_start_error);
         if (!f->server) return nullptr;
@@ -98,6 +125,22 @@ fake_lmtp *fake_start(const fake_config *cfg) {
 }
 
 const char *fake_start_error(void) { return g_start_error.c_str(); }
+
+int fake_make_test_certs(const char *dir) {
+    g_start_error.clear();
+    try {
+        if (!dir) {
+            g_start_error = "fake_make_test_certs: dir is NULL";
+            return -1;
+        }
+        return fake::make_test_certs(dir, g_start_error) ? 0 : -1;
+    } catch (const std::exception &e) {
+        g_start_error = e.what();
+    } catch (...) {
+        g_start_error = "unknown exception";
+    }
+    return -1;
+}
 
 unsigned fake_port(const fake_lmtp *f) { return f ? f->server->port() : 0; }
 
@@ -142,6 +185,90 @@ const char *fake_message(fake_lmtp *f, size_t i, size_t *len) {
     return m.c_str();
 }
 
+int fake_message_tls(fake_lmtp *f, size_t i) {
+    fake::Record &r = f->server->record();
+    std::lock_guard<std::mutex> lock(r.mu);
+    return i < r.message_info.size() && r.message_info[i].tls ? 1 : 0;
+}
+
+const char *fake_message_auth_user(fake_lmtp *f, size_t i) {
+    fake::Record &r = f->server->record();
+    std::lock_guard<std::mutex> lock(r.mu);
+    // Like messages, stored infos are never modified and the deque keeps them in place.
+    if (i >= r.message_info.size() || r.message_info[i].auth_user.empty()) return nullptr;
+    return r.message_info[i].auth_user.c_str();
+}
+
+size_t fake_tls_sessions(fake_lmtp *f) {
+    fake::Record &r = f->server->record();
+    std::lock_guard<std::mutex> lock(r.mu);
+    return r.tls.size();
+}
+
+size_t fake_tls_failures(fake_lmtp *f) {
+    fake::Record &r = f->server->record();
+    std::lock_guard<std::mutex> lock(r.mu);
+    return r.tls_failures;
+}
+
+long fake_tls_offset_at(fake_lmtp *f, size_t i) {
+    fake::Record &r = f->server->record();
+    std::lock_guard<std::mutex> lock(r.mu);
+    return i < r.tls.size() ? static_cast<long>(r.tls[i].offset) : -1;
+}
+
+long fake_tls_offset(fake_lmtp *f) { return fake_tls_offset_at(f, 0); }
+
+const char *fake_tls_version(fake_lmtp *f) {
+    fake::Record &r = f->server->record();
+    std::lock_guard<std::mutex> lock(r.mu);
+    if (r.tls.empty()) return nullptr;
+    f->tls_version = r.tls.back().version;
+    return f->tls_version.c_str();
+}
+
+const char *fake_tls_client_cn(fake_lmtp *f) {
+    fake::Record &r = f->server->record();
+    std::lock_guard<std::mutex> lock(r.mu);
+    if (r.tls.empty() || !r.tls.back().client_cert) return nullptr;
+    f->tls_client_cn = r.tls.back().client_cn;
+    return f->tls_client_cn.c_str();
+}
+
+int fake_tls_client_verified(fake_lmtp *f) {
+    fake::Record &r = f->server->record();
+    std::lock_guard<std::mutex> lock(r.mu);
+    return !r.tls.empty() && r.tls.back().client_verified ? 1 : 0;
+}
+
+size_t fake_auth_successes(fake_lmtp *f) {
+    fake::Record &r = f->server->record();
+    std::lock_guard<std::mutex> lock(r.mu);
+    return r.auth_successes;
+}
+
+size_t fake_auth_failures(fake_lmtp *f) {
+    fake::Record &r = f->server->record();
+    std::lock_guard<std::mutex> lock(r.mu);
+    return r.auth_failures;
+}
+
+const char *fake_auth_mechanism(fake_lmtp *f) {
+    fake::Record &r = f->server->record();
+    std::lock_guard<std::mutex> lock(r.mu);
+    if (r.auth_successes == 0) return nullptr;
+    f->auth_mechanism = r.auth_mechanism;
+    return f->auth_mechanism.c_str();
+}
+
+const char *fake_auth_user(fake_lmtp *f) {
+    fake::Record &r = f->server->record();
+    std::lock_guard<std::mutex> lock(r.mu);
+    if (r.auth_successes == 0) return nullptr;
+    f->auth_user = r.auth_user;
+    return f->auth_user.c_str();
+}
+
 size_t fake_flushes(fake_lmtp *f) {
     fake::Record &r = f->server->record();
     std::lock_guard<std::mutex> lock(r.mu);
@@ -177,11 +304,22 @@ void fake_clear(fake_lmtp *f) {
     r.transcript.clear();
     r.sent.clear();
     r.messages.clear();
+    r.message_info.clear();
+    r.tls.clear();
+    r.tls_failures = 0;
+    r.auth_successes = 0;
+    r.auth_failures = 0;
+    r.auth_user.clear();
+    r.auth_mechanism.clear();
     r.flushes = 0;
     r.violations = 0;
     r.connections = 0;
     f->transcript.clear();
     f->sent.clear();
+    f->tls_version.clear();
+    f->tls_client_cn.clear();
+    f->auth_mechanism.clear();
+    f->auth_user.clear();
 }
 
 void fake_stop(fake_lmtp *f) {

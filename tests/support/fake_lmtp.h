@@ -22,7 +22,9 @@
  *  - On connect: greeting "220 fake.example LMTP ready\r\n".
  *  - LHLO x -> "250-fake.example", then one line per capability: PIPELINING (if pipelining),
  *    ENHANCEDSTATUSCODES (if enhanced), 8BITMIME (if eightbitmime), "SIZE n" (if size), then each
- *    extra_caps line; the last line uses "250 ". LHLO without argument -> 501.
+ *    extra_caps line, then STARTTLS (if tls_cert and TLS is not active yet), then
+ *    "AUTH <auth_mechanisms>" (if set; with auth_after_tls only once TLS is active); the last line
+ *    uses "250 ". LHLO without argument -> 501.
  *    EHLO/HELO -> "500 5.5.1 Use LHLO" (like Dovecot).
  *  - MAIL FROM:<path> [params] -> 250 2.1.0 (503 before LHLO or inside a transaction, 501 on bad
  *    syntax: "FROM:<" is required, no space). SEND/SOML/SAML FROM behave like MAIL.
@@ -36,11 +38,22 @@
  *    The decoded message (dots unstuffed, the CRLF before the final "." kept) is stored, then ONE
  *    reply per accepted recipient is sent, in RCPT order, duplicates included, decided by `rules`.
  *    A message larger than `size` (if set) gets "552 5.3.4" for every recipient.
- *  - BDAT n [LAST] (only if CHUNKING is in extra_caps): exactly n bytes follow; a non-LAST chunk
- *    gets "250 2.0.0 n octets received"; LAST ends the message like the "." of DATA. BDAT without
- *    MAIL/RCPT still swallows the n bytes, then replies 503.
+ *  - BDAT n [LAST] (only if CHUNKING is in extra_caps): exactly n bytes follow, always swallowed
+ *    (no dot-unstuffing); a non-LAST chunk gets "250 2.0.0 n octets received"; LAST ends the message
+ *    like the "." of DATA: ONE reply per accepted recipient, in RCPT order (RFC 2033 4.3).
+ *    Without MAIL: one "503 5.5.1 MAIL needed first" per BDAT (LAST too). After MAIL but with no
+ *    accepted recipient: a non-LAST chunk gets one "503 5.5.1 No valid recipients"; a LAST chunk
+ *    (any n, 0 too) gets NO reply at all (zero recipients, zero replies; Dovecot does the same),
+ *    and ends the transaction without storing a message.
+ *    bdat_fail_chunk N: the Nth chunk of every transaction (1-based) is rejected and the message
+ *    dropped: a non-LAST chunk gets one "552 5.3.4 Message too big for system", the transaction
+ *    ends, and every later BDAT (already pipelined; LAST too) gets one "503 5.5.1 Transaction
+ *    failed, chunk discarded" until MAIL, RSET or LHLO; a rejected LAST chunk gets one
+ *    "552 5.3.4 <rcpt> Message too big for system" per accepted recipient.
  *  - RSET/NOOP/ETRN -> 250, VRFY -> 252, EXPN x -> multi-line 250 listing members, HELP ->
- *    multi-line 214, QUIT -> 221 then close, STARTTLS/AUTH/TURN -> 502, other verbs -> 500 5.5.2.
+ *    multi-line 214, QUIT -> 221 then close, TURN -> 502, other verbs -> 500 5.5.2. STARTTLS and
+ *    AUTH -> 502 unless configured (see "TLS" and "AUTH" below; advertising them in extra_caps alone
+ *    still gives 502, for "advertised but broken" tests).
  *    Verbs are case-insensitive. A line longer than 1000 bytes (CRLF included) -> 500 5.5.2.
  *  - Bare LF ends a command line too (the transcript shows what was really sent).
  *  - Enhanced status codes x.y.z appear in replies only if `enhanced` (not in 354, LHLO, greeting).
@@ -55,7 +68,8 @@
  *    Detected when the bytes come in the same read as the command, or arrive during reply_delay_ms;
  *    so a test that wants to catch a racy client reliably sets reply_delay_ms (e.g. 50). The server
  *    ACKs at once (TCP_QUICKACK) so that a client's Nagle does not hide its early bytes. BDAT chunk
- *    bytes legitimately follow BDAT at once.
+ *    bytes legitimately follow BDAT at once. STARTTLS also ends a group (RFC 3207), and so does AUTH
+ *    and each 334 challenge, except AUTH PLAIN/EXTERNAL with an initial response (RFC 4954 4).
  *
  * Rules (`rules`): entries separated by ';', each  ADDRESS=RCPTCODE[:text][,DATACODE[:text]]
  *    e.g. "alice@x=250,250;full@x=250,552;temp@x=250,452;nosuch@x=550:No such user here"
@@ -95,6 +109,70 @@
  *  - Examples: banner never sent: fault_on "", reply NULL, FAKE_HANG.  Banner 421: fault_on "",
  *    reply "421 4.3.2 go away\r\n", FAKE_CLOSE.  Fewer replies after DATA: fault_on ".", reply with
  *    only some replies, FAKE_HANG.  Close mid-transaction: fault_on "DATA", FAKE_CLOSE.
+ *    STARTTLS answered with garbage: fault_on "STARTTLS", reply "xyz\r\n".  "220 ready" then the
+ *    connection drops: fault_on "STARTTLS", reply "220 2.0.0 ready\r\n", FAKE_CLOSE (no handshake).
+ *    With fault_keep on STARTTLS the fault bytes follow the real 220 in the same write and, with
+ *    FAKE_CONTINUE, the handshake then happens as usual.  With implicit TLS the fault at connect
+ *    ("") is sent inside TLS, after the handshake.
+ *
+ * TLS (STARTTLS, RFC 3207; OpenSSL, TLS 1.2 minimum)
+ *  - tls_cert (+ tls_key; NULL = the key is in tls_cert's file) turns it on: STARTTLS is advertised
+ *    and "STARTTLS" -> "220 2.0.0 ready", then the server-side handshake. Everything the client sent
+ *    after STARTTLS in plaintext is discarded (and is a lockstep violation). After the handshake the
+ *    session is reset (RFC 3207 4.2): no greeting is sent, LHLO is needed again (MAIL before it ->
+ *    "503 5.5.1 LHLO first"), an earlier AUTH is forgotten, STARTTLS is no longer advertised and
+ *    another STARTTLS -> "503 5.5.1 TLS already active". STARTTLS with an argument -> 501, inside a
+ *    transaction -> 503; before LHLO it is accepted. A failed handshake (bad client, client gone, 30 s without progress, or
+ *    fake_stop) just ends the connection, quietly; it is counted by fake_tls_failures().
+ *  - tls_implicit: TLS from the first byte (port-465 style); the greeting is sent inside TLS and
+ *    STARTTLS is neither advertised nor accepted (503).
+ *  - tls_require: before TLS every command but LHLO, NOOP, RSET, QUIT and STARTTLS (MAIL, AUTH,
+ *    BDAT... included) -> "530 5.7.0 Must issue a STARTTLS command first".
+ *  - tls_verify_client: 1 = ask for a client certificate (CAs from tls_client_ca); the handshake
+ *    succeeds with or without one, and whether it verified against tls_client_ca is recorded;
+ *    2 = require one that verifies, else the handshake fails.
+ *  - tls_max_version: 0 = any (TLS 1.2 or 1.3), 12 = at most TLS 1.2, 13.
+ *  - tls_fail_handshake (faults): 1 = after "220 ready" (or at connect with tls_implicit) read what
+ *    the client sends first (its ClientHello), answer "garbage: this is not a TLS handshake\r\n",
+ *    close; 2 = the same without the garbage: just close. Those raw bytes are not recorded.
+ *  - tls_plain_after_220: raw bytes appended to "220 2.0.0 ready\r\n" in the same write, e.g.
+ *    "250 2.0.0 injected\r\n"; the server then does the handshake as usual (if the client goes on).
+ *    A correct client must not take them as said inside TLS (it should fail, RFC 3207 5).
+ *  - The transcript records the client's bytes as the server reads them, i.e. DECRYPTED inside TLS
+ *    (handshake records are not in it). fake_tls_offset() says where TLS began. fake_sent() records
+ *    the server's plaintext likewise. fake_flushes() does not count handshake writes.
+ *
+ * AUTH (RFC 4954)
+ *  - auth_mechanisms, e.g. "PLAIN LOGIN SCRAM-SHA-256 EXTERNAL" (spaces or commas; case-insensitive),
+ *    advertised as "AUTH PLAIN LOGIN SCRAM-SHA-256 EXTERNAL" in that order; with auth_after_tls only
+ *    once TLS is active (AUTH before it -> "538 5.7.11 Encryption required for requested
+ *    authentication mechanism"). Other names may be advertised; using them -> 504.
+ *  - One valid account: auth_user / auth_password (NULL user: none; every attempt fails except
+ *    EXTERNAL). Compared byte for byte: no SASLprep.
+ *  - Mechanisms: PLAIN (initial response or "334 " then the response; authzid empty or = user);
+ *    LOGIN ("334 VXNlcm5hbWU6", "334 UGFzc3dvcmQ6"; an initial response is the user name);
+ *    EXTERNAL (needs a verified client certificate, see tls_verify_client; the identity is its
+ *    subject CN; authzid empty, "=", or that CN); SCRAM-SHA-256 (RFC 5802/7677, no channel binding:
+ *    gs2 "n" or "y"; "p=" -> 535): server-first "r=<client nonce><server nonce>,s=<salt>,i=<n>",
+ *    then after a valid proof "334 " base64("v=<ServerSignature>"), then the client's empty line ->
+ *    235. scram_salt (base64; NULL = random per server), scram_iterations (0 = 4096) and
+ *    scram_server_nonce (NULL = 24 random base64 characters per exchange) make it reproducible
+ *    (RFC 7677's example: salt "W22ZaJ0SNY7soEsUEjb6gQ==", nonce "%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0",
+ *    user "user", password "pencil"); scram_bad_server_signature sends a wrong v=.
+ *  - Replies: "235 2.7.0 Authentication successful"; wrong credentials (or bad SCRAM proof, nonce
+ *    or channel-binding data) -> "535 5.7.8 Authentication credentials invalid"; "*" from the client
+ *    -> "501 5.7.0 Authentication canceled"; bad base64 -> "501 5.5.2 Invalid base64 data"; a line
+ *    over 12288 bytes -> "500 5.5.6 ..."; unknown or unadvertised mechanism -> "504 5.5.4
+ *    Unrecognized authentication type"; AUTH before LHLO, after a successful AUTH, or inside a
+ *    transaction -> 503 5.5.1. An initial response "=" is empty. 334 lines carry no enhanced code.
+ *  - auth_fail_code (400..599): every AUTH with an advertised, implemented mechanism gets this code
+ *    at once (no 334), with the RFC 4954 text: 432 4.7.12 A password transition is needed, 454
+ *    4.7.0 Temporary authentication failure, 534 5.7.9 Authentication mechanism is too weak, 535,
+ *    538 5.7.11 ..., others "4.7.0 Temporary authentication failure" / "5.7.0 Authentication failed".
+ *  - auth_require: MAIL before a successful AUTH -> "530 5.7.0 Authentication required" (like Cyrus).
+ *  - MAIL's AUTH= parameter is accepted when AUTH is advertised (now).
+ *  - The transcript keeps exactly what the client sent, credentials included (fake_auth_* below tell
+ *    the outcome). fault_on matches the AUTH command line, never the exchange's response lines.
  */
 #ifndef FAKE_LMTP_H
 #define FAKE_LMTP_H
@@ -151,16 +229,57 @@ typedef struct fake_config {
     /* Memory: at most this many bytes are kept of the transcript and of each message; more is
        received and counted as usual but not stored (0 = keep everything, the default). */
     size_t record_limit;
+
+    /* TLS, see "TLS" above. All off by default. */
+    const char *tls_cert;      /* PEM certificate (chain) file: enables STARTTLS */
+    const char *tls_key;       /* PEM private key file (NULL: in tls_cert) */
+    int tls_implicit;          /* TLS from the first byte */
+    int tls_require;           /* 530 before STARTTLS */
+    int tls_verify_client;     /* 0 no, 1 ask (and record), 2 require a valid client certificate */
+    const char *tls_client_ca; /* PEM CA file for client certificates (needed by tls_verify_client) */
+    int tls_max_version;       /* 0 any, 12 = TLS 1.2 at most, 13 */
+    int tls_fail_handshake;    /* 0 no, 1 garbage then close, 2 close, instead of the handshake */
+    const char *tls_plain_after_220; /* raw bytes sent right after "220 2.0.0 ready\r\n" */
+
+    /* AUTH, see "AUTH" above. */
+    const char *auth_mechanisms;  /* e.g. "PLAIN LOGIN SCRAM-SHA-256 EXTERNAL"; NULL: no AUTH (502) */
+    int auth_after_tls;           /* advertise/accept AUTH only inside TLS */
+    int auth_require;             /* 530 5.7.0 for MAIL before a successful AUTH */
+    const char *auth_user;        /* the one valid account (NULL: none) */
+    const char *auth_password;
+    int auth_fail_code;           /* if nonzero: every AUTH gets this code (e.g. 454, 534, 538) */
+    const char *scram_salt;       /* base64; NULL: random */
+    unsigned scram_iterations;    /* 0: 4096 */
+    const char *scram_server_nonce; /* NULL: random per exchange; no ',' */
+    int scram_bad_server_signature; /* send a wrong v= */
+
+    /* CHUNKING: reject the Nth BDAT chunk of each transaction (1-based, 0 = never), see above. */
+    unsigned long bdat_fail_chunk;
 } fake_config;
 
 /* Fill *c with the defaults given above. Always call it first, then set what you need. */
 void fake_config_init(fake_config *c);
 
 /* Start a server; it is listening when this returns. NULL on failure (bad rules, bad fault_action,
-   bind error...): fake_start_error() then says why. c may be NULL (all defaults). */
+   bind error, unreadable certificate or key...): fake_start_error() then says why. c may be NULL
+   (all defaults). */
 fake_lmtp *fake_start(const fake_config *c);
-/* Why the last fake_start() of the calling thread failed ("" if it did not). */
+/* Why the last fake_start() or fake_make_test_certs() of the calling thread failed ("" if it did
+   not). */
 const char *fake_start_error(void);
+
+/* Write the test certificates into dir (created if missing; files replaced atomically), as the
+   program make-test-certs does. PEM, EC P-256 keys, SHA-256 signatures, fresh keys every call:
+     ca.pem ca.key                 the test CA (CN "liblmtp test CA")
+     server.pem server.key         CN=localhost, SAN DNS:localhost IP:127.0.0.1 IP:::1, by the CA,
+                                   valid from an hour ago for 10 years, EKU serverAuth
+     wrong-name.pem wrong-name.key SAN DNS:other.example only, by the CA
+     expired.pem expired.key       localhost SANs, by the CA, notAfter yesterday
+     self-signed.pem .key          localhost SANs, self-signed (not from the CA)
+     other-ca.pem other-ca.key     an unrelated CA
+     client.pem client.key         CN=client.example, EKU clientAuth, by the CA
+   0 on success, -1 on failure (fake_start_error() says why). Takes ~10 ms. */
+int fake_make_test_certs(const char *dir);
 
 unsigned fake_port(const fake_lmtp *f);     /* TCP port (0 for AF_UNIX) */
 const char *fake_host(const fake_lmtp *f);  /* "127.0.0.1", "::1" or the unix socket path */
@@ -180,13 +299,43 @@ size_t fake_flushes(fake_lmtp *f);          /* writes of replies so far = round 
 int fake_lockstep_violations(fake_lmtp *f); /* see "lockstep" above */
 size_t fake_connections(fake_lmtp *f);      /* connections accepted so far */
 
+/* Per message i (as fake_message): 1 if it was received inside TLS, else 0 (also out of range). */
+int fake_message_tls(fake_lmtp *f, size_t i);
+/* Per message i: the user authenticated on its connection when it was received, or NULL (none,
+   or i out of range). Valid until fake_clear() or fake_stop(). */
+const char *fake_message_auth_user(fake_lmtp *f, size_t i);
+
+/* TLS: handshakes completed, and failed (including tls_fail_handshake and clients that gave up). */
+size_t fake_tls_sessions(fake_lmtp *f);
+size_t fake_tls_failures(fake_lmtp *f);
+/* Transcript offset at which the first TLS session began (what follows in the transcript was sent
+   inside TLS, when there is one connection), or -1 if none. fake_tls_offset_at: of session i. */
+long fake_tls_offset(fake_lmtp *f);
+long fake_tls_offset_at(fake_lmtp *f, size_t i);
+/* Of the LAST TLS session: its protocol ("TLSv1.3", NULL if none); the subject CN of the client
+   certificate it presented (NULL if none); whether that certificate verified against tls_client_ca
+   (1) or not (0; also when there was none). Strings valid until the next call of the same function,
+   fake_clear() or fake_stop(). */
+const char *fake_tls_version(fake_lmtp *f);
+const char *fake_tls_client_cn(fake_lmtp *f);
+int fake_tls_client_verified(fake_lmtp *f);
+
+/* AUTH: successful exchanges; failed ones (every AUTH answered with 4xx/5xx, cancels included,
+   but not the 530 of tls_require); the mechanism and user of the LAST successful one (NULL if none).
+   Strings valid until the next call of the same function, fake_clear() or fake_stop(). */
+size_t fake_auth_successes(fake_lmtp *f);
+size_t fake_auth_failures(fake_lmtp *f);
+const char *fake_auth_mechanism(fake_lmtp *f);
+const char *fake_auth_user(fake_lmtp *f);
+
 /* Wait until at least min_connections connections were accepted and all of them have ended
    (the client closed, or the server closed after QUIT or a fault). Use it before checking the
    transcript of a client that may not have waited for the server. Returns 1 when that holds,
    0 after timeout_ms (< 0: wait forever). */
 int fake_wait_idle(fake_lmtp *f, size_t min_connections, int timeout_ms);
 
-/* Forget the transcript, the sent bytes, the messages and the counters (not the fault counters). */
+/* Forget the transcript, the sent bytes, the messages and the counters, TLS and AUTH ones included
+   (not the fault counters). */
 void fake_clear(fake_lmtp *f);
 
 /* Stop: closes the listener and every connection (even hanging ones), joins all threads, removes the

@@ -24,7 +24,8 @@ const char kUsage[] =
     "usage: fake-lmtp [options]\n"
     "Listen on 127.0.0.1 (or ::1, or a unix socket), print \"PORT <n>\" or \"UNIX <path>\" on stdout,\n"
     "serve LMTP until SIGTERM/SIGINT (or stdin EOF with --exit-on-eof), then print the counters\n"
-    "(CONNECTIONS n, MESSAGES n, FLUSHES n, LOCKSTEP_VIOLATIONS n) and exit 0.\n"
+    "(CONNECTIONS n, MESSAGES n, FLUSHES n, LOCKSTEP_VIOLATIONS n, TLS_SESSIONS n, TLS_FAILURES n,\n"
+    "AUTH_SUCCESSES n, AUTH_FAILURES n) and exit 0.\n"
     "Behaviour, rules and faults are those of tests/support/fake_lmtp.h.\n"
     "Strings marked ESC understand \\r \\n \\t \\\\ \\xHH.\n"
     "\n"
@@ -53,6 +54,37 @@ const char kUsage[] =
     "  --reply-delay MS        wait before each flush of replies\n"
     "  --byte-delay MS         write replies byte by byte, MS between bytes\n"
     "  --record-limit N        keep at most N bytes of transcript and of each message\n"
+    "  --bdat-fail-chunk N     reject the Nth BDAT chunk of each transaction with 552\n"
+    "TLS (STARTTLS unless --tls-implicit):\n"
+    "  --tls-cert FILE         PEM certificate (chain): advertise and accept STARTTLS\n"
+    "  --tls-key FILE          PEM private key (default: in --tls-cert)\n"
+    "  --make-test-certs DIR   write the test certificates (see make-test-certs) into DIR first;\n"
+    "                          then --tls-cert/--tls-key default to DIR/server.pem, DIR/server.key\n"
+    "                          and --tls-client-ca to DIR/ca.pem\n"
+    "  --tls-implicit          TLS from the first byte (the greeting inside TLS)\n"
+    "  --tls-require           530 5.7.0 for MAIL (and most commands) before STARTTLS\n"
+    "  --tls-verify-client M   request | require a client certificate (verified against\n"
+    "                          --tls-client-ca)\n"
+    "  --tls-client-ca FILE    PEM CA file for client certificates\n"
+    "  --tls-max-version V     1.2 | 1.3 (the minimum is always 1.2)\n"
+    "  --tls-fail-handshake M  garbage | close: after \"220 ready\", answer the ClientHello with\n"
+    "                          garbage, or just close, instead of a handshake\n"
+    "  --tls-plain-after-220 ESC  extra plaintext right after \"220 ready\" in the same write\n"
+    "AUTH:\n"
+    "  --auth MECHS            advertise and accept AUTH, e.g. \"PLAIN LOGIN SCRAM-SHA-256 EXTERNAL\"\n"
+    "  --auth-after-tls        only inside TLS (538 before)\n"
+    "  --auth-require          530 5.7.0 for MAIL before a successful AUTH\n"
+    "  --auth-user USER        the one valid account ...\n"
+    "  --auth-password PASS    ... and its password\n"
+    "  --auth-fail-code N      answer every AUTH with N (e.g. 454, 534, 538)\n"
+    "  --scram-salt B64        SCRAM-SHA-256 salt (default random)\n"
+    "  --scram-iterations N    SCRAM iteration count (default 4096)\n"
+    "  --scram-server-nonce S  fixed server nonce part (default random)\n"
+    "  --scram-bad-server-signature  send a wrong v= in SCRAM\n"
+    "  --events FILE           append one line per TLS handshake (\"TLS i offset=n version=...\n"
+    "                          client_cert=none|verified|unverified [cn=...]\", \"TLS_FAILED why\"),\n"
+    "                          AUTH outcome (\"AUTH_OK 235 MECH user\", \"AUTH_FAILED code MECH user\")\n"
+    "                          and message (\"MESSAGE i tls=0|1 auth=MECH:user|-\")\n"
     "  --transcript FILE       append every byte the clients send to FILE, as it arrives\n"
     "  --sent FILE             append every byte the server writes to FILE\n"
     "  --messages-dir DIR      write each decoded message to DIR/<i>.eml (i from 0, atomically)\n"
@@ -123,7 +155,11 @@ enum {
     OPT_NO_ENHANCED, OPT_NO_8BITMIME, OPT_SIZE, OPT_CAP, OPT_RULES, OPT_FAULT_ON, OPT_FAULT_REPLY,
     OPT_FAULT_FILL, OPT_FAULT_REPEAT, OPT_FAULT_TAIL, OPT_FAULT_ACTION, OPT_FAULT_KEEP, OPT_FAULT_SKIP,
     OPT_FAULT_TIMES, OPT_REPLY_DELAY, OPT_BYTE_DELAY, OPT_RECORD_LIMIT, OPT_TRANSCRIPT, OPT_SENT,
-    OPT_MESSAGES_DIR, OPT_EXIT_ON_EOF, OPT_HELP
+    OPT_MESSAGES_DIR, OPT_EXIT_ON_EOF, OPT_HELP, OPT_BDAT_FAIL_CHUNK, OPT_TLS_CERT, OPT_TLS_KEY,
+    OPT_MAKE_TEST_CERTS, OPT_TLS_IMPLICIT, OPT_TLS_REQUIRE, OPT_TLS_VERIFY_CLIENT, OPT_TLS_CLIENT_CA,
+    OPT_TLS_MAX_VERSION, OPT_TLS_FAIL_HANDSHAKE, OPT_TLS_PLAIN_AFTER_220, OPT_AUTH, OPT_AUTH_AFTER_TLS,
+    OPT_AUTH_REQUIRE, OPT_AUTH_USER, OPT_AUTH_PASSWORD, OPT_AUTH_FAIL_CODE, OPT_SCRAM_SALT,
+    OPT_SCRAM_ITERATIONS, OPT_SCRAM_SERVER_NONCE, OPT_SCRAM_BAD_SERVER_SIGNATURE, OPT_EVENTS
 };
 
 const option kOptions[] = {
@@ -156,6 +192,28 @@ const option kOptions[] = {
     {"messages-dir", required_argument, nullptr, OPT_MESSAGES_DIR},
     {"exit-on-eof", no_argument, nullptr, OPT_EXIT_ON_EOF},
     {"help", no_argument, nullptr, OPT_HELP},
+    {"bdat-fail-chunk", required_argument, nullptr, OPT_BDAT_FAIL_CHUNK},
+    {"tls-cert", required_argument, nullptr, OPT_TLS_CERT},
+    {"tls-key", required_argument, nullptr, OPT_TLS_KEY},
+    {"make-test-certs", required_argument, nullptr, OPT_MAKE_TEST_CERTS},
+    {"tls-implicit", no_argument, nullptr, OPT_TLS_IMPLICIT},
+    {"tls-require", no_argument, nullptr, OPT_TLS_REQUIRE},
+    {"tls-verify-client", required_argument, nullptr, OPT_TLS_VERIFY_CLIENT},
+    {"tls-client-ca", required_argument, nullptr, OPT_TLS_CLIENT_CA},
+    {"tls-max-version", required_argument, nullptr, OPT_TLS_MAX_VERSION},
+    {"tls-fail-handshake", required_argument, nullptr, OPT_TLS_FAIL_HANDSHAKE},
+    {"tls-plain-after-220", required_argument, nullptr, OPT_TLS_PLAIN_AFTER_220},
+    {"auth", required_argument, nullptr, OPT_AUTH},
+    {"auth-after-tls", no_argument, nullptr, OPT_AUTH_AFTER_TLS},
+    {"auth-require", no_argument, nullptr, OPT_AUTH_REQUIRE},
+    {"auth-user", required_argument, nullptr, OPT_AUTH_USER},
+    {"auth-password", required_argument, nullptr, OPT_AUTH_PASSWORD},
+    {"auth-fail-code", required_argument, nullptr, OPT_AUTH_FAIL_CODE},
+    {"scram-salt", required_argument, nullptr, OPT_SCRAM_SALT},
+    {"scram-iterations", required_argument, nullptr, OPT_SCRAM_ITERATIONS},
+    {"scram-server-nonce", required_argument, nullptr, OPT_SCRAM_SERVER_NONCE},
+    {"scram-bad-server-signature", no_argument, nullptr, OPT_SCRAM_BAD_SERVER_SIGNATURE},
+    {"events", required_argument, nullptr, OPT_EVENTS},
     {nullptr, 0, nullptr, 0},
 };
 
@@ -163,7 +221,7 @@ const option kOptions[] = {
 
 int main(int argc, char **argv) {
     fake::Options o;
-    std::string transcript_path, sent_path, messages_dir;
+    std::string transcript_path, sent_path, messages_dir, certs_dir, events_path;
     bool exit_on_eof = false;
 
     auto bad = [](const char *what, const char *value) {
@@ -222,14 +280,79 @@ int main(int argc, char **argv) {
         case OPT_MESSAGES_DIR: messages_dir = optarg; break;
         case OPT_EXIT_ON_EOF: exit_on_eof = true; break;
         case OPT_HELP: std::fputs(kUsage, stdout); return 0;
+        case OPT_BDAT_FAIL_CHUNK:
+            o.bdat_fail_chunk = static_cast<unsigned long>(num("--bdat-fail-chunk", 0, 1LL << 40));
+            break;
+        case OPT_TLS_CERT: o.tls_cert = optarg; break;
+        case OPT_TLS_KEY: o.tls_key = optarg; break;
+        case OPT_MAKE_TEST_CERTS: certs_dir = optarg; break;
+        case OPT_TLS_IMPLICIT: o.tls_implicit = true; break;
+        case OPT_TLS_REQUIRE: o.tls_require = true; break;
+        case OPT_TLS_VERIFY_CLIENT: {
+            std::string m = optarg;
+            if (m == "request") o.tls_verify_client = 1;
+            else if (m == "require") o.tls_verify_client = 2;
+            else bad("--tls-verify-client", optarg);
+            break;
+        }
+        case OPT_TLS_CLIENT_CA: o.tls_client_ca = optarg; break;
+        case OPT_TLS_MAX_VERSION: {
+            std::string v = optarg;
+            if (v == "1.2") o.tls_max_version = 12;
+            else if (v == "1.3") o.tls_max_version = 13;
+            else bad("--tls-max-version", optarg);
+            break;
+        }
+        case OPT_TLS_FAIL_HANDSHAKE: {
+            std::string m = optarg;
+            if (m == "garbage") o.tls_fail_handshake = 1;
+            else if (m == "close") o.tls_fail_handshake = 2;
+            else bad("--tls-fail-handshake", optarg);
+            break;
+        }
+        case OPT_TLS_PLAIN_AFTER_220: o.tls_plain_after_220 = esc("--tls-plain-after-220"); break;
+        case OPT_AUTH: o.auth_mechanisms = fake::parse_mechanisms(optarg); break;
+        case OPT_AUTH_AFTER_TLS: o.auth_after_tls = true; break;
+        case OPT_AUTH_REQUIRE: o.auth_require = true; break;
+        case OPT_AUTH_USER: o.has_auth_account = true; o.auth_user = optarg; break;
+        case OPT_AUTH_PASSWORD: o.auth_password = optarg; break;
+        case OPT_AUTH_FAIL_CODE: o.auth_fail_code = static_cast<int>(num("--auth-fail-code", 400, 599)); break;
+        case OPT_SCRAM_SALT:
+            if (!fake::base64_decode(optarg, o.scram_salt) || o.scram_salt.empty()) bad("--scram-salt", optarg);
+            break;
+        case OPT_SCRAM_ITERATIONS:
+            o.scram_iterations = static_cast<unsigned>(num("--scram-iterations", 1, 100000000));
+            break;
+        case OPT_SCRAM_SERVER_NONCE: o.scram_server_nonce = optarg; break;
+        case OPT_SCRAM_BAD_SERVER_SIGNATURE: o.scram_bad_server_signature = true; break;
+        case OPT_EVENTS: events_path = optarg; break;
         default: std::fputs(kUsage, stderr); return 2;
         }
     }
     if (optind != argc) bad("argument", argv[optind]);
 
-    int transcript_fd = -1, sent_fd = -1;
+    if (!certs_dir.empty()) {
+        std::string err;
+        if (!fake::make_test_certs(certs_dir, err)) {
+            std::fprintf(stderr, "fake-lmtp: --make-test-certs: %s\n", err.c_str());
+            return 1;
+        }
+        if (o.tls_cert.empty()) {
+            o.tls_cert = certs_dir + "/server.pem";
+            if (o.tls_key.empty()) o.tls_key = certs_dir + "/server.key";
+        }
+        if (o.tls_client_ca.empty() && o.tls_verify_client) o.tls_client_ca = certs_dir + "/ca.pem";
+    }
+
+    int transcript_fd = -1, sent_fd = -1, events_fd = -1;
     if (!transcript_path.empty() && (transcript_fd = open_log(transcript_path.c_str())) < 0) return 1;
     if (!sent_path.empty() && (sent_fd = open_log(sent_path.c_str())) < 0) return 1;
+    if (!events_path.empty() && (events_fd = open_log(events_path.c_str())) < 0) return 1;
+    if (events_fd >= 0)
+        o.on_event = [events_fd](const std::string &line) {
+            std::string l = line + "\n";
+            write_fd(events_fd, l.data(), l.size());
+        };
     if (transcript_fd >= 0)
         o.on_client_bytes = [transcript_fd](const char *p, std::size_t n) { write_fd(transcript_fd, p, n); };
     if (sent_fd >= 0)
@@ -300,10 +423,13 @@ int main(int argc, char **argv) {
     fake::Record &rec = server->record();
     std::printf("CONNECTIONS %zu\nMESSAGES %zu\nFLUSHES %zu\nLOCKSTEP_VIOLATIONS %d\n", rec.connections,
                 rec.messages.size(), rec.flushes, rec.violations);
+    std::printf("TLS_SESSIONS %zu\nTLS_FAILURES %zu\nAUTH_SUCCESSES %zu\nAUTH_FAILURES %zu\n", rec.tls.size(),
+                rec.tls_failures, rec.auth_successes, rec.auth_failures);
     std::fflush(stdout);
     server.reset();
     if (transcript_fd >= 0) ::close(transcript_fd);
     if (sent_fd >= 0) ::close(sent_fd);
+    if (events_fd >= 0) ::close(events_fd);
     ::close(sfd);
     return 0;
 }

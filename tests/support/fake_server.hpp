@@ -17,6 +17,8 @@
 #include <thread>
 #include <vector>
 
+struct ssl_ctx_st;  // OpenSSL's SSL_CTX, kept out of this header
+
 namespace fake {
 
 enum class Action { Continue = 0, Close = 1, Hang = 2, Reset = 3, StopReading = 4 };
@@ -32,6 +34,18 @@ struct Rule {
 
 // Parse "addr=CODE[:text][,CODE[:text]];..." (see fake_lmtp.h). False and err set on bad syntax.
 bool parse_rules(const std::string &spec, std::vector<Rule> &out, std::string &err);
+
+// Write the test certificates (fake_lmtp.h, fake_make_test_certs) into dir. False and err set on
+// failure. Implemented in fake_certs.cpp.
+bool make_test_certs(const std::string &dir, std::string &err);
+
+// "PLAIN LOGIN,SCRAM-SHA-256" -> {"PLAIN", "LOGIN", "SCRAM-SHA-256"} (split on spaces and commas,
+// upper-cased).
+std::vector<std::string> parse_mechanisms(const std::string &spec);
+
+// Base64 (RFC 4648, with padding, no line breaks). decode: false on anything malformed.
+std::string base64_encode(const std::string &raw);
+bool base64_decode(const std::string &text, std::string &raw);
 
 struct Options {
     int family = AF_INET;
@@ -64,11 +78,57 @@ struct Options {
     int byte_delay_ms = 0;
     std::size_t record_limit = 0;
 
+    // TLS (fake_lmtp.h, "TLS"). An empty tls_cert = no TLS.
+    std::string tls_cert;
+    std::string tls_key;  // empty: the key is in tls_cert
+    bool tls_implicit = false;
+    bool tls_require = false;
+    int tls_verify_client = 0;  // 0 no, 1 request (record the result), 2 require a valid one
+    std::string tls_client_ca;
+    int tls_max_version = 0;     // 0 = any (TLS 1.2 is always the minimum), 12, 13
+    int tls_fail_handshake = 0;  // 0 no, 1 garbage then close, 2 close
+    std::string tls_plain_after_220;
+
+    // AUTH (fake_lmtp.h, "AUTH"). No mechanisms = AUTH is not implemented (502).
+    std::vector<std::string> auth_mechanisms;  // upper case, in the advertised order
+    bool auth_after_tls = false;
+    bool auth_require = false;
+    bool has_auth_account = false;
+    std::string auth_user;
+    std::string auth_password;
+    int auth_fail_code = 0;
+    std::string scram_salt;  // raw bytes; empty: random per server
+    unsigned scram_iterations = 4096;
+    std::string scram_server_nonce;  // empty: random per exchange
+    bool scram_bad_server_signature = false;
+
+    // CHUNKING: reject the Nth BDAT chunk of every transaction (1-based; 0 = never).
+    unsigned long bdat_fail_chunk = 0;
+
     // For the standalone program: called (under the server's lock, from a connection thread) with
     // every chunk the clients send, every chunk the server writes, and every completed message.
     std::function<void(const char *, std::size_t)> on_client_bytes;
     std::function<void(const char *, std::size_t)> on_server_bytes;
     std::function<void(std::size_t index, const std::string &msg)> on_message;
+    // One line per TLS handshake, AUTH outcome and message (see fake-lmtp --events).
+    std::function<void(const std::string &line)> on_event;
+};
+
+// One completed TLS handshake.
+struct TlsSession {
+    std::size_t offset = 0;  // transcript size when it completed: what follows came inside TLS
+    std::string version;     // "TLSv1.3"
+    std::string cipher;
+    bool client_cert = false;      // the client presented a certificate
+    bool client_verified = false;  // ... and it verified against tls_client_ca
+    std::string client_cn;         // its subject CN
+};
+
+// What is known of a stored message besides its bytes.
+struct MessageInfo {
+    bool tls = false;
+    std::string auth_user;  // empty: not authenticated
+    std::string auth_mechanism;
 };
 
 // What the connections share, under one lock.
@@ -78,6 +138,13 @@ struct Record {
     std::string transcript;
     std::string sent;
     std::deque<std::string> messages;  // deque: element addresses stay put on push_back
+    std::deque<MessageInfo> message_info;  // parallel to messages
+    std::vector<TlsSession> tls;           // completed handshakes, in order
+    std::size_t tls_failures = 0;          // handshakes that failed (or were failed on purpose)
+    std::size_t auth_successes = 0;
+    std::size_t auth_failures = 0;         // 5xx/4xx answers to AUTH exchanges, cancels included
+    std::string auth_user;                 // of the last successful AUTH
+    std::string auth_mechanism;            // of the last successful AUTH
     std::size_t flushes = 0;
     int violations = 0;
     std::size_t connections = 0;
@@ -106,17 +173,26 @@ public:
     const std::vector<Rule> &rules() const { return rules_; }
     const std::vector<std::string> &capabilities() const { return caps_; }
     int wake_fd() const { return wake_[0]; }
+    ssl_ctx_st *tls_ctx() const { return tls_ctx_; }  // nullptr: no TLS
+    // SCRAM-SHA-256 keys of the account (valid if options().has_auth_account).
+    const std::string &scram_stored_key() const { return scram_stored_key_; }
+    const std::string &scram_server_key() const { return scram_server_key_; }
 
     // Helpers for the sessions (all take the lock).
     void add_client_bytes(const char *p, std::size_t n);
     void add_server_bytes(const char *p, std::size_t n, bool count_flush);
-    void add_message(std::string msg);
+    void add_message(std::string msg, MessageInfo info);
+    void add_tls(TlsSession info);
+    void add_tls_failure(const std::string &why);
+    void add_auth(bool ok, const std::string &mechanism, const std::string &user, int code);
     void add_violation();
     // Whether the fault fires for this match (counts matches; call once per matching event).
     bool fault_fires();
 
 private:
     Server() = default;
+    bool setup_tls(std::string &err);
+    bool setup_auth(std::string &err);
     void accept_loop();
     void reap(bool all);
 
@@ -128,6 +204,9 @@ private:
     Options opt_;
     std::vector<Rule> rules_;
     std::vector<std::string> caps_;
+    ssl_ctx_st *tls_ctx_ = nullptr;
+    std::string scram_stored_key_;
+    std::string scram_server_key_;
     int listen_fd_ = -1;
     int wake_[2] = {-1, -1};
     unsigned port_ = 0;
