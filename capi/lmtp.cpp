@@ -330,6 +330,7 @@ int lmtp_create(lmtp_t** out, const lmtp_options* opts) {
             if (LMTP_HAS(opts, auth_user)) o.auth_user = text(opts->auth_user);
             if (LMTP_HAS(opts, auth_password)) o.auth_password = text(opts->auth_password);
             if (LMTP_HAS(opts, auth_mechanism)) o.auth_mechanism = text(opts->auth_mechanism);
+            if (LMTP_HAS(opts, bdat_chunk_size) && opts->bdat_chunk_size) o.bdat_chunk = opts->bdat_chunk_size;
         }
         if (!bad.empty()) {
             // A handle all the same, so that lmtp_errmsg() can say which option.

@@ -156,9 +156,10 @@ typedef struct lmtp_options {
     const char *auth_user;
     const char *auth_password;
     const char *auth_mechanism;  /* NULL: the strongest offered that can be used */
+    size_t bdat_chunk_size;      /* message bytes read per BDAT chunk; 0: 262144 */
 } lmtp_options;
 #define LMTP_OPTIONS_INIT \
-    { sizeof(lmtp_options), 0, 0, NULL, NULL, 0, 0, 0, 0, NULL, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL }
+    { sizeof(lmtp_options), 0, 0, NULL, NULL, 0, 0, 0, 0, NULL, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL, 0 }
 LMTP_API void lmtp_options_init(lmtp_options *opts);
 
 /* ---- handles and connections ---------------------------------------------- */
