@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 #include <unistd.h>
 
 #include "lmtp/auth.hpp"
@@ -419,7 +420,16 @@ const Reply& Client::bdat(std::string_view bytes, bool last) {
 // --- TLS and AUTH ----------------------------------------------------------------------------
 
 const Reply& Client::starttls() {
-    one([&] { session_.starttls(); });
+    // The settings are checked before STARTTLS is sent: a bad one leaves the
+    // session as it was, in plain text, rather than broken after the 220.
+    begin_command();
+    if (tls_active()) throw Error(Status::bad_sequence, "STARTTLS: TLS is already active");
+    std::optional<TlsSetup> setup;
+    const Phase phase = session_.phase();
+    if (phase == Phase::connected || phase == Phase::ready || phase == Phase::transaction)
+        setup.emplace(TlsSetup::make(options_.tls, host_, transport_->is_local()));
+    session_.starttls();
+    run();
     starttls_reply_ = last_;
     if (session_.phase() != Phase::tls_handshake) return last_;  // refused: still plain text
     // Nothing may follow the 220 in plain text: it would be read as if it came
@@ -427,8 +437,8 @@ const Reply& Client::starttls() {
     if (rpos_ < rlen_ || parser_.in_reply())
         fail(Status::protocol, "the server sent more after its 220 to STARTTLS, before TLS began; closing");
     try {
-        transport_ =
-            TlsTransport::handshake(std::move(transport_), options_.tls, host_, Clock::now() + options_.timeout);
+        if (!setup) throw Error(Status::internal, "STARTTLS accepted without a TLS setup");
+        transport_ = TlsTransport::handshake(std::move(transport_), std::move(*setup), Clock::now() + options_.timeout);
     } catch (const Error& e) {
         fail(e.status(), e.what(), e.os_error());
     }

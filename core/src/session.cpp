@@ -534,7 +534,9 @@ void Session::deliver(std::string_view from, const std::vector<std::string>& rec
     plan.rcpt_lines.reserve(recipients.size());
     std::string mail_line;
     try {
-        if (plan.bdat && !caps_.has("CHUNKING") && !force)
+        // Not overridden by force, which is for parameters: RFC 3030 forbids
+        // BDAT unless the server offered CHUNKING.
+        if (plan.bdat && !caps_.has("CHUNKING"))
             throw Error(Status::not_advertised,
                         "BDAT needs the CHUNKING extension, which the server did not advertise");
         if (mail_params.body == BodyType::binary_mime && transfer == Transfer::data)

@@ -100,8 +100,29 @@ TlsTransport::~TlsTransport() {
     SSL_CTX_free(ctx_);
 }
 
-std::unique_ptr<TlsTransport> TlsTransport::handshake(std::unique_ptr<Transport> inner, const TlsOptions& options,
-                                                      const std::string& host, Deadline deadline) {
+TlsSetup::TlsSetup(TlsSetup&& other) noexcept : ctx_(other.ctx_), ssl_(other.ssl_) {
+    other.ctx_ = nullptr;
+    other.ssl_ = nullptr;
+}
+
+TlsSetup& TlsSetup::operator=(TlsSetup&& other) noexcept {
+    if (this != &other) {
+        SSL_free(ssl_);
+        SSL_CTX_free(ctx_);
+        ctx_ = other.ctx_;
+        ssl_ = other.ssl_;
+        other.ctx_ = nullptr;
+        other.ssl_ = nullptr;
+    }
+    return *this;
+}
+
+TlsSetup::~TlsSetup() {
+    SSL_free(ssl_);  // frees both memory BIOs
+    SSL_CTX_free(ctx_);
+}
+
+TlsSetup TlsSetup::make(const TlsOptions& options, const std::string& host, bool local) {
     ERR_clear_error();
     std::unique_ptr<SSL_CTX, CtxDeleter> ctx;
     std::unique_ptr<SSL, SslDeleter> ssl;
@@ -121,7 +142,7 @@ std::unique_ptr<TlsTransport> TlsTransport::handshake(std::unique_ptr<Transport>
 
         // The name to verify: the caller's, else the host; never a socket path.
         std::string name = options.server_name;
-        if (name.empty() && !inner->is_local()) {
+        if (name.empty() && !local) {
             name = host;
             if (name.size() > 2 && name.front() == '[' && name.back() == ']') name = name.substr(1, name.size() - 2);
         }
@@ -144,11 +165,33 @@ std::unique_ptr<TlsTransport> TlsTransport::handshake(std::unique_ptr<Transport>
             }
         }
     } catch (...) {
-        inner->close();
+        ERR_clear_error();
         throw;
     }
+    return TlsSetup(ctx.release(), ssl.release());
+}
 
-    std::unique_ptr<TlsTransport> t(new TlsTransport(std::move(inner), ctx.release(), ssl.release()));
+std::unique_ptr<TlsTransport> TlsTransport::handshake(std::unique_ptr<Transport> inner, const TlsOptions& options,
+                                                      const std::string& host, Deadline deadline) {
+    TlsSetup setup = [&] {
+        try {
+            return TlsSetup::make(options, host, inner->is_local());
+        } catch (...) {
+            inner->close();
+            throw;
+        }
+    }();
+    return handshake(std::move(inner), std::move(setup), deadline);
+}
+
+std::unique_ptr<TlsTransport> TlsTransport::handshake(std::unique_ptr<Transport> inner, TlsSetup setup,
+                                                      Deadline deadline) {
+    ERR_clear_error();
+    SSL_CTX* ctx = setup.ctx_;
+    SSL* ssl = setup.ssl_;
+    setup.ctx_ = nullptr;
+    setup.ssl_ = nullptr;
+    std::unique_ptr<TlsTransport> t(new TlsTransport(std::move(inner), ctx, ssl));
     try {
         for (;;) {
             int rc = SSL_do_handshake(t->ssl_);

@@ -668,6 +668,28 @@ TEST(SessionBdat, PipelinedSmallMessageIsOneWrite) {
     EXPECT_FALSE(d.s.server_in_transaction());
 }
 
+TEST(SessionBdat, NeverSentWithoutChunkingEvenWhenForced) {
+    // force lets parameters through; BDAT to a server that did not offer
+    // CHUNKING is another matter (RFC 3030 2).
+    for (bool force : {false, true}) {
+        Driver d(kLhloPlain);
+        for (Transfer tr : {Transfer::bdat, Transfer::automatic}) {
+            MailParams mp;
+            if (tr == Transfer::automatic) mp.body = BodyType::binary_mime;
+            try {
+                d.s.deliver("s@x", {"a@x"}, mp, {}, force, tr);
+                FAIL() << "force=" << force;
+            } catch (const Error& e) {
+                EXPECT_EQ(e.status(), Status::not_advertised);
+                EXPECT_NE(std::string(e.what()).find("CHUNKING"), std::string::npos) << e.what();
+            }
+        }
+        EXPECT_EQ(d.s.output(), "");
+        d.s.deliver("s@x", {"a@x"}, {}, {}, force, Transfer::automatic);  // DATA, then
+        EXPECT_FALSE(d.s.bdat_mode());
+    }
+}
+
 TEST(SessionBdat, SeveralChunksAndTheirReplies) {
     Driver d(kLhloChunking);
     d.s.deliver("s@x", {"a@x"});

@@ -14,6 +14,7 @@ import shlex
 import signal
 import smtplib
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -53,8 +54,9 @@ class Fake:
         self.sent_path = self.workdir / "sent.bin"
         self.messages_dir = self.workdir / "messages"
         self.messages_dir.mkdir(exist_ok=True)
+        self.events_path = self.workdir / "events.txt"
         cmd = [program, "--transcript", str(self.transcript_path), "--sent", str(self.sent_path),
-               "--messages-dir", str(self.messages_dir), *args]
+               "--messages-dir", str(self.messages_dir), "--events", str(self.events_path), *args]
         if unix:
             cmd += ["--unix", ""]  # a fresh short path in $TMPDIR (sun_path is 108 bytes)
         self.args = cmd
@@ -92,6 +94,13 @@ class Fake:
                 return t
             time.sleep(0.01)
 
+    def events(self):
+        """The --events lines so far (TLS handshakes, AUTH outcomes, messages), as str."""
+        try:
+            return self.events_path.read_text().splitlines()
+        except FileNotFoundError:
+            return []
+
     def commands(self):
         """The transcript as lines (CRLF or bare LF split, as the server reads them)."""
         return re.split(rb"\r?\n", self.transcript())
@@ -125,6 +134,21 @@ class Fake:
 @pytest.fixture(scope="session")
 def fake_program():
     return _program("LMTP_FAKE_SERVER")
+
+
+@pytest.fixture(scope="session")
+def tls_certs(fake_program, tmp_path_factory):
+    """A directory with the test certificates of make-test-certs (next to fake-lmtp): ca.pem,
+    server.pem/.key (localhost, 127.0.0.1, ::1), wrong-name, expired, self-signed, other-ca and
+    client.pem/.key, each .pem with its .key."""
+    program = Path(fake_program).resolve().parent / "make-test-certs"
+    if not os.access(str(program), os.X_OK):
+        unavailable("make-test-certs not found next to LMTP_FAKE_SERVER (%s)" % program)
+    directory = tmp_path_factory.mktemp("certs")
+    subprocess.run([str(program), str(directory)], check=True, timeout=60)
+    for name in ("ca.pem", "server.pem", "server.key", "client.pem", "client.key"):
+        assert (directory / name).is_file(), "make-test-certs wrote no " + name
+    return directory
 
 
 @pytest.fixture
@@ -178,8 +202,11 @@ class Dovecot:
         self.dir = Path(directory)
         self.env = {}
 
-    def start(self):
-        r = subprocess.run([self.script, "start", str(self.dir)], capture_output=True, text=True, timeout=30)
+    def start(self, cert=None, key=None):
+        """Start it; with a certificate and its key (PEM files) it offers STARTTLS."""
+        tls = [str(cert), str(key)] if cert is not None else []
+        r = subprocess.run([self.script, "start", str(self.dir), *tls], capture_output=True, text=True,
+                           timeout=30)
         if r.returncode != 0:
             raise RuntimeError("dovecot.sh start failed (%d): %s" % (r.returncode, r.stderr.strip()))
         for line in r.stdout.splitlines():
@@ -233,9 +260,52 @@ def dovecot(tmp_path_factory):
         d.stop()
 
 
+@pytest.fixture(scope="session")
+def dovecot_tls(tmp_path_factory, tls_certs):
+    """One throwaway Dovecot LMTP offering STARTTLS with the test server certificate."""
+    script = _program("LMTP_DOVECOT")
+    d = Dovecot(script, tmp_path_factory.mktemp("dovecot-tls"))
+    try:
+        d.start(tls_certs / "server.pem", tls_certs / "server.key")
+    except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
+        d.stop()
+        unavailable("cannot start Dovecot with STARTTLS: %s" % e)
+    try:
+        yield d
+    finally:
+        d.stop()
+
+
 # ---------------------------------------------------------------------------
 # the two implementations, for the tests that must behave the same with both
 
 @pytest.fixture(params=[smtplib.LMTP, lmtp.LMTP], ids=["smtplib", "lmtp"])
 def LMTP(request):
     return request.param
+
+
+# For memory measurements in a child process: its peak resident size. VmHWM
+# belongs to the address space made by exec; ru_maxrss would also carry the
+# peak of the (big) pytest process the child was forked from.
+PEAK_KB = r"""
+import resource
+
+def peak_kb():
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+"""
+
+
+def run_child(code, *args, timeout=120):
+    """Runs `code` in a fresh interpreter that imports this lmtp; returns the CompletedProcess."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in [os.path.dirname(os.path.dirname(lmtp.__file__)),
+                                                    env.get("PYTHONPATH", "")] if p)
+    return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, env=env)

@@ -2,16 +2,14 @@
 for each recipient is what landed in the Maildirs."""
 import email.parser
 import json
-import os
 import smtplib
-import subprocess
-import sys
 import threading
 import uuid
 
 import pytest
 
 import lmtp
+from conftest import PEAK_KB, run_child
 
 D = "@example.org"
 SENDER = "sender" + D
@@ -123,19 +121,9 @@ def test_send_message_to_dovecot(dovecot):
 
 # The peak resident size of THIS process: VmHWM belongs to the address space made by exec,
 # while ru_maxrss also carries the peak of the (big) pytest process the child was forked from.
-CHILD = r"""
-import json, resource, sys
+CHILD = PEAK_KB + r"""
+import json, sys
 import lmtp
-
-def peak_kb():
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 path, port, sender, rcpt = sys.argv[1:]
 s = lmtp.LMTP("127.0.0.1", int(port))
@@ -167,11 +155,7 @@ def test_20mb_message_streamed_from_a_file(dovecot, tmp_path):
     del body_lines
     path = tmp_path / "big.eml"
     path.write_bytes(b"From: " + SENDER.encode() + b"\nSubject: " + subject.encode() + b"\n\n" + body)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in [os.path.dirname(os.path.dirname(lmtp.__file__)),
-                                                    env.get("PYTHONPATH", "")] if p)
-    r = subprocess.run([sys.executable, "-c", CHILD, str(path), str(dovecot.port), SENDER, "alice" + D],
-                       capture_output=True, text=True, timeout=120, env=env)
+    r = run_child(CHILD, path, dovecot.port, SENDER, "alice" + D)
     assert r.returncode == 0, r.stderr
     report = json.loads(r.stdout.strip().splitlines()[-1])
     assert report["results"] == [["alice" + D, 250, True]]

@@ -30,14 +30,39 @@ struct TlsOptions {
     bool insecure_skip_verify = false;
 };
 
+// A client TLS setup made and checked before anything is sent, so that a
+// missing CA file, an unreadable key or a unix socket without a name to
+// verify is reported while the session is still usable in plain text:
+// certificates and keys loaded, the name to send and verify chosen. `host` is
+// what the caller connected to; `local`: a unix socket, whose path is never a
+// name. Throws Error(invalid_argument) for bad settings, Error(tls) when
+// OpenSSL itself fails.
+class TlsSetup {
+public:
+    static TlsSetup make(const TlsOptions& options, const std::string& host, bool local);
+    TlsSetup(TlsSetup&& other) noexcept;
+    TlsSetup& operator=(TlsSetup&& other) noexcept;
+    TlsSetup(const TlsSetup&) = delete;
+    TlsSetup& operator=(const TlsSetup&) = delete;
+    ~TlsSetup();
+
+private:
+    friend class TlsTransport;
+    TlsSetup(SSL_CTX* ctx, SSL* ssl) : ctx_(ctx), ssl_(ssl) {}
+    SSL_CTX* ctx_ = nullptr;
+    SSL* ssl_ = nullptr;
+};
+
 class TlsTransport final : public Transport {
 public:
-    // Runs the client handshake over `inner` before `deadline`. `host` is what
-    // the caller connected to: its name is verified unless options name another
-    // (a unix socket path is never a name). Throws Error(certificate) when the
-    // server's certificate is refused (the reason: expired, name mismatch,
-    // unknown CA...), Error(tls) for other handshake failures, Error(timeout),
-    // Error(closed). On failure `inner` is closed.
+    // Runs the client handshake prepared by `setup` over `inner` before
+    // `deadline`. Throws Error(certificate) when the server's certificate is
+    // refused (the reason: expired, name mismatch, unknown CA...), Error(tls)
+    // for other handshake failures, Error(timeout), Error(closed). On failure
+    // `inner` is closed.
+    static std::unique_ptr<TlsTransport> handshake(std::unique_ptr<Transport> inner, TlsSetup setup,
+                                                   Deadline deadline);
+    // TlsSetup::make, then the handshake above. On failure `inner` is closed.
     static std::unique_ptr<TlsTransport> handshake(std::unique_ptr<Transport> inner, const TlsOptions& options,
                                                    const std::string& host, Deadline deadline);
     ~TlsTransport() override;

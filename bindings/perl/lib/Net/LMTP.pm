@@ -34,7 +34,8 @@ my %STATUS = (
     OK => 0, INVALID_ARGUMENT => 1, BAD_INPUT => 2, LINE_TOO_LONG => 3, NOT_ADVERTISED => 4,
     BAD_SEQUENCE => 5, RESOLVE => 6, CONNECT => 7, TIMEOUT => 8, IO => 9, CLOSED => 10,
     PROTOCOL => 11, REJECTED => 12, NO_MEMORY => 13, TOO_BIG => 14, NO_RECIPIENTS => 15,
-    ABORTED => 16, NOT_CONNECTED => 17, INTERNAL => 18,
+    ABORTED => 16, NOT_CONNECTED => 17, INTERNAL => 18, TLS => 19, CERTIFICATE => 20, AUTH => 21,
+    INSECURE => 22,
 );
 my %NAME = reverse %STATUS;
 
@@ -622,6 +623,8 @@ sub auth {
         $mechanism = $sasl->{mechanism} if !defined $mechanism && ($sasl->{mechanism} || '') =~ /^[-\w]+$/;
     }
     $self->_end_data;
+    # As Net::SMTP: no AUTH offered, nothing is sent.
+    defined($self->supports('AUTH', 500, ["Command unknown: 'AUTH'"])) or return 0;
     defined($username = $self->_bytes('auth', $username)) or return 0;
     defined($password = $self->_bytes('auth', defined $password ? $password : '')) or return 0;
     my $flags = ${*$self}{net_lmtp_arg}{AuthAllowPlaintext} ? OPT_AUTH_ALLOW_PLAINTEXT : 0;

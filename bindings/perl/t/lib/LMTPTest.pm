@@ -20,7 +20,7 @@ use Test::More ();
 
 our @EXPORT_OK = qw(
     need_fake need_dovecot start_fake start_dovecot capture_stderr run_client run_both
-    slurp rss_kb open_fds free_port perl_inc_args wait_until
+    slurp rss_kb open_fds free_port perl_inc_args wait_until test_certs
 );
 our %EXPORT_TAGS = (all => \@EXPORT_OK);
 
@@ -44,6 +44,27 @@ sub _need {
 
 sub need_fake    { _need('LMTP_FAKE_SERVER', 'the fake-lmtp program') }
 sub need_dovecot { _need('LMTP_DOVECOT', 'tests/support/dovecot.sh') }
+
+# test_certs(): a directory with the test certificates that make-test-certs
+# (next to fake-lmtp) writes: ca.pem, server.pem/.key (localhost, 127.0.0.1,
+# ::1), wrong-name, expired, self-signed, other-ca, client.pem/.key. Made
+# once per test process, removed at its end.
+my $certs_dir;
+sub test_certs {
+    return $certs_dir if defined $certs_dir;
+    my $fake = need_fake();
+    my ($vol, $dirs) = File::Spec->splitpath(File::Spec->rel2abs($fake));
+    my $prog = File::Spec->catpath($vol, $dirs, 'make-test-certs');
+    unless (-x $prog) {
+        my $why = "make-test-certs not found next to LMTP_FAKE_SERVER ($prog)";
+        Test::More::BAIL_OUT("LMTP_TEST_STRICT is set but $why") if $ENV{LMTP_TEST_STRICT};
+        Test::More::plan(skip_all => $why);
+    }
+    my $dir = File::Temp::tempdir('lmtp-certs-XXXXXX', TMPDIR => 1, CLEANUP => 1);
+    system($prog, $dir) == 0 or die "make-test-certs $dir failed: $?\n";
+    -f "$dir/$_" or die "make-test-certs wrote no $_\n" for qw(ca.pem server.pem server.key client.pem client.key);
+    $certs_dir = $dir;
+}
 
 # ---------------------------------------------------------------------------
 # small things
@@ -148,9 +169,11 @@ sub run_both {
 # the fake server
 
 # start_fake(OPTIONS...): runs $LMTP_FAKE_SERVER with these command-line
-# options plus its own --transcript and --messages-dir; returns an object:
+# options plus its own --transcript, --messages-dir and --events; returns an
+# object:
 #   ->host ("127.0.0.1" or the unix socket path), ->port (0 for unix),
 #   ->transcript (every byte received so far), ->messages (decoded messages),
+#   ->events (the --events lines: TLS handshakes, AUTH outcomes, messages),
 #   ->stop (SIGTERM, wait; returns {CONNECTIONS => n, MESSAGES => n, ...}).
 sub start_fake {
     my @opt = @_;
@@ -158,7 +181,7 @@ sub start_fake {
     my $dir = File::Temp::tempdir('lmtp-fake-XXXXXX', TMPDIR => 1, CLEANUP => 1);
     my $self = bless {
         dir => $dir, transcript_file => "$dir/transcript.bin", messages_dir => "$dir/msgs",
-        options => [@opt], owner => $$,
+        events_file => "$dir/events.txt", options => [@opt], owner => $$,
     }, 'LMTPTest::Fake';
     mkdir $self->{messages_dir} or die "mkdir: $!";
     pipe(my $out_r, my $out_w) or die "pipe: $!";
@@ -170,7 +193,7 @@ sub start_fake {
         open STDOUT, '>&', $out_w or POSIX::_exit(126);
         no warnings "exec";
         exec $prog, @opt, '--transcript', $self->{transcript_file},
-            '--messages-dir', $self->{messages_dir}, '--exit-on-eof';
+            '--messages-dir', $self->{messages_dir}, '--events', $self->{events_file}, '--exit-on-eof';
         POSIX::_exit(127);
     }
     close $out_w;
@@ -212,6 +235,12 @@ sub port { $_[0]{port} }
 sub pid  { $_[0]{pid} }
 
 sub transcript { LMTPTest::slurp($_[0]{transcript_file}) }
+
+# The --events lines so far, without their line ends.
+sub events {
+    my $text = LMTPTest::slurp($_[0]{events_file});
+    defined $text ? split(/\n/, $text) : ();
+}
 
 sub message_files {
     my $self = shift;
@@ -256,14 +285,17 @@ package LMTPTest;
 # ---------------------------------------------------------------------------
 # Dovecot
 
-# start_dovecot(): a fresh Dovecot LMTP in a temporary directory; returns an
-# object with ->port, ->socket_path, ->dir, ->maildir(USER) (its new/ directory),
-# ->mails(USER) (the contents of the files there) and ->stop.
+# start_dovecot([CERT, KEY]): a fresh Dovecot LMTP in a temporary directory
+# (offering STARTTLS with that certificate and key, PEM files, if given);
+# returns an object with ->port, ->socket_path, ->dir, ->maildir(USER) (its
+# new/ directory), ->mails(USER) (the contents of the files there) and ->stop.
 sub start_dovecot {
+    my ($cert, $key) = @_;
     my $script = need_dovecot();
     my $base = File::Temp::tempdir('lmtp-dovecot-XXXXXX', TMPDIR => 1, CLEANUP => 1);
     my $dir = "$base/d";
-    my $out = `bash '$script' start '$dir' 2>&1`;
+    my $tls = defined $cert ? join(' ', map { "'$_'" } $cert, $key) : '';
+    my $out = `bash '$script' start '$dir' $tls 2>&1`;
     $live_dovecot{$dir} = $script;    # stop it even if start half-worked
     my %v = $out =~ /^(LMTP_\w+)=(.*)$/mg;
     unless ($? == 0 && $v{LMTP_PORT}) {
