@@ -5,6 +5,7 @@
 #include "lmtp.h"
 
 #include <cstddef>
+#include <cstdio>
 #include <new>
 #include <string>
 #include <type_traits>
@@ -145,7 +146,15 @@ lmtp::TlsOptions tls_options(const lmtp_options* opts) {
     if (LMTP_HAS(opts, tls_cert_file)) t.cert_file = text(opts->tls_cert_file);
     if (LMTP_HAS(opts, tls_key_file)) t.key_file = text(opts->tls_key_file);
     if (LMTP_HAS(opts, tls_server_name)) t.server_name = text(opts->tls_server_name);
-    if (LMTP_HAS(opts, tls_min_version)) t.min_version = opts->tls_min_version;
+    if (LMTP_HAS(opts, tls_min_version)) {
+        t.min_version = opts->tls_min_version;
+        if (t.min_version != 0 && t.min_version != 0x0303 && t.min_version != 0x0304) {
+            char hex[16];
+            std::snprintf(hex, sizeof hex, "0x%04x", static_cast<unsigned>(t.min_version));
+            throw lmtp::Error(Status::invalid_argument, std::string("lmtp_options.tls_min_version ") + hex +
+                                                            " is not 0, 0x0303 (TLS 1.2) or 0x0304 (TLS 1.3)");
+        }
+    }
     return t;
 }
 
@@ -326,7 +335,11 @@ int lmtp_create(lmtp_t** out, const lmtp_options* opts) {
                               " is not an LMTP_STARTTLS_ value";
                 }
             }
-            o.tls = tls_options(opts);
+            try {
+                o.tls = tls_options(opts);
+            } catch (const lmtp::Error& e) {
+                if (bad.empty()) bad = e.what();
+            }
             if (LMTP_HAS(opts, auth_user)) o.auth_user = text(opts->auth_user);
             if (LMTP_HAS(opts, auth_password)) o.auth_password = text(opts->auth_password);
             if (LMTP_HAS(opts, auth_mechanism)) o.auth_mechanism = text(opts->auth_mechanism);
@@ -591,6 +604,7 @@ int lmtp_set_tls(lmtp_t* h, const lmtp_options* opts) {
         if (!opts || opts->struct_size < sizeof(std::size_t))
             throw lmtp::Error(Status::invalid_argument, "lmtp_options is NULL or its struct_size is not set");
         h->client.set_tls_options(tls_options(opts));
+        if (LMTP_HAS(opts, flags)) h->client.set_implicit_tls((opts->flags & LMTP_OPT_IMPLICIT_TLS) != 0);
         return LMTP_OK;
     });
 }

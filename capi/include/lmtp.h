@@ -151,7 +151,7 @@ typedef struct lmtp_options {
     const char *tls_cert_file;   /* client certificate (PEM), for EXTERNAL or servers that ask */
     const char *tls_key_file;    /* its key (PEM); NULL: in tls_cert_file */
     const char *tls_server_name; /* name sent (SNI) and verified; NULL: the host */
-    int tls_min_version;         /* 0: TLS 1.2; 0x0304: TLS 1.3 */
+    int tls_min_version;         /* 0 or 0x0303: TLS 1.2; 0x0304: TLS 1.3 */
     /* AUTH, done by lmtp_connect after LHLO (and STARTTLS) when auth_user is set. */
     const char *auth_user;
     const char *auth_password;
@@ -334,8 +334,11 @@ LMTP_API int lmtp_bdat(lmtp_t *h, const void *buf, size_t len, int last);
 LMTP_API int lmtp_starttls(lmtp_t *h);
 /* 1 when the connection is encrypted. */
 LMTP_API int lmtp_tls_active(lmtp_t *h);
-/* Takes the TLS settings of `opts` (the tls_* fields and the TLS flags) for
- * what comes next: a later lmtp_starttls or lmtp_connect. */
+/* Takes the TLS settings of `opts` (the tls_* fields and the flags
+ * LMTP_OPT_TLS_INSECURE_SKIP_VERIFY and LMTP_OPT_IMPLICIT_TLS) for what comes
+ * next: a later lmtp_starttls or lmtp_connect. A bad value (tls_min_version
+ * other than 0, 0x0303 or 0x0304) gives LMTP_ERR_INVALID_ARGUMENT and changes
+ * nothing. */
 LMTP_API int lmtp_set_tls(lmtp_t *h, const lmtp_options *opts);
 /* AUTH (RFC 4954) with `mechanism` ("SCRAM-SHA-256", "PLAIN", "LOGIN",
  * "EXTERNAL"), or NULL for the strongest the server offers that can be used.

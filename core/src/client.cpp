@@ -159,8 +159,9 @@ void Client::after_hello() {
             const Reply& r = starttls();
             if (!tls_active() && options_.starttls == StartTls::required)
                 throw Error(Status::tls, "TLS is required but the server refused STARTTLS: " + r.summary());
-            if (!last_.completion())
+            if (tls_active() && !last_.completion())
                 throw Error(Status::rejected, "the server refused LHLO after STARTTLS: " + last_.summary());
+            // Refused with opportunistic TLS: the session goes on in plain text.
         } else if (options_.starttls == StartTls::required) {
             throw Error(Status::not_advertised, "TLS is required but the server does not offer STARTTLS");
         }
@@ -472,6 +473,19 @@ const Reply& Client::auth(const std::string& user, const std::string& password, 
     settle_pending();
     check_unsolicited();
     replay_.clear();
+    // Base64 would carry them safely, but no server reads a CR, LF or NUL in
+    // a name or password as meant; PLAIN uses NUL as its separator.
+    const std::pair<const std::string*, const char*> args[] = {
+        {&user, "user name"}, {&password, "password"}, {&mechanism, "mechanism name"}};
+    for (const auto& [s, what] : args)
+        if (s->find_first_of(std::string_view("\r\n\0", 3)) != std::string::npos)
+            throw Error(Status::bad_input, std::string("AUTH: the ") + what + " contains a CR, LF or NUL; nothing was sent");
+    if (!mechanism.empty() &&
+        (mechanism.size() > 20 || mechanism.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                                              "abcdefghijklmnopqrstuvwxyz0123456789-_") !=
+                                      std::string::npos))
+        throw Error(Status::invalid_argument,
+                    "AUTH: the mechanism name is not a SASL name (up to 20 letters, digits, '-' or '_')");
     if (!supports("AUTH")) throw Error(Status::not_advertised, "the server does not offer AUTH");
     const auto& offered = capabilities().auth_mechanisms();
     std::string mech;
@@ -622,23 +636,37 @@ std::size_t Client::read_source(const BodySource& source, char* buf, std::size_t
     return n;
 }
 
+std::size_t Client::fill_from_source(const BodySource& source, char* buf, std::size_t cap) {
+    // A source may give a few bytes per call; the chunk is filled all the same.
+    std::size_t got = 0;
+    while (got < cap) {
+        std::size_t n = read_source(source, buf + got, cap - got);
+        if (n == 0) break;
+        got += n;
+    }
+    return got;
+}
+
 void Client::send_bdat(const BodySource& source) {
-    // Each chunk is read one ahead, so that the last one goes as BDAT LAST: a
-    // message that fits in one read goes with MAIL and RCPT in one write.
+    // Each chunk is read whole and one ahead, so that the last one goes as
+    // BDAT LAST: a message that fits in one chunk goes with MAIL and RCPT in
+    // one write.
     chunk_.resize(std::max<std::size_t>(options_.bdat_chunk, 1));
     held_.clear();
+    const std::size_t window = session_.capabilities().has("PIPELINING") ? options_.bdat_window : 0;
     bool have = false;
     for (;;) {
-        std::size_t n = read_source(source, chunk_.data(), chunk_.size());
+        std::size_t n = fill_from_source(source, chunk_.data(), chunk_.size());
         if (n == 0) break;
         if (have) {
             session_.bdat_chunk(held_, false);
             flush();
-            while (session_.bdat_in_flight() > options_.bdat_window) apply(read_reply());
+            while (session_.bdat_in_flight() > window) apply(read_reply());
             if (session_.bdat_failed()) break;
         }
         held_.assign(chunk_.data(), n);
         have = true;
+        if (n < chunk_.size()) break;  // the source is at its end
     }
     if (!have) {
         // An empty message: DATA and its lone dot say it without ambiguity.

@@ -614,6 +614,9 @@ void Session::bdat_chunk(std::string_view raw, bool last) {
         encoder_.encode(raw, chunk_);
         if (last) encoder_.finish(chunk_);
     }
+    // A CR held back for the next chunk can leave nothing to send: a BDAT 0
+    // would only cost a round trip.
+    if (chunk_.empty() && !last) return;
     queue_bdat(chunk_, last);
 }
 

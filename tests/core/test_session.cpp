@@ -705,6 +705,16 @@ TEST(SessionBdat, SeveralChunksAndTheirReplies) {
     EXPECT_TRUE(d.s.transaction().all_delivered());
 }
 
+TEST(SessionBdat, AChunkThatEncodesToNothingIsNotSent) {
+    Driver d(kLhloChunking);
+    d.s.deliver("s@x", {"a@x"});
+    d.s.bdat_chunk("ab\r", false);  // sent as CR LF at once...
+    d.s.bdat_chunk("\n", false);    // ...so this LF is part of it and leaves nothing
+    EXPECT_EQ(d.s.bdat_in_flight(), 1u);
+    d.s.bdat_chunk("c", true);
+    EXPECT_EQ(d.take(), "MAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\nBDAT 4\r\nab\r\nBDAT 3 LAST\r\nc\r\n");
+}
+
 TEST(SessionBdat, CanonicalBodiesAreSentAsTheyAre) {
     Driver d(kLhloChunking);
     d.s.deliver("s@x", {"a@x"}, {}, {}, false, Transfer::bdat, true);

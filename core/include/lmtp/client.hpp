@@ -68,7 +68,8 @@ struct ClientOptions {
     // --- BDAT ---
     // Message bytes read per BDAT chunk (the chunk grows by the CRLF fixes).
     std::size_t bdat_chunk = 256 * 1024;
-    // BDAT chunks sent ahead of their replies, at most.
+    // BDAT chunks sent ahead of their replies, at most, when the server
+    // offers PIPELINING; without it each chunk waits for the one before.
     std::size_t bdat_window = 4;
     TraceFn trace;
 };
@@ -186,6 +187,8 @@ public:
     void set_trace(TraceFn fn);
     // TLS settings for what comes next (a later starttls() or connect()).
     void set_tls_options(const TlsOptions& tls) { options_.tls = tls; }
+    // TLS from the first byte for the next connect().
+    void set_implicit_tls(bool on) { options_.implicit_tls = on; }
     const ClientOptions& options() const { return options_; }
 
 private:
@@ -203,6 +206,7 @@ private:
     void send_body(const BodySource& source);
     void send_bdat(const BodySource& source);
     std::size_t read_source(const BodySource& source, char* buf, std::size_t cap);
+    std::size_t fill_from_source(const BodySource& source, char* buf, std::size_t cap);
     void after_hello();
     void replay_finals();
     [[noreturn]] void fail(Status status, const std::string& why, int os_error = 0);

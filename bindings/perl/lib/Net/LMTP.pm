@@ -138,6 +138,7 @@ sub new {
 sub _apply_ssl {
     my ($xs, $arg) = @_;
     my $flags = (defined $arg->{SSL_verify_mode} && !$arg->{SSL_verify_mode}) ? OPT_TLS_INSECURE : 0;
+    $flags |= OPT_IMPLICIT_TLS if $arg->{SSL};
     # TLS 1.2 at least in any case; 1.3 when SSL_version asks for it alone or excludes 1.2.
     my $v = defined $arg->{SSL_version} ? $arg->{SSL_version} : '';
     my $min = ($v =~ /^\s*TLSv1[._]3\s*$/ || $v =~ /!TLSv1[._]2/) ? 0x0304 : 0;
