@@ -35,7 +35,7 @@ import weakref
 from . import _lmtp
 
 __all__ = [
-    "LMTP", "Result", "LMTP_PORT",
+    "LMTP", "LMTP_SSL", "Result", "LMTP_PORT",
     "LMTPTimeoutError", "LMTPProtocolError", "LMTPDataError", "LMTPTLSError", "LMTPCertificateError",
     "LMTPInsecureError", "SMTPAuthenticationError",
     "SMTPException", "SMTPNotSupportedError", "SMTPServerDisconnected", "SMTPResponseException",
@@ -350,6 +350,24 @@ def _weak_trace(obj):
     return trace
 
 
+def _apply_tls(client, keyfile, certfile, context, cafile, capath, server_hostname, insecure):
+    """Hands the TLS settings to the core; what an ``ssl.SSLContext`` holds that can be
+    read back (its CA certificates, verify_mode, check_hostname, minimum_version) counts."""
+    ca_pem = b""
+    min_version = 0
+    verify_name = True
+    if context is not None:
+        if context.verify_mode == ssl.CERT_NONE:
+            insecure = True
+        verify_name = context.check_hostname
+        if context.minimum_version == ssl.TLSVersion.TLSv1_3:
+            min_version = 0x0304
+        ca_pem = "".join(ssl.DER_cert_to_PEM_cert(der)
+                         for der in context.get_ca_certs(binary_form=True)).encode("ascii")
+    client.set_tls(cafile or "", capath or "", ca_pem, certfile or "", keyfile or "", server_hostname or "",
+                   min_version, verify_name, insecure)
+
+
 class LMTP:
     """An LMTP connection, used like ``smtplib.LMTP``.
 
@@ -475,8 +493,7 @@ class LMTP:
         self.close()
         local = self.source_address or ("", 0)
         # As smtplib: connect reads the banner; LHLO goes when first needed.
-        self._client = _lmtp.Client(self.local_hostname, self._timeout_seconds(), None, local[0] or "",
-                                    int(local[1] or 0), send_hello=False)
+        self._client = self._new_client(local)
         self._tracing = False
         self._sync_trace()
         self.ehlo_resp = self.helo_resp = None
@@ -489,6 +506,10 @@ class LMTP:
                 self._client = None
                 _raise(err)
         return _pair(self._client.banner)  # the constructor raises SMTPConnectError unless 220
+
+    def _new_client(self, local):
+        return _lmtp.Client(self.local_hostname, self._timeout_seconds(), None, local[0] or "",
+                            int(local[1] or 0), send_hello=False)
 
     def _hello_done(self, reply):
         self.ehlo_resp = reply.message
@@ -575,20 +596,8 @@ class LMTP:
         self.ehlo_or_helo_if_needed()
         if not self.has_extn("starttls"):
             raise SMTPNotSupportedError("STARTTLS extension not supported by server.")
-        ca_pem = b""
-        min_version = 0
-        verify_name = True
-        if context is not None:
-            if context.verify_mode == ssl.CERT_NONE:
-                insecure = True
-            verify_name = context.check_hostname
-            if context.minimum_version == ssl.TLSVersion.TLSv1_3:
-                min_version = 0x0304
-            ca_pem = "".join(ssl.DER_cert_to_PEM_cert(der)
-                             for der in context.get_ca_certs(binary_form=True)).encode("ascii")
         client = self._live()
-        client.set_tls(cafile or "", capath or "", ca_pem, certfile or "", keyfile or "", server_hostname or "",
-                       min_version, verify_name, insecure)
+        _apply_tls(client, keyfile, certfile, context, cafile, capath, server_hostname, insecure)
         reply = self._call(client.starttls)
         if not client.tls_active:
             raise SMTPResponseException(reply.code, reply.message)
@@ -845,3 +854,26 @@ class LMTP:
         if international:
             mail_options = (*mail_options, "SMTPUTF8", "BODY=8BITMIME")
         return self.sendmail(from_addr, to_addrs, _flatten(copy_, international), mail_options, rcpt_options)
+
+
+class LMTP_SSL(LMTP):
+    """LMTP inside TLS from the first byte (implicit TLS), as ``smtplib.SMTP_SSL``.
+
+    The certificate chain and the server's name (the host connected to, or
+    ``server_hostname``; a unix socket needs one) are verified unless the
+    context says ``CERT_NONE`` or ``insecure=True``. The settings are those of
+    ``starttls()``. A handshake or verification failure raises
+    ``LMTPTLSError`` / ``LMTPCertificateError`` saying why.
+    """
+
+    def __init__(self, host="", port=LMTP_PORT, local_hostname=None, keyfile=None, certfile=None,
+                 timeout=socket._GLOBAL_DEFAULT_TIMEOUT, source_address=None, context=None, *,
+                 cafile=None, capath=None, server_hostname=None, insecure=False):
+        self._tls = (keyfile, certfile, context, cafile, capath, server_hostname, insecure)
+        super().__init__(host, port, local_hostname, source_address, timeout)
+
+    def _new_client(self, local):
+        client = _lmtp.Client(self.local_hostname, self._timeout_seconds(), None, local[0] or "",
+                              int(local[1] or 0), send_hello=False, implicit_tls=True)
+        _apply_tls(client, *self._tls)
+        return client

@@ -137,3 +137,21 @@ class LMTP:
         mail_options: Sequence[str] = ...,
         rcpt_options: Sequence[str] = ...,
     ) -> dict[str, Reply]: ...
+
+class LMTP_SSL(LMTP):
+    def __init__(
+        self,
+        host: str = ...,
+        port: int = ...,
+        local_hostname: Optional[str] = ...,
+        keyfile: Optional[str] = ...,
+        certfile: Optional[str] = ...,
+        timeout: Optional[float] = ...,
+        source_address: Optional[Tuple[str, int]] = ...,
+        context: Optional[ssl.SSLContext] = ...,
+        *,
+        cafile: Optional[str] = ...,
+        capath: Optional[str] = ...,
+        server_hostname: Optional[str] = ...,
+        insecure: bool = ...,
+    ) -> None: ...

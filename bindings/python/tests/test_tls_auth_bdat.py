@@ -244,6 +244,64 @@ def test_unix_socket_starttls_with_server_hostname(fake_server, tls_certs):
 
 
 # ---------------------------------------------------------------------------
+# Implicit TLS: LMTP_SSL, as smtplib.SMTP_SSL
+
+def test_lmtp_ssl_delivers_inside_tls_from_the_first_byte(fake_server, tls_certs):
+    f = fake_server(*tls_args(tls_certs), "--tls-implicit", "--cap", "CHUNKING")
+    with lmtp.LMTP_SSL(*f.address, timeout=10, context=ca_context(tls_certs)) as s:
+        assert isinstance(s, lmtp.LMTP)
+        assert s.ehlo()[0] == 250
+        assert "starttls" not in s.esmtp_features and s.has_extn("chunking")
+        [r] = s.deliver("me@x", ["alice@x"], b"Subject: implicit\n\nbody\n")
+        assert (r.code, r.ok) == (250, True)
+    assert f.stop()["TLS_SESSIONS"] == 1
+    assert f.transcript() == (lhlo(s) + b"MAIL FROM:<me@x>\r\nRCPT TO:<alice@x>\r\n"
+                              b"BDAT 27 LAST\r\nSubject: implicit\r\n\r\nbody\r\nQUIT\r\n")
+    assert f.events()[0].startswith("TLS ")
+
+
+def test_lmtp_ssl_with_a_client_certificate_over_a_unix_socket(fake_server, tls_certs):
+    f = fake_server(*tls_args(tls_certs), "--tls-implicit", "--tls-verify-client", "require",
+                    "--tls-client-ca", tls_certs / "ca.pem", unix=True)
+    s = lmtp.LMTP_SSL(*f.address, timeout=10, keyfile=str(tls_certs / "client.key"),
+                      certfile=str(tls_certs / "client.pem"), cafile=str(tls_certs / "ca.pem"),
+                      server_hostname="localhost")
+    assert s.noop() == (250, b"2.0.0 OK")
+    s.quit()
+    assert f.stop()["TLS_SESSIONS"] == 1
+
+
+@pytest.mark.parametrize("cert, reason", [("wrong-name", "mismatch"), ("expired", "certificate has expired"),
+                                          ("self-signed", "self-signed certificate")])
+def test_lmtp_ssl_refuses_a_bad_certificate(fake_server, tls_certs, cert, reason):
+    f = fake_server(*tls_args(tls_certs, cert), "--tls-implicit")
+    with pytest.raises(lmtp.LMTPCertificateError) as info:
+        lmtp.LMTP_SSL(*f.address, timeout=10, cafile=str(tls_certs / "ca.pem"))
+    assert reason in str(info.value)
+    # Named as such, the opt-out connects to the same server.
+    s = lmtp.LMTP_SSL(*f.address, timeout=10, insecure=True)
+    assert s.noop()[0] == 250
+    s.quit()
+    assert f.stop()["TLS_SESSIONS"] == 1
+
+
+def test_lmtp_ssl_to_a_plain_text_server_fails_at_once(fake_server, tls_certs):
+    f = fake_server()
+    with pytest.raises(lmtp.LMTPTLSError):
+        lmtp.LMTP_SSL(*f.address, timeout=10, cafile=str(tls_certs / "ca.pem"))
+    # The server got a TLS ClientHello (a handshake record) and no LMTP command.
+    sent = f.transcript()
+    assert sent.startswith(b"\x16\x03") and b"LHLO" not in sent
+
+
+def test_lmtp_ssl_unusable_settings(fake_server, tls_certs):
+    f = fake_server(*tls_args(tls_certs), "--tls-implicit")
+    with pytest.raises(ValueError):
+        lmtp.LMTP_SSL(*f.address, timeout=10, cafile=str(tls_certs / "no-such-ca.pem"))
+    assert f.stop()["TLS_SESSIONS"] == 0
+
+
+# ---------------------------------------------------------------------------
 # AUTH
 
 def plain_response(user=USER, password=PASSWORD):
