@@ -5,7 +5,9 @@ set -euo pipefail
 
 packages=(
     g++ make cmake pkg-config binutils       # the build
+    libssl-dev                               # OpenSSL: STARTTLS, implicit TLS, SCRAM
     libgtest-dev libcmocka-dev               # unit tests (GoogleTest, CMocka)
+    valgrind                                 # the C API tests run under it too
     clang-14 libclang-rt-14-dev              # libFuzzer targets
     python3                                  # test helpers
     perl libtest-leaktrace-perl              # the Net::LMTP Perl module and its tests

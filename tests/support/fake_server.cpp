@@ -1065,7 +1065,10 @@ void Session::emit_fault(const std::string &verb) {
         if (must_wait(verb)) need_wait_ = true;
     } else {
         std::string bytes = o_.fault_reply;
-        if (!o_.fault_fill.empty())
+        bytes.reserve(bytes.size() + fill_total + o_.fault_tail.size());
+        if (o_.fault_fill.size() == 1)  // one call, not a million: valgrind runs these too
+            bytes.append(fill_total, o_.fault_fill[0]);
+        else if (!o_.fault_fill.empty())
             for (long i = 0; i < o_.fault_repeat; ++i) bytes += o_.fault_fill;
         bytes += o_.fault_tail;
         queue(bytes, verb);
