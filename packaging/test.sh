@@ -19,6 +19,6 @@ cmake --build build/sanitize -j"$jobs"
 # Fuzzers: a short run of each libFuzzer target over its seed corpus.
 cmake -S . -B build/fuzz -DCMAKE_BUILD_TYPE=Debug -DLMTP_FUZZ=ON -DLMTP_WERROR=ON \
     -DCMAKE_C_COMPILER=clang-14 -DCMAKE_CXX_COMPILER=clang++-14
-cmake --build build/fuzz -j"$jobs" --target fuzz_reply fuzz_body
+cmake --build build/fuzz -j"$jobs" --target fuzz_reply fuzz_body fuzz_caps fuzz_session
 (cd build/fuzz && ctest --output-on-failure -L fuzz)
 echo "test.sh: all tests passed"

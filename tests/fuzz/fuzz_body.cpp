@@ -7,25 +7,12 @@
 #include <cstdlib>
 #include <string>
 
+#include "fuzz_util.hpp"
 #include "lmtp/body.hpp"
 
 namespace {
 
-std::string canonical(const std::string& in) {
-    std::string out;
-    for (std::size_t i = 0; i < in.size(); ++i) {
-        if (in[i] == '\r') {
-            out += "\r\n";
-            if (i + 1 < in.size() && in[i + 1] == '\n') ++i;
-        } else if (in[i] == '\n') {
-            out += "\r\n";
-        } else {
-            out += in[i];
-        }
-    }
-    if (!out.empty() && (out.size() < 2 || out.compare(out.size() - 2, 2, "\r\n") != 0)) out += "\r\n";
-    return out;
-}
+using fuzz::canonical;
 
 std::string encode(const std::string& in, std::size_t step, lmtp::BodyEncoder::Mode mode) {
     lmtp::BodyEncoder enc(mode);
