@@ -258,7 +258,8 @@ typedef struct lmtp_mail_options {
     const char *transid;     /* TRANSID= (RFC 1845 CHECKPOINT), an address */
     const char *extra;       /* more parameters, "KEY=VALUE KEY2", each checked */
     unsigned flags;          /* LMTP_FORCE, LMTP_BODY_CANONICAL */
-    int transfer;            /* LMTP_TRANSFER_*: for lmtp_deliver*; AUTO: BDAT when CHUNKING is offered */
+    int transfer;            /* LMTP_TRANSFER_*: for lmtp_deliver*; AUTO: BDAT when CHUNKING is offered
+                                (an empty message always goes by DATA) */
 } lmtp_mail_options;
 #define LMTP_MAIL_OPTIONS_INIT { sizeof(lmtp_mail_options), 0, 0, 0, 0, NULL, NULL, NULL, 0, 0 }
 LMTP_API void lmtp_mail_options_init(lmtp_mail_options *opts);

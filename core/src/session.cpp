@@ -279,8 +279,13 @@ Session::Event Session::on_reply(const Reply& reply) {
         case Cmd::bdat_last: break;  // never answered itself: resolve_front() turns it into the final replies
 
         case Cmd::bdat_sync:
-            // A refusal first is the server's answer to BDAT LAST; the NOOP's comes next.
-            if (e.index == 0 && !reply.completion()) expect_.push_front({Cmd::bdat_sync, 1, {}});
+            // A refusal first is the server's answer to BDAT LAST; the NOOP's comes next. The
+            // server may still hold the transaction (Dovecot 2.3 does, and answers the next MAIL
+            // with "503 5.5.0 MAIL already given"): RSET before the next one.
+            if (e.index == 0 && !reply.completion()) {
+                expect_.push_front({Cmd::bdat_sync, 1, {}});
+                server_txn_ = true;
+            }
             break;
     }
     // 421: the server is closing the connection (RFC 5321 3.8); nothing more will come.

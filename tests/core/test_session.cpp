@@ -752,16 +752,21 @@ TEST(SessionBdat, NobodyAcceptedMeansNoReplyButANoopToBeSure) {
     EXPECT_EQ(d.s.awaiting(), 1u);                 // so the NOOP's own is still due
     d.reply("250 2.0.0 OK\r\n");
     EXPECT_EQ(d.s.want(), Session::Want::idle);
+    // After that refusal the server may still hold the transaction (Dovecot does): RSET first.
+    EXPECT_TRUE(d.s.server_in_transaction());
     // And a server that follows the RFC: the NOOP's 2xx comes at once.
     d.s.deliver("s@x", {"a@x"});
     d.s.bdat_chunk("m", true);
-    d.take();
+    EXPECT_EQ(d.take(), "RSET\r\nMAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\nBDAT 3 LAST\r\nm\r\n");
+    d.reply("250 2.0.0 OK\r\n");
+    EXPECT_FALSE(d.s.server_in_transaction());
     d.reply("250 ok\r\n");
     d.reply("550 unknown\r\n");
     EXPECT_EQ(d.take(), "NOOP\r\n");
     d.reply("250 2.0.0 OK\r\n");
     EXPECT_EQ(d.s.awaiting(), 0u);
     EXPECT_EQ(d.s.want(), Session::Want::idle);
+    EXPECT_FALSE(d.s.server_in_transaction());  // no refusal: the transaction ended with BDAT LAST
 }
 
 TEST(SessionBdat, ARefusedChunkIsEveryonesVerdictAndNoLastFollows) {
