@@ -110,10 +110,32 @@ std::string Client::checked_hello() const {
     return name;
 }
 
+namespace {
+
+// Base64 would carry them safely, but no server reads a CR, LF or NUL in a
+// name or password as meant; PLAIN uses NUL as its separator.
+void check_auth_args(const std::string& user, const std::string& password, const std::string& mechanism) {
+    const std::pair<const std::string*, const char*> args[] = {
+        {&user, "user name"}, {&password, "password"}, {&mechanism, "mechanism name"}};
+    for (const auto& [s, what] : args)
+        if (s->find_first_of(std::string_view("\r\n\0", 3)) != std::string::npos)
+            throw Error(Status::bad_input, std::string("AUTH: the ") + what + " contains a CR, LF or NUL; nothing was sent");
+    if (!mechanism.empty() &&
+        (mechanism.size() > 20 || mechanism.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                                              "abcdefghijklmnopqrstuvwxyz0123456789-_") !=
+                                      std::string::npos))
+        throw Error(Status::invalid_argument,
+                    "AUTH: the mechanism name is not a SASL name (up to 20 letters, digits, '-' or '_')");
+}
+
+}  // namespace
+
 void Client::connect(const std::string& host, std::uint16_t port) {
     close();
     last_ = Reply{};
     std::string name = checked_hello();  // a bad Hello fails before connecting
+    if (options_.send_hello && !options_.auth_user.empty())  // and so do bad AUTH options
+        check_auth_args(options_.auth_user, options_.auth_password, options_.auth_mechanism);
     ConnectOptions co;
     co.timeout = options_.connect_timeout;
     co.local_address = options_.local_address;
@@ -186,14 +208,32 @@ void Client::flush() {
             if (e.status() == Status::timeout)
                 why = "timed out after " + std::to_string(options_.timeout.count()) +
                       " ms writing to the server (it stopped reading)";
+            take_replies_left();
             fail(e.status(), why, e.os_error());
         }
         session_.consumed(out.size());
     }
 }
 
+// A write failed (the connection closed, or the server stopped reading while
+// pipelined commands or a body were still going out). The replies the server
+// sent before are already here: take them, without waiting, so that the
+// verdicts they carry (a refused RCPT, a final reply) are kept rather than
+// turned into UNKNOWN.
+void Client::take_replies_left() noexcept {
+    try {
+        while (transport_ && session_.awaiting() > 0 && (rpos_ < rlen_ || transport_->readable()))
+            apply(read_reply(Clock::now()));
+    } catch (...) {
+        // The end of what came (the reset itself, a reply cut short): the caller reports the write.
+    }
+}
+
 Reply Client::read_reply() {
-    const Deadline deadline = Clock::now() + options_.timeout;  // for the whole reply
+    return read_reply(Clock::now() + options_.timeout);  // for the whole reply
+}
+
+Reply Client::read_reply(Deadline deadline) {
     for (;;) {
         if (rpos_ < rlen_) {
             std::size_t used = 0;
@@ -473,19 +513,7 @@ const Reply& Client::auth(const std::string& user, const std::string& password, 
     settle_pending();
     check_unsolicited();
     replay_.clear();
-    // Base64 would carry them safely, but no server reads a CR, LF or NUL in
-    // a name or password as meant; PLAIN uses NUL as its separator.
-    const std::pair<const std::string*, const char*> args[] = {
-        {&user, "user name"}, {&password, "password"}, {&mechanism, "mechanism name"}};
-    for (const auto& [s, what] : args)
-        if (s->find_first_of(std::string_view("\r\n\0", 3)) != std::string::npos)
-            throw Error(Status::bad_input, std::string("AUTH: the ") + what + " contains a CR, LF or NUL; nothing was sent");
-    if (!mechanism.empty() &&
-        (mechanism.size() > 20 || mechanism.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                                              "abcdefghijklmnopqrstuvwxyz0123456789-_") !=
-                                      std::string::npos))
-        throw Error(Status::invalid_argument,
-                    "AUTH: the mechanism name is not a SASL name (up to 20 letters, digits, '-' or '_')");
+    check_auth_args(user, password, mechanism);
     if (!supports("AUTH")) throw Error(Status::not_advertised, "the server does not offer AUTH");
     const auto& offered = capabilities().auth_mechanisms();
     std::string mech;

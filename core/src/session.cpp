@@ -527,8 +527,15 @@ void Session::deliver(std::string_view from, const std::vector<std::string>& rec
                       const RcptParams& rcpt_params, bool force, Transfer transfer, bool canonical) {
     require_command_phase("deliver");
     if (!expect_.empty()) throw Error(Status::bad_sequence, "deliver: replies to earlier commands are still owed");
-    if (phase_ == Phase::connected) throw Error(Status::bad_sequence, "deliver: the server has not accepted LHLO");
-    if (recipients.empty()) throw Error(Status::invalid_argument, "deliver: no recipients");
+    // Refused before anything is sent: no results (an earlier delivery's are not this one's).
+    if (phase_ == Phase::connected) {
+        new_transaction();
+        throw Error(Status::bad_sequence, "deliver: the server has not accepted LHLO");
+    }
+    if (recipients.empty()) {
+        new_transaction();
+        throw Error(Status::invalid_argument, "deliver: no recipients");
+    }
 
     // Check every line before anything is queued.
     Plan plan;

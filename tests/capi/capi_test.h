@@ -71,6 +71,9 @@ void *fx_alloc(fx *x, size_t n);
 
 /* Milliseconds of a monotonic clock. */
 long now_ms(void);
+/* Non-zero when the program runs under valgrind (everything ~20x slower: bounds on elapsed time
+   that are not timeouts must make room for it). */
+int test_under_valgrind(void);
 void sleep_ms(int ms);
 
 /* Length of the transcript so far. */

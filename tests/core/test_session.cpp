@@ -542,6 +542,24 @@ TEST(Session, ARefusedDeliveryLeavesNoStaleResults) {
     EXPECT_EQ(d.s.output(), "");
 }
 
+TEST(Session, ADeliveryWithoutRecipientsLeavesNoStaleResults) {
+    Driver d;
+    d.s.deliver("s@x", {"a@x"});
+    d.take();
+    d.reply("250 ok\r\n");
+    d.reply("250 ok\r\n");
+    d.reply("354 go\r\n");
+    d.s.body("m");
+    d.s.end_body();
+    d.take();
+    d.reply("250 saved\r\n");
+    ASSERT_TRUE(d.s.transaction().finished);
+    ASSERT_EQ(d.s.transaction().recipients.size(), 1u);
+    EXPECT_THROW(d.s.deliver("s@x", {}), Error);
+    EXPECT_TRUE(d.s.transaction().recipients.empty());
+    EXPECT_EQ(d.s.output(), "");
+}
+
 TEST(Session, AThrowingTraceCallbackChangesNothing) {
     Driver d;
     d.s.set_trace([](TraceDir, std::string_view) { throw std::runtime_error("trace failed"); });

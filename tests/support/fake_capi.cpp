@@ -82,6 +82,7 @@ fake_lmtp *fake_start(const fake_config *cfg) {
         o.fault_keep = cfg->fault_keep != 0;
         o.fault_skip = cfg->fault_skip;
         o.fault_times = cfg->fault_times;
+        o.fault_body_bytes = cfg->fault_body_bytes;
         o.reply_delay_ms = cfg->reply_delay_ms;
         o.byte_delay_ms = cfg->byte_delay_ms;
         o.record_limit = cfg->record_limit;

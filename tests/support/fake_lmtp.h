@@ -91,6 +91,11 @@
  *          replies (the message is still stored and the transaction ends).
  *    The first fault_skip matches (over all connections) are let through; then the fault fires
  *    fault_times times (0 = every time).
+ *  - fault_body_bytes n (with fault_on "."): the fault fires in the middle of the message instead,
+ *    once n bytes of it have been read (DATA: the bytes after the 354 as sent, dot-stuffed; BDAT:
+ *    chunk bytes, counted over all chunks of the transaction). It is checked per read, so it fires
+ *    with the read that reaches n (up to 256 KiB later). No reply is due there and the message is not
+ *    stored. It fires at most once per message; the end of the message is then not a trigger.
  *  - Output: fault_reply once, then fault_fill repeated fault_repeat times (fault_repeat < 0:
  *    forever, until the client disconnects or fake_stop), then fault_tail once. All raw bytes, each
  *    may be NULL. E.g. a 1 MiB reply line: reply "250 ", fill "x", repeat 1<<20, tail "\r\n";
@@ -113,7 +118,8 @@
  *    connection drops: fault_on "STARTTLS", reply "220 2.0.0 ready\r\n", FAKE_CLOSE (no handshake).
  *    With fault_keep on STARTTLS the fault bytes follow the real 220 in the same write and, with
  *    FAKE_CONTINUE, the handshake then happens as usual.  With implicit TLS the fault at connect
- *    ("") is sent inside TLS, after the handshake.
+ *    ("") is sent inside TLS, after the handshake.  Close while the client is writing a big body:
+ *    fault_on ".", fault_body_bytes 1 MiB, FAKE_CLOSE (or FAKE_RESET for an RST instead of a FIN).
  *
  * TLS (STARTTLS, RFC 3207; OpenSSL, TLS 1.2 minimum)
  *  - tls_cert (+ tls_key; NULL = the key is in tls_cert's file) turns it on: STARTTLS is advertised
@@ -221,6 +227,7 @@ typedef struct fake_config {
     int fault_keep;         /* 1: execute the command and send the fault output after its reply */
     unsigned long fault_skip;  /* let this many matches through first (default 0) */
     unsigned long fault_times; /* fire this many times, 0 = always (default 0) */
+    unsigned long fault_body_bytes; /* with fault_on ".": fire inside the message, see above (0 = at its end) */
 
     /* Timing. */
     int reply_delay_ms;     /* wait this long before each flush (greeting included) */

@@ -51,6 +51,7 @@ const char kUsage[] =
     "  --fault-keep            run the command normally, send the fault bytes after its reply\n"
     "  --fault-skip N          let the first N matches through\n"
     "  --fault-times N         fire at most N times (default 0 = always)\n"
+    "  --fault-body-bytes N    with --fault-on .: fire once N bytes of the message were read\n"
     "  --reply-delay MS        wait before each flush of replies\n"
     "  --byte-delay MS         write replies byte by byte, MS between bytes\n"
     "  --record-limit N        keep at most N bytes of transcript and of each message\n"
@@ -159,7 +160,8 @@ enum {
     OPT_MAKE_TEST_CERTS, OPT_TLS_IMPLICIT, OPT_TLS_REQUIRE, OPT_TLS_VERIFY_CLIENT, OPT_TLS_CLIENT_CA,
     OPT_TLS_MAX_VERSION, OPT_TLS_FAIL_HANDSHAKE, OPT_TLS_PLAIN_AFTER_220, OPT_AUTH, OPT_AUTH_AFTER_TLS,
     OPT_AUTH_REQUIRE, OPT_AUTH_USER, OPT_AUTH_PASSWORD, OPT_AUTH_FAIL_CODE, OPT_SCRAM_SALT,
-    OPT_SCRAM_ITERATIONS, OPT_SCRAM_SERVER_NONCE, OPT_SCRAM_BAD_SERVER_SIGNATURE, OPT_EVENTS
+    OPT_SCRAM_ITERATIONS, OPT_SCRAM_SERVER_NONCE, OPT_SCRAM_BAD_SERVER_SIGNATURE, OPT_EVENTS,
+    OPT_FAULT_BODY_BYTES
 };
 
 const option kOptions[] = {
@@ -184,6 +186,7 @@ const option kOptions[] = {
     {"fault-keep", no_argument, nullptr, OPT_FAULT_KEEP},
     {"fault-skip", required_argument, nullptr, OPT_FAULT_SKIP},
     {"fault-times", required_argument, nullptr, OPT_FAULT_TIMES},
+    {"fault-body-bytes", required_argument, nullptr, OPT_FAULT_BODY_BYTES},
     {"reply-delay", required_argument, nullptr, OPT_REPLY_DELAY},
     {"byte-delay", required_argument, nullptr, OPT_BYTE_DELAY},
     {"record-limit", required_argument, nullptr, OPT_RECORD_LIMIT},
@@ -272,6 +275,9 @@ int main(int argc, char **argv) {
         case OPT_FAULT_KEEP: o.fault_keep = true; break;
         case OPT_FAULT_SKIP: o.fault_skip = static_cast<unsigned long>(num("--fault-skip", 0, 1LL << 40)); break;
         case OPT_FAULT_TIMES: o.fault_times = static_cast<unsigned long>(num("--fault-times", 0, 1LL << 40)); break;
+        case OPT_FAULT_BODY_BYTES:
+            o.fault_body_bytes = static_cast<unsigned long>(num("--fault-body-bytes", 0, 1LL << 40));
+            break;
         case OPT_REPLY_DELAY: o.reply_delay_ms = static_cast<int>(num("--reply-delay", 0, 3600000)); break;
         case OPT_BYTE_DELAY: o.byte_delay_ms = static_cast<int>(num("--byte-delay", 0, 3600000)); break;
         case OPT_RECORD_LIMIT: o.record_limit = static_cast<std::size_t>(num("--record-limit", 0, 1LL << 50)); break;

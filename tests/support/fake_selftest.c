@@ -236,6 +236,18 @@ static int cl_eof(client *c, int timeout_ms) {
     }
 }
 
+/* Wait for an RST from the server (1 if the next read fails with ECONNRESET). */
+static int cl_reset(client *c) {
+    ssize_t n;
+    char b[64];
+    struct pollfd p;
+    p.fd = c->fd;
+    p.events = POLLIN;
+    poll(&p, 1, 2000);
+    n = recv(c->fd, b, sizeof b, 0);
+    return n < 0 && errno == ECONNRESET;
+}
+
 static fake_lmtp *start(const fake_config *cfg) {
     fake_lmtp *f = fake_start(cfg);
     if (!f) fprintf(stderr, "fake_start failed: %s\n", fake_start_error());
@@ -907,17 +919,68 @@ static void test_fault_mid_transaction(void) {
     lhlo(&c);
     cl_send(&c, "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n");
     EXPECT_REPLY(&c, "250 2.1.0 OK\r\n");
-    {
-        ssize_t n;
-        char b[64];
-        struct pollfd p;
-        p.fd = c.fd;
-        p.events = POLLIN;
-        poll(&p, 1, 2000);
-        n = recv(c.fd, b, sizeof b, 0);
-        CHECK(n < 0 && errno == ECONNRESET);
-    }
+    CHECK(cl_reset(&c));
     cl_close(&c);
+    fake_stop(f);
+}
+
+/* fault_body_bytes: the fault fires in the middle of a message, not at its end. */
+static void test_fault_body_bytes(void) {
+    fake_config cfg;
+    fake_lmtp *f;
+    client c;
+    char buf[256];
+    static char body[4096];
+
+    /* DATA: after 1000 bytes of body, a 421 and close; the rest of the message is never answered */
+    fake_config_init(&cfg);
+    cfg.fault_on = ".";
+    cfg.fault_body_bytes = 1000;
+    cfg.fault_reply = "421 4.3.2 enough\r\n";
+    cfg.fault_action = FAKE_CLOSE;
+    cfg.extra_caps = "CHUNKING";
+    f = start(&cfg);
+    REQUIRE(f != NULL);
+    REQUIRE(cl_connect(&c, f) == 0);
+    EXPECT_REPLY(&c, "220 fake.example LMTP ready\r\n");
+    cl_send(&c, "LHLO a\r\n");
+    EXPECT_REPLY(&c, "250-fake.example\r\n250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n"
+                     "250 CHUNKING\r\n");
+    cl_send(&c, "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
+    EXPECT_REPLY(&c, "250 2.1.0 OK\r\n");
+    EXPECT_REPLY(&c, "250 2.1.5 <c@d> OK\r\n");
+    EXPECT_REPLY(&c, "354 go ahead\r\n");
+    memset(body, 'b', sizeof body);
+    body[sizeof body - 2] = '\r';
+    body[sizeof body - 1] = '\n';
+    cl_send_n(&c, body, sizeof body);
+    EXPECT_REPLY(&c, "421 4.3.2 enough\r\n");
+    CHECK(cl_eof(&c, 2000));
+    cl_close(&c);
+    CHECK(fake_wait_idle(f, 1, 3000) == 1);
+    CHECK(fake_message_count(f) == 0);
+
+    /* BDAT: counted over the chunks; the second chunk reaches it: RST, no reply */
+    fake_stop(f);
+    cfg.fault_reply = NULL;
+    cfg.fault_body_bytes = 6000;
+    cfg.fault_action = FAKE_RESET;
+    f = start(&cfg);
+    REQUIRE(f != NULL);
+    REQUIRE(cl_connect(&c, f) == 0);
+    EXPECT_REPLY(&c, "220 fake.example LMTP ready\r\n");
+    cl_send(&c, "LHLO a\r\n");
+    cl_reply(&c, buf, sizeof buf, 2000);
+    cl_send(&c, "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nBDAT 4096\r\n");
+    cl_send_n(&c, body, sizeof body);
+    EXPECT_REPLY(&c, "250 2.1.0 OK\r\n");
+    EXPECT_REPLY(&c, "250 2.1.5 <c@d> OK\r\n");
+    EXPECT_REPLY(&c, "250 2.0.0 4096 octets received\r\n");
+    cl_send(&c, "BDAT 4096 LAST\r\n");
+    cl_send_n(&c, body, sizeof body);
+    CHECK(cl_reset(&c));
+    cl_close(&c);
+    CHECK(fake_message_count(f) == 0);
     fake_stop(f);
 }
 
@@ -2540,6 +2603,7 @@ int main(void) {
     test_fault_garbage_and_extra();
     test_fault_oversized();
     test_fault_mid_transaction();
+    test_fault_body_bytes();
     test_fault_stop_reading();
     test_byte_delay();
     test_families();

@@ -408,6 +408,7 @@ private:
     void bdat(const std::string &arg, bool fired);
     void finish_chunk();
     bool feed_body();
+    bool body_fault(std::size_t n, const std::string &verb);
     void finish_message(const std::string &verb);
     void emit_fault(const std::string &verb);
     void queue(const std::string &bytes, const std::string &verb);
@@ -492,6 +493,8 @@ private:
     bool chunk_fired_ = false;
     bool chunk_silent_ = false;  // BDAT LAST without accepted recipients: no reply at all
     bool chunk_reject_ = false;  // bdat_fail_chunk: this chunk is rejected
+    unsigned long long body_read_ = 0;  // message bytes read in this transaction (fault_body_bytes)
+    bool body_fault_done_ = false;      // fault_body_bytes was reached in this transaction
     int chunk_error_ = 0;  // 0 = accepted, else the reply code to give after the chunk
     std::string chunk_error_ecode_;
     std::string chunk_error_text_;
@@ -937,7 +940,10 @@ void Session::process() {
                     command(line);
             }
         } else if (mode_ == Mode::Body) {
-            if (!feed_body()) break;
+            const std::size_t from = pos_;
+            const bool done = feed_body();
+            if (body_fault(pos_ - from, "DATA")) break;
+            if (!done) break;
             finish_message(".");
         } else {  // Chunk
             std::size_t n = static_cast<std::size_t>(std::min<unsigned long long>(chunk_left_, avail));
@@ -945,6 +951,7 @@ void Session::process() {
                 add_to_message(in_.data() + pos_, n);
             pos_ += n;
             chunk_left_ -= n;
+            if (body_fault(n, "BDAT")) break;
             if (chunk_left_ > 0) break;
             finish_chunk();
         }
@@ -1035,6 +1042,8 @@ bool Session::has_cap(const char *name) const {
 }
 
 void Session::reset_transaction() {
+    body_read_ = 0;
+    body_fault_done_ = false;
     in_mail_ = false;
     smtputf8_ = false;
     bdat_used_ = false;
@@ -1399,6 +1408,18 @@ void Session::finish_chunk() {
     if (chunk_fired_) emit_fault("BDAT");
 }
 
+// fault_body_bytes: count n more message bytes; fire once the count reaches it. True when the
+// fault fired with an action (the connection is over: nothing more is processed).
+bool Session::body_fault(std::size_t n, const std::string &verb) {
+    if (!o_.fault || o_.fault_on != "." || o_.fault_body_bytes == 0 || body_fault_done_) return false;
+    body_read_ += n;
+    if (body_read_ < o_.fault_body_bytes) return false;
+    body_fault_done_ = true;
+    if (!srv_.fault_fires()) return false;
+    emit_fault(verb);
+    return action_set_;
+}
+
 // Dot-unstuff body bytes into msg_. True once the final "." line has been consumed.
 bool Session::feed_body() {
     while (pos_ < in_.size()) {
@@ -1474,7 +1495,7 @@ void Session::finish_message(const std::string &verb) {
     info.auth_mechanism = authed_mech_;
     srv_.add_message(std::move(msg_), std::move(info));
     reset_transaction();
-    const bool fired = o_.fault && o_.fault_on == "." && srv_.fault_fires();
+    const bool fired = o_.fault && o_.fault_on == "." && o_.fault_body_bytes == 0 && srv_.fault_fires();
     if (!fired || o_.fault_keep) queue(replies, verb);
     if (fired) emit_fault(verb);
 }

@@ -73,6 +73,7 @@ struct Options {
     bool fault_keep = false;
     unsigned long fault_skip = 0;
     unsigned long fault_times = 0;
+    unsigned long fault_body_bytes = 0;  // with fault_on ".": fire after this many message bytes
 
     int reply_delay_ms = 0;
     int byte_delay_ms = 0;

@@ -200,7 +200,9 @@ private:
     void settle_pending();
     void check_unsolicited();
     void flush();
+    void take_replies_left() noexcept;
     Reply read_reply();
+    Reply read_reply(Deadline deadline);
     void apply(const Reply& reply);
     void run();
     void send_body(const BodySource& source);
