@@ -411,7 +411,8 @@ int lmtp_set_trace(lmtp_t* h, lmtp_trace_fn trace, void* user) {
             h->client.set_trace(nullptr);
         } else {
             h->client.set_trace([h](lmtp::TraceDir dir, std::string_view line) {
-                h->trace_fn(h->trace_user, static_cast<int>(dir), line.data(), line.size());
+                // Never NULL, even for an empty line.
+                h->trace_fn(h->trace_user, static_cast<int>(dir), line.empty() ? "" : line.data(), line.size());
             });
         }
         return LMTP_OK;

@@ -108,7 +108,8 @@ enum {
                                left out, as Net::Cmd shows them), and the final "." */
     LMTP_TRACE_INFO = 3     /* a note from the library */
 };
-/* `line` is not NUL-terminated; use `len`. Called on the thread making the call. */
+/* `line` is not NUL-terminated; use `len` (it is never NULL, even when `len` is 0). Called on the
+   thread making the call. */
 typedef void (*lmtp_trace_fn)(void *user, int direction, const char *line, size_t len);
 
 /* Option flags. */
@@ -397,6 +398,8 @@ enum {
 };
 
 /* One entry per RCPT of the transaction, in order (duplicates included).
+ * A delivery refused before anything was sent (bad input, an extension not offered, too big)
+ * leaves none: an earlier transaction's results never pass for this one's.
  * For an index out of range the getters return 0, "" or LMTP_RESULT_UNKNOWN. */
 LMTP_API size_t lmtp_result_count(lmtp_t *h);
 LMTP_API const char *lmtp_result_address(lmtp_t *h, size_t i);

@@ -298,7 +298,8 @@ void trace_record(void *user, int direction, const char *line, size_t len) {
     size_t need = t->len + len + 4;
     size_t i;
     t->calls++;
-    for (i = 0; i < len; i++) {
+    if (!line) t->bad_bytes++; /* never NULL, even for an empty line */
+    for (i = 0; line && i < len; i++) {
         /* A data piece keeps the CR that came before its LF (as Net::Cmd shows it). */
         if (line[i] == '\r' && direction == LMTP_TRACE_DATA && i + 1 == len) continue;
         if (line[i] == '\r' || line[i] == '\n' || line[i] == '\0') {
