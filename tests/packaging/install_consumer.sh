@@ -52,6 +52,15 @@ major=${version%%.*}
 [ "$(readlink "$lib/liblmtp.so")" = "liblmtp.so.$major" ] ||
     fail "$libdir/liblmtp.so is not a link to liblmtp.so.$major"
 
+# lmtp-send and its man page; the installed program uses the installed library.
+send=$prefix/bin/lmtp-send
+[ -x "$send" ] || fail "no bin/lmtp-send"
+[ -f "$prefix/share/man/man1/lmtp-send.1" ] || fail "no share/man/man1/lmtp-send.1"
+"$send" --version | grep -qF "(liblmtp $version)" || fail "installed lmtp-send --version: $("$send" --version 2>&1)"
+loaded=$(ldd "$send" | awk '$1 == "liblmtp.so.'"$major"'" { print $3 }')
+[ -n "$loaded" ] && [ "$(realpath "$loaded")" = "$(realpath "$lib/liblmtp.so.$major")" ] ||
+    fail "installed lmtp-send does not load $libdir/liblmtp.so.$major: $(ldd "$send")"
+
 # ---- consumer through the CMake package -----------------------------------------------
 generator_args=(-G "$generator")
 [ -n "$make_program" ] && generator_args+=("-DCMAKE_MAKE_PROGRAM=$make_program")
