@@ -66,6 +66,10 @@ struct lmtp_handle {
     // different getters do not overwrite each other.
     std::string s_banner, s_domain, s_enhanced, s_message, s_text, s_cap;
     std::string s_res_enhanced, s_res_text, s_res_rcpt_text;
+    // During a lmtp_deliver_batch callback: the transaction the results describe.
+    const lmtp::Transaction* view = nullptr;
+
+    const lmtp::Transaction& results() const { return view ? *view : client.transaction(); }
 
     int fail(int st, const std::string& message, int os_err = 0) {
         status = st;
@@ -227,7 +231,7 @@ lmtp::RcptParams rcpt_params(const lmtp_rcpt_options* o, bool& force) {
 
 const lmtp::RecipientResult* result(lmtp_t* h, std::size_t i) {
     if (!h) return nullptr;
-    const auto& r = h->client.transaction().recipients;
+    const auto& r = h->results().recipients;
     return i < r.size() ? &r[i] : nullptr;
 }
 
@@ -242,6 +246,15 @@ const char* keep(std::string& slot, Make&& make) noexcept {
     } catch (...) {
         return "";
     }
+}
+
+// The message read through a caller's callback; a negative return abandons it.
+lmtp::BodySource reader(lmtp_read_fn read, void* user) {
+    return [read, user](char* buf, std::size_t cap) -> std::size_t {
+        long n = read(user, buf, cap);
+        if (n < 0) throw lmtp::Error(Status::aborted, "the read callback returned " + std::to_string(n));
+        return static_cast<std::size_t>(n);
+    };
 }
 
 std::vector<std::string> recipients(const char* const* rcpts, std::size_t n) {
@@ -287,6 +300,11 @@ void lmtp_mail_options_init(lmtp_mail_options* opts) {
 void lmtp_rcpt_options_init(lmtp_rcpt_options* opts) {
     if (!opts) return;
     *opts = lmtp_rcpt_options LMTP_RCPT_OPTIONS_INIT;
+}
+
+void lmtp_message_init(struct lmtp_message* msg) {
+    if (!msg) return;
+    *msg = lmtp_message_t LMTP_MESSAGE_INIT;
 }
 
 int lmtp_create(lmtp_t** out, const lmtp_options* opts) {
@@ -344,6 +362,7 @@ int lmtp_create(lmtp_t** out, const lmtp_options* opts) {
             if (LMTP_HAS(opts, auth_password)) o.auth_password = text(opts->auth_password);
             if (LMTP_HAS(opts, auth_mechanism)) o.auth_mechanism = text(opts->auth_mechanism);
             if (LMTP_HAS(opts, bdat_chunk_size) && opts->bdat_chunk_size) o.bdat_chunk = opts->bdat_chunk_size;
+            if (LMTP_HAS(opts, max_in_flight) && opts->max_in_flight) o.max_in_flight = opts->max_in_flight;
         }
         if (!bad.empty()) {
             // A handle all the same, so that lmtp_errmsg() can say which option.
@@ -395,6 +414,13 @@ int lmtp_is_connected(const lmtp_t* h) {
 int lmtp_set_timeout(lmtp_t* h, unsigned timeout_ms) {
     return call(h, [&]() -> int {
         h->client.set_timeout(std::chrono::milliseconds(timeout_ms));
+        return LMTP_OK;
+    });
+}
+
+int lmtp_set_max_in_flight(lmtp_t* h, size_t octets) {
+    return call(h, [&]() -> int {
+        h->client.set_max_in_flight(octets);
         return LMTP_OK;
     });
 }
@@ -651,20 +677,67 @@ int lmtp_deliver_stream(lmtp_t* h, const char* from, const char* const* rcpts, s
         bool mforce = false, rforce = false;
         lmtp::MailParams mp = mail_params(mopts, mforce);
         lmtp::RcptParams rp = rcpt_params(ropts, rforce);
-        lmtp::BodySource source = [&](char* buf, std::size_t cap) -> std::size_t {
-            long n = read(user, buf, cap);
-            if (n < 0) throw lmtp::Error(Status::aborted, "the read callback returned " + std::to_string(n));
-            return static_cast<std::size_t>(n);
-        };
         Body b = body_options(mopts);
-        h->client.deliver(need(from, "sender"), recipients(rcpts, nrcpts), source, mp, rp, mforce || rforce, b.transfer,
-                          b.canonical);
+        h->client.deliver(need(from, "sender"), recipients(rcpts, nrcpts), reader(read, user), mp, rp, mforce || rforce,
+                          b.transfer, b.canonical);
+        return LMTP_OK;
+    });
+}
+
+int lmtp_deliver_batch(lmtp_t* h, const struct lmtp_message* msgs, size_t n, lmtp_batch_fn done, void* user) {
+    return call(h, [&]() -> int {
+        if (!msgs && n) throw lmtp::Error(Status::invalid_argument, "message list is NULL");
+        // Message i as the core takes it; a bad one fails alone.
+        lmtp::BatchSource next = [&](std::size_t i) {
+            const lmtp_message_t* m = &msgs[i];
+            if (m->struct_size < sizeof(std::size_t))
+                throw lmtp::Error(Status::invalid_argument, "lmtp_message.struct_size is not set");
+            if (!LMTP_HAS(m, rcpt))
+                throw lmtp::Error(Status::invalid_argument, "lmtp_message.struct_size is too small");
+            lmtp::BatchMessage b;
+            b.from = need(m->from, "sender");
+            b.recipients = recipients(m->rcpts, m->nrcpts);
+            if (m->data) {
+                b.source = lmtp::memory_source(std::string_view(static_cast<const char*>(m->data), m->len));
+                b.size_hint = m->len;
+            } else if (m->read) {
+                b.source = reader(m->read, m->read_user);
+            } else if (m->len) {
+                throw lmtp::Error(Status::invalid_argument, "message " + std::to_string(i) + " has neither data nor read");
+            } else {
+                b.source = lmtp::memory_source({});
+            }
+            bool mforce = false, rforce = false;
+            b.mail_params = mail_params(m->mail, mforce);
+            b.rcpt_params = rcpt_params(m->rcpt, rforce);
+            b.force = mforce || rforce;
+            Body body = body_options(m->mail);
+            b.transfer = body.transfer;
+            b.canonical = body.canonical;
+            return b;
+        };
+        bool stopped_by_caller = false;
+        lmtp::BatchDone report = [&](std::size_t i, const lmtp::Transaction& txn, Status st, const std::string& why) {
+            if (!done) return true;
+            h->view = &txn;
+            h->status = static_cast<int>(st);
+            h->errmsg = why;
+            bool go_on = done(user, i, h->status) == 0;
+            h->view = nullptr;
+            h->status = LMTP_OK;
+            h->errmsg.clear();
+            if (!go_on) stopped_by_caller = true;
+            return go_on;
+        };
+        bool whole = h->client.deliver_batch(n, next, report);
+        if (!whole && stopped_by_caller)
+            return h->fail(LMTP_ERR_ABORTED, "the batch was stopped by its callback");
         return LMTP_OK;
     });
 }
 
 size_t lmtp_result_count(lmtp_t* h) {
-    return h ? h->client.transaction().recipients.size() : 0;
+    return h ? h->results().recipients.size() : 0;
 }
 
 const char* lmtp_result_address(lmtp_t* h, size_t i) {

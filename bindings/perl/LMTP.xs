@@ -68,6 +68,43 @@ static SV *string_or_undef(pTHX_ const char *s) {
 static const char *const result_status[] = {"pending", "ok", "tempfail", "permfail", "unknown"};
 static const char *const result_stage[] = {"none", "mail", "rcpt", "data"};
 
+/* Recipient i of the handle's results, as a hash. */
+static SV *result_hash(pTHX_ lmtp_t *h, size_t i) {
+    HV *r = newHV();
+    int status = lmtp_result_status(h, i);
+    int stage = lmtp_result_stage(h, i);
+    (void)hv_stores(r, "address", newSVpv(lmtp_result_address(h, i), 0));
+    (void)hv_stores(r, "status", newSVpv(result_status[status >= 0 && status <= 4 ? status : 4], 0));
+    (void)hv_stores(r, "stage", newSVpv(result_stage[stage >= 0 && stage <= 3 ? stage : 0], 0));
+    (void)hv_stores(r, "code", newSViv(lmtp_result_code(h, i)));
+    (void)hv_stores(r, "enhanced", newSVpv(lmtp_result_enhanced(h, i), 0));
+    (void)hv_stores(r, "text", newSVpv(lmtp_result_text(h, i), 0));
+    (void)hv_stores(r, "rcpt_code", newSViv(lmtp_result_rcpt_code(h, i)));
+    (void)hv_stores(r, "rcpt_text", newSVpv(lmtp_result_rcpt_text(h, i), 0));
+    return newRV_noinc((SV *)r);
+}
+
+/* lmtp_deliver_batch's callback: [status, error, [results...]] per message. */
+typedef struct {
+    lmtp_t *h;
+    AV *out;
+} batch_out;
+
+static int batch_done(void *user, size_t index, int status) {
+    dTHX;
+    batch_out *b = user;
+    AV *one = newAV();
+    AV *results = newAV();
+    size_t i, n = lmtp_result_count(b->h);
+    (void)index;
+    for (i = 0; i < n; i++) av_push(results, result_hash(aTHX_ b->h, i));
+    av_push(one, newSViv(status));
+    av_push(one, newSVpv(status ? lmtp_errmsg(b->h) : "", 0));
+    av_push(one, newRV_noinc((SV *)results));
+    av_push(b->out, newRV_noinc((SV *)one));
+    return 0;
+}
+
 MODULE = Net::LMTP  PACKAGE = Net::LMTP::XS  PREFIX = xs_
 
 PROTOTYPES: DISABLE
@@ -428,20 +465,57 @@ xs_results(x)
   PPCODE:
     n = lmtp_result_count(x->h);
     EXTEND(SP, (SSize_t)n);
+    for (i = 0; i < n; i++) PUSHs(sv_2mortal(result_hash(aTHX_ x->h, i)));
+
+void
+xs_deliver_batch(x, messages)
+    Net_LMTP_XS x
+    AV *messages
+  PREINIT:
+    lmtp_message_t *msgs;
+    batch_out out;
+    SSize_t i, j, n;
+    int st;
+  PPCODE:
+    /* Each message is [FROM, [TO...], DATA], already checked and made bytes by Net::LMTP. */
+    n = av_len(messages) + 1;
+    Newxz(msgs, n > 0 ? n : 1, lmtp_message_t);
+    SAVEFREEPV(msgs);
     for (i = 0; i < n; i++) {
-        HV *r = newHV();
-        int status = lmtp_result_status(x->h, i);
-        int stage = lmtp_result_stage(x->h, i);
-        (void)hv_stores(r, "address", newSVpv(lmtp_result_address(x->h, i), 0));
-        (void)hv_stores(r, "status", newSVpv(result_status[status >= 0 && status <= 4 ? status : 4], 0));
-        (void)hv_stores(r, "stage", newSVpv(result_stage[stage >= 0 && stage <= 3 ? stage : 0], 0));
-        (void)hv_stores(r, "code", newSViv(lmtp_result_code(x->h, i)));
-        (void)hv_stores(r, "enhanced", newSVpv(lmtp_result_enhanced(x->h, i), 0));
-        (void)hv_stores(r, "text", newSVpv(lmtp_result_text(x->h, i), 0));
-        (void)hv_stores(r, "rcpt_code", newSViv(lmtp_result_rcpt_code(x->h, i)));
-        (void)hv_stores(r, "rcpt_text", newSVpv(lmtp_result_rcpt_text(x->h, i), 0));
-        PUSHs(sv_2mortal(newRV_noinc((SV *)r)));
+        SV **m = av_fetch(messages, i, 0);
+        AV *one, *to;
+        const char **list;
+        SSize_t nto;
+        STRLEN len;
+        if (!m || !SvROK(*m) || SvTYPE(SvRV(*m)) != SVt_PVAV) croak("Net::LMTP: a message is [FROM, [TO...], DATA]");
+        one = (AV *)SvRV(*m);
+        {
+            SV **f = av_fetch(one, 0, 0), **t = av_fetch(one, 1, 0), **d = av_fetch(one, 2, 0);
+            if (!f || !t || !d || !SvROK(*t) || SvTYPE(SvRV(*t)) != SVt_PVAV)
+                croak("Net::LMTP: a message is [FROM, [TO...], DATA]");
+            to = (AV *)SvRV(*t);
+            nto = av_len(to) + 1;
+            Newx(list, nto > 0 ? nto : 1, const char *);
+            SAVEFREEPV(list);
+            for (j = 0; j < nto; j++) {
+                SV **e = av_fetch(to, j, 0);
+                list[j] = e ? bytes_or_null(aTHX_ *e, "address") : NULL;
+                if (!list[j]) list[j] = "";
+            }
+            lmtp_message_init(&msgs[i]);
+            msgs[i].from = bytes_or_null(aTHX_ *f, "address");
+            msgs[i].rcpts = list;
+            msgs[i].nrcpts = (size_t)nto;
+            msgs[i].data = SvPVbyte(*d, len);
+            msgs[i].len = len;
+        }
     }
+    out.h = x->h;
+    out.out = (AV *)sv_2mortal((SV *)newAV());
+    st = lmtp_deliver_batch(x->h, msgs, (size_t)n, batch_done, &out);
+    EXTEND(SP, 1 + av_len(out.out) + 1);
+    PUSHs(sv_2mortal(newSViv(st)));
+    for (i = 0; i <= av_len(out.out); i++) PUSHs(sv_2mortal(newSVsv(*av_fetch(out.out, i, 0))));
 
 SV *
 xs_strerror(status)

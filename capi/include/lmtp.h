@@ -158,9 +158,10 @@ typedef struct lmtp_options {
     const char *auth_password;
     const char *auth_mechanism;  /* NULL: the strongest offered that can be used */
     size_t bdat_chunk_size;      /* message bytes read per BDAT chunk; 0: 262144 */
+    size_t max_in_flight;        /* lmtp_deliver_batch: octets sent ahead of their replies; 0: 1 MiB */
 } lmtp_options;
 #define LMTP_OPTIONS_INIT \
-    { sizeof(lmtp_options), 0, 0, NULL, NULL, 0, 0, 0, 0, NULL, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL, 0 }
+    { sizeof(lmtp_options), 0, 0, NULL, NULL, 0, 0, 0, 0, NULL, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, 0, NULL, NULL, NULL, 0, 0 }
 LMTP_API void lmtp_options_init(lmtp_options *opts);
 
 /* ---- handles and connections ---------------------------------------------- */
@@ -190,6 +191,8 @@ LMTP_API int lmtp_is_connected(const lmtp_t *h);
 LMTP_API int lmtp_set_timeout(lmtp_t *h, unsigned timeout_ms);
 LMTP_API unsigned lmtp_timeout(const lmtp_t *h);
 LMTP_API int lmtp_set_trace(lmtp_t *h, lmtp_trace_fn trace, void *user);
+/* lmtp_options.max_in_flight for the next lmtp_deliver_batch; 0: the default (1 MiB). */
+LMTP_API int lmtp_set_max_in_flight(lmtp_t *h, size_t octets);
 
 /* ---- what the server said about itself -------------------------------------- */
 
@@ -383,6 +386,59 @@ typedef long (*lmtp_read_fn)(void *user, void *buf, size_t cap);
 LMTP_API int lmtp_deliver_stream(lmtp_t *h, const char *from, const char *const *rcpts,
                                  size_t nrcpts, lmtp_read_fn read, void *user,
                                  const lmtp_mail_options *mopts, const lmtp_rcpt_options *ropts);
+
+/* ---- many messages over one connection --------------------------------------------------- */
+
+/* One message of lmtp_deliver_batch. Initialise with LMTP_MESSAGE_INIT or lmtp_message_init.
+   The plain name lmtp_message is taken by the function lmtp_message() (the last reply's text):
+   the type is `struct lmtp_message`, or lmtp_message_t. */
+typedef struct lmtp_message {
+    size_t struct_size;              /* sizeof(struct lmtp_message) */
+    const char *from;
+    const char *const *rcpts;
+    size_t nrcpts;
+    const void *data;                /* the message (any line ends), len octets; or NULL and `read` */
+    size_t len;
+    lmtp_read_fn read;               /* a streamed message when data is NULL (see lmtp_deliver_stream) */
+    void *read_user;
+    const lmtp_mail_options *mail;   /* NULL: defaults */
+    const lmtp_rcpt_options *rcpt;   /* NULL: defaults */
+} lmtp_message_t;
+#define LMTP_MESSAGE_INIT { sizeof(struct lmtp_message), NULL, NULL, 0, NULL, 0, NULL, NULL, NULL, NULL }
+LMTP_API void lmtp_message_init(struct lmtp_message *msg);
+
+/* Called once per message, in order, when each of its recipients has a verdict (or the message
+   could not be sent): during the call the lmtp_result_* getters describe THAT message's
+   transaction and lmtp_errcode/lmtp_errmsg its error if status != LMTP_OK. Return 0 to go on,
+   non-zero to stop after the messages already sent (their callbacks still come). */
+typedef int (*lmtp_batch_fn)(void *user, size_t index, int status);
+
+/* Delivers msgs[0..n-1] over this connection, each as its own transaction with its own results.
+ * With PIPELINING a message's MAIL follows the end of the one before in the same write (RFC 2920),
+ * up to lmtp_options.max_in_flight octets ahead of their replies (always at least one message):
+ * with CHUNKING many small messages share each round trip (every BDAT LAST is followed by RSET,
+ * which also settles a server that answers a BDAT LAST with no recipient accepted, as Dovecot
+ * does, and one that does not, as RFC 2033 says); by DATA each message costs one round trip (its
+ * body waits for the 354, then goes in one write with the next message's MAIL, RCPT and DATA).
+ * Without PIPELINING the messages go one after the other. A large message still streams in
+ * chunks; `data` and `read` are read as the message is sent.
+ *
+ * `done` (which may be NULL) is called for each message as said above, with status:
+ *   LMTP_OK       every recipient has the server's verdict (look at the results);
+ *   a local error the message was refused before anything of it was sent (LMTP_ERR_BAD_INPUT,
+ *                 LMTP_ERR_INVALID_ARGUMENT, LMTP_ERR_NOT_ADVERTISED, LMTP_ERR_TOO_BIG,
+ *                 LMTP_ERR_LINE_TOO_LONG; LMTP_ERR_ABORTED when `read` failed before the first
+ *                 chunk went out): it has no results, and the batch goes on;
+ *   the error that ended the session (LMTP_ERR_CLOSED, _IO, _TIMEOUT, _PROTOCOL; _ABORTED when
+ *                 `read` failed in the middle of a message, which closes the connection): the
+ *                 recipients without a verdict are LMTP_RESULT_UNKNOWN, and every later message
+ *                 gets the same status with all its recipients UNKNOWN.
+ * In the callback only the getters may be used on the handle.
+ * Returns LMTP_OK when every message had its callback; the error that ended the session
+ * otherwise; LMTP_ERR_ABORTED when `done` asked to stop (the messages not yet sent then get no
+ * callback). Afterwards the lmtp_result_* getters describe the last message the server answered. */
+LMTP_API int lmtp_deliver_batch(lmtp_t *h, const struct lmtp_message *msgs, size_t n, lmtp_batch_fn done,
+                                void *user);
 
 /* ---- per-recipient results of the current (or last) transaction ------------------------- */
 

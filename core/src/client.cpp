@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <optional>
 #include <unistd.h>
 
@@ -35,6 +36,16 @@ std::string trace_line(const Reply& r, std::size_t i) {
 }
 
 }  // namespace
+
+BodySource memory_source(std::string_view bytes) {
+    auto offset = std::make_shared<std::size_t>(0);
+    return [bytes, offset](char* buf, std::size_t cap) {
+        std::size_t n = std::min(cap, bytes.size() - *offset);
+        if (n) std::memcpy(buf, bytes.data() + *offset, n);
+        *offset += n;
+        return n;
+    };
+}
 
 Client::Client(ClientOptions options)
     : options_(std::move(options)), session_(options_.limits), parser_(options_.limits.reply), rbuf_(kReadBuffer) {
@@ -211,6 +222,7 @@ void Client::flush() {
             take_replies_left();
             fail(e.status(), why, e.os_error());
         }
+        written_ += out.size();
         session_.consumed(out.size());
     }
 }
@@ -608,14 +620,7 @@ const Reply& Client::response() {
 const Transaction& Client::deliver(std::string_view from, const std::vector<std::string>& recipients,
                                    std::string_view message, const MailParams& mail_params,
                                    const RcptParams& rcpt_params, bool force, Transfer transfer, bool canonical) {
-    std::size_t offset = 0;
-    BodySource source = [&](char* buf, std::size_t cap) {
-        std::size_t n = std::min(cap, message.size() - offset);
-        std::memcpy(buf, message.data() + offset, n);
-        offset += n;
-        return n;
-    };
-    return deliver(from, recipients, source, mail_params, rcpt_params, force, transfer, canonical);
+    return deliver(from, recipients, memory_source(message), mail_params, rcpt_params, force, transfer, canonical);
 }
 
 const Transaction& Client::deliver(std::string_view from, const std::vector<std::string>& recipients,
@@ -647,9 +652,9 @@ const Transaction& Client::deliver(std::string_view from, const std::vector<std:
     return t;
 }
 
-std::size_t Client::read_source(const BodySource& source, char* buf, std::size_t cap) {
-    std::size_t n = 0;
-    std::string why;
+bool Client::try_read_source(const BodySource& source, char* buf, std::size_t cap, std::size_t& n,
+                             std::string& why) {
+    n = 0;
     try {
         n = source(buf, cap);
         if (n > cap) why = "the message source returned more bytes than asked for";
@@ -658,10 +663,24 @@ std::size_t Client::read_source(const BodySource& source, char* buf, std::size_t
     } catch (...) {
         why = "the message source failed";
     }
+    return why.empty();
+}
+
+std::size_t Client::read_source(const BodySource& source, char* buf, std::size_t cap) {
+    std::size_t n = 0;
+    std::string why;
+    if (try_read_source(source, buf, cap, n, why)) return n;
+    if (batch_settle_) {
+        // The earlier messages of a batch are whole on the wire: their verdicts are still to be had.
+        try {
+            flush();
+            while (session_.batch_older_pending()) apply(read_reply());
+        } catch (const Error&) {
+        }
+    }
     // Without its end (the final dot, the LAST chunk) the server must not
     // deliver the message; closing is the only way to abandon it.
-    if (!why.empty()) fail(Status::aborted, why + "; the connection was closed and nothing was delivered");
-    return n;
+    fail(Status::aborted, why + "; the connection was closed and nothing was delivered");
 }
 
 std::size_t Client::fill_from_source(const BodySource& source, char* buf, std::size_t cap) {
@@ -680,23 +699,8 @@ void Client::send_bdat(const BodySource& source) {
     // BDAT LAST: a message that fits in one chunk goes with MAIL and RCPT in
     // one write.
     chunk_.resize(std::max<std::size_t>(options_.bdat_chunk, 1));
-    held_.clear();
-    const std::size_t window = session_.capabilities().has("PIPELINING") ? options_.bdat_window : 0;
-    bool have = false;
-    for (;;) {
-        std::size_t n = fill_from_source(source, chunk_.data(), chunk_.size());
-        if (n == 0) break;
-        if (have) {
-            session_.bdat_chunk(held_, false);
-            flush();
-            while (session_.bdat_in_flight() > window) apply(read_reply());
-            if (session_.bdat_failed()) break;
-        }
-        held_.assign(chunk_.data(), n);
-        have = true;
-        if (n < chunk_.size()) break;  // the source is at its end
-    }
-    if (!have) {
+    std::size_t n = fill_from_source(source, chunk_.data(), chunk_.size());
+    if (n == 0) {
         // An empty message: DATA and its lone dot say it without ambiguity.
         session_.bdat_to_data();
         run();
@@ -706,16 +710,41 @@ void Client::send_bdat(const BodySource& source) {
         }
         return;
     }
-    // LAST only for a message the server took whole: every earlier chunk answered.
-    if (session_.bdat_in_flight() > 0) {
-        flush();
-        while (session_.bdat_in_flight() > 0 && !session_.bdat_failed()) apply(read_reply());
-    }
-    if (!session_.bdat_failed()) session_.bdat_chunk(held_, true);
+    held_.assign(chunk_.data(), n);
+    send_chunks(source, n == chunk_.size());
     run();
 }
 
+// The message whose first chunk is in held_ (`more`: the source may have
+// more), up to BDAT LAST, without waiting for the final replies.
+void Client::send_chunks(const BodySource& source, bool more) {
+    const std::size_t window = session_.capabilities().has("PIPELINING") ? options_.bdat_window : 0;
+    while (more) {
+        std::size_t n = fill_from_source(source, chunk_.data(), chunk_.size());
+        if (n == 0) break;
+        session_.bdat_chunk(held_, false);
+        flush();
+        while (session_.bdat_in_flight() > window) apply(read_reply());
+        if (session_.bdat_failed()) break;
+        held_.assign(chunk_.data(), n);
+        more = n == chunk_.size();
+    }
+    // LAST only for a message the server took whole: every earlier chunk answered.
+    if (session_.bdat_in_flight() > 0) {
+        flush();
+        while (session_.bdat_in_flight() > 0) apply(read_reply());
+    }
+    if (!session_.bdat_failed()) session_.bdat_chunk(held_, true);
+}
+
 void Client::send_body(const BodySource& source) {
+    stream_body(source);
+    run();
+}
+
+// The message after DATA's 354, up to its final dot, without waiting for the
+// final replies.
+void Client::stream_body(const BodySource& source) {
     chunk_.resize(options_.write_chunk);
     for (;;) {
         std::size_t n = read_source(source, chunk_.data(), chunk_.size());
@@ -724,7 +753,203 @@ void Client::send_body(const BodySource& source) {
         if (session_.output().size() >= options_.write_chunk) flush();
     }
     session_.end_body();
-    run();
+}
+
+// --- many messages -------------------------------------------------------------------------------
+
+struct Client::Batch {
+    struct Slot {
+        std::size_t index = 0;
+        std::uint64_t id = 0;   // the session's transaction; 0: refused before anything was sent
+        std::uint64_t end = 0;  // queued_bytes() once the whole message was queued
+        Status status = Status::ok;
+        std::string why;
+    };
+    const BatchDone& done;
+    std::deque<Slot> slots;   // messages given to the session or refused, not yet reported
+    std::size_t reached = 0;  // messages that got a slot
+    std::uint64_t acked = 0;  // queued_bytes() at the end of the last message answered
+    bool stopped = false;
+};
+
+namespace {
+
+// Messages a broken session never reached: each gets the status, every recipient unknown.
+void report_unreached(std::size_t from, std::size_t count, const BatchSource& next, const BatchDone& done,
+                      const Error& e) {
+    for (std::size_t k = from; k < count; ++k) {
+        Transaction t;
+        try {
+            for (const auto& address : next(k).recipients) {
+                RecipientResult r;
+                r.address = address;
+                r.outcome = Outcome::unknown;
+                t.recipients.push_back(std::move(r));
+            }
+        } catch (const Error&) {
+        }
+        if (!done(k, t, e.status(), e.what())) return;
+    }
+}
+
+}  // namespace
+
+bool Client::deliver_batch(std::size_t count, const BatchSource& next, const BatchDone& done) {
+    try {
+        begin_command();
+        if (supports("PIPELINING")) session_.batch_begin();
+    } catch (const Error& e) {
+        report_unreached(0, count, next, done, e);
+        throw;
+    }
+    if (!session_.batching()) return deliver_each(count, next, done);
+
+    Batch b{done, {}, 0, queued_bytes(), false};
+    auto alive = [&] {
+        if (!connected()) throw Error(Status::closed, "the server ended the session: " + last_.summary());
+    };
+    batch_settle_ = true;
+    try {
+        for (std::size_t i = 0; i < count && !b.stopped; ++i) {
+            BatchMessage m;
+            bool given = true;
+            try {
+                m = next(i);
+            } catch (const Error& e) {
+                b.slots.push_back({i, 0, 0, e.status(), e.what()});
+                given = false;
+            }
+            if (given) {
+                // Room for it: replies first while the octets in flight would pass the bound.
+                auto in_flight = [&] { return queued_bytes() - b.acked; };
+                while (!b.stopped && session_.awaiting() > 0 && in_flight() > 0 &&
+                       in_flight() + m.size_hint > options_.max_in_flight) {
+                    flush();
+                    apply(read_reply());
+                    alive();
+                    batch_report(b, Status::ok, {});
+                }
+                if (b.stopped) break;
+                batch_message(b, i, m);
+            }
+            b.reached = i + 1;
+            if (session_.output().size() >= options_.write_chunk) {
+                batch_drain();  // so that the server, writing replies, never waits for us while we write
+                flush();
+            }
+            batch_drain();
+            alive();
+            batch_report(b, Status::ok, {});
+        }
+        flush();
+        while (session_.awaiting() > 0) {
+            apply(read_reply());
+            batch_report(b, Status::ok, {});
+        }
+        alive();
+        batch_report(b, Status::ok, {});
+    } catch (const Error& e) {
+        batch_settle_ = false;
+        if (connected()) close();  // hands every transaction in flight over, unfinished ones unknown
+        batch_report(b, e.status(), e.what());
+        session_.batch_end();
+        if (!b.stopped) report_unreached(b.reached, count, next, done, e);
+        throw;
+    }
+    batch_settle_ = false;
+    session_.batch_end();
+    return !b.stopped;
+}
+
+void Client::batch_message(Batch& b, std::size_t index, const BatchMessage& m) {
+    const bool bdat = session_.would_bdat(m.mail_params, m.transfer);
+    std::size_t n = 0;
+    if (bdat) {
+        // The first chunk is read before anything of the message is queued: a
+        // source that fails there fails this message alone.
+        chunk_.resize(std::max<std::size_t>(options_.bdat_chunk, 1));
+        std::string why;
+        for (std::size_t got = 1; got && n < chunk_.size(); n += got) {
+            if (!try_read_source(m.source, chunk_.data() + n, chunk_.size() - n, got, why)) {
+                b.slots.push_back({index, 0, 0, Status::aborted, why + "; nothing of the message was sent"});
+                return;
+            }
+        }
+    }
+    std::uint64_t id = 0;
+    try {
+        id = session_.batch_deliver(m.from, m.recipients, m.mail_params, m.rcpt_params, m.force, m.transfer,
+                                    m.canonical);
+    } catch (const Error& e) {
+        if (!connected()) throw;
+        b.slots.push_back({index, 0, 0, e.status(), e.what()});  // nothing was queued
+        return;
+    }
+    b.slots.push_back({index, id, 0, Status::ok, {}});
+    if (n > 0) {
+        held_.assign(chunk_.data(), n);
+        send_chunks(m.source, n == chunk_.size());
+    } else {
+        if (bdat) session_.bdat_to_data();  // an empty message goes by DATA
+        flush();
+        while (session_.awaiting_data_reply()) apply(read_reply());
+        if (session_.phase() == Phase::body) stream_body(m.source);  // its dot joins the next message's group
+    }
+    b.slots.back().end = queued_bytes();
+}
+
+// Replies already here, without waiting for more.
+void Client::batch_drain() {
+    while (session_.awaiting() > 0 && (rpos_ < rlen_ || transport_->readable())) apply(read_reply());
+}
+
+void Client::batch_report(Batch& b, Status ended, const std::string& why) {
+    while (!b.slots.empty()) {
+        Batch::Slot& s = b.slots.front();
+        Transaction txn;
+        Status status = s.status;
+        std::string reason = s.why;
+        if (s.id) {
+            if (!session_.batch_has_finished()) break;
+            txn = session_.batch_take().second;
+            b.acked = std::max(b.acked, s.end);
+            if (!txn.finished) {
+                status = ended == Status::ok ? Status::closed : ended;
+                reason = why.empty() ? "the session ended before every recipient had a verdict" : why;
+            }
+        }
+        std::size_t index = s.index;
+        b.slots.pop_front();
+        if (!b.done(index, txn, status, reason)) b.stopped = true;
+    }
+}
+
+// Without PIPELINING: one message after the other.
+bool Client::deliver_each(std::size_t count, const BatchSource& next, const BatchDone& done) {
+    for (std::size_t i = 0; i < count; ++i) {
+        BatchMessage m;
+        try {
+            m = next(i);
+        } catch (const Error& e) {
+            if (!done(i, Transaction{}, e.status(), e.what())) return false;
+            continue;
+        }
+        Status status = Status::ok;
+        std::string why;
+        try {
+            deliver(m.from, m.recipients, m.source, m.mail_params, m.rcpt_params, m.force, m.transfer, m.canonical);
+        } catch (const Error& e) {
+            if (!connected()) {
+                if (done(i, session_.transaction(), e.status(), e.what()))
+                    report_unreached(i + 1, count, next, done, e);
+                throw;
+            }
+            status = e.status();
+            why = e.what();
+        }
+        if (!done(i, session_.transaction(), status, why)) return false;
+    }
+    return true;
 }
 
 }  // namespace lmtp

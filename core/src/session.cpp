@@ -58,6 +58,10 @@ void Session::start() {
     bdat_in_flight_ = 0;
     plan_ = Plan{};
     encoder_.reset();
+    batch_ = batch_reset_ = false;
+    batch_current_ = stamp_ = 0;
+    batch_queued_.clear();
+    batch_done_.clear();
     phase_ = Phase::greeting;
     expect_.push_back({Cmd::greeting, 0, {}});
 }
@@ -71,9 +75,9 @@ std::string Session::describe(const Expect& e) const {
         case Cmd::greeting: return "the banner";
         case Cmd::lhlo: return "the reply to LHLO";
         case Cmd::mail: return "the reply to MAIL";
-        case Cmd::rcpt: return "the reply to RCPT TO:<" + txn_.recipients[e.index].address + ">";
+        case Cmd::rcpt: return "the reply to RCPT TO:<" + txn_of(e).recipients[e.index].address + ">";
         case Cmd::data: return "the reply to DATA";
-        case Cmd::final: return "the final reply for <" + txn_.recipients[e.index].address + ">";
+        case Cmd::final: return "the final reply for <" + txn_of(e).recipients[e.index].address + ">";
         case Cmd::rset: return "the reply to RSET";
         case Cmd::quit: return "the reply to QUIT";
         case Cmd::other: return "the reply to " + e.verb;
@@ -81,9 +85,18 @@ std::string Session::describe(const Expect& e) const {
         case Cmd::auth: return "the reply to AUTH";
         case Cmd::bdat: return "the reply to a BDAT chunk";
         case Cmd::bdat_last: return "the final replies after BDAT LAST";
-        case Cmd::bdat_sync: return "the reply to NOOP (after BDAT LAST with no recipient)";
+        case Cmd::bdat_sync:
+            return e.index == 2 ? "the reply to RSET (after BDAT LAST with no recipient)"
+                                : "the reply to NOOP (after BDAT LAST with no recipient)";
     }
     return "a reply";
+}
+
+const Transaction& Session::txn_of(const Expect& e) const {
+    if (e.txn && e.txn != batch_current_)
+        for (const auto& q : batch_queued_)
+            if (q.id == e.txn) return q.txn;
+    return txn_;
 }
 
 // --- state changes -------------------------------------------------------------
@@ -95,13 +108,17 @@ void Session::settle(std::size_t index, const Reply& reply, Stage stage) {
     r.outcome = reply.completion() ? Outcome::ok : reply.transient() ? Outcome::temporary : Outcome::permanent;
 }
 
-void Session::mark_unknown() {
-    for (auto& r : txn_.recipients) {
+void Session::mark_unknown(Transaction& t) {
+    for (auto& r : t.recipients) {
         if (r.outcome == Outcome::pending) {
             r.outcome = Outcome::unknown;
             r.stage = Stage::none;
         }
     }
+}
+
+void Session::mark_unknown() {
+    mark_unknown(txn_);
 }
 
 void Session::end_connection() {
@@ -114,6 +131,14 @@ void Session::end_connection() {
     server_txn_ = false;
     mail_ok_ = false;
     mark_unknown();
+    // A batch hands every transaction in flight over, in order: no more replies will come.
+    if (batch_current_) batch_done_.push_back({batch_current_, txn_});
+    batch_current_ = 0;
+    for (auto& q : batch_queued_) {
+        mark_unknown(q.txn);
+        batch_done_.push_back(std::move(q));
+    }
+    batch_queued_.clear();
 }
 
 void Session::protocol_error(const std::string& message) {
@@ -149,7 +174,7 @@ std::size_t Session::add_recipient(std::string_view address) {
 
 void Session::finish_transaction() {
     txn_.finished = true;
-    plan_.active = false;
+    if (!batch_) plan_.active = false;  // in a batch the next transaction may already be on its way
 }
 
 Session::Event Session::on_reply(const Reply& reply) {
@@ -157,6 +182,7 @@ Session::Event Session::on_reply(const Reply& reply) {
         protocol_error("unexpected reply '" + printable(reply.summary()) + "': no command was waiting for one");
     const Expect e = expect_.front();
     expect_.pop_front();
+    if (e.txn && e.txn != batch_current_) promote(e.txn);
     // Only DATA (354) and AUTH (334) may be answered with an intermediate reply.
     if (reply.intermediate() && e.cmd != Cmd::data && !(e.cmd == Cmd::auth && reply.code == 334))
         protocol_error("unexpected intermediate reply '" + printable(reply.summary()) + "' as " + describe(e));
@@ -228,6 +254,7 @@ Session::Event Session::on_reply(const Reply& reply) {
                 // The message was refused for every accepted recipient.
                 for (std::size_t i : txn_.accepted) settle(i, reply, Stage::data);
                 finish_transaction();
+                batch_reset_ = batch_;  // the server may still hold the transaction
             }
             break;
 
@@ -235,7 +262,7 @@ Session::Event Session::on_reply(const Reply& reply) {
             settle(e.index, reply, Stage::data);
             if (++txn_.finals == txn_.accepted.size()) {
                 finish_transaction();
-                phase_ = Phase::ready;
+                if (phase_ != Phase::body) phase_ = Phase::ready;  // (a batch may be sending the next one)
                 server_txn_ = false;
                 mail_ok_ = false;
             }
@@ -279,6 +306,16 @@ Session::Event Session::on_reply(const Reply& reply) {
         case Cmd::bdat_last: break;  // never answered itself: resolve_front() turns it into the final replies
 
         case Cmd::bdat_sync:
+            if (e.index == 2) {
+                // In a batch: a refusal is the server's answer to BDAT LAST (Dovecot 2.3) and the
+                // RSET's reply comes next; a 2xx is the RSET's own (an RFC server said nothing).
+                if (reply.completion() && !expect_.empty() && expect_.front().cmd == Cmd::rset) {
+                    expect_.pop_front();
+                    server_txn_ = false;
+                    mail_ok_ = false;
+                }
+                break;
+            }
             // A refusal first is the server's answer to BDAT LAST; the NOOP's comes next. The
             // server may still hold the transaction (Dovecot 2.3 does, and answers the next MAIL
             // with "503 5.5.0 MAIL already given"): RSET before the next one.
@@ -293,6 +330,7 @@ Session::Event Session::on_reply(const Reply& reply) {
         close();
     } else {
         resolve_front();
+        retire_if_done();
     }
     return Event{e.cmd, e.index};
 }
@@ -371,8 +409,9 @@ void Session::trace_sent(std::string_view line) const noexcept {
 void Session::queue(std::string_view line, Cmd cmd, std::size_t index, std::string_view verb) {
     trace_sent(line);
     out_ += line;
-    expect_.push_back(
-        {cmd, index, cmd == Cmd::other ? std::string(verb.empty() ? command_verb(line) : verb) : std::string()});
+    expect_.push_back({cmd, index,
+                       cmd == Cmd::other ? std::string(verb.empty() ? command_verb(line) : verb) : std::string(),
+                       stamp_});
 }
 
 void Session::lhlo(std::string_view domain) {
@@ -518,15 +557,43 @@ void Session::end_body() {
     encoder_.finish(out_);
     trace(TraceDir::data, ".");
     phase_ = Phase::transaction;
-    for (std::size_t i : txn_.accepted) expect_.push_back({Cmd::final, i, {}});
+    for (std::size_t i : txn_.accepted) expect_.push_back({Cmd::final, i, {}, stamp_});
 }
 
 // --- a whole transaction ---------------------------------------------------------------
+
+Session::Plan Session::check_delivery(std::string_view from, const std::vector<std::string>& recipients,
+                                     const MailParams& mail_params, const RcptParams& rcpt_params, bool force,
+                                     Transfer transfer, std::string& mail_line) const {
+    Plan plan;
+    plan.active = true;
+    plan.pipelined = caps_.has("PIPELINING");
+    plan.bdat = would_bdat(mail_params, transfer);
+    plan.rcpt_lines.reserve(recipients.size());
+    // Not overridden by force, which is for parameters: RFC 3030 forbids
+    // BDAT unless the server offered CHUNKING.
+    if (plan.bdat && !caps_.has("CHUNKING"))
+        throw Error(Status::not_advertised, "BDAT needs the CHUNKING extension, which the server did not advertise");
+    if (mail_params.body == BodyType::binary_mime && transfer == Transfer::data)
+        throw Error(Status::invalid_argument, "BODY=BINARYMIME can only be sent with BDAT");
+    mail_line = cmd::mail(MailVerb::mail, from, mail_params, limits_.max_command_line);
+    check_advertised(required_extensions(mail_params), "MAIL", force);
+    check_size(mail_params);
+    for (const auto& r : recipients) plan.rcpt_lines.push_back(cmd::rcpt(r, rcpt_params, limits_.max_command_line));
+    check_advertised(required_extensions(rcpt_params), "RCPT", force);
+    return plan;
+}
+
+bool Session::would_bdat(const MailParams& mail_params, Transfer transfer) const {
+    return transfer == Transfer::bdat || (transfer == Transfer::automatic && caps_.has("CHUNKING")) ||
+           mail_params.body == BodyType::binary_mime;
+}
 
 void Session::deliver(std::string_view from, const std::vector<std::string>& recipients, const MailParams& mail_params,
                       const RcptParams& rcpt_params, bool force, Transfer transfer, bool canonical) {
     require_command_phase("deliver");
     if (!expect_.empty()) throw Error(Status::bad_sequence, "deliver: replies to earlier commands are still owed");
+    if (batch_) throw Error(Status::bad_sequence, "deliver: a batch is under way");
     // Refused before anything is sent: no results (an earlier delivery's are not this one's).
     if (phase_ == Phase::connected) {
         new_transaction();
@@ -538,26 +605,10 @@ void Session::deliver(std::string_view from, const std::vector<std::string>& rec
     }
 
     // Check every line before anything is queued.
-    Plan plan;
-    plan.active = true;
-    plan.pipelined = caps_.has("PIPELINING");
-    plan.bdat = transfer == Transfer::bdat || (transfer == Transfer::automatic && caps_.has("CHUNKING")) ||
-                mail_params.body == BodyType::binary_mime;
-    plan.rcpt_lines.reserve(recipients.size());
     std::string mail_line;
+    Plan plan;
     try {
-        // Not overridden by force, which is for parameters: RFC 3030 forbids
-        // BDAT unless the server offered CHUNKING.
-        if (plan.bdat && !caps_.has("CHUNKING"))
-            throw Error(Status::not_advertised,
-                        "BDAT needs the CHUNKING extension, which the server did not advertise");
-        if (mail_params.body == BodyType::binary_mime && transfer == Transfer::data)
-            throw Error(Status::invalid_argument, "BODY=BINARYMIME can only be sent with BDAT");
-        mail_line = cmd::mail(MailVerb::mail, from, mail_params, limits_.max_command_line);
-        check_advertised(required_extensions(mail_params), "MAIL", force);
-        check_size(mail_params);
-        for (const auto& r : recipients) plan.rcpt_lines.push_back(cmd::rcpt(r, rcpt_params, limits_.max_command_line));
-        check_advertised(required_extensions(rcpt_params), "RCPT", force);
+        plan = check_delivery(from, recipients, mail_params, rcpt_params, force, transfer, mail_line);
     } catch (const Error&) {
         new_transaction();  // refused before anything was sent: no results
         throw;
@@ -575,20 +626,113 @@ void Session::deliver(std::string_view from, const std::vector<std::string>& rec
         }
     }
     queue(mail_line, Cmd::mail);
-    if (plan_.pipelined) {
-        // RFC 2920: MAIL, every RCPT and DATA in one group; DATA ends it.
-        // With BDAT the chunks join the group (RFC 3030 allows it).
-        for (std::size_t i = 0; i < plan_.rcpt_lines.size(); ++i) queue(plan_.rcpt_lines[i], Cmd::rcpt, i);
-        plan_.rcpt_lines.clear();
-        if (plan_.bdat) {
-            phase_ = Phase::body;
-            bdat_mode_ = true;
-            bdat_first_ = true;
-        } else {
-            queue(cmd::data(), Cmd::data);
-            data_pending_ = true;
-        }
+    if (plan_.pipelined) start_message(std::move(plan_), canonical);
+}
+
+// RFC 2920: MAIL (queued), every RCPT and DATA in one group; DATA ends it.
+// With BDAT the chunks join the group (RFC 3030 allows it).
+void Session::start_message(Plan plan, bool canonical) {
+    plan_ = std::move(plan);
+    canonical_ = canonical;
+    for (std::size_t i = 0; i < plan_.rcpt_lines.size(); ++i) queue(plan_.rcpt_lines[i], Cmd::rcpt, i);
+    plan_.rcpt_lines.clear();
+    if (plan_.bdat) {
+        phase_ = Phase::body;
+        bdat_mode_ = true;
+        bdat_first_ = true;
+    } else {
+        queue(cmd::data(), Cmd::data);
+        data_pending_ = true;
     }
+}
+
+// --- a batch ---------------------------------------------------------------------------
+
+void Session::batch_begin() {
+    require_command_phase("batch");
+    if (phase_ == Phase::connected) throw Error(Status::bad_sequence, "batch: the server has not accepted LHLO");
+    if (!expect_.empty()) throw Error(Status::bad_sequence, "batch: replies to earlier commands are still owed");
+    if (!caps_.has("PIPELINING"))
+        throw Error(Status::not_advertised, "a batch needs the PIPELINING extension, which the server did not advertise");
+    batch_ = true;
+    batch_reset_ = server_txn_;
+    batch_current_ = stamp_ = 0;
+    batch_queued_.clear();
+    batch_done_.clear();
+}
+
+std::uint64_t Session::batch_deliver(std::string_view from, const std::vector<std::string>& recipients,
+                                     const MailParams& mail_params, const RcptParams& rcpt_params, bool force,
+                                     Transfer transfer, bool canonical) {
+    require_command_phase("batch");
+    if (!batch_) throw Error(Status::bad_sequence, "batch_deliver: no batch was begun");
+    if (recipients.empty()) throw Error(Status::invalid_argument, "deliver: no recipients");
+    std::string mail_line;
+    Plan plan = check_delivery(from, recipients, mail_params, rcpt_params, force, transfer, mail_line);
+
+    Queued q{batch_next_++, Transaction{}};
+    q.txn.recipients.reserve(recipients.size());
+    for (const auto& r : recipients) {
+        RecipientResult rr;
+        rr.address = r;
+        q.txn.recipients.push_back(std::move(rr));
+    }
+    batch_queued_.push_back(std::move(q));
+    stamp_ = batch_queued_.back().id;
+    encoder_.reset();
+    bdat_mode_ = bdat_first_ = bdat_failed_ = false;
+    bdat_in_flight_ = 0;
+    if (batch_reset_) {
+        queue(cmd::rset(), Cmd::rset);
+        batch_reset_ = false;
+    }
+    queue(mail_line, Cmd::mail);
+    start_message(std::move(plan), canonical);
+    return stamp_;
+}
+
+void Session::batch_end() {
+    batch_ = batch_reset_ = false;
+    stamp_ = 0;
+    if (batch_current_ && expect_.empty()) batch_done_.push_back({batch_current_, txn_});
+    batch_current_ = 0;
+    batch_queued_.clear();
+    batch_done_.clear();
+    plan_.active = false;
+}
+
+bool Session::batch_older_pending() const {
+    return !expect_.empty() && expect_.front().txn != 0 && expect_.front().txn != stamp_;
+}
+
+std::pair<std::uint64_t, Transaction> Session::batch_take() {
+    if (batch_done_.empty()) throw Error(Status::bad_sequence, "batch_take: no finished transaction");
+    Queued q = std::move(batch_done_.front());
+    batch_done_.pop_front();
+    return {q.id, std::move(q.txn)};
+}
+
+// The first reply of a later transaction: the one replies were filling has
+// had every reply it was owed.
+void Session::promote(std::uint64_t id) {
+    if (batch_current_) batch_done_.push_back({batch_current_, txn_});
+    batch_current_ = 0;
+    while (!batch_queued_.empty() && batch_queued_.front().id != id) {  // (never: ids come in order)
+        batch_done_.push_back(std::move(batch_queued_.front()));
+        batch_queued_.pop_front();
+    }
+    if (batch_queued_.empty()) return;
+    txn_ = std::move(batch_queued_.front().txn);
+    batch_queued_.pop_front();
+    batch_current_ = id;
+    mail_ok_ = false;
+}
+
+void Session::retire_if_done() {
+    if (!batch_current_ || !txn_.finished) return;
+    if (!expect_.empty() && expect_.front().txn == batch_current_) return;
+    batch_done_.push_back({batch_current_, txn_});
+    batch_current_ = 0;
 }
 
 // --- BDAT ------------------------------------------------------------------------------
@@ -603,12 +747,13 @@ void Session::queue_bdat(std::string_view bytes, bool last) {
     if (last) {
         // The final replies: one per recipient accepted by then (known when
         // this reaches the front of the queue), or none.
-        expect_.push_back({Cmd::bdat_last, 0, {}});
+        expect_.push_back({Cmd::bdat_last, 0, {}, stamp_});
         bdat_mode_ = false;
         phase_ = Phase::transaction;
+        if (batch_) queue(cmd::rset(), Cmd::rset);  // see batch_begin in session.hpp
         resolve_front();
     } else {
-        expect_.push_back({Cmd::bdat, 0, {}});
+        expect_.push_back({Cmd::bdat, 0, {}, stamp_});
         ++bdat_in_flight_;
     }
 }
@@ -657,12 +802,19 @@ void Session::settle_bdat_failure() {
     bdat_mode_ = false;
     finish_transaction();
     phase_ = server_txn_ ? Phase::transaction : Phase::ready;
+    batch_reset_ = batch_;  // no LAST went out: the server may hold the transaction
 }
 
 void Session::resolve_front() {
     while (!expect_.empty() && expect_.front().cmd == Cmd::bdat_last) {
+        const std::uint64_t id = expect_.front().txn;
         expect_.pop_front();
-        if (txn_.accepted.empty()) {
+        if (id && id != batch_current_) promote(id);
+        if (txn_.accepted.empty() && batch_) {
+            // The RSET queued after BDAT LAST settles it (see batch_begin in session.hpp).
+            finish_transaction();
+            expect_.push_front({Cmd::bdat_sync, 2, {}, id});
+        } else if (txn_.accepted.empty()) {
             // RFC 2033 4.3: with no accepted recipient BDAT LAST gets no reply
             // at all; but some servers (Dovecot 2.3) refuse it with one. A
             // NOOP settles it: its 2xx comes first if there was no refusal.
@@ -673,7 +825,7 @@ void Session::resolve_front() {
             queue(cmd::noop(), Cmd::bdat_sync, 0);
         } else {
             for (auto it = txn_.accepted.rbegin(); it != txn_.accepted.rend(); ++it)
-                expect_.push_front({Cmd::final, *it, {}});
+                expect_.push_front({Cmd::final, *it, {}, id});
         }
     }
 }

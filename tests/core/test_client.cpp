@@ -653,3 +653,286 @@ TEST(Transport, NotConnectedCallsFailCleanly) {
     EXPECT_EQ(status_of([&] { c.data_write("x"); }), Status::not_connected);
     EXPECT_EQ(status_of([&] { c.response(); }), Status::bad_sequence);
 }
+
+// --- many messages over one connection ----------------------------------------------------
+
+namespace {
+
+const char kCapsChunking[] = "250-srv.example\r\n250-PIPELINING\r\n250-CHUNKING\r\n250 ENHANCEDSTATUSCODES\r\n";
+
+// What a batch callback saw, per message.
+struct Seen {
+    std::size_t index;
+    Status status;
+    std::string why;
+    Transaction txn;
+};
+
+struct Batch {
+    std::vector<BatchMessage> messages;
+    std::vector<Seen> seen;
+    std::size_t stop_after = SIZE_MAX;  // the callback says stop after this many calls
+
+    void add(const std::string& from, std::vector<std::string> rcpts, const std::string& body,
+             Transfer transfer = Transfer::automatic) {
+        BatchMessage m;
+        m.from = from;
+        m.recipients = std::move(rcpts);
+        auto offset = std::make_shared<std::size_t>(0);
+        m.source = [body, offset](char* buf, std::size_t cap) {
+            std::size_t n = std::min(cap, body.size() - *offset);
+            std::memcpy(buf, body.data() + *offset, n);
+            *offset += n;
+            return n;
+        };
+        m.size_hint = body.size();
+        m.transfer = transfer;
+        messages.push_back(std::move(m));
+    }
+    // Runs the batch; the status that ended it (ok when none did).
+    Status run(Client& c, std::string* why = nullptr) {
+        return status_of(
+            [&] {
+                c.deliver_batch(
+                    messages.size(), [&](std::size_t i) { return messages.at(i); },
+                    [&](std::size_t i, const Transaction& t, Status st, const std::string& w) {
+                        seen.push_back({i, st, w, t});
+                        return seen.size() < stop_after;
+                    });
+            },
+            why);
+    }
+};
+
+std::string bdat_message(const std::string& rcpt, const std::string& body) {
+    return "MAIL FROM:<s@x>\r\nRCPT TO:<" + rcpt + ">\r\nBDAT " + std::to_string(body.size()) + " LAST\r\n" + body +
+           "RSET\r\n";
+}
+
+const char kOneDelivered[] = "250 2.1.0 ok\r\n250 2.1.5 ok\r\n250 2.0.0 saved\r\n250 2.0.0 reset\r\n";
+
+}  // namespace
+
+TEST(ClientBatch, HundredSmallMessagesByBdatGoInOneWrite) {
+    Batch b;
+    std::string sent, replies;
+    for (int i = 0; i < 100; ++i) {
+        std::string rcpt = "u" + std::to_string(i) + "@x";
+        std::string body = "Subject: " + std::to_string(i) + "\r\n\r\nhello\r\n";
+        b.add("s@x", {rcpt}, body);
+        sent += bdat_message(rcpt, body);
+        replies += kOneDelivered;
+    }
+    Peer peer(greeting(kCapsChunking) + std::vector<Step>{{sent, replies}, {"QUIT\r\n", "221 bye\r\n"}});
+    Client c(options());
+    c.connect(peer.transport());
+    int before = peer.writes;
+    EXPECT_EQ(b.run(c), Status::ok);
+    EXPECT_EQ(peer.writes - before, 1);
+    ASSERT_EQ(b.seen.size(), 100u);
+    for (std::size_t i = 0; i < 100; ++i) {
+        EXPECT_EQ(b.seen[i].index, i);
+        EXPECT_EQ(b.seen[i].status, Status::ok);
+        ASSERT_EQ(b.seen[i].txn.recipients.size(), 1u);
+        EXPECT_EQ(b.seen[i].txn.recipients[0].address, "u" + std::to_string(i) + "@x");
+        EXPECT_EQ(b.seen[i].txn.recipients[0].outcome, Outcome::ok);
+    }
+    c.quit();
+    peer.finish();
+    EXPECT_EQ(peer.error(), "");
+}
+
+TEST(ClientBatch, ByDataEachMessageCostsOneWrite) {
+    // [MAIL RCPT DATA] -> 354 -> [body . MAIL RCPT DATA] -> ... : the 354 makes each message wait.
+    Batch b;
+    std::vector<Step> steps{{"MAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\nDATA\r\n", "250 ok\r\n250 ok\r\n354 go\r\n"}};
+    for (int i = 0; i < 3; ++i) {
+        b.add("s@x", {"a@x"}, "m" + std::to_string(i) + "\n");
+        std::string body = "m" + std::to_string(i) + "\r\n.\r\n";
+        if (i < 2)
+            steps.push_back({body + "MAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\nDATA\r\n",
+                             "250 2.0.0 saved\r\n250 ok\r\n250 ok\r\n354 go\r\n"});
+        else
+            steps.push_back({body, "450 4.2.0 later\r\n"});
+    }
+    Peer peer(greeting() + steps);
+    Client c(options());
+    c.connect(peer.transport());
+    int before = peer.writes;
+    EXPECT_EQ(b.run(c), Status::ok);
+    EXPECT_EQ(peer.writes - before, 4);  // one per message, and the first group
+    ASSERT_EQ(b.seen.size(), 3u);
+    EXPECT_TRUE(b.seen[0].txn.all_delivered());
+    EXPECT_TRUE(b.seen[1].txn.all_delivered());
+    EXPECT_EQ(b.seen[2].txn.recipients[0].outcome, Outcome::temporary);
+    c.close();
+    peer.finish();
+    EXPECT_EQ(peer.error(), "");
+}
+
+TEST(ClientBatch, TheBoundOnOctetsInFlightMakesMessagesWait) {
+    // With a bound smaller than one message each waits for the one before (but still goes).
+    Batch b;
+    std::vector<Step> steps;
+    for (int i = 0; i < 3; ++i) {
+        b.add("s@x", {"a@x"}, "body\r\n");
+        steps.push_back({bdat_message("a@x", "body\r\n"), kOneDelivered});
+    }
+    Peer peer(greeting(kCapsChunking) + steps);
+    ClientOptions o = options();
+    o.max_in_flight = 10;
+    Client c(o);
+    c.connect(peer.transport());
+    int before = peer.writes;
+    EXPECT_EQ(b.run(c), Status::ok);
+    EXPECT_EQ(peer.writes - before, 3);
+    EXPECT_EQ(b.seen.size(), 3u);
+    c.close();
+    peer.finish();
+    EXPECT_EQ(peer.error(), "");  // the peer fails the test if a message came before its turn
+}
+
+TEST(ClientBatch, ACloseWithSeveralInFlightLeavesEachItsOwnResults) {
+    Batch b;
+    std::string sent;
+    for (int i = 0; i < 4; ++i) {
+        b.add("s@x", {"a@x", "b@x"}, "m\r\n");
+        sent += "MAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\nRCPT TO:<b@x>\r\nBDAT 3 LAST\r\nm\r\nRSET\r\n";
+    }
+    // The first message whole; the second's MAIL, a's RCPT and final; then the server goes.
+    Peer peer(greeting(kCapsChunking) +
+              std::vector<Step>{{sent,
+                                 "250 ok\r\n250 ok\r\n550 5.1.1 no\r\n250 saved\r\n250 reset\r\n"
+                                 "250 ok\r\n250 ok\r\n",
+                                 Step::close_after}});
+    Client c(options());
+    c.connect(peer.transport());
+    std::string why;
+    EXPECT_EQ(b.run(c, &why), Status::closed);
+    ASSERT_EQ(b.seen.size(), 4u);
+    EXPECT_EQ(b.seen[0].status, Status::ok);
+    EXPECT_EQ(b.seen[0].txn.recipients[0].outcome, Outcome::ok);
+    EXPECT_EQ(b.seen[0].txn.recipients[1].outcome, Outcome::permanent);
+    for (std::size_t i = 1; i < 4; ++i) {
+        EXPECT_EQ(b.seen[i].index, i);
+        EXPECT_EQ(b.seen[i].status, Status::closed);
+        ASSERT_EQ(b.seen[i].txn.recipients.size(), 2u);
+        EXPECT_EQ(b.seen[i].txn.recipients[1].outcome, Outcome::unknown);
+        EXPECT_EQ(b.seen[i].txn.recipients[0].outcome, Outcome::unknown);
+    }
+    EXPECT_EQ(b.seen[1].txn.recipients[0].rcpt_reply.code, 250);  // what did come is kept
+    EXPECT_FALSE(c.connected());
+    peer.finish();
+}
+
+TEST(ClientBatch, ALocalRefusalFailsThatMessageAloneAndSendsNothingOfIt) {
+    Batch b;
+    b.add("s@x", {"a@x"}, "one\r\n");
+    b.add("s@x", {"bad>@x"}, "two\r\n");
+    b.add("s@x", {"c@x"}, "three\r\n");
+    b.messages[1].recipients = {"a\r\nRSET@x"};
+    Peer peer(greeting(kCapsChunking) +
+              std::vector<Step>{{bdat_message("a@x", "one\r\n") + bdat_message("c@x", "three\r\n"),
+                                 std::string(kOneDelivered) + kOneDelivered}});
+    Client c(options());
+    c.connect(peer.transport());
+    EXPECT_EQ(b.run(c), Status::ok);
+    ASSERT_EQ(b.seen.size(), 3u);
+    EXPECT_EQ(b.seen[0].status, Status::ok);
+    EXPECT_EQ(b.seen[1].status, Status::bad_input);
+    EXPECT_TRUE(b.seen[1].txn.recipients.empty());
+    EXPECT_EQ(b.seen[2].status, Status::ok);
+    EXPECT_TRUE(b.seen[2].txn.all_delivered());
+    EXPECT_TRUE(c.connected());
+    c.close();
+    peer.finish();
+    EXPECT_EQ(peer.error(), "");
+}
+
+TEST(ClientBatch, ASourceFailingBeforeItsFirstChunkFailsThatMessageAlone) {
+    Batch b;
+    b.add("s@x", {"a@x"}, "one\r\n");
+    b.add("s@x", {"b@x"}, "two\r\n");
+    b.messages[0].source = [](char*, std::size_t) -> std::size_t { throw std::runtime_error("disk on fire"); };
+    Peer peer(greeting(kCapsChunking) + std::vector<Step>{{bdat_message("b@x", "two\r\n"), kOneDelivered}});
+    Client c(options());
+    c.connect(peer.transport());
+    EXPECT_EQ(b.run(c), Status::ok);
+    ASSERT_EQ(b.seen.size(), 2u);
+    EXPECT_EQ(b.seen[0].status, Status::aborted);
+    EXPECT_TRUE(contains(b.seen[0].why, "disk on fire")) << b.seen[0].why;
+    EXPECT_TRUE(b.seen[1].txn.all_delivered());
+    c.close();
+    peer.finish();
+    EXPECT_EQ(peer.error(), "");
+}
+
+TEST(ClientBatch, TheCallbackCanStopTheBatch) {
+    Batch b;
+    for (int i = 0; i < 3; ++i) b.add("s@x", {"a@x"}, "m\r\n");
+    b.stop_after = 1;
+    ClientOptions o = options();
+    o.max_in_flight = 1;  // one message at a time, so that the stop comes before the next is sent
+    Peer peer(greeting(kCapsChunking) + std::vector<Step>{{bdat_message("a@x", "m\r\n"), kOneDelivered}});
+    Client c(o);
+    c.connect(peer.transport());
+    bool whole = true;
+    EXPECT_NO_THROW(whole = c.deliver_batch(
+                        3, [&](std::size_t i) { return b.messages.at(i); },
+                        [&](std::size_t i, const Transaction& t, Status st, const std::string& w) {
+                            b.seen.push_back({i, st, w, t});
+                            return false;
+                        }));
+    EXPECT_FALSE(whole);
+    EXPECT_EQ(b.seen.size(), 1u);
+    EXPECT_TRUE(c.connected());
+    c.close();
+    peer.finish();
+    EXPECT_EQ(peer.error(), "");
+}
+
+TEST(ClientBatch, WithoutPipeliningOneMessageAfterTheOther) {
+    Batch b;
+    b.add("s@x", {"a@x"}, "m\r\n");
+    b.add("s@x", {"b@x"}, "n\r\n");
+    Peer peer(greeting(kCapsPlain) + std::vector<Step>{{"MAIL FROM:<s@x>\r\n", "250 ok\r\n"},
+                                                       {"RCPT TO:<a@x>\r\n", "250 ok\r\n"},
+                                                       {"DATA\r\n", "354 go\r\n"},
+                                                       {"m\r\n.\r\n", "250 saved\r\n"},
+                                                       {"MAIL FROM:<s@x>\r\n", "250 ok\r\n"},
+                                                       {"RCPT TO:<b@x>\r\n", "550 no\r\n"}});
+    Client c(options());
+    c.connect(peer.transport());
+    EXPECT_EQ(b.run(c), Status::ok);
+    ASSERT_EQ(b.seen.size(), 2u);
+    EXPECT_TRUE(b.seen[0].txn.all_delivered());
+    EXPECT_EQ(b.seen[1].txn.recipients[0].stage, Stage::rcpt);
+    c.close();
+    peer.finish();
+    EXPECT_EQ(peer.error(), "");
+}
+
+TEST(ClientBatch, ALargeMessageStreamsInChunksBetweenSmallOnes) {
+    ClientOptions o = options();
+    o.bdat_chunk = 8;
+    Batch b;
+    b.add("s@x", {"a@x"}, "one\r\n");
+    b.add("s@x", {"b@x"}, "0123456789abcdefXYZ");  // 8 + 8 + 3 (+ CRLF)
+    b.add("s@x", {"c@x"}, "three\r\n");
+    Peer peer(greeting(kCapsChunking) +
+              std::vector<Step>{{bdat_message("a@x", "one\r\n") +
+                                     "MAIL FROM:<s@x>\r\nRCPT TO:<b@x>\r\nBDAT 8\r\n01234567",
+                                 "", Step::go_on, 0, 0, false},
+                                {"BDAT 8\r\n89abcdef", "", Step::go_on, 0, 0, false},
+                                {"", std::string(kOneDelivered) + "250 ok\r\n250 ok\r\n250 8\r\n250 8\r\n"},
+                                {"BDAT 5 LAST\r\nXYZ\r\nRSET\r\n" + bdat_message("c@x", "three\r\n"),
+                                 "250 saved\r\n250 reset\r\n" + std::string(kOneDelivered)}});
+    Client c(o);
+    c.connect(peer.transport());
+    EXPECT_EQ(b.run(c), Status::ok);
+    ASSERT_EQ(b.seen.size(), 3u);
+    for (const auto& s : b.seen) EXPECT_TRUE(s.txn.all_delivered()) << s.index;
+    c.close();
+    peer.finish();
+    EXPECT_EQ(peer.error(), "");
+}

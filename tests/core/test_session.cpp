@@ -853,3 +853,228 @@ TEST(SessionBdat, StepByStepChunksAsGiven) {
     d.reply("250 b\r\n");
     EXPECT_TRUE(d.s.transaction().all_delivered());
 }
+
+// --- a batch: transactions back to back ------------------------------------------------
+
+namespace {
+
+// Takes every finished transaction of a batch, in order.
+std::vector<std::pair<std::uint64_t, Transaction>> finished(Session& s) {
+    std::vector<std::pair<std::uint64_t, Transaction>> out;
+    while (s.batch_has_finished()) out.push_back(s.batch_take());
+    return out;
+}
+
+// Queues a one-chunk message by BDAT LAST.
+std::uint64_t small(Driver& d, const std::vector<std::string>& rcpts, std::string_view body = "m") {
+    std::uint64_t id = d.s.batch_deliver("s@x", rcpts);
+    d.s.bdat_chunk(body, true);
+    return id;
+}
+
+}  // namespace
+
+TEST(SessionBatch, BdatTransactionsGoBackToBackEachFollowedByRset) {
+    Driver d(kLhloChunking);
+    d.s.batch_begin();
+    std::uint64_t a = small(d, {"a@x", "b@x"});
+    std::uint64_t b = small(d, {"c@x"}, "n");
+    EXPECT_NE(a, b);
+    EXPECT_EQ(d.take(),
+              "MAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\nRCPT TO:<b@x>\r\nBDAT 3 LAST\r\nm\r\nRSET\r\n"
+              "MAIL FROM:<s@x>\r\nRCPT TO:<c@x>\r\nBDAT 3 LAST\r\nn\r\nRSET\r\n");
+    EXPECT_EQ(d.s.awaiting(), 9u);  // MAIL, 2 RCPT, BDAT LAST, RSET; MAIL, RCPT, BDAT LAST, RSET
+    d.reply("250 2.1.0 ok\r\n");
+    d.reply("250 2.1.5 ok\r\n");
+    d.reply("550 5.1.1 unknown\r\n");
+    EXPECT_EQ(d.s.awaiting(), 1u + 1 + 4);  // one final (b refused), RSET, then the second message
+    EXPECT_FALSE(d.s.batch_has_finished());
+    d.reply("250 2.0.0 <a@x> saved\r\n");
+    EXPECT_FALSE(d.s.batch_has_finished());  // its RSET is still owed
+    d.reply("250 2.0.0 reset\r\n");
+    auto done = finished(d.s);
+    ASSERT_EQ(done.size(), 1u);
+    EXPECT_EQ(done[0].first, a);
+    const Transaction& t = done[0].second;
+    ASSERT_EQ(t.recipients.size(), 2u);
+    EXPECT_EQ(t.recipients[0].outcome, Outcome::ok);
+    EXPECT_EQ(t.recipients[1].outcome, Outcome::permanent);
+    EXPECT_EQ(t.recipients[1].stage, Stage::rcpt);
+    d.reply("250 2.1.0 ok\r\n");
+    d.reply("250 2.1.5 ok\r\n");
+    d.reply("452 4.2.2 <c@x> full\r\n");
+    d.reply("250 2.0.0 reset\r\n");
+    done = finished(d.s);
+    ASSERT_EQ(done.size(), 1u);
+    EXPECT_EQ(done[0].first, b);
+    EXPECT_EQ(done[0].second.recipients[0].outcome, Outcome::temporary);
+    EXPECT_EQ(done[0].second.recipients[0].stage, Stage::data);
+    EXPECT_EQ(d.s.awaiting(), 0u);
+    d.s.batch_end();
+    EXPECT_FALSE(d.s.batching());
+    d.s.noop();  // the session goes on as before
+    EXPECT_EQ(d.take(), "NOOP\r\n");
+}
+
+TEST(SessionBatch, NobodyAcceptedByAnRfcServerOrByDovecot) {
+    // RFC 2033 4.3: no reply to BDAT LAST when nobody was accepted; Dovecot 2.3
+    // answers "503 5.5.0 No valid recipients" and keeps the transaction. The
+    // RSET after BDAT LAST tells them apart, and ends what Dovecot kept.
+    for (bool dovecot : {false, true}) {
+        Driver d(kLhloChunking);
+        d.s.batch_begin();
+        std::uint64_t a = small(d, {"nobody@x"});
+        std::uint64_t b = small(d, {"a@x"});
+        EXPECT_EQ(d.take(),
+                  "MAIL FROM:<s@x>\r\nRCPT TO:<nobody@x>\r\nBDAT 3 LAST\r\nm\r\nRSET\r\n"
+                  "MAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\nBDAT 3 LAST\r\nm\r\nRSET\r\n");
+        d.reply("250 2.1.0 ok\r\n");
+        d.reply("550 5.1.1 <nobody@x> User doesn't exist\r\n");
+        if (dovecot) d.reply("503 5.5.0 No valid recipients\r\n");
+        d.reply("250 2.0.0 OK\r\n");  // RSET
+        auto done = finished(d.s);
+        ASSERT_EQ(done.size(), 1u) << dovecot;
+        EXPECT_EQ(done[0].first, a);
+        EXPECT_TRUE(done[0].second.finished);
+        EXPECT_EQ(done[0].second.recipients[0].outcome, Outcome::permanent);
+        EXPECT_EQ(done[0].second.recipients[0].stage, Stage::rcpt);
+        // The second message is read as its own, whatever came before.
+        d.reply("250 2.1.0 ok\r\n");
+        d.reply("250 2.1.5 ok\r\n");
+        d.reply("250 2.0.0 <a@x> saved\r\n");
+        d.reply("250 2.0.0 OK\r\n");
+        done = finished(d.s);
+        ASSERT_EQ(done.size(), 1u) << dovecot;
+        EXPECT_EQ(done[0].first, b);
+        EXPECT_TRUE(done[0].second.all_delivered());
+        EXPECT_EQ(d.s.awaiting(), 0u);
+        EXPECT_FALSE(d.s.server_in_transaction());
+        d.s.batch_end();
+    }
+}
+
+TEST(SessionBatch, RefusedMailRefusedChunkAndRefusedLastEachStayWithTheirMessage) {
+    Driver d(kLhloChunking);
+    d.s.batch_begin();
+    small(d, {"a@x", "b@x"});  // MAIL refused
+    small(d, {"c@x"});         // LAST refused
+    d.s.batch_deliver("s@x", {"d@x"});
+    d.s.bdat_chunk("part", false);  // a chunk refused: no LAST, RSET before the next MAIL
+    d.take();
+    d.reply("451 4.3.0 try later\r\n");
+    d.reply("503 5.5.1 MAIL first\r\n");
+    d.reply("503 5.5.1 MAIL first\r\n");
+    d.reply("503 5.5.1 MAIL first\r\n");  // to BDAT LAST, sent without MAIL
+    d.reply("250 2.0.0 OK\r\n");
+    d.reply("250 2.1.0 ok\r\n");
+    d.reply("250 2.1.5 ok\r\n");
+    d.reply("552 5.3.4 <c@x> too big\r\n");
+    d.reply("250 2.0.0 OK\r\n");
+    d.reply("250 2.1.0 ok\r\n");
+    d.reply("250 2.1.5 ok\r\n");
+    d.reply("554 5.6.0 bad chunk\r\n");
+    EXPECT_EQ(d.s.awaiting(), 0u);
+    auto done = finished(d.s);
+    ASSERT_EQ(done.size(), 3u);
+    for (const auto& r : done[0].second.recipients) {
+        EXPECT_EQ(r.outcome, Outcome::temporary);
+        EXPECT_EQ(r.stage, Stage::mail);
+        EXPECT_EQ(r.reply.code, 451);
+    }
+    EXPECT_EQ(done[1].second.recipients[0].reply.code, 552);
+    EXPECT_EQ(done[1].second.recipients[0].stage, Stage::data);
+    EXPECT_EQ(done[2].second.recipients[0].reply.code, 554);
+    EXPECT_TRUE(done[2].second.finished);
+    small(d, {"e@x"});
+    EXPECT_EQ(d.take(), "RSET\r\nMAIL FROM:<s@x>\r\nRCPT TO:<e@x>\r\nBDAT 3 LAST\r\nm\r\nRSET\r\n");
+}
+
+TEST(SessionBatch, ByDataTheBodyGoesWithTheNextGroupAndARefusedDataResets) {
+    Driver d;  // PIPELINING, no CHUNKING
+    d.s.batch_begin();
+    d.s.batch_deliver("s@x", {"a@x"});
+    EXPECT_EQ(d.take(), "MAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\nDATA\r\n");
+    d.reply("250 ok\r\n");
+    d.reply("250 ok\r\n");
+    EXPECT_TRUE(d.s.awaiting_data_reply());
+    d.reply("354 go\r\n");
+    EXPECT_EQ(d.s.want(), Session::Want::body);
+    d.s.body("one\n");
+    d.s.end_body();
+    d.s.batch_deliver("s@x", {"b@x"});
+    EXPECT_EQ(d.take(), "one\r\n.\r\nMAIL FROM:<s@x>\r\nRCPT TO:<b@x>\r\nDATA\r\n");
+    d.reply("250 2.0.0 <a@x> saved\r\n");
+    auto done = finished(d.s);
+    ASSERT_EQ(done.size(), 1u);
+    EXPECT_TRUE(done[0].second.all_delivered());
+    d.reply("250 ok\r\n");
+    d.reply("550 5.1.1 unknown\r\n");
+    d.reply("503 5.5.1 No valid recipients\r\n");
+    EXPECT_FALSE(d.s.awaiting_data_reply());
+    done = finished(d.s);
+    ASSERT_EQ(done.size(), 1u);
+    EXPECT_EQ(done[0].second.recipients[0].stage, Stage::rcpt);
+    d.s.batch_deliver("s@x", {"c@x"});
+    EXPECT_EQ(d.take(), "RSET\r\nMAIL FROM:<s@x>\r\nRCPT TO:<c@x>\r\nDATA\r\n");  // DATA refused: the server may hold it
+}
+
+TEST(SessionBatch, A421OrACloseMarksEveryTransactionInFlightUnknown) {
+    for (bool by_421 : {true, false}) {
+        Driver d(kLhloChunking);
+        d.s.batch_begin();
+        for (int i = 0; i < 3; ++i) small(d, {"a@x", "b@x"});
+        d.take();
+        d.reply("250 ok\r\n");
+        d.reply("250 ok\r\n");
+        d.reply("550 no\r\n");
+        d.reply("250 saved\r\n");
+        d.reply("250 reset\r\n");  // the first is whole
+        d.reply("250 ok\r\n");     // the second's MAIL...
+        if (by_421)
+            d.reply("421 4.3.2 shutting down\r\n");
+        else
+            d.s.close();
+        EXPECT_EQ(d.s.phase(), Phase::closed);
+        auto done = finished(d.s);
+        ASSERT_EQ(done.size(), 3u);
+        EXPECT_TRUE(done[0].second.finished);
+        EXPECT_EQ(done[0].second.recipients[1].outcome, Outcome::permanent);
+        for (std::size_t k = 1; k < 3; ++k) {
+            EXPECT_FALSE(done[k].second.finished);
+            for (std::size_t i = by_421 && k == 1 ? 1 : 0; i < 2; ++i)
+                EXPECT_EQ(done[k].second.recipients[i].outcome, Outcome::unknown);
+        }
+        if (by_421) {
+            EXPECT_EQ(done[1].second.recipients[0].rcpt_reply.code, 421);  // the 421 answered its RCPT
+            EXPECT_EQ(done[1].second.recipients[0].outcome, Outcome::temporary);
+        }
+        d.s.batch_end();
+    }
+}
+
+TEST(SessionBatch, ALocalRefusalQueuesNothingAndTheBatchGoesOn) {
+    Driver d(kLhloChunking);
+    d.s.batch_begin();
+    small(d, {"a@x"});
+    std::string before(d.s.output());
+    EXPECT_THROW(d.s.batch_deliver("s@x", {"bad\r\naddress@x"}), Error);
+    EXPECT_THROW(d.s.batch_deliver("s@x", {}), Error);
+    EXPECT_EQ(d.s.output(), before);
+    EXPECT_EQ(d.s.want(), Session::Want::write);  // not wanting a body: nothing was started
+    small(d, {"b@x"});
+    EXPECT_EQ(d.take(),
+              "MAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\nBDAT 3 LAST\r\nm\r\nRSET\r\n"
+              "MAIL FROM:<s@x>\r\nRCPT TO:<b@x>\r\nBDAT 3 LAST\r\nm\r\nRSET\r\n");
+}
+
+TEST(SessionBatch, NeedsPipeliningAndNoReplyOwed) {
+    Driver plain(kLhloPlain);
+    EXPECT_THROW(plain.s.batch_begin(), Error);
+    Driver d(kLhloChunking);
+    d.s.noop();
+    EXPECT_THROW(d.s.batch_begin(), Error);
+    Driver e(kLhloChunking);
+    EXPECT_THROW(e.s.batch_deliver("s@x", {"a@x"}), Error);  // no batch begun
+    e.s.batch_begin();
+    EXPECT_THROW(e.s.deliver("s@x", {"a@x"}), Error);        // one thing at a time
+}

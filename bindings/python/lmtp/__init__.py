@@ -753,12 +753,7 @@ class LMTP:
             to_addrs = [to_addrs]
         _check_inputs([from_addr, *to_addrs], [*mail_options, *rcpt_options])
         source = _source(msg)
-        self.ehlo_or_helo_if_needed()
-        mp = _mail_options(mail_options)
-        if mp["smtputf8"]:
-            if not self.has_extn("smtputf8"):
-                raise SMTPNotSupportedError("SMTPUTF8 not supported by server")
-            self.command_encoding = "utf-8"
+        mp = self._mail_options_for_server(mail_options)
         if mp["size"] is None and isinstance(source, bytes) and self.has_extn("size"):
             mp["size"] = _lmtp.canonical_length(source)  # CRLF line ends counted, as on the wire
         rp = _rcpt_options(rcpt_options)
@@ -776,6 +771,70 @@ class LMTP:
             self.command_encoding = "ascii"
         self.last_results = [Result._from(r) for r in client.results]
         return list(self.last_results)
+
+    def _mail_options_for_server(self, mail_options):
+        # LHLO if not yet; SMTPUTF8 needs the server's consent and UTF-8 addresses (until "ascii" again).
+        self.ehlo_or_helo_if_needed()
+        mp = _mail_options(mail_options)
+        if mp["smtputf8"]:
+            if not self.has_extn("smtputf8"):
+                raise SMTPNotSupportedError("SMTPUTF8 not supported by server")
+            self.command_encoding = "utf-8"
+        return mp
+
+    def deliver_many(self, messages, mail_options=(), rcpt_options=(), *, transfer="auto"):
+        """Deliver many messages over this connection; return, per message, the
+        list of its recipients' ``Result`` (as ``deliver`` returns it), in order.
+
+        ``messages`` is an iterable of ``(from_addr, to_addrs, msg)`` tuples,
+        ``msg`` in any form ``deliver`` takes. With PIPELINING each message's
+        MAIL follows the end of the one before without waiting for its replies,
+        so that with CHUNKING many small messages share each round trip (by DATA
+        each message costs one: its body waits for the 354). ``mail_options``
+        and ``rcpt_options`` apply to every message (SIZE is each message's own
+        when the server offers SIZE).
+
+        Bad input in any message raises ValueError before anything is sent. A
+        message the library refuses to send (an option the server does not
+        offer, over its SIZE, a source that fails before its first byte went
+        out) gets one ``Result`` per recipient with ``outcome`` "unknown", code
+        0 and the reason as ``text``; the other messages go on. When the session
+        breaks, the exception (``SMTPServerDisconnected``...) carries
+        ``results``: the list as it would have been returned, the messages
+        without a verdict ``unknown``.
+        """
+        batch = []
+        for from_addr, to_addrs, msg in messages:
+            if isinstance(to_addrs, str):
+                to_addrs = [to_addrs]
+            _check_inputs([from_addr, *to_addrs], ())
+            batch.append((from_addr, list(to_addrs), msg))
+        _check_inputs((), [*mail_options, *rcpt_options])
+        mp = self._mail_options_for_server(mail_options)
+        rp = _rcpt_options(rcpt_options)
+        try:
+            wire = [(self._encode_address(f), [self._encode_address(a) for a in t], _source(m)) for f, t, m in batch]
+        finally:
+            self.command_encoding = "ascii"
+        client = self._live()
+        done, ended = client.deliver_many(wire, mp["size"], mp["body"], mp["smtputf8"], mp["ret"], mp["envid"],
+                                          mp["transid"], mp["extra"], rp["notify"], rp["orcpt"], rp["orcpt_type"],
+                                          rp["extra"], True, transfer)
+        results = []
+        for (status, why, recipients), (_, to_addrs, _) in zip(done, batch):
+            if recipients or status == "ok":  # verdicts, or what the session knew when it ended
+                results.append([Result._from(r) for r in recipients])
+            else:  # refused before anything of it was sent
+                results.append([Result(a, None, 0, None, why, why.encode(), 0, "unknown") for a in to_addrs])
+        if results:
+            self.last_results = list(results[-1])
+        if ended is not None:
+            try:
+                _raise(Exception(*ended))
+            except Exception as err:
+                err.results = results
+                raise
+        return results
 
     def sendmail(self, from_addr, to_addrs, msg, mail_options=(), rcpt_options=()):
         """smtplib's sendmail, with every recipient's reply taken into account.

@@ -110,6 +110,14 @@ class LMTP:
     def putcmd(self, cmd: str, args: str = ...) -> None: ...
     def getreply(self) -> Reply: ...
     def docmd(self, cmd: str, args: str = ...) -> Reply: ...
+    def deliver_many(
+        self,
+        messages: Iterable[Tuple[str, Union[str, Sequence[str]], Message]],
+        mail_options: Sequence[str] = ...,
+        rcpt_options: Sequence[str] = ...,
+        *,
+        transfer: Literal["auto", "data", "bdat"] = ...,
+    ) -> list[list[Result]]: ...
     def deliver(
         self,
         from_addr: str,

@@ -15,6 +15,8 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <memory>
+#include <tuple>
 #include <optional>
 #include <string>
 #include <vector>
@@ -82,6 +84,13 @@ lmtp::RcptParams rcpt_params(unsigned notify, const std::string& orcpt, const st
     return p;
 }
 
+lmtp::Transfer to_transfer(const std::string& transfer) {
+    if (transfer == "data") return lmtp::Transfer::data;
+    if (transfer == "bdat") return lmtp::Transfer::bdat;
+    if (transfer == "auto") return lmtp::Transfer::automatic;
+    throw py::value_error("transfer is 'auto', 'data' or 'bdat'");
+}
+
 class PyClient {
 public:
     PyClient(const std::string& hello, double timeout, std::optional<double> connect_timeout,
@@ -141,19 +150,11 @@ public:
         Use use(*this);
         std::optional<py::error_already_set> raised;
         lmtp::BodySource read;
-        std::string_view whole;
-        std::size_t offset = 0;
         if (py::isinstance<py::bytes>(source)) {
             char* p = nullptr;
             Py_ssize_t n = 0;
             PyBytes_AsStringAndSize(source.ptr(), &p, &n);
-            whole = std::string_view(p, static_cast<std::size_t>(n));  // `source` keeps it alive
-            read = [&](char* buf, std::size_t cap) {
-                std::size_t k = std::min(cap, whole.size() - offset);
-                std::memcpy(buf, whole.data() + offset, k);
-                offset += k;
-                return k;
-            };
+            read = lmtp::memory_source(std::string_view(p, static_cast<std::size_t>(n)));  // `source` keeps it alive
         } else {
             read = [&](char* buf, std::size_t cap) -> std::size_t {
                 py::gil_scoped_acquire gil;
@@ -187,6 +188,94 @@ public:
             throw;
         }
         return client_.transaction().recipients;
+    }
+
+    // Many messages pipelined back to back (Client::deliver_batch). Each
+    // message is (sender, recipients, bytes or read(n) callable). Returns,
+    // per message, (status name, reason, results); the status of the
+    // session's end (None when it did not end) comes last.
+    py::tuple deliver_many(const std::vector<std::tuple<std::string, std::vector<std::string>, py::object>>& messages,
+                           std::optional<std::uint64_t> size, const lmtp::MailParams& mp, const lmtp::RcptParams& rp,
+                           bool force, lmtp::Transfer transfer) {
+        Use use(*this);
+        struct Done {
+            lmtp::Status status;
+            std::string why;
+            std::vector<lmtp::RecipientResult> results;
+        };
+        std::vector<Done> done;
+        done.reserve(messages.size());
+        // Looked at now, with the GIL: the batch runs without it and touches no
+        // Python object but through the readers, which take it back.
+        std::vector<std::string_view> bytes(messages.size());
+        std::vector<PyObject*> readers(messages.size(), nullptr);  // borrowed: `messages` holds them
+        for (std::size_t i = 0; i < messages.size(); ++i) {
+            const py::object& src = std::get<2>(messages[i]);
+            if (!py::isinstance<py::bytes>(src)) {
+                readers[i] = src.ptr();
+            } else {
+                char* p = nullptr;
+                Py_ssize_t n = 0;
+                PyBytes_AsStringAndSize(src.ptr(), &p, &n);
+                bytes[i] = std::string_view(p, static_cast<std::size_t>(n));  // `messages` keeps it alive
+            }
+        }
+        const bool sized = !size && client_.supports("SIZE");
+        lmtp::BatchSource next = [&](std::size_t i) {
+            const auto& [from, rcpts, src] = messages[i];
+            (void)src;
+            lmtp::BatchMessage m;
+            m.from = from;
+            m.recipients = rcpts;
+            m.mail_params = mp;
+            m.rcpt_params = rp;
+            m.force = force;
+            m.transfer = transfer;
+            if (!readers[i]) {
+                std::string_view whole = bytes[i];
+                m.source = lmtp::memory_source(whole);
+                m.size_hint = whole.size();
+                m.mail_params.size = sized ? std::optional<std::uint64_t>(lmtp::canonical_length(whole)) : size;
+            } else {
+                PyObject* read = readers[i];
+                m.source = [read](char* buf, std::size_t cap) -> std::size_t {
+                    py::gil_scoped_acquire gil;
+                    std::string why;
+                    try {
+                        py::object chunk = py::handle(read)(cap);
+                        if (chunk.is_none()) return 0;
+                        if (!py::isinstance<py::bytes>(chunk)) throw py::type_error("the message source must give bytes");
+                        std::string_view v = py::cast<std::string_view>(chunk);
+                        if (v.size() > cap) throw py::value_error("the message source gave more bytes than asked for");
+                        std::memcpy(buf, v.data(), v.size());
+                        return v.size();
+                    } catch (py::error_already_set& e) {
+                        why = e.what();
+                    } catch (const std::exception& e) {
+                        why = e.what();
+                    }
+                    throw lmtp::Error(lmtp::Status::aborted, "the message source raised " + why);
+                };
+                m.mail_params.size = size;
+            }
+            return m;
+        };
+        lmtp::BatchDone report = [&](std::size_t, const lmtp::Transaction& t, lmtp::Status st, const std::string& why) {
+            done.push_back({st, why, t.recipients});
+            return true;
+        };
+        py::object ended = py::none();
+        try {
+            py::gil_scoped_release nogil;
+            client_.deliver_batch(messages.size(), next, report);
+        } catch (const lmtp::Error& e) {
+            ended = py::make_tuple(lmtp::status_name(e.status()), e.what(), e.os_error());
+        }
+        py::list out;
+        for (auto& d : done)
+            out.append(py::make_tuple(d.status == lmtp::Status::ok ? "ok" : lmtp::status_name(d.status), d.why,
+                                      std::move(d.results)));
+        return py::make_tuple(out, ended);
     }
 
 private:
@@ -370,15 +459,25 @@ PYBIND11_MODULE(_lmtp, m) {
                const std::string& transfer, bool canonical) {
                 lmtp::MailParams mp = mail_params(size, body, smtputf8, ret, envid, transid, mail_extra);
                 lmtp::RcptParams rp = rcpt_params(notify, orcpt, orcpt_type, rcpt_extra);
-                lmtp::Transfer t = transfer == "data"   ? lmtp::Transfer::data
-                                   : transfer == "bdat" ? lmtp::Transfer::bdat
-                                   : transfer == "auto" ? lmtp::Transfer::automatic
-                                                        : throw py::value_error("transfer is 'auto', 'data' or 'bdat'");
-                return c.deliver(from, rcpts, source, mp, rp, force, t, canonical);
+                return c.deliver(from, rcpts, source, mp, rp, force, to_transfer(transfer), canonical);
             },
             "sender"_a, "recipients"_a, "source"_a, "size"_a = py::none(), "body"_a = "", "smtputf8"_a = false,
             "ret"_a = "", "envid"_a = "", "transid"_a = "", "mail_extra"_a = Extra{}, "notify"_a = 0,
             "orcpt"_a = "", "orcpt_type"_a = "", "rcpt_extra"_a = Extra{}, "force"_a = false, "transfer"_a = "auto",
             "canonical"_a = false)
+        .def(
+            "deliver_many",
+            [](PyClient& c, const std::vector<std::tuple<std::string, std::vector<std::string>, py::object>>& messages,
+               std::optional<std::uint64_t> size, const std::string& body, bool smtputf8, const std::string& ret,
+               const std::string& envid, const std::string& transid, const Extra& mail_extra, unsigned notify,
+               const std::string& orcpt, const std::string& orcpt_type, const Extra& rcpt_extra, bool force,
+               const std::string& transfer) {
+                lmtp::MailParams mp = mail_params(size, body, smtputf8, ret, envid, transid, mail_extra);
+                lmtp::RcptParams rp = rcpt_params(notify, orcpt, orcpt_type, rcpt_extra);
+                return c.deliver_many(messages, size, mp, rp, force, to_transfer(transfer));
+            },
+            "messages"_a, "size"_a = py::none(), "body"_a = "", "smtputf8"_a = false, "ret"_a = "", "envid"_a = "",
+            "transid"_a = "", "mail_extra"_a = Extra{}, "notify"_a = 0, "orcpt"_a = "", "orcpt_type"_a = "",
+            "rcpt_extra"_a = Extra{}, "force"_a = false, "transfer"_a = "auto")
         .def_property_readonly("results", [](PyClient& c) { return c.client().transaction().recipients; });
 }

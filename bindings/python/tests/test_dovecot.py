@@ -208,3 +208,30 @@ def test_eight_threads_each_with_its_own_connection(dovecot):
             if h["Subject"] and h["Subject"].startswith(run + "-"):
                 subjects.add(h["Subject"])
         assert subjects == {"%s-%d-%d" % (run, k, j) for k in range(n_threads) for j in range(per_thread)}
+
+
+@pytest.mark.parametrize("transfer", ["bdat", "data"])
+def test_deliver_many_every_message_lands(dovecot, transfer):
+    """A batch pipelined back to back; messages whose only recipient is refused in between (to
+    which Dovecot answers BDAT LAST with 503 and keeps the transaction) desynchronise nothing."""
+    subjects = [unique("batch-%s-%d" % (transfer, i)) for i in range(60)]
+    batch = []
+    for i, subject in enumerate(subjects):
+        rcpts = ["nosuch" + D] if i % 10 == 3 else ["alice" + D, "bob" + D]
+        batch.append((SENDER, rcpts, message(subject, b"message %d\r\n" % i)))
+    with lmtp.LMTP("127.0.0.1", dovecot.port) as s:
+        s.ehlo()
+        if transfer == "bdat" and not s.has_extn("chunking"):
+            pytest.skip("this Dovecot does not offer CHUNKING")
+        results = s.deliver_many(batch, transfer=transfer)
+        assert s.noop()[0] == 250  # the session is in step after the batch
+    assert len(results) == len(batch)
+    for i, (subject, rs) in enumerate(zip(subjects, results)):
+        if i % 10 == 3:
+            assert [(r.stage, r.code) for r in rs] == [("rcpt", 550)], dovecot.log()[-2000:]
+            assert stored_with_subject(dovecot, "alice", subject) == []
+        else:
+            assert [r.ok for r in rs] == [True, True], (i, rs, dovecot.log()[-2000:])
+            for user in ("alice", "bob"):
+                [m] = dovecot.messages(user, subject)
+                assert m.get_payload() == "message %d\n" % i

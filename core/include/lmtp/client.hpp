@@ -71,6 +71,9 @@ struct ClientOptions {
     // BDAT chunks sent ahead of their replies, at most, when the server
     // offers PIPELINING; without it each chunk waits for the one before.
     std::size_t bdat_window = 4;
+    // deliver_batch: octets sent ahead of their replies, at most (but always
+    // one whole message, and with BDAT at least its first chunk).
+    std::size_t max_in_flight = 1024 * 1024;
     TraceFn trace;
 };
 
@@ -79,6 +82,32 @@ struct ClientOptions {
 // transaction (the connection is closed: the server must not deliver a
 // message whose end it never saw).
 using BodySource = std::function<std::size_t(char* buf, std::size_t cap)>;
+// A message already in memory as a BodySource (`bytes` must outlive it).
+BodySource memory_source(std::string_view bytes);
+
+// One message of a batch (deliver_batch).
+struct BatchMessage {
+    std::string from;
+    std::vector<std::string> recipients;
+    BodySource source;
+    std::size_t size_hint = 0;  // its length when known (for the bound on octets in flight), else 0
+    MailParams mail_params;
+    RcptParams rcpt_params;
+    bool force = false;
+    Transfer transfer = Transfer::automatic;
+    bool canonical = false;
+};
+// Gives message `index` of a batch. Throwing Error fails that message alone
+// (nothing of it is sent; its callback gets the status).
+using BatchSource = std::function<BatchMessage(std::size_t index)>;
+// Called once per message, in order, when each of its recipients has a
+// verdict, or with the status that kept it from being sent (then `txn` holds
+// no results for a message refused before sending, every recipient unknown
+// for one the session ended under). `why` is empty for Status::ok. Return
+// false to send no more messages (those already sent still get their call).
+// Must not throw, nor use the client.
+using BatchDone =
+    std::function<bool(std::size_t index, const Transaction& txn, Status status, const std::string& why)>;
 
 class Client {
 public:
@@ -181,6 +210,20 @@ public:
                                const RcptParams& rcpt_params = {}, bool force = false,
                                Transfer transfer = Transfer::automatic, bool canonical = false);
 
+    // --- many messages, pipelined back to back -------------------------------------
+    // Delivers messages 0..count-1 over this connection, each with its own
+    // results. With PIPELINING each message's MAIL follows the end of the one
+    // before without waiting (RFC 2920), up to max_in_flight octets ahead of
+    // their replies: with CHUNKING many small messages share a round trip;
+    // by DATA each message costs one (its 354 must come before its body, and
+    // that body goes with the next message's MAIL, RCPT and DATA). Without
+    // PIPELINING it delivers one message after the other.
+    // Returns true when every message had its callback, false when the
+    // callback stopped the batch. Throws the Error that ended the session,
+    // after the callbacks of every message (those not sent get its status
+    // and every recipient unknown).
+    bool deliver_batch(std::size_t count, const BatchSource& next, const BatchDone& done);
+
     // --- settings ------------------------------------------------------------
     void set_timeout(std::chrono::milliseconds timeout);
     std::chrono::milliseconds timeout() const { return options_.timeout; }
@@ -189,6 +232,8 @@ public:
     void set_tls_options(const TlsOptions& tls) { options_.tls = tls; }
     // TLS from the first byte for the next connect().
     void set_implicit_tls(bool on) { options_.implicit_tls = on; }
+    // 0: the default (1 MiB).
+    void set_max_in_flight(std::size_t octets) { options_.max_in_flight = octets ? octets : 1024 * 1024; }
     const ClientOptions& options() const { return options_; }
 
 private:
@@ -206,7 +251,16 @@ private:
     void apply(const Reply& reply);
     void run();
     void send_body(const BodySource& source);
+    void stream_body(const BodySource& source);
     void send_bdat(const BodySource& source);
+    void send_chunks(const BodySource& source, bool more);
+    struct Batch;
+    bool deliver_each(std::size_t count, const BatchSource& next, const BatchDone& done);
+    void batch_message(Batch& b, std::size_t index, const BatchMessage& m);
+    void batch_report(Batch& b, Status ended, const std::string& why);
+    void batch_drain();
+    std::uint64_t queued_bytes() const { return written_ + session_.output().size(); }
+    bool try_read_source(const BodySource& source, char* buf, std::size_t cap, std::size_t& n, std::string& why);
     std::size_t read_source(const BodySource& source, char* buf, std::size_t cap);
     std::size_t fill_from_source(const BodySource& source, char* buf, std::size_t cap);
     void after_hello();
@@ -231,6 +285,8 @@ private:
     std::string held_;          // BDAT: the chunk read ahead, to know which one is last
     std::string host_;          // what connect() was given (the TLS name by default)
     Reply starttls_reply_;
+    std::uint64_t written_ = 0;  // octets written over this connection
+    bool batch_settle_ = false;  // a message source failing in a batch: read the older replies first
 };
 
 }  // namespace lmtp

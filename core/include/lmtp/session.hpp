@@ -118,7 +118,8 @@ public:
         auth,
         bdat,
         bdat_last,
-        bdat_sync,  // a NOOP after BDAT LAST with nobody accepted (see resolve_front)
+        bdat_sync,  // after BDAT LAST with nobody accepted: a NOOP, or in a batch the
+                    // RSET that follows (see resolve_front)
     };
     struct Event {
         Cmd cmd = Cmd::other;
@@ -220,6 +221,46 @@ public:
     // delivery that failed before anything could be sent.
     void abandon_delivery(const std::vector<std::string>& recipients);
 
+    // --- many transactions back to back (a batch) -------------------------------
+    // RFC 2920 lets MAIL follow the end of a message (DATA's final dot, or
+    // BDAT LAST) in the same group, so a batch queues transaction after
+    // transaction without waiting for the replies of the earlier ones. Each
+    // expectation carries the id of its transaction; replies fill the oldest
+    // transaction still in flight, and each transaction, once every reply it
+    // is owed has come, waits in a queue of finished ones for the driver
+    // (batch_take), in the order they were queued.
+    //
+    // BDAT LAST is always followed by RSET: with no recipient accepted an RFC
+    // server sends nothing for BDAT LAST while Dovecot 2.3 refuses it ("503
+    // 5.5.0 No valid recipients") and keeps the transaction open. RSET's 250
+    // ends whatever the server kept, and a refusal arriving before it can only
+    // be BDAT LAST's. By DATA, a refused DATA (or a refused chunk, which
+    // leaves no LAST) puts RSET before the next MAIL.
+    //
+    // Needs PIPELINING. batch_begin() with no reply owed; batch_end() once
+    // every reply is in (or after close()). close() hands every transaction
+    // in flight over as finished-or-not: those with recipients still waiting
+    // are marked unknown and have `finished` false.
+    void batch_begin();
+    // Queues [RSET] MAIL and every RCPT, then DATA, or with BDAT wants the
+    // first chunk at once (bdat_chunk, or bdat_to_data for an empty message).
+    // Checks like deliver() and queues nothing when a check fails. Returns
+    // the transaction's id.
+    std::uint64_t batch_deliver(std::string_view from, const std::vector<std::string>& recipients,
+                                const MailParams& mail_params = {}, const RcptParams& rcpt_params = {},
+                                bool force = false, Transfer transfer = Transfer::automatic, bool canonical = false);
+    void batch_end();
+    bool batching() const { return batch_; }
+    // Whether batch_deliver would send the message by BDAT.
+    bool would_bdat(const MailParams& mail_params, Transfer transfer) const;
+    // DATA was sent and its reply has not come yet.
+    bool awaiting_data_reply() const { return data_pending_; }
+    // A reply owed to a transaction older than the newest one is still to come.
+    bool batch_older_pending() const;
+    // Transactions handed over, in order.
+    bool batch_has_finished() const { return !batch_done_.empty(); }
+    std::pair<std::uint64_t, Transaction> batch_take();
+
     // --- what is known ------------------------------------------------------
     const Reply& banner() const { return banner_; }
     const Capabilities& capabilities() const { return caps_; }
@@ -236,10 +277,23 @@ private:
     struct Expect {
         Cmd cmd;
         std::size_t index;
-        std::string verb;  // for Cmd::other: the command's verb, for messages
+        std::string verb;        // for Cmd::other: the command's verb, for messages
+        std::uint64_t txn = 0;   // the batch transaction it belongs to; 0: none (the current one)
+    };
+    struct Plan;
+    struct Queued {
+        std::uint64_t id;
+        Transaction txn;
     };
 
     std::string describe(const Expect& e) const;
+    const Transaction& txn_of(const Expect& e) const;
+    Plan check_delivery(std::string_view from, const std::vector<std::string>& recipients,
+                        const MailParams& mail_params, const RcptParams& rcpt_params, bool force, Transfer transfer,
+                        std::string& mail_line) const;
+    void start_message(Plan plan, bool canonical);
+    void promote(std::uint64_t id);
+    void retire_if_done();
     void require_command_phase(const char* what) const;
     void check_advertised(const std::vector<std::pair<std::string, std::string>>& needs, const char* command,
                           bool force) const;
@@ -250,6 +304,7 @@ private:
     [[noreturn]] void protocol_error(const std::string& message);
     void end_connection();
     void mark_unknown();
+    static void mark_unknown(Transaction& t);
     void settle(std::size_t index, const Reply& reply, Stage stage);
     void finish_transaction();
     void plan_next();
@@ -277,6 +332,15 @@ private:
     bool canonical_ = false;    // the body is already canonical: no line-end conversion
     std::size_t bdat_in_flight_ = 0;
     Reply bdat_failure_;
+    // The batch: transactions queued whose first reply has not come, the one
+    // replies are filling (txn_, id batch_current_), and those finished.
+    bool batch_ = false;
+    bool batch_reset_ = false;  // RSET before the next MAIL: the server may hold a transaction
+    std::uint64_t batch_next_ = 1;
+    std::uint64_t batch_current_ = 0;
+    std::uint64_t stamp_ = 0;  // the transaction new expectations belong to
+    std::deque<Queued> batch_queued_;
+    std::deque<Queued> batch_done_;
     std::string chunk_;  // scratch: one encoded BDAT chunk
     BodyEncoder encoder_;
     TraceFn trace_;

@@ -577,18 +577,44 @@ sub deliver {
     my ($self, $from, $to, $data) = @_;
     ref $to eq 'ARRAY' or Carp::croak('usage: $lmtp->deliver(FROM, [TO, ...], DATA)');
     $self->_end_data;
+    my $m = $self->_message('deliver', $from, $to, $data) or return;
+    $self->_status(${*$self}{net_lmtp_xs}->deliver(@$m));
+    $self->results;
+}
+
+# [FROM, [TO...], DATA] as bytes for the library, or undef (the status set)
+# when an address cannot be sent.
+sub _message {
+    my ($self, $what, $from, $to, $data) = @_;
     $data = join('', @$data) if ref $data eq 'ARRAY';
     utf8::downgrade($data, 1)
-        or Carp::croak(ref($self) . '::deliver: wide character in data; encode it to bytes first');
+        or Carp::croak(ref($self) . "::$what: wide character in data; encode it to bytes first");
     my @rcpts;
     foreach my $r (@$to) {
-        my $b = $self->_bytes('deliver', $self->_addr($r));
+        my $b = $self->_bytes($what, $self->_addr($r));
         return unless defined $b;
         push @rcpts, $b;
     }
-    defined(my $f = $self->_bytes('deliver', $self->_addr($from))) or return;
-    $self->_status(${*$self}{net_lmtp_xs}->deliver($f, \@rcpts, $data));
-    $self->results;
+    defined(my $f = $self->_bytes($what, $self->_addr($from))) or return;
+    [$f, \@rcpts, $data];
+}
+
+# Many messages, each [FROM, [TO...], DATA], pipelined back to back over this
+# connection; returns, per message, an array ref of its results (as deliver
+# returns them). See the POD.
+sub deliver_many {
+    my ($self, @messages) = @_;
+    $self->_end_data;
+    my @batch;
+    foreach my $m (@messages) {
+        ref $m eq 'ARRAY' && ref $m->[1] eq 'ARRAY'
+            or Carp::croak('usage: $lmtp->deliver_many([FROM, [TO, ...], DATA], ...)');
+        my $one = $self->_message('deliver_many', @$m) or return;
+        push @batch, $one;
+    }
+    my ($st, @done) = ${*$self}{net_lmtp_xs}->deliver_batch(\@batch);
+    $self->_status($st);
+    map { $_->[2] } @done;
 }
 
 # STARTTLS, the handshake, and LHLO again (never EHLO). Takes IO::Socket::SSL's
@@ -763,6 +789,17 @@ C<enhanced>, C<text>, C<rcpt_code>, C<rcpt_text>.
 =item deliver(FROM, [TO...], DATA)
 
 The whole transaction in one pipelined exchange; returns C<results>.
+
+=item deliver_many([FROM, [TO...], DATA], ...)
+
+Many messages over this connection, each its own transaction, pipelined back
+to back when the server offers PIPELINING: with CHUNKING many small messages
+share each round trip; by DATA each costs one. Returns a list with, per
+message in order, an array ref of its results (what C<deliver> returns). A
+message the library refuses to send (a bad option, over the server's SIZE) has
+no results and the others go on; when the connection breaks, the recipients
+without a verdict are C<unknown>, the messages not sent have every recipient
+C<unknown>, and C<code>/C<message> say why (C<ok> is then false).
 
 =item error
 
