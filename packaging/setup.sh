@@ -8,6 +8,7 @@ packages=(
     libssl-dev                               # OpenSSL: STARTTLS, implicit TLS, SCRAM
     libgtest-dev libcmocka-dev               # unit tests (GoogleTest, CMocka)
     valgrind                                 # the C API tests run under it too
+    libbenchmark-dev                         # the body encoder microbenchmark (bench/)
     clang-14 libclang-rt-14-dev              # libFuzzer targets
     python3                                  # test helpers
     perl libtest-leaktrace-perl              # the Net::LMTP Perl module and its tests
