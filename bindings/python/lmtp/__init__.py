@@ -162,9 +162,7 @@ class Result:
 
     @classmethod
     def _from(cls, r):
-        reply = r.reply
-        return cls(r.address, None if r.stage == "none" else r.stage, reply.code, reply.enhanced,
-                   reply.text.decode("utf-8", "replace"), reply.message, r.rcpt_reply.code, r.outcome)
+        return cls(*r.fields)
 
 
 # ---------------------------------------------------------------------------
@@ -269,10 +267,18 @@ def _check_inputs(addresses, options):
             raise ValueError("ESMTP option contains a line break or a NUL: %r" % (option,))
 
 
+# A dot-atom "@" a domain of letters, digits and hyphens: what parseaddr gives back unchanged, so
+# the common address needs no parsing (parseaddr costs more than delivering the message).
+_PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+                            r"@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\Z")
+
+
 def _quoteaddr(address):
     """The address inside <...>, as smtplib's quoteaddr finds it (without the brackets)."""
     if hasattr(address, "addr_spec"):  # email.headerregistry.Address
         address = address.addr_spec
+    if type(address) is str and _PLAIN_ADDRESS.match(address):
+        return address
     # email.utils.parseaddr would quietly drop a CR or LF: refuse them first.
     if "\r" in address or "\n" in address or "\0" in address:
         raise ValueError("address contains a line break or a NUL: %r" % (address,))

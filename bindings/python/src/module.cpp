@@ -345,7 +345,21 @@ PYBIND11_MODULE(_lmtp, m) {
         .def_property_readonly("stage",
                                [](const lmtp::RecipientResult& r) { return lmtp::stage_name(r.stage); })
         .def_property_readonly("outcome",
-                               [](const lmtp::RecipientResult& r) { return lmtp::outcome_name(r.outcome); });
+                               [](const lmtp::RecipientResult& r) { return lmtp::outcome_name(r.outcome); })
+        // Everything lmtp.Result holds, in one call: (address, stage, code, enhanced, text,
+        // message, rcpt_code, outcome); stage None when there is no verdict.
+        .def_property_readonly("fields", [](const lmtp::RecipientResult& r) {
+            const std::string text = r.reply.text();
+            PyObject* decoded = PyUnicode_DecodeUTF8(text.data(), static_cast<Py_ssize_t>(text.size()), "replace");
+            if (!decoded) throw py::error_already_set();
+            auto decoded_text = py::reinterpret_steal<py::str>(decoded);
+            return py::make_tuple(r.address,
+                                  r.stage == lmtp::Stage::none ? py::object(py::none())
+                                                               : py::object(py::str(lmtp::stage_name(r.stage))),
+                                  r.reply.code, enhanced_tuple(r.reply.enhanced),
+                                  decoded_text,
+                                  reply_message(r.reply), r.rcpt_reply.code, lmtp::outcome_name(r.outcome));
+        });
 
     py::class_<PyClient>(m, "Client")
         .def(py::init<const std::string&, double, std::optional<double>, const std::string&, unsigned, std::size_t,

@@ -743,3 +743,14 @@ def test_reply_line_too_long(LMTP, fake_server):
         s.noop()
     with pytest.raises(smtplib.SMTPServerDisconnected):
         s.noop()
+
+
+@pytest.mark.parametrize("address", [
+    "alice@example.org", "a.b+tag@x", "o'hara@ex-ample.org", "x!#$%&'*/=?^_`{|}~-@y",  # the fast path
+    "Alice <alice@example.org>", "<alice@example.org>", " alice@example.org ", "alice@[127.0.0.1]",
+    "\"a b\"@example.org", "a..b@x", ".a@x", "a.@x", "a@x.", "a@-x", "alice", "", "<>", "a@b@c",
+    "alice@example.org (Alice)", "Ålice@example.org", "alice@exämple.org",
+])
+def test_addresses_are_read_as_smtplib_reads_them(address):
+    # What goes between < and > is smtplib.quoteaddr's choice, whichever way it is found.
+    assert "<%s>" % lmtp._quoteaddr(address) == smtplib.quoteaddr(address)
