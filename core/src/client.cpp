@@ -210,10 +210,14 @@ void Client::require_connection() const {
 // --- reading and writing -------------------------------------------------------------
 
 void Client::flush() {
-    while (!session_.output().empty()) {
-        std::string_view out = session_.output();
+    while (session_.output_size() > 0) {
+        // The pieces go out together, a BDAT chunk's payload without being
+        // copied next to its command line.
+        std::string_view pieces[3];
+        std::size_t count = session_.output_pieces(pieces);
+        std::size_t size = session_.output_size();
         try {
-            transport_->write(out, Clock::now() + options_.timeout);
+            transport_->write_pieces(pieces, count, Clock::now() + options_.timeout);
         } catch (const Error& e) {
             std::string why = e.what();
             if (e.status() == Status::timeout)
@@ -222,8 +226,8 @@ void Client::flush() {
             take_replies_left();
             fail(e.status(), why, e.os_error());
         }
-        written_ += out.size();
-        session_.consumed(out.size());
+        written_ += size;
+        session_.consumed(size);
     }
 }
 
@@ -428,7 +432,7 @@ void Client::data_write(std::string_view chunk) {
     require_connection();
     if (session_.phase() != Phase::body) settle_pending();
     session_.body(chunk);
-    if (session_.output().size() >= options_.write_chunk) flush();
+    if (session_.output_size() >= options_.write_chunk) flush();
 }
 
 const Reply& Client::data_end() {
@@ -710,9 +714,18 @@ void Client::send_bdat(const BodySource& source) {
         }
         return;
     }
-    held_.assign(chunk_.data(), n);
+    hold_chunk(n);
     send_chunks(source, n == chunk_.size());
     run();
+}
+
+// The chunk just read into chunk_ (n bytes) becomes held_ without a copy;
+// chunk_ takes the other buffer, at the chunk size again.
+void Client::hold_chunk(std::size_t n) {
+    const std::size_t size = chunk_.size();
+    held_.swap(chunk_);
+    held_.resize(n);
+    chunk_.resize(size);
 }
 
 // The message whose first chunk is in held_ (`more`: the source may have
@@ -722,11 +735,11 @@ void Client::send_chunks(const BodySource& source, bool more) {
     while (more) {
         std::size_t n = fill_from_source(source, chunk_.data(), chunk_.size());
         if (n == 0) break;
-        session_.bdat_chunk(held_, false);
+        session_.bdat_chunk_swap(held_, false);  // no copy when the bytes need no change
         flush();
         while (session_.bdat_in_flight() > window) apply(read_reply());
         if (session_.bdat_failed()) break;
-        held_.assign(chunk_.data(), n);
+        hold_chunk(n);
         more = n == chunk_.size();
     }
     // LAST only for a message the server took whole: every earlier chunk answered.
@@ -734,7 +747,7 @@ void Client::send_chunks(const BodySource& source, bool more) {
         flush();
         while (session_.bdat_in_flight() > 0) apply(read_reply());
     }
-    if (!session_.bdat_failed()) session_.bdat_chunk(held_, true);
+    if (!session_.bdat_failed()) session_.bdat_chunk_swap(held_, true);
 }
 
 void Client::send_body(const BodySource& source) {
@@ -745,12 +758,13 @@ void Client::send_body(const BodySource& source) {
 // The message after DATA's 354, up to its final dot, without waiting for the
 // final replies.
 void Client::stream_body(const BodySource& source) {
-    chunk_.resize(options_.write_chunk);
     for (;;) {
+        chunk_.resize(options_.write_chunk);
         std::size_t n = read_source(source, chunk_.data(), chunk_.size());
         if (n == 0) break;
-        session_.body(std::string_view(chunk_.data(), n));
-        if (session_.output().size() >= options_.write_chunk) flush();
+        chunk_.resize(n);
+        session_.body_swap(chunk_);  // no copy when the bytes need no change
+        if (session_.output_size() >= options_.write_chunk) flush();
     }
     session_.end_body();
 }
@@ -833,7 +847,7 @@ bool Client::deliver_batch(std::size_t count, const BatchSource& next, const Bat
                 batch_message(b, i, m);
             }
             b.reached = i + 1;
-            if (session_.output().size() >= options_.write_chunk) {
+            if (session_.output_size() >= options_.write_chunk) {
                 batch_drain();  // so that the server, writing replies, never waits for us while we write
                 flush();
             }
@@ -887,7 +901,7 @@ void Client::batch_message(Batch& b, std::size_t index, const BatchMessage& m) {
     }
     b.slots.push_back({index, id, 0, Status::ok, {}});
     if (n > 0) {
-        held_.assign(chunk_.data(), n);
+        hold_chunk(n);
         send_chunks(m.source, n == chunk_.size());
     } else {
         if (bdat) session_.bdat_to_data();  // an empty message goes by DATA

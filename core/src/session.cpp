@@ -1,5 +1,8 @@
 #include "lmtp/session.hpp"
 
+#include <algorithm>
+#include <initializer_list>
+
 namespace lmtp {
 
 const char* outcome_name(Outcome o) noexcept {
@@ -34,18 +37,51 @@ Session::Session(const SessionLimits& limits) : limits_(limits) {}
 
 Session::Want Session::want() const {
     if (bdat_first_) return Want::body;  // the first chunk goes out with MAIL and RCPT
-    if (!out_.empty()) return Want::write;
+    if (output_size() > 0) return Want::write;
     if (!expect_.empty()) return Want::read;
     if (phase_ == Phase::body) return Want::body;
     return Want::idle;
 }
 
+void Session::gather_output() const {
+    if (payload_.empty() && tail_.empty()) return;
+    out_.reserve(output_size());
+    out_ += payload_;
+    out_ += tail_;
+    payload_.clear();
+    tail_.clear();
+}
+
+std::string_view Session::output() const {
+    gather_output();
+    return out_;
+}
+
+std::size_t Session::output_pieces(std::string_view (&pieces)[3]) const {
+    std::size_t n = 0;
+    for (const std::string* s : {&out_, &payload_, &tail_})
+        if (!s->empty()) pieces[n++] = *s;
+    return n;
+}
+
 void Session::consumed(std::size_t n) {
-    out_.erase(0, n);
+    for (std::string* s : {&out_, &payload_, &tail_}) {
+        std::size_t k = std::min(n, s->size());
+        n -= k;
+        if (s == &payload_ && k > 0 && k == s->size()) {
+            spare_.swap(payload_);  // written: kept as it is, for the next chunk
+            payload_.clear();
+        } else {
+            s->erase(0, k);  // whole, as a driver that writes everything consumes: no move
+        }
+    }
+    if (out_.empty() && payload_.empty()) out_.swap(tail_);
 }
 
 void Session::start() {
     out_.clear();
+    payload_.clear();
+    tail_.clear();
     expect_.clear();
     banner_ = Reply{};
     caps_ = Capabilities{};
@@ -148,6 +184,9 @@ void Session::protocol_error(const std::string& message) {
 
 void Session::close() {
     out_.clear();
+    payload_.clear();
+    tail_.clear();
+    spare_ = std::string();
     end_connection();
 }
 
@@ -239,7 +278,7 @@ Session::Event Session::on_reply(const Reply& reply) {
                     // RFC 2033 4.2: with no accepted recipient DATA must fail (503).
                     // End the data phase with a lone dot and leave: no count of
                     // replies after it can be trusted any more.
-                    out_ += ".\r\nQUIT\r\n";
+                    queue_out() += ".\r\nQUIT\r\n";
                     trace_sent(".");
                     trace_sent("QUIT");
                     txn_.finished = true;
@@ -408,7 +447,7 @@ void Session::trace_sent(std::string_view line) const noexcept {
 
 void Session::queue(std::string_view line, Cmd cmd, std::size_t index, std::string_view verb) {
     trace_sent(line);
-    out_ += line;
+    queue_out() += line;
     expect_.push_back({cmd, index,
                        cmd == Cmd::other ? std::string(verb.empty() ? command_verb(line) : verb) : std::string(),
                        stamp_});
@@ -527,7 +566,18 @@ void Session::body(std::string_view chunk) {
                     bdat_mode_ ? "this message goes by BDAT: send it in chunks"
                                : "message data can only be sent after DATA was accepted (354)");
     if (trace_ && !chunk.empty()) trace_pieces(chunk);
-    encoder_.encode(chunk, out_);
+    encoder_.encode(chunk, queue_out());
+}
+
+void Session::body_swap(std::string& chunk) {
+    if (phase_ != Phase::body || bdat_mode_ || chunk.empty() || !encoder_.pass_through(chunk)) return body(chunk);
+    if (trace_) trace_pieces(chunk);
+    gather_output();
+    std::string taken;
+    taken.swap(chunk);
+    chunk.swap(spare_);
+    spare_.swap(payload_);  // payload_ was empty (gathered): its buffer is the next spare
+    payload_.swap(taken);
 }
 
 void Session::trace_pieces(std::string_view chunk) const noexcept {
@@ -554,7 +604,7 @@ void Session::end_body() {
         throw Error(phase_ == Phase::closed ? Status::not_connected : Status::bad_sequence,
                     bdat_mode_ ? "this message goes by BDAT: its last chunk ends it"
                                : "there is no message to end: DATA was not accepted");
-    encoder_.finish(out_);
+    encoder_.finish(queue_out());
     trace(TraceDir::data, ".");
     phase_ = Phase::transaction;
     for (std::size_t i : txn_.accepted) expect_.push_back({Cmd::final, i, {}, stamp_});
@@ -737,12 +787,17 @@ void Session::retire_if_done() {
 
 // --- BDAT ------------------------------------------------------------------------------
 
-void Session::queue_bdat(std::string_view bytes, bool last) {
+void Session::queue_bdat(std::string_view bytes, bool last, std::string* payload) {
+    if (payload) bytes = *payload;
     std::string line = cmd::bdat(bytes.size(), last);
     trace_sent(line);
     if (trace_ && !bytes.empty()) trace_pieces(bytes);
-    out_ += line;
-    out_.append(bytes);
+    std::string& out = queue_out();
+    out += line;
+    if (payload)
+        payload_.swap(*payload);  // nothing is queued after out_ (bdat_chunk gathered it)
+    else
+        out.append(bytes);
     bdat_first_ = false;
     if (last) {
         // The final replies: one per recipient accepted by then (known when
@@ -763,18 +818,38 @@ void Session::bdat_chunk(std::string_view raw, bool last) {
         throw Error(phase_ == Phase::closed ? Status::not_connected : Status::bad_sequence,
                     "BDAT chunks can only be sent while a message goes by BDAT");
     if (bdat_failed_) throw Error(Status::bad_sequence, "a BDAT chunk was refused: no more chunks may follow");
-    chunk_.clear();
+    // The chunk is encoded straight into the output, as a piece of its own
+    // after its BDAT line: a driver can write both without another copy.
+    gather_output();
+    std::string chunk;
+    chunk.swap(spare_);
+    chunk.clear();  // its capacity kept for this chunk
     if (canonical_) {
-        chunk_.assign(raw);
+        chunk.assign(raw);
     } else {
         encoder_.set_mode(BodyEncoder::Mode::canonical);
-        encoder_.encode(raw, chunk_);
-        if (last) encoder_.finish(chunk_);
+        encoder_.encode(raw, chunk);
+        if (last) encoder_.finish(chunk);
     }
     // A CR held back for the next chunk can leave nothing to send: a BDAT 0
     // would only cost a round trip.
-    if (chunk_.empty() && !last) return;
-    queue_bdat(chunk_, last);
+    if (!chunk.empty() || last) queue_bdat({}, last, &chunk);
+    spare_.swap(chunk);
+}
+
+void Session::bdat_chunk_swap(std::string& raw, bool last) {
+    if (phase_ != Phase::body || !bdat_mode_ || bdat_failed_ || raw.empty()) return bdat_chunk(raw, last);
+    if (!canonical_) {
+        encoder_.set_mode(BodyEncoder::Mode::canonical);
+        if (!encoder_.pass_through(raw)) return bdat_chunk(raw, last);
+        if (last) encoder_.finish(raw);  // a CRLF when the body did not end with one
+    }
+    gather_output();
+    std::string chunk;
+    chunk.swap(raw);
+    raw.swap(spare_);
+    queue_bdat({}, last, &chunk);
+    spare_.swap(chunk);  // what the payload held: empty, its capacity kept
 }
 
 void Session::bdat_raw(std::string_view bytes, bool last) {
@@ -861,7 +936,7 @@ bool Session::auth(std::string_view mechanism, const std::optional<std::string>&
     }
     std::string shown = "AUTH " + std::string(mechanism) + (with_initial ? " [credentials hidden]" : "");
     trace(TraceDir::send, shown);
-    out_ += line;
+    queue_out() += line;
     expect_.push_back({Cmd::auth, 0, {}});
     return with_initial;
 }
@@ -870,7 +945,7 @@ void Session::auth_response(std::string_view base64) {
     if (phase_ == Phase::closed) throw Error(Status::not_connected, "AUTH: not connected");
     std::string line = cmd::auth_response(base64);
     trace(TraceDir::send, base64 == "*" ? "*" : "[credentials hidden]");
-    out_ += line;
+    queue_out() += line;
     expect_.push_back({Cmd::auth, 0, {}});
 }
 

@@ -1,5 +1,6 @@
 #include "lmtp/transport.hpp"
 
+#include <algorithm>
 #include <arpa/inet.h>
 #include <cerrno>
 #include <cstring>
@@ -9,6 +10,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <thread>
 #include <unistd.h>
@@ -258,11 +260,38 @@ std::size_t SocketTransport::read(char* buf, std::size_t cap, Deadline deadline)
 }
 
 void SocketTransport::write(std::string_view data, Deadline deadline) {
+    write_pieces(&data, 1, deadline);
+}
+
+void SocketTransport::write_pieces(const std::string_view* pieces, std::size_t count, Deadline deadline) {
     if (fd_ < 0) throw Error(Status::not_connected, "not connected");
-    while (!data.empty()) {
-        ssize_t n = ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
+    constexpr std::size_t kMaxPieces = 8;
+    iovec iov[kMaxPieces];
+    std::size_t n_iov = 0;
+    std::size_t next = 0;  // the first piece not yet in iov
+    for (;;) {
+        // Refill: the pieces left, up to kMaxPieces at a time.
+        while (next < count && n_iov < kMaxPieces) {
+            if (!pieces[next].empty())
+                iov[n_iov++] = {const_cast<char*>(pieces[next].data()), pieces[next].size()};
+            ++next;
+        }
+        if (n_iov == 0) return;
+        msghdr msg{};
+        msg.msg_iov = iov;
+        msg.msg_iovlen = n_iov;
+        ssize_t n = ::sendmsg(fd_, &msg, MSG_NOSIGNAL);
         if (n > 0) {
-            data.remove_prefix(static_cast<std::size_t>(n));
+            // Drop what went out; a piece sent in part keeps its rest.
+            std::size_t done = static_cast<std::size_t>(n);
+            std::size_t i = 0;
+            while (i < n_iov && done >= iov[i].iov_len) done -= iov[i++].iov_len;
+            if (i < n_iov) {
+                iov[i].iov_base = static_cast<char*>(iov[i].iov_base) + done;
+                iov[i].iov_len -= done;
+            }
+            std::copy(iov + i, iov + n_iov, iov);
+            n_iov -= i;
             continue;
         }
         int err = n < 0 ? errno : EIO;

@@ -48,13 +48,23 @@ std::vector<Step> operator+(std::vector<Step> a, const std::vector<Step>& b) {
 // Counts the client's writes: each is one batch of commands.
 class CountingTransport : public Transport {
 public:
-    CountingTransport(std::unique_ptr<Transport> inner, std::atomic<int>& writes, std::atomic<std::size_t>& biggest)
-        : inner_(std::move(inner)), writes_(writes), biggest_(biggest) {}
+    CountingTransport(std::unique_ptr<Transport> inner, std::atomic<int>& writes, std::atomic<std::size_t>& biggest,
+                      std::atomic<std::size_t>& most_pieces)
+        : inner_(std::move(inner)), writes_(writes), biggest_(biggest), most_pieces_(most_pieces) {}
     std::size_t read(char* b, std::size_t c, Deadline d) override { return inner_->read(b, c, d); }
     void write(std::string_view data, Deadline d) override {
         ++writes_;
         if (data.size() > biggest_) biggest_ = data.size();
         inner_->write(data, d);
+    }
+    // One write of several pieces counts once, as the socket sends them at once.
+    void write_pieces(const std::string_view* pieces, std::size_t count, Deadline d) override {
+        ++writes_;
+        std::size_t size = 0;
+        for (std::size_t i = 0; i < count; ++i) size += pieces[i].size();
+        if (size > biggest_) biggest_ = size;
+        if (count > most_pieces_) most_pieces_ = count;
+        inner_->write_pieces(pieces, count, d);
     }
     bool readable() override { return inner_->readable(); }
     void close() noexcept override { inner_->close(); }
@@ -66,6 +76,7 @@ private:
     std::unique_ptr<Transport> inner_;
     std::atomic<int>& writes_;
     std::atomic<std::size_t>& biggest_;
+    std::atomic<std::size_t>& most_pieces_;
 };
 
 // A server that follows a script on its own thread.
@@ -137,7 +148,7 @@ public:
     std::unique_ptr<Transport> transport() {
         auto t = std::make_unique<SocketTransport>(client_fd_, true, "peer");
         client_fd_ = -1;
-        return std::make_unique<CountingTransport>(std::move(t), writes, biggest);
+        return std::make_unique<CountingTransport>(std::move(t), writes, biggest, most_pieces);
     }
     std::uint16_t port() const { return port_; }
     void finish() {
@@ -158,6 +169,7 @@ public:
     }
     std::atomic<int> writes{0};
     std::atomic<std::size_t> biggest{0};
+    std::atomic<std::size_t> most_pieces{0};  // in one write_pieces call
 
 private:
     // Reads what is there (waiting up to `ms`); false at EOF or stop.
@@ -910,6 +922,60 @@ TEST(ClientBatch, WithoutPipeliningOneMessageAfterTheOther) {
     c.close();
     peer.finish();
     EXPECT_EQ(peer.error(), "");
+}
+
+TEST(ClientBdat, EachChunkGoesWithItsLineInOneWriteWithoutBeingJoined) {
+    // The chunk's bytes are a piece of their own after the BDAT line (and
+    // MAIL, RCPT before the first): one write each, no copy next to the line.
+    ClientOptions o = options();
+    o.bdat_chunk = 8;
+    Peer peer(greeting(kCapsChunking) +
+              std::vector<Step>{{"MAIL FROM:<s@x>\r\nRCPT TO:<b@x>\r\nBDAT 8\r\n01234567BDAT 8\r\n89abcdef",
+                                 "250 ok\r\n250 ok\r\n250 8\r\n250 8\r\n"},
+                                {"BDAT 5 LAST\r\nXYZ\r\n", "250 2.0.0 saved\r\n"}});
+    Client c(o);
+    c.connect(peer.transport());
+    int before = peer.writes;
+    const Transaction& t = c.deliver("s@x", {"b@x"}, std::string_view("0123456789abcdefXYZ"), {}, {}, false,
+                                     Transfer::bdat);
+    EXPECT_TRUE(t.all_delivered());
+    EXPECT_EQ(peer.writes - before, 3);  // one per chunk
+    EXPECT_EQ(peer.most_pieces, 2u);     // the commands, then the chunk's bytes
+    c.close();
+    peer.finish();
+    EXPECT_EQ(peer.error(), "");
+}
+
+TEST(Transport, WritePiecesSendsThemInOrderWhateverTheSocketTakes) {
+    // More pieces than one writev takes, empty ones, and more bytes than the
+    // socket buffer holds (so sends stop part way through a piece).
+    int sv[2];
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    std::vector<std::string> parts;
+    std::string want;
+    for (int i = 0; i < 20; ++i) {
+        std::string p(i % 3 == 0 ? 0 : static_cast<std::size_t>(1000 + i * 37777), static_cast<char>('a' + i));
+        want += p;
+        parts.push_back(std::move(p));
+    }
+    std::vector<std::string_view> pieces(parts.begin(), parts.end());
+    std::string got;
+    std::thread reader([&] {
+        char buf[65536];
+        for (;;) {
+            ssize_t n = ::recv(sv[1], buf, sizeof buf, 0);
+            if (n <= 0) break;
+            got.append(buf, static_cast<std::size_t>(n));
+        }
+    });
+    {
+        SocketTransport t(sv[0], true, "pair");
+        t.write_pieces(pieces.data(), pieces.size(), Clock::now() + 10s);
+    }  // closes the socket: the reader sees the end
+    reader.join();
+    ::close(sv[1]);
+    EXPECT_EQ(got.size(), want.size());
+    EXPECT_TRUE(got == want);
 }
 
 TEST(ClientBatch, ALargeMessageStreamsInChunksBetweenSmallOnes) {

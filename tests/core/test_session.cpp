@@ -131,6 +131,32 @@ TEST(Session, LockstepWithoutPipeliningSendsOneCommandPerReply) {
     EXPECT_TRUE(d.s.transaction().all_delivered());
 }
 
+TEST(Session, BodyBytesThatNeedNoChangeAreTakenWithoutACopy) {
+    Driver d;
+    d.s.deliver("s@x", {"a@x"});
+    EXPECT_EQ(d.take(), "MAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\nDATA\r\n");
+    d.reply("250 ok\r\n");
+    d.reply("250 ok\r\n");
+    d.reply("354 go\r\n");
+    std::string clean(1000, 'x');
+    clean += "\r\n";
+    const char* bytes = clean.data();
+    d.s.body_swap(clean);
+    std::string_view pieces[3];
+    ASSERT_EQ(d.s.output_pieces(pieces), 1u);
+    EXPECT_EQ(pieces[0].data(), bytes);  // the caller's own buffer
+    EXPECT_EQ(pieces[0].size(), 1002u);
+    // Bytes that need a change (a dot to double, a bare LF) are encoded as a
+    // copy, after what is already queued; the caller keeps them.
+    std::string dotted = ".a\nb";
+    d.s.body_swap(dotted);
+    EXPECT_EQ(dotted, ".a\nb");
+    d.s.end_body();
+    EXPECT_EQ(d.take(), std::string(1000, 'x') + "\r\n..a\r\nb\r\n.\r\n");
+    d.reply("250 2.0.0 saved\r\n");
+    EXPECT_TRUE(d.s.transaction().all_delivered());
+}
+
 TEST(Session, DuplicateRecipientsEachGetTheirOwnReply) {
     Driver d;
     d.s.deliver("s@x", {"a@x", "a@x"});
@@ -684,6 +710,75 @@ TEST(SessionBdat, PipelinedSmallMessageIsOneWrite) {
     EXPECT_EQ(d.r(2).stage, Stage::data);
     EXPECT_EQ(d.s.want(), Session::Want::idle);
     EXPECT_FALSE(d.s.server_in_transaction());
+}
+
+TEST(SessionBdat, AChunkIsAPieceOfTheOutputOfItsOwn) {
+    Driver d(kLhloChunking);
+    d.s.deliver("s@x", {"a@x"});
+    d.s.bdat_chunk("abcdef", false);
+    std::string_view pieces[3];
+    ASSERT_EQ(d.s.output_pieces(pieces), 2u);
+    EXPECT_EQ(pieces[0], "MAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\nBDAT 6\r\n");
+    EXPECT_EQ(pieces[1], "abcdef");
+    EXPECT_EQ(d.s.output_size(), pieces[0].size() + pieces[1].size());
+    // A driver that writes only part of it: what is left, in order.
+    d.s.consumed(pieces[0].size() + 2);
+    ASSERT_EQ(d.s.output_pieces(pieces), 1u);
+    EXPECT_EQ(pieces[0], "cdef");
+    // The next chunk before the rest went out: all of it, in order, and the
+    // new chunk apart again.
+    d.s.bdat_chunk("gh\n", true);
+    ASSERT_EQ(d.s.output_pieces(pieces), 2u);
+    EXPECT_EQ(pieces[0], "cdefBDAT 4 LAST\r\n");
+    EXPECT_EQ(pieces[1], "gh\r\n");
+    EXPECT_EQ(d.s.output(), "cdefBDAT 4 LAST\r\ngh\r\n");  // output() joins them
+    ASSERT_EQ(d.s.output_pieces(pieces), 1u);
+    EXPECT_EQ(d.take(), "cdefBDAT 4 LAST\r\ngh\r\n");
+    EXPECT_EQ(d.s.output_size(), 0u);
+    EXPECT_EQ(d.s.output_pieces(pieces), 0u);
+}
+
+TEST(SessionBdat, AChunkThatNeedsNoChangeIsTakenWithoutACopy) {
+    Driver d(kLhloChunking);
+    d.s.deliver("s@x", {"a@x"});
+    std::string clean(1000, 'x');
+    clean += "\r\n";
+    const char* bytes = clean.data();
+    d.s.bdat_chunk_swap(clean, false);
+    std::string_view pieces[3];
+    ASSERT_EQ(d.s.output_pieces(pieces), 2u);
+    EXPECT_EQ(pieces[0], "MAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\nBDAT 1002\r\n");
+    EXPECT_EQ(pieces[1].data(), bytes);  // the caller's own buffer
+    EXPECT_EQ(pieces[1].size(), 1002u);
+    d.take();
+    // A chunk that needs a change is copied, changed; the caller keeps its bytes.
+    std::string bare = "a\nb";
+    d.s.bdat_chunk_swap(bare, false);
+    EXPECT_EQ(bare, "a\nb");
+    EXPECT_EQ(d.take(), "BDAT 4\r\na\r\nb");
+    // The last one gets its CRLF when the body does not end with one.
+    std::string end = "cd";
+    d.s.bdat_chunk_swap(end, true);
+    EXPECT_EQ(d.take(), "BDAT 4 LAST\r\ncd\r\n");
+    d.reply("250 ok\r\n");
+    d.reply("250 ok\r\n");
+    d.reply("250 ok\r\n");
+    d.reply("250 ok\r\n");
+    d.reply("250 2.0.0 saved\r\n");
+    EXPECT_TRUE(d.s.transaction().finished);
+}
+
+TEST(SessionBdat, CommandsQueuedAfterAChunkFollowIt) {
+    // In a batch, RSET (and the next message) follow a LAST chunk.
+    Driver d(kLhloChunking);
+    d.s.batch_begin();
+    d.s.batch_deliver("s@x", {"a@x"}, {}, {}, false, Transfer::bdat, false);
+    d.s.bdat_chunk("hello\r\n", true);
+    std::string_view pieces[3];
+    ASSERT_EQ(d.s.output_pieces(pieces), 3u);
+    EXPECT_EQ(pieces[1], "hello\r\n");
+    EXPECT_EQ(pieces[2], "RSET\r\n");
+    EXPECT_EQ(d.take(), "MAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\nBDAT 7 LAST\r\nhello\r\nRSET\r\n");
 }
 
 TEST(SessionBdat, NeverSentWithoutChunkingEvenWhenForced) {

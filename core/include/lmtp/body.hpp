@@ -29,6 +29,11 @@ public:
     // Appends the encoding of `in` to `out`. Output is at most about twice
     // the input (every byte a lone LF), plus one byte carried in.
     void encode(std::string_view in, std::string& out);
+    // True when encode(in) would append `in` itself, unchanged: then the
+    // state moves on as encode(in) would move it, and the caller may send
+    // `in` as it is. False, and nothing changes, otherwise. A check without
+    // a copy, for a caller that can hand its own buffer on.
+    bool pass_through(std::string_view in);
     // Appends what ends the body (see above) and resets for the next message.
     void finish(std::string& out);
     void reset();

@@ -253,13 +253,14 @@ private:
     void send_body(const BodySource& source);
     void stream_body(const BodySource& source);
     void send_bdat(const BodySource& source);
+    void hold_chunk(std::size_t n);
     void send_chunks(const BodySource& source, bool more);
     struct Batch;
     bool deliver_each(std::size_t count, const BatchSource& next, const BatchDone& done);
     void batch_message(Batch& b, std::size_t index, const BatchMessage& m);
     void batch_report(Batch& b, Status ended, const std::string& why);
     void batch_drain();
-    std::uint64_t queued_bytes() const { return written_ + session_.output().size(); }
+    std::uint64_t queued_bytes() const { return written_ + session_.output_size(); }
     bool try_read_source(const BodySource& source, char* buf, std::size_t cap, std::size_t& n, std::string& why);
     std::size_t read_source(const BodySource& source, char* buf, std::size_t cap);
     std::size_t fill_from_source(const BodySource& source, char* buf, std::size_t cap);

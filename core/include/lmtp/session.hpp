@@ -131,7 +131,14 @@ public:
     // --- driving -----------------------------------------------------------
     Want want() const;
     Phase phase() const { return phase_; }
-    std::string_view output() const { return out_; }
+    // All the output not yet consumed, as one run of bytes.
+    std::string_view output() const;
+    // The same output in up to three pieces, without gathering them: a BDAT
+    // chunk's payload is kept apart from the command lines around it, so a
+    // driver can write them together (writev) instead of copying the chunk.
+    // Returns the number of non-empty pieces put in `pieces`.
+    std::size_t output_pieces(std::string_view (&pieces)[3]) const;
+    std::size_t output_size() const { return out_.size() + payload_.size() + tail_.size(); }
     void consumed(std::size_t n);
     std::size_t awaiting() const { return expect_.size(); }
     // What the next reply will answer, for messages: "the reply to MAIL".
@@ -167,6 +174,11 @@ public:
 
     // --- the message (phase body) -------------------------------------------
     void body(std::string_view chunk);
+    // The same, for bytes the caller hands over: when they go on the wire
+    // unchanged (CRLF line ends, no dot at a line start) the session takes
+    // the buffer itself, as a piece of the output of its own, and `chunk`
+    // gets a spare buffer in exchange, of unspecified contents and size.
+    void body_swap(std::string& chunk);
     // Appends the terminator; expects one reply per accepted recipient.
     void end_body();
 
@@ -177,6 +189,11 @@ public:
     // is counted after that. After the LAST chunk, one reply per accepted
     // recipient (RFC 2033 4.3), none when nobody was accepted.
     void bdat_chunk(std::string_view raw, bool last);
+    // The same, for a chunk the caller hands over: when its bytes go on the
+    // wire unchanged (CRLF line ends only, or a canonical body) the session
+    // takes the buffer itself instead of a copy, and `raw` gets a spare
+    // buffer in exchange, of unspecified contents and size.
+    void bdat_chunk_swap(std::string& raw, bool last);
     // A chunk of bytes sent exactly as given (Net::SMTP's bdat/bdatlast),
     // inside a transaction of the step-by-step API.
     void bdat_raw(std::string_view bytes, bool last);
@@ -309,7 +326,9 @@ private:
     void finish_transaction();
     void plan_next();
     void resolve_front();
-    void queue_bdat(std::string_view bytes, bool last);
+    // The BDAT line and its bytes: `bytes`, or `payload` taken over whole
+    // (swapped) as a piece of the output of its own.
+    void queue_bdat(std::string_view bytes, bool last, std::string* payload = nullptr);
     void settle_bdat_failure();
     void trace(TraceDir dir, std::string_view text) const noexcept;
     void trace_sent(std::string_view line) const noexcept;
@@ -317,7 +336,15 @@ private:
 
     SessionLimits limits_;
     Phase phase_ = Phase::closed;
-    std::string out_;
+    // Output, in this order: out_, payload_ (a BDAT chunk's bytes), tail_
+    // (what was queued after that chunk). payload_ and tail_ are empty
+    // unless a chunk is waiting; output() gathers all into out_.
+    std::string& queue_out() { return payload_.empty() ? out_ : tail_; }
+    void gather_output() const;
+    mutable std::string out_;
+    mutable std::string payload_;
+    mutable std::string tail_;
+    std::string spare_;  // a buffer for the next chunk: a payload once written, or a caller's
     std::deque<Expect> expect_;
     Reply banner_;
     Capabilities caps_;
@@ -341,7 +368,6 @@ private:
     std::uint64_t stamp_ = 0;  // the transaction new expectations belong to
     std::deque<Queued> batch_queued_;
     std::deque<Queued> batch_done_;
-    std::string chunk_;  // scratch: one encoded BDAT chunk
     BodyEncoder encoder_;
     TraceFn trace_;
 

@@ -25,6 +25,18 @@ public:
     // Writes all of `data` before `deadline`. Throws Error(timeout),
     // Error(closed) (peer gone) or Error(io). Never raises SIGPIPE.
     virtual void write(std::string_view data, Deadline deadline) = 0;
+    // Writes the pieces one after the other, as write() would their
+    // concatenation, in one write as far as the carrier allows. A socket
+    // sends them with one writev; by default they are joined and written once.
+    virtual void write_pieces(const std::string_view* pieces, std::size_t count, Deadline deadline) {
+        if (count == 1) return write(pieces[0], deadline);
+        std::string joined;
+        std::size_t size = 0;
+        for (std::size_t i = 0; i < count; ++i) size += pieces[i].size();
+        joined.reserve(size);
+        for (std::size_t i = 0; i < count; ++i) joined.append(pieces[i]);
+        if (!joined.empty()) write(joined, deadline);
+    }
     // True if a read would not block (data, end of stream or an error waiting).
     virtual bool readable() = 0;
     virtual void close() noexcept = 0;
@@ -63,6 +75,7 @@ public:
 
     std::size_t read(char* buf, std::size_t cap, Deadline deadline) override;
     void write(std::string_view data, Deadline deadline) override;
+    void write_pieces(const std::string_view* pieces, std::size_t count, Deadline deadline) override;
     bool readable() override;
     void close() noexcept override;
     bool is_open() const override { return fd_ >= 0; }
