@@ -55,6 +55,19 @@ subtest 'a refusal stays with its message; a broken session leaves unknowns' => 
     is($res[2][0]{status}, 'unknown', 'the message after it: unknown');
 };
 
+subtest 'addresses in every form Net::SMTP takes' => sub {
+    my $f = start_fake('--rules', $RULES);
+    my $l = Net::LMTP->new($f->host, $f->port, Timeout => 10) or die $@;
+    my @res = $l->deliver_many(['<me@x>', ['alice@x', ' bob@x ', 'Bob <bob@x>', "a.b+c\@x"], "m\n"]);
+    is_deeply([map { $_->{address} } @{ $res[0] }], ['alice@x', 'bob@x', 'bob@x', 'a.b+c@x'],
+              'plain and bracketed addresses alike');
+    my @bad = $l->deliver_many(['me@x', ["alice\@x\0"], "m\n"]);
+    is($l->code, 501, 'a NUL is still refused');
+    ok($l->quit, 'quit');
+    like($f->stop && $f->transcript, qr/MAIL FROM:<me\@x>\r\nRCPT TO:<alice\@x>\r\nRCPT TO:<bob\@x>\r\n(?s:.)*RCPT TO:<a\.b\+c\@x>/,
+         'what went on the wire');
+};
+
 subtest 'against Dovecot: every message lands, also around messages nobody accepts' => sub {
     plan skip_all => 'LMTP_DOVECOT not set' unless $ENV{LMTP_DOVECOT};
     my $dc = start_dovecot();

@@ -591,6 +591,11 @@ sub _message {
         or Carp::croak(ref($self) . "::$what: wide character in data; encode it to bytes first");
     my @rcpts;
     foreach my $r (@$to) {
+        # Printable ASCII without brackets or blanks: what _addr and _bytes give back unchanged.
+        if (defined $r && !ref $r && $r =~ /\A[\x21-\x3b\x3d\x3f-\x7e]+\z/) {
+            push @rcpts, "$r";
+            next;
+        }
         my $b = $self->_bytes($what, $self->_addr($r));
         return unless defined $b;
         push @rcpts, $b;
