@@ -56,7 +56,8 @@ major=${version%%.*}
 send=$prefix/bin/lmtp-send
 [ -x "$send" ] || fail "no bin/lmtp-send"
 [ -f "$prefix/share/man/man1/lmtp-send.1" ] || fail "no share/man/man1/lmtp-send.1"
-"$send" --version | grep -qF "(liblmtp $version)" || fail "installed lmtp-send --version: $("$send" --version 2>&1)"
+said=$("$send" --version 2>&1) || fail "installed lmtp-send --version failed: $said"
+[[ "$said" == *"(liblmtp $version)"* ]] || fail "installed lmtp-send --version: $said"
 loaded=$(ldd "$send" | awk '$1 == "liblmtp.so.'"$major"'" { print $3 }')
 [ -n "$loaded" ] && [ "$(realpath "$loaded")" = "$(realpath "$lib/liblmtp.so.$major")" ] ||
     fail "installed lmtp-send does not load $libdir/liblmtp.so.$major: $(ldd "$send")"

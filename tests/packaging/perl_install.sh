@@ -23,8 +23,10 @@ PKG_CONFIG_PATH=$pcdir "$perl" Makefile.PL
 grep -q -- "-L$tmp/prefix" Makefile || fail "Makefile.PL did not take liblmtp from pkg-config"
 "$make" > make.log 2>&1 || { cat make.log; fail "make"; }
 # The module must load the installed library, not the build tree's.
-ldd blib/arch/auto/Net/LMTP/LMTP.so | grep -q "$tmp/prefix/.*liblmtp.so" ||
-    fail "LMTP.so does not use the installed liblmtp: $(ldd blib/arch/auto/Net/LMTP/LMTP.so | grep lmtp)"
+# (ldd's output taken whole: `ldd | grep -q` fails under pipefail when grep stops reading early)
+libs=$(ldd blib/arch/auto/Net/LMTP/LMTP.so)
+grep -q "$tmp/prefix/.*liblmtp.so" <<<"$libs" ||
+    fail "LMTP.so does not use the installed liblmtp: $(grep lmtp <<<"$libs")"
 "$make" test
 
 "$make" install DESTDIR="$tmp/root" > install.log
