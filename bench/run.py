@@ -464,7 +464,7 @@ def main():
     ap.add_argument("--runs", type=int, default=None, help="runs per client and scenario (default 7; quick: 1)")
     ap.add_argument("--build-dir", default=os.path.join(ROOT, "build", "bench"),
                     help="the project's build tree (liblmtp, Net::LMTP, the lmtp package)")
-    ap.add_argument("--bin-dir", help="where the kit's programs are (default BUILD/bench or BUILD/kit)")
+    ap.add_argument("--bin-dir", help="where the kit's programs are (default BUILD/bench)")
     ap.add_argument("--out", default=None, help="where the results go (default bench/results; quick: a temp dir)")
     ap.add_argument("--only", default=None, help="scenarios to run, e.g. a,c")
     ap.add_argument("--clients", default=None, help="client names to run, comma separated")
@@ -476,9 +476,8 @@ def main():
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds allowed to one client run")
     o = ap.parse_args()
     b = o.build_dir
-    # the kit's programs: built with the project (add_subdirectory(bench)) or on their own (kit/)
-    bin_dir = o.bin_dir or next((d for d in (os.path.join(b, "bench"), os.path.join(b, "kit"))
-                                 if os.path.exists(os.path.join(d, "lmtp-sink"))), os.path.join(b, "bench"))
+    # the kit's programs, built with the project
+    bin_dir = o.bin_dir or os.path.join(b, "bench")
     o.sink = o.sink or os.path.join(bin_dir, "lmtp-sink")
     o.bench_c = o.bench_c or os.path.join(bin_dir, "bench-c")
     o.bench_raw = o.bench_raw or os.path.join(bin_dir, "bench-raw")
