@@ -644,27 +644,14 @@ void Session::deliver(std::string_view from, const std::vector<std::string>& rec
     require_command_phase("deliver");
     if (!expect_.empty()) throw Error(Status::bad_sequence, "deliver: replies to earlier commands are still owed");
     if (batch_) throw Error(Status::bad_sequence, "deliver: a batch is under way");
-    // Refused before anything is sent: no results (an earlier delivery's are not this one's).
-    if (phase_ == Phase::connected) {
-        new_transaction();
-        throw Error(Status::bad_sequence, "deliver: the server has not accepted LHLO");
-    }
-    if (recipients.empty()) {
-        new_transaction();
-        throw Error(Status::invalid_argument, "deliver: no recipients");
-    }
+    // From here a refusal leaves no results: an earlier delivery's are not this one's.
+    new_transaction();
+    if (phase_ == Phase::connected) throw Error(Status::bad_sequence, "deliver: the server has not accepted LHLO");
+    if (recipients.empty()) throw Error(Status::invalid_argument, "deliver: no recipients");
 
     // Check every line before anything is queued.
     std::string mail_line;
-    Plan plan;
-    try {
-        plan = check_delivery(from, recipients, mail_params, rcpt_params, force, transfer, mail_line);
-    } catch (const Error&) {
-        new_transaction();  // refused before anything was sent: no results
-        throw;
-    }
-
-    new_transaction();
+    Plan plan = check_delivery(from, recipients, mail_params, rcpt_params, force, transfer, mail_line);
     for (const auto& r : recipients) add_recipient(r);
     plan_ = std::move(plan);
     canonical_ = canonical;
