@@ -27,7 +27,7 @@ std::string default_hello() {
 }
 
 std::string trace_line(const Reply& r, std::size_t i) {
-    std::string line = std::to_string(r.code);
+    std::string line = std::to_string(r.line_code(i));
     bool last = i + 1 == r.lines.size();
     if (last && r.lines[i].empty()) return line;
     line += last ? ' ' : '-';
@@ -52,6 +52,7 @@ Client::Client(ClientOptions options)
     if (options_.connect_timeout.count() <= 0) options_.connect_timeout = options_.timeout;
     if (options_.write_chunk == 0) options_.write_chunk = 64 * 1024;
     session_.set_trace(options_.trace);
+    session_.set_strict_replies(options_.strict_replies);
 }
 
 Client::~Client() {
@@ -440,37 +441,53 @@ const Reply& Client::data_end() {
     require_connection();
     if (session_.phase() != Phase::body) settle_pending();
     session_.end_body();
-    run();
-    const Transaction& t = session_.transaction();
-    if (!t.finished) {
-        std::string why = "the session ended before every recipient had its final reply";
-        if (!last_.empty()) why += " (last reply: " + last_.summary() + ")";
-        throw Error(Status::closed, why);
-    }
-    replay_finals();
+    read_finals();
     return last_;
 }
 
+// Every final reply of the message just ended. On a break the replies that
+// came keep their place: the replay is made from them before the error goes on.
+void Client::read_finals() {
+    try {
+        run();
+        if (!session_.transaction().finished) {  // a 421 among them: the server left
+            std::string why = "the session ended before every recipient had its final reply";
+            if (!last_.empty()) why += " (last reply: " + last_.summary() + ")";
+            throw Error(Status::closed, why);
+        }
+    } catch (const Error& e) {
+        replay_finals(&e);
+        throw;
+    }
+    replay_finals(nullptr);
+}
+
 // The first recipient's final reply becomes the last reply (what Net::LMTP
-// returned); the others wait for response().
-void Client::replay_finals() {
+// returned; empty when it never came); the others wait for response(), each
+// missing one as the error that ended the session.
+void Client::replay_finals(const Error* ended) {
     const Transaction& t = session_.transaction();
     replay_.clear();
-    if (!t.accepted.empty()) {
-        last_ = t.recipients[t.accepted.front()].reply;
-        for (std::size_t k = 1; k < t.accepted.size(); ++k) replay_.push_back(t.recipients[t.accepted[k]].reply);
+    if (t.accepted.empty()) return;
+    last_ = t.recipients[t.accepted.front()].reply;
+    for (std::size_t k = 1; k < t.accepted.size(); ++k) {
+        const RecipientResult& r = t.recipients[t.accepted[k]];
+        Owed owed{r.reply, Status::ok, {}};
+        if (ended && r.outcome == Outcome::unknown) {
+            owed.ended = ended->status();
+            owed.why = "no final reply for <" + r.address + ">: " + ended->what();
+        }
+        replay_.push_back(std::move(owed));
     }
 }
 
 const Reply& Client::bdat(std::string_view bytes, bool last) {
     begin_command();
     session_.bdat_raw(bytes, last);
-    run();
-    if (last) {
-        if (!session_.transaction().finished)
-            throw Error(Status::closed, "the session ended before every recipient had its final reply");
-        replay_finals();
-    }
+    if (last)
+        read_finals();
+    else
+        run();
     return last_;
 }
 
@@ -612,8 +629,10 @@ const Reply& Client::response() {
     }
     raw_owed_ = 0;
     if (!replay_.empty()) {
-        last_ = replay_.front();
+        Owed owed = std::move(replay_.front());
         replay_.pop_front();
+        last_ = std::move(owed.reply);
+        if (owed.ended != Status::ok) throw Error(owed.ended, owed.why);
         return last_;
     }
     throw Error(Status::bad_sequence, "no reply is owed: every reply has been read");

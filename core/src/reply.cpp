@@ -22,13 +22,19 @@ std::size_t read_number(std::string_view text, std::size_t pos, int& value) {
     return n;
 }
 
-void join(const std::vector<std::string>& lines, std::string_view sep, std::string& out, int strip_class) {
-    for (std::size_t i = 0; i < lines.size(); ++i) {
+// The lines joined by `sep`: without their enhanced codes (`strip`), and
+// each with its own code in front when the codes differ (`codes`).
+void join(const Reply& r, std::string_view sep, std::string& out, bool strip, bool codes) {
+    for (std::size_t i = 0; i < r.lines.size(); ++i) {
         if (i) out.append(sep);
-        std::string_view line = lines[i];
-        if (strip_class) {
+        if (codes) {
+            out += std::to_string(r.line_code(i));
+            if (!r.lines[i].empty()) out += ' ';
+        }
+        std::string_view line = r.lines[i];
+        if (strip) {
             EnhancedCode ignored;
-            line.remove_prefix(parse_enhanced_code(line, strip_class, ignored));
+            line.remove_prefix(parse_enhanced_code(line, r.line_code(i) / 100, ignored));
         }
         out.append(line);
     }
@@ -68,21 +74,35 @@ std::size_t parse_enhanced_code(std::string_view text, int reply_class, Enhanced
 
 std::string Reply::text() const {
     std::string out;
-    join(lines, "\n", out, code / 100);
+    join(*this, "\n", out, true, false);
     return out;
 }
 
 std::string Reply::message() const {
     std::string out;
-    join(lines, "\n", out, 0);
+    join(*this, "\n", out, false, false);
     return out;
 }
 
+Reply Reply::line_reply(std::size_t i) const {
+    Reply r;
+    if (i >= lines.size()) return r;
+    r.code = line_code(i);
+    r.lines.push_back(lines[i]);
+    parse_enhanced_code(lines[i], r.code / 100, r.enhanced);
+    return r;
+}
+
 std::string Reply::summary() const {
-    std::string out = std::to_string(code);
+    std::string out;
+    if (mixed()) {  // "250 Ok; 550 <b@x> Failed; 250 Ok"
+        join(*this, "; ", out, false, true);
+        return out;
+    }
+    out = std::to_string(code);
     if (!lines.empty() && !(lines.size() == 1 && lines[0].empty())) {
         out += ' ';
-        join(lines, "; ", out, 0);
+        join(*this, "; ", out, false, false);
     }
     return out;
 }
@@ -219,10 +239,9 @@ bool ReplyParser::finish_line(std::string_view line) {
     if (reply_.lines.empty()) {
         reply_.code = code;
         parse_enhanced_code(text, code / 100, reply_.enhanced);
-    } else if (code != reply_.code) {
-        fail("reply code changed within a multi-line reply: " + std::to_string(reply_.code) + " then " +
-             std::to_string(code));
-        return false;
+    } else if (code != reply_.code || !reply_.line_codes.empty()) {
+        if (reply_.line_codes.empty()) reply_.line_codes.assign(reply_.lines.size(), reply_.code);
+        reply_.line_codes.push_back(code);
     }
     reply_.lines.emplace_back(text);
     return last;

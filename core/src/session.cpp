@@ -90,6 +90,7 @@ void Session::start() {
     mail_ok_ = false;
     data_pending_ = false;
     authenticated_ = false;
+    line_server_ = false;
     bdat_mode_ = bdat_first_ = bdat_failed_ = false;
     bdat_in_flight_ = 0;
     plan_ = Plan{};
@@ -222,6 +223,10 @@ Session::Event Session::on_reply(const Reply& reply) {
     const Expect e = expect_.front();
     expect_.pop_front();
     if (e.txn && e.txn != batch_current_) promote(e.txn);
+    // Lines with different codes are no reply at all, except one line per recipient (the top of session.hpp).
+    if (reply.mixed() && !(e.cmd == Cmd::final && one_line_per_recipient(reply)))
+        protocol_error("reply code changed within a multi-line reply ('" + printable(reply.summary()) + "') as " +
+                       describe(e));
     // Only DATA (354) and AUTH (334) may be answered with an intermediate reply.
     if (reply.intermediate() && e.cmd != Cmd::data && !(e.cmd == Cmd::auth && reply.code == 334))
         protocol_error("unexpected intermediate reply '" + printable(reply.summary()) + "' as " + describe(e));
@@ -230,6 +235,9 @@ Session::Event Session::on_reply(const Reply& reply) {
         case Cmd::greeting:
             banner_ = reply;
             phase_ = reply.completion() ? Phase::connected : Phase::closed;
+            line_server_ = std::any_of(reply.lines.begin(), reply.lines.end(), [](const std::string& l) {
+                return l.find("Net::Server::Mail") != std::string::npos;
+            });
             break;
 
         case Cmd::lhlo:
@@ -298,8 +306,8 @@ Session::Event Session::on_reply(const Reply& reply) {
             break;
 
         case Cmd::final:
-            settle(e.index, reply, Stage::data);
-            if (++txn_.finals == txn_.accepted.size()) {
+            txn_.finals += settle_final(e, reply);
+            if (txn_.finals == txn_.accepted.size()) {
                 finish_transaction();
                 if (phase_ != Phase::body) phase_ = Phase::ready;  // (a batch may be sending the next one)
                 server_txn_ = false;
@@ -372,6 +380,32 @@ Session::Event Session::on_reply(const Reply& reply) {
         retire_if_done();
     }
     return Event{e.cmd, e.index};
+}
+
+bool Session::one_line_per_recipient(const Reply& reply) const {
+    const std::size_t n = txn_.accepted.size();
+    return !strict_replies_ && txn_.finals == 0 && n >= 2 && reply.lines.size() == n &&
+           (reply.mixed() || line_server_);
+}
+
+// A final reply: the verdict of the recipient `e` names, or of every accepted
+// recipient when it comes as one line each. Returns how many it settled.
+std::size_t Session::settle_final(const Expect& e, const Reply& reply) {
+    if (!one_line_per_recipient(reply)) {
+        settle(e.index, reply, Stage::data);
+        return 1;
+    }
+    const std::size_t n = txn_.accepted.size();
+    // The others' expectations come next, one each: this reply answered them too.
+    for (std::size_t k = 1; k < n; ++k) {
+        if (expect_.empty() || expect_.front().cmd != Cmd::final || expect_.front().txn != e.txn) {
+            end_connection();
+            throw Error(Status::internal, "the final replies of a transaction are not waited for together");
+        }
+        expect_.pop_front();
+    }
+    for (std::size_t k = 0; k < n; ++k) settle(txn_.accepted[k], reply.line_reply(k), Stage::data);
+    return n;
 }
 
 void Session::abandon_delivery(const std::vector<std::string>& recipients) {

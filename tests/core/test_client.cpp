@@ -471,6 +471,87 @@ TEST(Client, PerRecipientRepliesComeOneByOneThroughResponse) {
     EXPECT_EQ(peer.error(), "");
 }
 
+// The session breaks after k of the three final replies: the ones that came
+// stay, data_end throws the break with the first recipient's reply as the last
+// reply, and response() still yields each further recipient, a missing one as
+// the break again, naming it.
+TEST(Client, ABreakAfterSomeFinalRepliesKeepsThemForResponse) {
+    const char* finals[] = {"250 a\r\n", "452 b\r\n", "250 c\r\n"};
+    for (int k = 0; k <= 3; ++k) {
+        for (bool by_bdat : {false, true}) {
+            std::string replies;
+            for (int i = 0; i < k; ++i) replies += finals[i];
+            std::vector<Step> script = greeting(by_bdat ? "250-srv.example\r\n250 CHUNKING\r\n" : kCapsPlain) +
+                                       std::vector<Step>{{"MAIL FROM:<s@x>\r\n", "250 ok\r\n"},
+                                                         {"RCPT TO:<a@x>\r\n", "250 ok\r\n"},
+                                                         {"RCPT TO:<b@x>\r\n", "250 ok\r\n"},
+                                                         {"RCPT TO:<c@x>\r\n", "250 ok\r\n"}};
+            if (by_bdat) {
+                script.push_back({"BDAT 4 LAST\r\nhi\r\n", replies, k == 3 ? Step::go_on : Step::close_after});
+            } else {
+                script.push_back({"DATA\r\n", "354 go\r\n"});
+                script.push_back({"hi\r\n.\r\n", replies, k == 3 ? Step::go_on : Step::close_after});
+            }
+            Peer peer(script);
+            Client c(options());
+            c.connect(peer.transport());
+            c.mail("s@x");
+            for (const char* r : {"a@x", "b@x", "c@x"}) c.rcpt(r);
+            auto end = [&] {
+                if (by_bdat) return c.bdat("hi\r\n", true);
+                c.data_start();
+                c.data_write("hi\n");
+                return c.data_end();
+            };
+            std::string msg;
+            Status st = status_of([&] { end(); }, &msg);
+            SCOPED_TRACE("k=" + std::to_string(k) + (by_bdat ? " BDAT" : " DATA"));
+            EXPECT_EQ(st, k == 3 ? Status::ok : Status::closed) << msg;
+            EXPECT_EQ(c.last_reply().code, k >= 1 ? 250 : 0) << "the first recipient's verdict, when it came";
+            const Transaction& t = c.transaction();
+            for (int i = 0; i < 3; ++i)
+                EXPECT_EQ(t.recipients[i].outcome, i < k ? (i == 1 ? Outcome::temporary : Outcome::ok)
+                                                         : Outcome::unknown);
+            EXPECT_EQ(c.finals_owed(), 2u);
+            for (int i = 1; i < 3; ++i) {
+                std::string why;
+                Status got = status_of([&] { c.response(); }, &why);
+                if (i < k) {
+                    EXPECT_EQ(got, Status::ok);
+                    EXPECT_EQ(c.last_reply().code, i == 1 ? 452 : 250);
+                } else {
+                    EXPECT_EQ(got, Status::closed);
+                    EXPECT_TRUE(contains(why, i == 1 ? "<b@x>" : "<c@x>")) << why;
+                    EXPECT_EQ(c.last_reply().code, 0);
+                }
+            }
+            EXPECT_EQ(status_of([&] { c.response(); }), Status::bad_sequence) << "no more: not another break";
+        }
+    }
+}
+
+TEST(Client, A421AmongTheFinalRepliesIsThatRecipientsVerdict) {
+    Peer peer(greeting(kCapsPlain) + std::vector<Step>{{"MAIL FROM:<s@x>\r\n", "250 ok\r\n"},
+                                                       {"RCPT TO:<a@x>\r\n", "250 ok\r\n"},
+                                                       {"RCPT TO:<b@x>\r\n", "250 ok\r\n"},
+                                                       {"RCPT TO:<c@x>\r\n", "250 ok\r\n"},
+                                                       {"DATA\r\n", "354 go\r\n"},
+                                                       {"hi\r\n.\r\n", "250 a\r\n421 4.3.2 bye\r\n"}});
+    Client c(options());
+    c.connect(peer.transport());
+    c.mail("s@x");
+    for (const char* r : {"a@x", "b@x", "c@x"}) c.rcpt(r);
+    c.data_start();
+    c.data_write("hi\n");
+    EXPECT_EQ(status_of([&] { c.data_end(); }), Status::closed);
+    EXPECT_EQ(c.last_reply().code, 250);
+    EXPECT_EQ(c.response().code, 421);
+    EXPECT_EQ(c.transaction().recipients[1].outcome, Outcome::temporary);
+    std::string why;
+    EXPECT_EQ(status_of([&] { c.response(); }, &why), Status::closed);
+    EXPECT_TRUE(contains(why, "<c@x>")) << why;
+}
+
 TEST(Client, CommandAndResponse) {
     Peer peer(greeting() + std::vector<Step>{{"XFOO bar\r\n", "250 foo done\r\n"},
                                              {"VRFY x\r\n", "252 maybe\r\n"},

@@ -1,6 +1,7 @@
 // The session state machine, driven by hand: exact bytes out, replies in.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -29,10 +30,12 @@ struct Driver {
     std::string sent;
     std::vector<std::pair<TraceDir, std::string>> traced;
 
-    explicit Driver(const char* lhlo_reply = kLhloPipelining) {
+    explicit Driver(const char* lhlo_reply = kLhloPipelining, const char* banner = "220 server.example LMTP ready\r\n",
+                    bool strict = false) {
         s.set_trace([this](TraceDir d, std::string_view l) { traced.emplace_back(d, std::string(l)); });
+        s.set_strict_replies(strict);
         s.start();
-        reply("220 server.example LMTP ready\r\n");
+        reply(banner);
         s.lhlo("client.example");
         EXPECT_EQ(take(), "LHLO client.example\r\n");
         reply(lhlo_reply);
@@ -1172,4 +1175,173 @@ TEST(SessionBatch, NeedsPipeliningAndNoReplyOwed) {
     EXPECT_THROW(e.s.batch_deliver("s@x", {"a@x"}), Error);  // no batch begun
     e.s.batch_begin();
     EXPECT_THROW(e.s.deliver("s@x", {"a@x"}), Error);        // one thing at a time
+}
+
+// --- one line per recipient (Net::Server::Mail::LMTP) ------------------------------------
+
+namespace {
+
+const char kNsmBanner[] = "220 mx.example LMTP Net::Server::Mail (Perl) Service ready\r\n";
+const char kNsmLhlo[] = "250-mx.example Service ready\r\n250 PIPELINING\r\n";
+
+// MAIL, the RCPTs (all accepted but those in `refused`) and DATA, answered; the body sent.
+void through_body(Driver& d, const std::vector<std::string>& rcpts, const std::vector<std::string>& refused = {}) {
+    d.s.deliver("s@x", rcpts);
+    d.take();
+    d.reply("250 Ok\r\n");
+    for (const auto& r : rcpts)
+        d.reply(std::find(refused.begin(), refused.end(), r) == refused.end() ? "250 Ok\r\n" : "550 no\r\n");
+    d.reply("354 go\r\n");
+    d.s.body("x\n");
+    d.s.end_body();
+    d.take();
+}
+
+}  // namespace
+
+TEST(SessionLinePerRecipient, ServerNamedInTheBannerAnswersEveryRecipientInOneReply) {
+    for (std::size_t n : {2u, 3u, 4u}) {
+        Driver d(kNsmLhlo, kNsmBanner);
+        EXPECT_TRUE(d.s.line_per_recipient_server());
+        std::vector<std::string> rcpts;
+        std::string reply;
+        for (std::size_t i = 0; i < n; ++i) {
+            rcpts.push_back("r" + std::to_string(i) + "@x");
+            reply += std::string("250") + (i + 1 < n ? "-" : " ") + "Ok\r\n";
+        }
+        through_body(d, rcpts);
+        EXPECT_EQ(d.s.awaiting(), n);
+        d.reply(reply);
+        EXPECT_EQ(d.s.awaiting(), 0u) << "nothing more is waited for";
+        const Transaction& t = d.s.transaction();
+        EXPECT_TRUE(t.finished);
+        EXPECT_TRUE(t.all_delivered());
+        for (std::size_t i = 0; i < n; ++i) {
+            EXPECT_EQ(d.r(i).reply.code, 250);
+            EXPECT_EQ(d.r(i).reply.lines, std::vector<std::string>{"Ok"});
+            EXPECT_EQ(d.r(i).stage, Stage::data);
+        }
+        EXPECT_EQ(d.s.phase(), Phase::ready);
+    }
+}
+
+TEST(SessionLinePerRecipient, MixedCodesSettleInRcptOrderSkippingTheRefused) {
+    for (const char* banner : {kNsmBanner, "220 other.example ESMTP\r\n"}) {
+        Driver d(kNsmLhlo, banner);
+        through_body(d, {"a@x", "nosuch@x", "b@x", "c@x"}, {"nosuch@x"});
+        EXPECT_EQ(d.s.awaiting(), 3u);
+        d.reply("250-Ok\r\n550-<b@x> Failed\r\n452 4.2.2 <c@x> full\r\n");
+        EXPECT_EQ(d.s.awaiting(), 0u);
+        EXPECT_EQ(d.r(0).outcome, Outcome::ok);
+        EXPECT_EQ(d.r(1).outcome, Outcome::permanent);
+        EXPECT_EQ(d.r(1).stage, Stage::rcpt);
+        EXPECT_EQ(d.r(2).outcome, Outcome::permanent);
+        EXPECT_EQ(d.r(2).reply.code, 550);
+        EXPECT_EQ(d.r(2).reply.text(), "<b@x> Failed");
+        EXPECT_EQ(d.r(3).outcome, Outcome::temporary);
+        EXPECT_EQ(d.r(3).reply.enhanced.str(), "4.2.2");
+        EXPECT_EQ(d.r(3).reply.text(), "<c@x> full");
+        EXPECT_TRUE(d.s.transaction().finished);
+    }
+}
+
+TEST(SessionLinePerRecipient, AConformingServerIsNeverMisread) {
+    // The same lines from a server not known to answer line by line: the first
+    // recipient's own (multi-line) reply, then one reply for each other.
+    Driver d;
+    through_body(d, {"a@x", "b@x", "c@x"});
+    d.reply("250-2.0.0 <a@x> saved\r\n250-2.0.0 as message 1\r\n250 2.0.0 and logged\r\n");
+    EXPECT_EQ(d.s.awaiting(), 2u);
+    EXPECT_EQ(d.r(0).reply.lines.size(), 3u);
+    d.reply("250 2.0.0 <b@x> saved\r\n");
+    d.reply("552 5.2.2 <c@x> full\r\n");
+    EXPECT_EQ(d.r(1).reply.lines, std::vector<std::string>{"2.0.0 <b@x> saved"});
+    EXPECT_EQ(d.r(2).outcome, Outcome::permanent);
+    EXPECT_TRUE(d.s.transaction().finished);
+}
+
+TEST(SessionLinePerRecipient, OnlyExactlyOneLinePerAcceptedRecipient) {
+    {
+        // One recipient: a multi-line reply is its own, whoever the server is.
+        Driver d(kNsmLhlo, kNsmBanner);
+        through_body(d, {"a@x"});
+        d.reply("250-Ok\r\n250 and more\r\n");
+        EXPECT_TRUE(d.s.transaction().finished);
+        EXPECT_EQ(d.r(0).reply.lines.size(), 2u);
+    }
+    {
+        // Named server, two lines for three recipients: read as RFC 2033 says.
+        Driver d(kNsmLhlo, kNsmBanner);
+        through_body(d, {"a@x", "b@x", "c@x"});
+        d.reply("250-Ok\r\n250 Ok\r\n");
+        EXPECT_EQ(d.s.awaiting(), 2u);
+    }
+    {
+        // Mixed codes but the wrong number of lines: no reply at all.
+        Driver d;
+        through_body(d, {"a@x", "b@x", "c@x"});
+        try {
+            d.reply("250-Ok\r\n550 Failed\r\n");
+            ADD_FAILURE() << "accepted";
+        } catch (const Error& e) {
+            EXPECT_EQ(e.status(), Status::protocol);
+            EXPECT_NE(std::string(e.what()).find("250 Ok; 550 Failed"), std::string::npos) << e.what();
+        }
+        EXPECT_EQ(d.s.phase(), Phase::closed);
+        for (std::size_t i = 0; i < 3; ++i) EXPECT_EQ(d.r(i).outcome, Outcome::unknown);
+    }
+}
+
+TEST(SessionLinePerRecipient, MixedCodesAnywhereElseAreAProtocolError) {
+    Driver d;
+    d.s.noop();
+    d.take();
+    try {
+        d.reply("250-a\r\n251 b\r\n");
+        ADD_FAILURE() << "accepted";
+    } catch (const Error& e) {
+        EXPECT_EQ(e.status(), Status::protocol);
+        EXPECT_NE(std::string(e.what()).find("changed within a multi-line reply"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("251"), std::string::npos) << e.what();
+    }
+    EXPECT_EQ(d.s.phase(), Phase::closed);
+    Session s;
+    s.start();
+    EXPECT_THROW(s.on_reply(parse("220-a\r\n554 b\r\n")), Error);
+}
+
+TEST(SessionLinePerRecipient, StrictRepliesNeverSplit) {
+    {
+        Driver d(kNsmLhlo, kNsmBanner, true);
+        through_body(d, {"a@x", "b@x"});
+        d.reply("250-Ok\r\n250 Ok\r\n");
+        EXPECT_EQ(d.s.awaiting(), 1u) << "the first recipient's reply; the second's is still owed";
+    }
+    {
+        Driver d(kNsmLhlo, kNsmBanner, true);
+        through_body(d, {"a@x", "b@x"});
+        EXPECT_THROW(d.reply("250-Ok\r\n550 Failed\r\n"), Error);
+        EXPECT_EQ(d.s.phase(), Phase::closed);
+    }
+}
+
+TEST(SessionLinePerRecipient, InABatchEachTransactionGetsItsOwnLines) {
+    Driver d("250-mx.example Service ready\r\n250-PIPELINING\r\n250 CHUNKING\r\n", kNsmBanner);
+    d.s.batch_begin();
+    std::uint64_t a = small(d, {"a@x", "b@x"});
+    std::uint64_t b = small(d, {"c@x", "e@x", "f@x"});
+    d.take();
+    for (const char* r : {"250 ok\r\n", "250 ok\r\n", "250 ok\r\n", "250-Ok\r\n550 <b@x> Failed\r\n", "250 reset\r\n",
+                          "250 ok\r\n", "250 ok\r\n", "250 ok\r\n", "250 ok\r\n", "250-Ok\r\n250-Ok\r\n250 Ok\r\n",
+                          "250 reset\r\n"})
+        d.reply(r);
+    EXPECT_EQ(d.s.awaiting(), 0u);
+    auto done = finished(d.s);
+    ASSERT_EQ(done.size(), 2u);
+    EXPECT_EQ(done[0].first, a);
+    EXPECT_EQ(done[0].second.recipients[0].outcome, Outcome::ok);
+    EXPECT_EQ(done[0].second.recipients[1].outcome, Outcome::permanent);
+    EXPECT_EQ(done[1].first, b);
+    EXPECT_TRUE(done[1].second.all_delivered());
+    d.s.batch_end();
 }

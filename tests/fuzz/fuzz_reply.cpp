@@ -58,7 +58,8 @@ bool same(const Outcome& a, const Outcome& b) {
     for (std::size_t i = 0; i < a.replies.size(); ++i) {
         const auto& x = a.replies[i];
         const auto& y = b.replies[i];
-        if (x.code != y.code || x.lines != y.lines || !(x.enhanced == y.enhanced)) return false;
+        if (x.code != y.code || x.lines != y.lines || x.line_codes != y.line_codes || !(x.enhanced == y.enhanced))
+            return false;
     }
     return true;
 }

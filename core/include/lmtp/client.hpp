@@ -74,6 +74,9 @@ struct ClientOptions {
     // deliver_batch: octets sent ahead of their replies, at most (but always
     // one whole message, and with BDAT at least its first chunk).
     std::size_t max_in_flight = 1024 * 1024;
+    // Never read the first final reply as one line per recipient (the
+    // servers that answer so: session.hpp). Off: such servers are recognised.
+    bool strict_replies = false;
     TraceFn trace;
 };
 
@@ -158,6 +161,11 @@ public:
     // Ends the message and reads one reply per accepted recipient (all of
     // them, always). Returns the first; the others are in transaction() and,
     // for Net::Cmd-style readers, come one by one from response().
+    // When the session breaks first, it throws the error that ended it; the
+    // verdicts that came stay in transaction(), last_reply() is the first
+    // recipient's final reply (empty if it never came), and response() still
+    // yields each further recipient: its reply, or for one whose reply never
+    // came, that error again (naming the recipient).
     const Reply& data_end();
     // DATA, the whole message, and the end: data_start + data_write + data_end.
     const Reply& data(std::string_view message);
@@ -183,7 +191,7 @@ public:
     // --- BDAT, step by step (Net::SMTP's bdat / bdatlast) ------------------------
     // BDAT with `bytes` sent exactly as given. For the LAST chunk, every
     // accepted recipient's reply is read; the first is returned, the others
-    // come from response(), as after data_end().
+    // come from response(), as after data_end() (a break too).
     const Reply& bdat(std::string_view bytes, bool last);
 
     // --- a caller's own command line --------------------------------------------
@@ -192,8 +200,11 @@ public:
     void command(std::string_view line);
     // The next reply: to a command() not yet answered, else the next
     // per-recipient reply left from data_end(). Throws Error(bad_sequence)
-    // when no reply is owed.
+    // when no reply is owed, and the error that ended the session for a
+    // recipient whose final reply never came.
     const Reply& response();
+    // Per-recipient replies left for response() (a missing one included).
+    std::size_t finals_owed() const { return replay_.size(); }
 
     // --- a whole transaction in one call --------------------------------------
     // MAIL, RCPT..., the message and every per-recipient reply, pipelined when
@@ -265,7 +276,8 @@ private:
     std::size_t read_source(const BodySource& source, char* buf, std::size_t cap);
     std::size_t fill_from_source(const BodySource& source, char* buf, std::size_t cap);
     void after_hello();
-    void replay_finals();
+    void read_finals();
+    void replay_finals(const Error* ended);
     [[noreturn]] void fail(Status status, const std::string& why, int os_error = 0);
     void greet(std::unique_ptr<Transport> transport, const std::string& name);
     std::string checked_hello() const;
@@ -281,7 +293,14 @@ private:
     std::size_t rlen_ = 0;
     Reply last_;
     std::size_t raw_owed_ = 0;  // command() replies not yet read by response()
-    std::deque<Reply> replay_;  // per-recipient replies after the first, for response()
+    // A per-recipient reply after the first, for response(): the reply, or
+    // (ended not ok) why it never came.
+    struct Owed {
+        Reply reply;
+        Status ended = Status::ok;
+        std::string why;
+    };
+    std::deque<Owed> replay_;
     std::string chunk_;         // scratch for message pieces
     std::string held_;          // BDAT: the chunk read ahead, to know which one is last
     std::string host_;          // what connect() was given (the TLS name by default)

@@ -31,8 +31,18 @@ struct Reply {
     int code = 0;                    // 200-559; 0 means "no reply"
     EnhancedCode enhanced;           // from the first line, when it carries one
     std::vector<std::string> lines;  // each line's text after "NNN-" / "NNN ", as sent
+    // Each line's own code, only when they differ (a conforming server never
+    // does that; some answer every recipient after the message on one line of
+    // a single reply: see Session). Empty when every line carries `code`.
+    std::vector<int> line_codes;
 
     bool empty() const { return code == 0; }
+    // Whether the lines carry different codes.
+    bool mixed() const { return !line_codes.empty(); }
+    // The code on line i.
+    int line_code(std::size_t i) const { return i < line_codes.size() ? line_codes[i] : code; }
+    // Line i as a reply of its own (its code, its enhanced code, its text).
+    Reply line_reply(std::size_t i) const;
     bool positive() const { return code >= 200 && code < 400; }      // 2xx or 3xx
     bool completion() const { return code >= 200 && code < 300; }    // 2xx
     bool intermediate() const { return code >= 300 && code < 400; }  // 3xx
@@ -53,6 +63,9 @@ struct Reply {
 std::size_t parse_enhanced_code(std::string_view text, int reply_class, EnhancedCode& out);
 
 // Bounds on what a server may send. Exceeding one is a protocol error.
+// (A change of code between the lines of one reply is not the parser's to
+// refuse: it keeps each line's code, and the session decides, knowing what
+// the reply answers.)
 struct ReplyLimits {
     // Longest reply line in octets, CRLF included (RFC 5321 allows 512; servers exceed it).
     std::size_t max_reply_line = 8192;

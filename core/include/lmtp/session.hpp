@@ -13,9 +13,21 @@
 //   Want::idle   nothing to do
 //
 // A reply that does not fit the state (a 354 with no accepted recipient, a
-// 2xx to DATA, an unexpected 3xx...) is a protocol error: the session closes,
-// every recipient without a verdict is marked unknown, and Error(protocol) is
-// thrown. close() does the same for errors the driver sees (I/O, timeouts).
+// 2xx to DATA, an unexpected 3xx, lines with different codes...) is a
+// protocol error: the session closes, every recipient without a verdict is
+// marked unknown, and Error(protocol) is thrown. close() does the same for
+// errors the driver sees (I/O, timeouts).
+//
+// One reply per line: some servers answer every recipient after the message
+// at once, as ONE multi-line reply with a line per recipient, in RCPT order
+// ("250-Ok", "550-<b@x> Failed", "250 Ok"): Net::Server::Mail::LMTP, the Perl
+// server library, does. Waiting for the further replies would wait for ever,
+// so the first final reply is read as one line per accepted recipient when
+// there are two or more of them, the reply has exactly that many lines, and
+// either its lines carry different codes (which no conforming reply does) or
+// the banner names Net::Server::Mail. Any other reply is read as RFC 2033
+// says: a conforming server (one whose reply for a recipient is itself
+// multi-line) is never misread. set_strict_replies(true) turns this off.
 #pragma once
 
 #include <cstddef>
@@ -286,6 +298,12 @@ public:
     // True while the server holds a transaction open (MAIL accepted, not ended).
     bool server_in_transaction() const { return server_txn_; }
 
+    // Never read a reply as one line per recipient (see the top of this file).
+    void set_strict_replies(bool on) { strict_replies_ = on; }
+    bool strict_replies() const { return strict_replies_; }
+    // The banner named a server known to answer recipients line by line.
+    bool line_per_recipient_server() const { return line_server_; }
+
     void set_trace(TraceFn fn) { trace_ = std::move(fn); }
     const SessionLimits& limits() const { return limits_; }
     void set_limits(const SessionLimits& l) { limits_ = l; }
@@ -323,6 +341,8 @@ private:
     void mark_unknown();
     static void mark_unknown(Transaction& t);
     void settle(std::size_t index, const Reply& reply, Stage stage);
+    bool one_line_per_recipient(const Reply& reply) const;
+    std::size_t settle_final(const Expect& e, const Reply& reply);
     void finish_transaction();
     void plan_next();
     void resolve_front();
@@ -353,6 +373,8 @@ private:
     bool mail_ok_ = false;       // MAIL of the current transaction accepted
     bool data_pending_ = false;  // DATA sent, its reply not in yet
     bool authenticated_ = false;
+    bool strict_replies_ = false;
+    bool line_server_ = false;  // the banner named a server that answers line by line
     bool bdat_mode_ = false;    // the current message goes by BDAT
     bool bdat_first_ = false;   // pipelined BDAT: the first chunk joins MAIL and RCPT
     bool bdat_failed_ = false;  // a chunk was refused
