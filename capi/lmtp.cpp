@@ -342,6 +342,7 @@ int lmtp_create(lmtp_t** out, const lmtp_options* opts) {
                 o.send_hello = (opts->flags & LMTP_OPT_NO_HELLO) == 0;
                 o.implicit_tls = (opts->flags & LMTP_OPT_IMPLICIT_TLS) != 0;
                 o.auth_allow_plaintext = (opts->flags & LMTP_OPT_AUTH_ALLOW_PLAINTEXT) != 0;
+                o.strict_replies = (opts->flags & LMTP_OPT_STRICT_REPLIES) != 0;
             }
             if (LMTP_HAS(opts, starttls)) {
                 switch (opts->starttls) {

@@ -41,6 +41,8 @@ static const char usage_text[] =
     "      --auth-allow-plaintext allow PLAIN and LOGIN over unencrypted TCP\n"
     "      --timeout SECONDS      deadline for each reply and each write (default 120)\n"
     "      --hello NAME           LHLO name (default: this host's name)\n"
+    "      --strict-replies       never read the reply after the message as one line per\n"
+    "                             recipient (as Net::Server::Mail::LMTP answers)\n"
     "      --chunking on|off|auto BDAT (on), DATA (off), or BDAT when offered (auto, default)\n"
     "      --notify LIST          DSN NOTIFY: never, or success,failure,delay\n"
     "      --ret full|hdrs        DSN RET\n"
@@ -212,7 +214,7 @@ enum {
     OPT_STARTTLS = 256, OPT_TLS_REQUIRED, OPT_CA, OPT_CERT, OPT_KEY, OPT_TLS_NAME, OPT_INSECURE,
     OPT_AUTH_USER, OPT_AUTH_PASSWORD_FILE, OPT_AUTH_MECH, OPT_AUTH_PLAINTEXT, OPT_TIMEOUT, OPT_HELLO,
     OPT_CHUNKING, OPT_NOTIFY, OPT_RET, OPT_ENVID, OPT_8BITMIME, OPT_SMTPUTF8, OPT_MAILDIR, OPT_MBOX,
-    OPT_PROGRESS, OPT_JSON
+    OPT_PROGRESS, OPT_JSON, OPT_STRICT_REPLIES
 };
 
 static const struct option long_options[] = {
@@ -232,6 +234,7 @@ static const struct option long_options[] = {
     {"auth-allow-plaintext", no_argument, NULL, OPT_AUTH_PLAINTEXT},
     {"timeout", required_argument, NULL, OPT_TIMEOUT},
     {"hello", required_argument, NULL, OPT_HELLO},
+    {"strict-replies", no_argument, NULL, OPT_STRICT_REPLIES},
     {"chunking", required_argument, NULL, OPT_CHUNKING},
     {"notify", required_argument, NULL, OPT_NOTIFY},
     {"ret", required_argument, NULL, OPT_RET},
@@ -272,6 +275,7 @@ static void parse_args(config *c, int argc, char **argv) {
             case OPT_AUTH_PASSWORD_FILE: c->password_file = optarg; break;
             case OPT_AUTH_MECH: c->opts.auth_mechanism = optarg; break;
             case OPT_AUTH_PLAINTEXT: c->opts.flags |= LMTP_OPT_AUTH_ALLOW_PLAINTEXT; break;
+            case OPT_STRICT_REPLIES: c->opts.flags |= LMTP_OPT_STRICT_REPLIES; break;
             case OPT_TIMEOUT:
                 c->opts.timeout_ms = (unsigned)(parse_seconds(optarg, "--timeout", 0) * 1000 + 0.5);
                 if (!c->opts.timeout_ms) c->opts.timeout_ms = 1;

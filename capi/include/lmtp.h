@@ -120,7 +120,10 @@ enum {
     LMTP_OPT_IMPLICIT_TLS = 4u,            /* TLS from the first byte (no STARTTLS) */
     LMTP_OPT_TLS_INSECURE_SKIP_VERIFY = 8u, /* no certificate or name check at all: for tests, or a
                                               channel already trusted. Never the default. */
-    LMTP_OPT_AUTH_ALLOW_PLAINTEXT = 16u    /* allow PLAIN/LOGIN over unencrypted TCP */
+    LMTP_OPT_AUTH_ALLOW_PLAINTEXT = 16u,   /* allow PLAIN/LOGIN over unencrypted TCP */
+    LMTP_OPT_STRICT_REPLIES = 32u          /* never read the reply after a message as one line per
+                                              recipient (see "Servers that answer on one line per
+                                              recipient" below): every reply is read as RFC 2033 says */
 };
 
 /* When lmtp_connect upgrades to TLS with STARTTLS (RFC 3207). */
@@ -316,7 +319,28 @@ LMTP_API int lmtp_data(lmtp_t *h, const void *msg, size_t len);
 /* The same in steps, for messages of any size: DATA (expects 354), then any
  * number of writes, then the end. lmtp_data_end reads every per-recipient
  * reply before it returns; the first is the last reply, and lmtp_response()
- * then yields the others one by one (as Net::LMTP scripts read them). */
+ * then yields the others one by one (as Net::LMTP scripts read them).
+ *
+ * When the connection breaks after the message went out (lmtp_data,
+ * lmtp_data_end and lmtp_bdat with `last` return the status that ended the
+ * session: LMTP_ERR_CLOSED, _IO, _TIMEOUT, _PROTOCOL, _TLS), no verdict the
+ * server gave is lost: the results hold each recipient's (LMTP_RESULT_UNKNOWN
+ * for those without one), lmtp_code()/lmtp_message() are the first recipient's
+ * final reply if it came (lmtp_code() 0 if not), and lmtp_response() still
+ * yields each further recipient in turn: LMTP_OK or LMTP_ERR_REJECTED with its
+ * reply when it came, else the status that ended the session, with
+ * lmtp_code() 0 and lmtp_errmsg() naming the recipient. A recipient without a
+ * verdict may or may not have the message: treat it as a temporary failure.
+ *
+ * Servers that answer on one line per recipient: Net::Server::Mail::LMTP
+ * answers every recipient after the message at once, as ONE multi-line reply
+ * with a line per recipient ("250-Ok", "550-<b@x> Failed", "250 Ok"). That
+ * reply is read as each recipient's own verdict, in RCPT order, when two or
+ * more recipients were accepted, it has exactly one line for each, and either
+ * its lines carry different codes (no conforming reply does) or the server's
+ * banner names Net::Server::Mail. Any other multi-line reply is the first
+ * recipient's, as RFC 2033 says: a conforming server is never misread.
+ * LMTP_OPT_STRICT_REPLIES turns the recognition off. */
 LMTP_API int lmtp_data_start(lmtp_t *h);
 LMTP_API int lmtp_data_write(lmtp_t *h, const void *buf, size_t len);
 LMTP_API int lmtp_data_end(lmtp_t *h);
@@ -364,7 +388,9 @@ LMTP_API int lmtp_command(lmtp_t *h, const char *line);
 /* Reads the next reply owed: to an lmtp_command() not yet answered, else the
  * next per-recipient reply left by lmtp_data_end() (those are owed until the
  * next command). LMTP_ERR_BAD_SEQUENCE when none is owed; otherwise LMTP_OK
- * or LMTP_ERR_REJECTED by its code. */
+ * or LMTP_ERR_REJECTED by its code, or for a recipient whose reply never came
+ * because the connection broke, the status that ended the session (see
+ * lmtp_data_end). */
 LMTP_API int lmtp_response(lmtp_t *h);
 
 /* ---- one call: a whole transaction --------------------------------------------------- */

@@ -29,6 +29,7 @@ void fake_config_init(fake_config *c) {
     if (!c) return;
     *c = fake_config{};
     c->family = AF_INET;
+    c->fault_replies = -1;
     c->pipelining = 1;
     c->enhanced = 1;
     c->eightbitmime = 1;
@@ -83,6 +84,7 @@ fake_lmtp *fake_start(const fake_config *cfg) {
         o.fault_skip = cfg->fault_skip;
         o.fault_times = cfg->fault_times;
         o.fault_body_bytes = cfg->fault_body_bytes;
+        o.fault_replies = cfg->fault_replies;
         o.reply_delay_ms = cfg->reply_delay_ms;
         o.byte_delay_ms = cfg->byte_delay_ms;
         o.record_limit = cfg->record_limit;

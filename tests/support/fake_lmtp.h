@@ -91,6 +91,10 @@
  *          replies (the message is still stored and the transaction ends).
  *    The first fault_skip matches (over all connections) are let through; then the fault fires
  *    fault_times times (0 = every time).
+ *  - fault_replies n (with fault_on ".", n >= 0; default -1): the first n per-recipient replies
+ *    are sent, then the fault output and action, e.g. FAKE_CLOSE after 2 of 4 replies: "the
+ *    connection broke after 2 verdicts". With FAKE_RESET the RST waits (up to 1 s) until the
+ *    client acknowledged those replies, so that they reach it before the reset.
  *  - fault_body_bytes n (with fault_on "."): the fault fires in the middle of the message instead,
  *    once n bytes of it have been read (DATA: the bytes after the 354 as sent, dot-stuffed; BDAT:
  *    chunk bytes, counted over all chunks of the transaction). It is checked per read, so it fires
@@ -228,6 +232,8 @@ typedef struct fake_config {
     unsigned long fault_skip;  /* let this many matches through first (default 0) */
     unsigned long fault_times; /* fire this many times, 0 = always (default 0) */
     unsigned long fault_body_bytes; /* with fault_on ".": fire inside the message, see above (0 = at its end) */
+    long fault_replies;     /* with fault_on ".": send the first N final replies, then the fault
+                               (default -1: none), see above */
 
     /* Timing. */
     int reply_delay_ms;     /* wait this long before each flush (greeting included) */

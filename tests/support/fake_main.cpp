@@ -52,6 +52,7 @@ const char kUsage[] =
     "  --fault-skip N          let the first N matches through\n"
     "  --fault-times N         fire at most N times (default 0 = always)\n"
     "  --fault-body-bytes N    with --fault-on .: fire once N bytes of the message were read\n"
+    "  --fault-replies N       with --fault-on .: send the first N final replies, then the fault\n"
     "  --reply-delay MS        wait before each flush of replies\n"
     "  --byte-delay MS         write replies byte by byte, MS between bytes\n"
     "  --record-limit N        keep at most N bytes of transcript and of each message\n"
@@ -161,7 +162,7 @@ enum {
     OPT_TLS_MAX_VERSION, OPT_TLS_FAIL_HANDSHAKE, OPT_TLS_PLAIN_AFTER_220, OPT_AUTH, OPT_AUTH_AFTER_TLS,
     OPT_AUTH_REQUIRE, OPT_AUTH_USER, OPT_AUTH_PASSWORD, OPT_AUTH_FAIL_CODE, OPT_SCRAM_SALT,
     OPT_SCRAM_ITERATIONS, OPT_SCRAM_SERVER_NONCE, OPT_SCRAM_BAD_SERVER_SIGNATURE, OPT_EVENTS,
-    OPT_FAULT_BODY_BYTES
+    OPT_FAULT_BODY_BYTES, OPT_FAULT_REPLIES
 };
 
 const option kOptions[] = {
@@ -187,6 +188,7 @@ const option kOptions[] = {
     {"fault-skip", required_argument, nullptr, OPT_FAULT_SKIP},
     {"fault-times", required_argument, nullptr, OPT_FAULT_TIMES},
     {"fault-body-bytes", required_argument, nullptr, OPT_FAULT_BODY_BYTES},
+    {"fault-replies", required_argument, nullptr, OPT_FAULT_REPLIES},
     {"reply-delay", required_argument, nullptr, OPT_REPLY_DELAY},
     {"byte-delay", required_argument, nullptr, OPT_BYTE_DELAY},
     {"record-limit", required_argument, nullptr, OPT_RECORD_LIMIT},
@@ -278,6 +280,7 @@ int main(int argc, char **argv) {
         case OPT_FAULT_BODY_BYTES:
             o.fault_body_bytes = static_cast<unsigned long>(num("--fault-body-bytes", 0, 1LL << 40));
             break;
+        case OPT_FAULT_REPLIES: o.fault_replies = static_cast<long>(num("--fault-replies", 0, 1LL << 20)); break;
         case OPT_REPLY_DELAY: o.reply_delay_ms = static_cast<int>(num("--reply-delay", 0, 3600000)); break;
         case OPT_BYTE_DELAY: o.byte_delay_ms = static_cast<int>(num("--byte-delay", 0, 3600000)); break;
         case OPT_RECORD_LIMIT: o.record_limit = static_cast<std::size_t>(num("--record-limit", 0, 1LL << 50)); break;

@@ -8,7 +8,9 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <linux/sockios.h>
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -457,6 +459,7 @@ private:
     bool flush_now_ = false;
 
     bool action_set_ = false;
+    bool drain_before_reset_ = false;  // fault_replies: the replies before the fault must arrive
     Action action_ = Action::Continue;
 
     // TLS state
@@ -726,6 +729,13 @@ void Session::finish() {
         }
     }
     if (action_ == Action::Reset) {
+        // fault_replies: what was written must reach the client before the RST (a socket closed
+        // with unsent bytes drops them): wait until the peer acknowledged everything.
+        for (int i = 0; drain_before_reset_ && i < 200; ++i) {
+            int unacked = 0;
+            if (::ioctl(fd_, SIOCOUTQ, &unacked) != 0 || unacked == 0) break;
+            std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        }
         linger l;
         l.l_onoff = 1;
         l.l_linger = 0;
@@ -1481,13 +1491,14 @@ void Session::finish_message(const std::string &verb) {
     mode_ = Mode::Command;
     const bool too_big = o_.size != 0 && msg_size_ > o_.size;
     std::string replies;
+    std::string before_fault;  // fault_replies: the first ones, sent before the fault
+    long n = 0;
     for (const std::string &addr : rcpts_) {
-        if (too_big) {
-            replies += reply(552, "5.3.4", "<" + addr + "> Message too big");
-            continue;
-        }
         const Rule *r = find_rule(addr);
-        replies += rule_reply(Ctx::Data, r ? r->data_code : 250, r ? r->data_text : std::string(), addr);
+        std::string one = too_big ? reply(552, "5.3.4", "<" + addr + "> Message too big")
+                                  : rule_reply(Ctx::Data, r ? r->data_code : 250, r ? r->data_text : std::string(), addr);
+        if (n++ < o_.fault_replies) before_fault += one;
+        replies += one;
     }
     MessageInfo info;
     info.tls = tls_;
@@ -1496,7 +1507,12 @@ void Session::finish_message(const std::string &verb) {
     srv_.add_message(std::move(msg_), std::move(info));
     reset_transaction();
     const bool fired = o_.fault && o_.fault_on == "." && o_.fault_body_bytes == 0 && srv_.fault_fires();
-    if (!fired || o_.fault_keep) queue(replies, verb);
+    if (!fired || o_.fault_keep)
+        queue(replies, verb);
+    else if (o_.fault_replies >= 0) {
+        queue(before_fault, verb);
+        drain_before_reset_ = true;
+    }
     if (fired) emit_fault(verb);
 }
 

@@ -74,6 +74,7 @@ struct Options {
     unsigned long fault_skip = 0;
     unsigned long fault_times = 0;
     unsigned long fault_body_bytes = 0;  // with fault_on ".": fire after this many message bytes
+    long fault_replies = -1;             // with fault_on ".": send the first N final replies, then fault
 
     int reply_delay_ms = 0;
     int byte_delay_ms = 0;

@@ -89,7 +89,7 @@ subtest 'LHLO refused' => sub {
     is($err, old_error($f->host, $f->port), 'the same as the old module');
     my $s = $f->stop;
     is($s->{CONNECTIONS}, 2, 'two connections (ours and the old one)');
-    is($f->transcript, "LHLO localhost.localdomain\r\n" x 2,
+    is($f->transcript, default_lhlo() x 2,
        'only LHLO was sent, no HELO/EHLO fallback, nothing else');
 };
 
@@ -102,7 +102,7 @@ subtest 'Hello is sent in LHLO' => sub {
     is($f->transcript, "LHLO my.mail.domain\r\nQUIT\r\n", 'transcript');
 };
 
-subtest 'default Hello: localhost.localdomain, as Net::SMTP' => sub {
+subtest 'default Hello: the host\'s fully qualified name, as Net::LMTP 0.02 (Net::Domain::hostfqdn)' => sub {
     my $f = start_fake();
     my $l = Net::LMTP->new($f->host, $f->port);
     ok($l, 'connected') or diag $@;
@@ -110,7 +110,7 @@ subtest 'default Hello: localhost.localdomain, as Net::SMTP' => sub {
     my $o = OldLMTP->new($f->host, $f->port);
     $o->quit;
     $f->stop;
-    is($f->transcript, "LHLO localhost.localdomain\r\nQUIT\r\n" x 2, 'ours, then the old module');
+    is($f->transcript, (default_lhlo() . "QUIT\r\n") x 2, 'ours, then the old module');
 };
 
 subtest 'a unix socket path as HOST' => sub {
@@ -132,7 +132,7 @@ subtest 'a unix socket path as HOST' => sub {
     is($f->transcript,
        "LHLO unix.example\r\nMAIL FROM:<a\@example.org>\r\nRCPT TO:<b\@example.org>\r\nDATA\r\n"
        . "Subject: unix\r\n\r\nvia a unix socket\r\n.\r\nQUIT\r\n"
-       . "LHLO localhost.localdomain\r\nQUIT\r\n", 'transcript');
+       . default_lhlo() . "QUIT\r\n", 'transcript');
     is_deeply([$f->messages], ["Subject: unix\r\n\r\nvia a unix socket\r\n"], 'message stored');
 
     ok(!defined Net::LMTP->new("$dir/nothing-here.sock", 0), 'a socket path where nobody listens: undef');
@@ -161,7 +161,7 @@ subtest 'an array ref of hosts: the first unreachable, the second works' => sub 
     ok(!defined Net::LMTP->new(['127.0.0.2', '127.0.0.3'], $f->port, Timeout => 5), 'none works: undef');
     like($@, qr/^Net::LMTP: .*refused/i, "reason: $@");
     $f->stop;
-    is($f->transcript, "LHLO localhost.localdomain\r\nQUIT\r\n", 'one session');
+    is($f->transcript, default_lhlo() . "QUIT\r\n", 'one session');
 };
 
 subtest 'LocalAddr and LocalPort' => sub {

@@ -13,7 +13,7 @@ use Net::LMTP;
 
 need_fake();
 
-my $LHLO = "LHLO localhost.localdomain\r\n";
+my $LHLO = default_lhlo();
 
 subtest 'banner and domain' => sub {
     my $f = start_fake('--hostname', 'mx.example.net');

@@ -12,7 +12,7 @@ use Net::LMTP;
 
 need_fake();
 
-my $LHLO = "LHLO localhost.localdomain\r\n";
+my $LHLO = default_lhlo();
 my $TX   = "MAIL FROM:<s\@example.org>\r\nRCPT TO:<a\@example.org>\r\nDATA\r\n";
 
 subtest 'datasend: a string, a list, an array ref' => sub {
@@ -259,7 +259,8 @@ subtest 'debug: the class default' => sub {
     is($l->debug, 1, 'a new object takes the class default');
     is($l0->debug, 0, 'unless Debug is given');
     my $self = qr/Net::LMTP=GLOB\(0x[0-9a-f]+\)/;
-    like($out, qr/^\Q$l\E>>> LHLO localhost\.localdomain\r\n/m, 'the first object is traced');
+    my $lhlo = default_lhlo();
+    like($out, qr/^\Q$l\E>>> \Q$lhlo\E/m, 'the first object is traced');
     unlike($out, qr/^\Q$l0\E/m, 'the second is not');
     is(Net::LMTP->debug(0), 1, 'back to 0');
     my $l2 = Net::LMTP->new($f->host, $f->port) or die $@;

@@ -12,7 +12,7 @@ use Net::LMTP;
 
 need_fake();
 
-my $LHLO = "LHLO localhost.localdomain\r\n";
+my $LHLO = default_lhlo();
 
 # Runs CODE with STDERR captured and warnings collected; checks that it did
 # not die and printed nothing; returns what CODE returned.

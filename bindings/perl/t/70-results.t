@@ -11,7 +11,7 @@ use Net::LMTP;
 need_fake();
 
 my $RULES = 'full@example.org=250,552;temp@example.org=250,452;nosuch@example.org=550';
-my $LHLO = "LHLO localhost.localdomain\r\n";
+my $LHLO = default_lhlo();
 
 sub brief {
     map { my $r = $_; +{ map { ($_ => $r->{$_}) } qw(address status stage code enhanced text) } } @_;

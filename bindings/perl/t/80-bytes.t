@@ -11,7 +11,7 @@ use Net::LMTP;
 
 need_fake();
 
-my $LHLO = "LHLO localhost.localdomain\r\n";
+my $LHLO = default_lhlo();
 
 subtest 'wide characters croak, nothing is sent' => sub {
     my $f = start_fake();

@@ -10,7 +10,7 @@ use Net::LMTP;
 
 need_fake();
 
-my $LHLO = "LHLO localhost.localdomain\r\n";
+my $LHLO = default_lhlo();
 
 subtest 'DESTROY closes the connection and sends nothing' => sub {
     my $f = start_fake();

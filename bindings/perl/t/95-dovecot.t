@@ -103,7 +103,7 @@ subtest 'example 2 as printed: no mail/to/data, runs without dying or sending ga
     ($st, $out, $err) = run_script(for_host($EXAMPLE2_AS_PRINTED, $f->host, $f->port));
     is($st, 0, 'fake: exit status 0');
     $f->stop;
-    is($f->transcript, "LHLO localhost.localdomain\r\n", 'the fake received LHLO and nothing else');
+    is($f->transcript, default_lhlo(), 'the fake received LHLO and nothing else');
 
     my $g = start_fake();
     my $o = OldLMTP->new($g->host, $g->port) or die $@;

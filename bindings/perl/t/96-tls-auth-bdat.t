@@ -12,7 +12,7 @@ use Net::LMTP qw(CMD_OK CMD_REJECT CMD_ERROR);
 
 need_fake();
 my $C = test_certs();
-my $HELLO = "LHLO localhost.localdomain\r\n";
+my $HELLO = default_lhlo();
 my @TLS = ('--tls-cert', "$C/server.pem", '--tls-key', "$C/server.key");
 my $USER = 'tester';
 my $PW = 'Xq7-s3cret!pw';
@@ -68,7 +68,7 @@ subtest 'starttls with the test CA: LHLO again, STARTTLS gone, a delivery inside
 
     is_deeply(debug_lines($out), [
         "OBJ<<< 220 fake.example LMTP ready\n",
-        "OBJ>>> LHLO localhost.localdomain\r\n",
+        "OBJ>>> " . default_lhlo(),
         "OBJ<<< 250-fake.example\n",
         "OBJ<<< 250-PIPELINING\n",
         "OBJ<<< 250-ENHANCEDSTATUSCODES\n",
@@ -77,7 +77,7 @@ subtest 'starttls with the test CA: LHLO again, STARTTLS gone, a delivery inside
         "OBJ<<< 250 STARTTLS\n",
         "OBJ>>> STARTTLS\r\n",
         "OBJ<<< 220 2.0.0 ready\n",
-        "OBJ>>> LHLO localhost.localdomain\r\n",
+        "OBJ>>> " . default_lhlo(),
         "OBJ<<< 250-fake.example\n",
         "OBJ<<< 250-PIPELINING\n",
         "OBJ<<< 250-ENHANCEDSTATUSCODES\n",

@@ -122,7 +122,11 @@ class Result:
     broke first). ``code`` is the reply code (0 without a verdict),
     ``enhanced`` the enhanced status code as ``(class, subject, detail)`` or
     ``None``, ``text`` the reply text without it, ``message`` the reply text as
-    smtplib gives it (bytes, lines joined by ``b"\\n"``).
+    smtplib gives it (bytes, lines joined by ``b"\\n"``). Without a verdict
+    (``outcome`` "unknown") ``text`` and ``message`` say why the session ended
+    when it broke under the call: such a recipient may or may not have the
+    message; treat it as a temporary failure (retrying may deliver it twice,
+    which is better than never).
     """
 
     __slots__ = ("address", "stage", "code", "enhanced", "text", "message", "rcpt_code", "outcome")
@@ -168,32 +172,61 @@ class Result:
 # ---------------------------------------------------------------------------
 # errors from the library, as Python callers expect them
 
-def _raise(err, sender=None):
+def _error(err, sender=None):
+    """The exception a Python caller expects for an error of the library."""
     status, message, os_error = err.args
     if status == "timeout":
-        raise LMTPTimeoutError(message) from None
+        return LMTPTimeoutError(message)
     if status in ("closed", "io", "not_connected", "aborted"):
-        raise SMTPServerDisconnected(message) from None
+        return SMTPServerDisconnected(message)
     if status == "protocol":
-        raise LMTPProtocolError(message) from None
+        return LMTPProtocolError(message)
     if status in ("bad_input", "line_too_long", "invalid_argument"):
-        raise ValueError(message) from None
+        return ValueError(message)
     if status == "not_advertised":
-        raise SMTPNotSupportedError(message) from None
+        return SMTPNotSupportedError(message)
     if status == "too_big":
-        raise SMTPSenderRefused(552, message.encode(), sender) from None
+        return SMTPSenderRefused(552, message.encode(), sender)
     if status == "resolve":
-        raise socket.gaierror(message) from None
+        return socket.gaierror(message)
     if status == "certificate":
-        raise LMTPCertificateError(message) from None
+        return LMTPCertificateError(message)
     if status == "tls":
-        raise LMTPTLSError(message) from None
+        return LMTPTLSError(message)
     if status == "insecure":
-        raise LMTPInsecureError(message) from None
+        return LMTPInsecureError(message)
     if status == "connect":
         # OSError(errno, text) is ConnectionRefusedError, FileNotFoundError... as sockets raise them.
-        raise (OSError(os_error, message) if os_error else OSError(message)) from None
-    raise SMTPException(message) from None
+        return OSError(os_error, message) if os_error else OSError(message)
+    return SMTPException(message)
+
+
+def _raise(err, sender=None):
+    raise _error(err, sender) from None
+
+
+# The statuses of a session that ended under a call: the connection is gone.
+_BROKEN = ("closed", "io", "timeout", "protocol", "tls")
+
+
+def _results(records, why=None):
+    """``Result`` objects from the core's; with ``why`` (the session broke), each
+    recipient without a verdict has it as its text."""
+    out = [Result._from(r) for r in records]
+    if why:
+        for r in out:
+            if r.outcome == "unknown":
+                r.text = why
+                r.message = why.encode("utf-8", "replace")
+    return out
+
+
+def _refusal(result):
+    """A recipient that did not get the message, as sendmail's dict says it:
+    ``(code, message)``; one without a verdict (the connection broke before the
+    server gave it) is a temporary failure, 421, as smtplib reports a closed
+    connection: trying again may deliver it twice, but never loses it."""
+    return (result.code, result.message) if result.code else (421, result.message)
 
 
 def _pair(reply):
@@ -386,9 +419,14 @@ class LMTP:
     debuglevel = 0
     default_port = LMTP_PORT
     ehlo_msg = "lhlo"
+    #: Never read the reply after a message as one line per recipient (see the
+    #: module's documentation: servers that answer on one line per recipient).
+    strict_replies = False
 
     def __init__(self, host="", port=LMTP_PORT, local_hostname=None, source_address=None,
-                 timeout=socket._GLOBAL_DEFAULT_TIMEOUT):
+                 timeout=socket._GLOBAL_DEFAULT_TIMEOUT, *, strict_replies=None):
+        if strict_replies is not None:
+            self.strict_replies = bool(strict_replies)
         self.timeout = timeout
         self.esmtp_features = {}
         self.command_encoding = "ascii"
@@ -515,7 +553,7 @@ class LMTP:
 
     def _new_client(self, local):
         return _lmtp.Client(self.local_hostname, self._timeout_seconds(), None, local[0] or "",
-                            int(local[1] or 0), send_hello=False)
+                            int(local[1] or 0), send_hello=False, strict_replies=self.strict_replies)
 
     def _hello_done(self, reply):
         self.ehlo_resp = reply.message
@@ -671,8 +709,12 @@ class LMTP:
     def data(self, msg):
         """Send the message; returns the first recipient's final reply as ``(code, message)``.
 
-        Every recipient's reply is read (they are in ``last_results``); raises
-        SMTPDataError if the server refuses DATA itself.
+        Every recipient's reply is read (they are in ``last_results``; ``getreply()``
+        gives the others one by one); raises SMTPDataError if the server refuses
+        DATA itself. When the connection breaks after the message went out, the
+        verdicts that came still count: this returns the first recipient's reply
+        if it came, else ``(421, why)``, and ``getreply()`` does the same for each
+        further recipient (the connection is then closed).
         """
         source = _source(msg)  # a str that is not ASCII fails here, before DATA
         client = self._live()
@@ -694,7 +736,15 @@ class LMTP:
             # delivers nothing, and only closing ends DATA.
             self.close()
             raise
-        reply = self._call(client.data_end)
+        try:
+            reply = client.data_end()
+        except _lmtp.Error as err:
+            if err.args[0] not in _BROKEN:
+                _raise(err)
+            # The message went out and the connection broke: no verdict that came is lost.
+            self.last_results = _results(client.results, err.args[1])
+            first = client.last_reply
+            return _pair(first) if first.code else (421, err.args[1].encode("utf-8", "replace"))
         self.last_results = [Result._from(r) for r in client.results]
         return _pair(reply)
 
@@ -729,7 +779,18 @@ class LMTP:
         self._call(self._live().command, line)
 
     def getreply(self):
-        """The next reply owed, as ``(code, message)``."""
+        """The next reply owed, as ``(code, message)``: to a ``putcmd`` not yet
+        answered, else the next recipient's final reply after ``data()``; for a
+        recipient whose reply never came because the connection broke,
+        ``(421, why)``."""
+        client = self._client
+        if client is not None and client.finals_owed:
+            try:
+                return _pair(client.response())
+            except _lmtp.Error as err:
+                if err.args[0] not in _BROKEN:
+                    raise
+                return 421, err.args[1].encode("utf-8", "replace")
         return _pair(self._call(self._live().response))
 
     def docmd(self, cmd, args=""):
@@ -747,9 +808,13 @@ class LMTP:
         server allows; with CHUNKING the message goes as BDAT chunks, so that a
         small message costs one round trip (``transfer``: "auto", "data" or
         "bdat"; ``canonical``: the message already has CRLF line ends and goes
-        as it is, for BODY=BINARYMIME). Raises only when the session breaks
-        (the recipients without a verdict are then ``unknown`` in
-        ``last_results``) or for bad input.
+        as it is, for BODY=BINARYMIME). Raises only for bad input or an option
+        the server does not offer (nothing sent), and when the session breaks:
+        then the exception (``SMTPServerDisconnected``, ``LMTPTimeoutError``...)
+        carries ``results``, the list as it would have been returned: the
+        verdicts the server gave before the break, and ``unknown`` (text: why)
+        for the recipients without one, which may or may not have the message.
+        ``last_results`` holds the same. ``deliver_many`` does the same.
         """
         return self._deliver(from_addr, to_addrs, msg, mail_options, rcpt_options, transfer, canonical)
 
@@ -771,8 +836,10 @@ class LMTP:
                            mp["transid"], mp["extra"], rp["notify"], rp["orcpt"], rp["orcpt_type"], rp["extra"], True,
                            transfer, canonical)
         except _lmtp.Error as err:
-            self.last_results = [Result._from(r) for r in client.results]
-            _raise(err, from_addr)
+            self.last_results = _results(client.results, err.args[1] if err.args[0] in _BROKEN else None)
+            exc = _error(err, from_addr)
+            exc.results = list(self.last_results)
+            raise exc from None
         finally:
             self.command_encoding = "ascii"
         self.last_results = [Result._from(r) for r in client.results]
@@ -829,17 +896,15 @@ class LMTP:
         results = []
         for (status, why, recipients), (_, to_addrs, _) in zip(done, batch):
             if recipients or status == "ok":  # verdicts, or what the session knew when it ended
-                results.append([Result._from(r) for r in recipients])
+                results.append(_results(recipients, why if status in _BROKEN else None))
             else:  # refused before anything of it was sent
                 results.append([Result(a, None, 0, None, why, why.encode(), 0, "unknown") for a in to_addrs])
         if results:
             self.last_results = list(results[-1])
         if ended is not None:
-            try:
-                _raise(Exception(*ended))
-            except Exception as err:
-                err.results = results
-                raise
+            exc = _error(Exception(*ended))
+            exc.results = results
+            raise exc
         return results
 
     def sendmail(self, from_addr, to_addrs, msg, mail_options=(), rcpt_options=()):
@@ -851,6 +916,14 @@ class LMTP:
         refused, SMTPRecipientsRefused when every RCPT is, and SMTPDataError
         (an ``LMTPDataError``, with ``recipients``) when nobody got the message
         and someone refused it after DATA.
+
+        When the connection breaks after some recipients got the message, the
+        call still returns: those are not in the dict, and each recipient whose
+        verdict never came is, as ``(421, why)`` (a temporary failure: retry it;
+        it may or may not have the message). When nobody is known to have got
+        it, the break is raised (``SMTPServerDisconnected``, or its subclasses
+        ``LMTPTimeoutError``...) with ``recipients``, that same dict, and
+        ``results``.
         """
         if isinstance(to_addrs, str):
             to_addrs = [to_addrs]
@@ -860,12 +933,18 @@ class LMTP:
         try:
             results = self._deliver(from_addr, to_addrs, msg, mail_options, rcpt_options)
         except SMTPServerDisconnected as err:
+            results = getattr(err, "results", None)
+            if not results:  # nothing was attempted (no connection)
+                raise
+            refused = {r.address: _refusal(r) for r in results if not r.ok}
+            if any(r.ok for r in results):
+                return refused  # who got it did; the others are each a temporary failure
             # A 421 to a RCPT ends the session: smtplib calls that a refusal of the recipients.
-            refused = {r.address: (r.code, r.message) for r in self.last_results if r.stage == "rcpt" and not r.ok}
-            if any(code == 421 for code, _ in refused.values()):
+            if any(r.code == 421 for r in results if r.stage == "rcpt"):
                 raise SMTPRecipientsRefused(refused) from err
+            err.recipients = refused
             raise
-        refused = {r.address: (r.code, r.message) for r in results if not r.ok}
+        refused = {r.address: _refusal(r) for r in results if not r.ok}
         if any(r.ok for r in results):
             return refused
         first = results[0]
@@ -933,12 +1012,13 @@ class LMTP_SSL(LMTP):
 
     def __init__(self, host="", port=LMTP_PORT, local_hostname=None, keyfile=None, certfile=None,
                  timeout=socket._GLOBAL_DEFAULT_TIMEOUT, source_address=None, context=None, *,
-                 cafile=None, capath=None, server_hostname=None, insecure=False):
+                 cafile=None, capath=None, server_hostname=None, insecure=False, strict_replies=None):
         self._tls = (keyfile, certfile, context, cafile, capath, server_hostname, insecure)
-        super().__init__(host, port, local_hostname, source_address, timeout)
+        super().__init__(host, port, local_hostname, source_address, timeout, strict_replies=strict_replies)
 
     def _new_client(self, local):
         client = _lmtp.Client(self.local_hostname, self._timeout_seconds(), None, local[0] or "",
-                              int(local[1] or 0), send_hello=False, implicit_tls=True)
+                              int(local[1] or 0), send_hello=False, implicit_tls=True,
+                              strict_replies=self.strict_replies)
         _apply_tls(client, *self._tls)
         return client

@@ -63,6 +63,7 @@ class LMTP:
     local_hostname: str
     last_results: list[Result]
     allow_plaintext_auth: bool
+    strict_replies: bool
     def __init__(
         self,
         host: str = ...,
@@ -70,6 +71,8 @@ class LMTP:
         local_hostname: Optional[str] = ...,
         source_address: Optional[Tuple[str, int]] = ...,
         timeout: Optional[float] = ...,
+        *,
+        strict_replies: Optional[bool] = ...,
     ) -> None: ...
     def __enter__(self) -> "LMTP": ...
     def __exit__(
@@ -162,4 +165,5 @@ class LMTP_SSL(LMTP):
         capath: Optional[str] = ...,
         server_hostname: Optional[str] = ...,
         insecure: bool = ...,
+        strict_replies: Optional[bool] = ...,
     ) -> None: ...

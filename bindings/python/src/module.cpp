@@ -95,9 +95,9 @@ class PyClient {
 public:
     PyClient(const std::string& hello, double timeout, std::optional<double> connect_timeout,
              const std::string& local_address, unsigned local_port, std::size_t max_reply_line,
-             std::size_t max_reply_size, bool send_hello, bool implicit_tls)
+             std::size_t max_reply_size, bool send_hello, bool implicit_tls, bool strict_replies)
         : client_(make_options(hello, timeout, connect_timeout, local_address, local_port, max_reply_line,
-                               max_reply_size, send_hello, implicit_tls)) {}
+                               max_reply_size, send_hello, implicit_tls, strict_replies)) {}
 
     // Marks the client busy for one call; a second thread gets RuntimeError.
     class Use {
@@ -282,9 +282,11 @@ private:
     static lmtp::ClientOptions make_options(const std::string& hello, double timeout,
                                             std::optional<double> connect_timeout, const std::string& local_address,
                                             unsigned local_port, std::size_t max_reply_line,
-                                            std::size_t max_reply_size, bool send_hello, bool implicit_tls) {
+                                            std::size_t max_reply_size, bool send_hello, bool implicit_tls,
+                                            bool strict_replies) {
         lmtp::ClientOptions o;
         o.hello = hello;
+        o.strict_replies = strict_replies;
         o.send_hello = send_hello;
         o.implicit_tls = implicit_tls;
         o.timeout = to_ms(timeout);
@@ -363,9 +365,10 @@ PYBIND11_MODULE(_lmtp, m) {
 
     py::class_<PyClient>(m, "Client")
         .def(py::init<const std::string&, double, std::optional<double>, const std::string&, unsigned, std::size_t,
-                      std::size_t, bool, bool>(),
+                      std::size_t, bool, bool, bool>(),
              "hello"_a, "timeout"_a, "connect_timeout"_a = py::none(), "local_address"_a = "", "local_port"_a = 0,
-             "max_reply_line"_a = 0, "max_reply_size"_a = 0, "send_hello"_a = true, "implicit_tls"_a = false)
+             "max_reply_line"_a = 0, "max_reply_size"_a = 0, "send_hello"_a = true, "implicit_tls"_a = false,
+             "strict_replies"_a = false)
         .def(
             "set_tls",
             [](PyClient& c, const std::string& ca_file, const std::string& ca_dir, py::bytes ca_pem,
@@ -464,6 +467,7 @@ PYBIND11_MODULE(_lmtp, m) {
         .def("command",
              [](PyClient& c, const std::string& line) { c.blocking([&] { c.client().command(line); }); })
         .def("response", [](PyClient& c) { return c.blocking([&] { return c.client().response(); }); })
+        .def_property_readonly("finals_owed", [](PyClient& c) { return c.client().finals_owed(); })
         .def(
             "deliver",
             [](PyClient& c, const std::string& from, const std::vector<std::string>& rcpts, py::object source,

@@ -51,7 +51,15 @@ use constant {
     OPT_IMPLICIT_TLS         => 4,
     OPT_TLS_INSECURE         => 8,
     OPT_AUTH_ALLOW_PLAINTEXT => 16,
+    OPT_STRICT_REPLIES       => 32,
 };
+
+# The LHLO name when none is given: this host's fully qualified name, as
+# Net::LMTP 0.02 sent it (Net::Domain's hostfqdn).
+sub _default_hello {
+    my $name = eval { require Net::Domain; Net::Domain::hostfqdn() };
+    return defined $name && $name =~ /\A[\x21-\x7e]+\z/ ? $name : 'localhost.localdomain';
+}
 
 my %class_debug;    # Net::LMTP->debug(N): the default for new objects
 my %version_shown;  # Net::Cmd prints the module version once per class
@@ -86,14 +94,14 @@ sub new {
         $@ = "$type: unknown port '$port'";
         return;
     }
-    my $hello = $arg{Hello} || 'localhost.localdomain';
+    my $hello = $arg{Hello} || _default_hello();
     utf8::downgrade($hello, 1) or Carp::croak("$type->new: wide character in Hello; encode it to bytes first");
     if ($hello =~ /[\0\r\n]/) {
         $@ = "$type: Hello contains a line break or a NUL byte";
         return;
     }
     my $xs = Net::LMTP::XS->create(_timeout_ms($timeout), $hello, $local_addr, $local_port || 0,
-                                   $arg{SSL} ? OPT_IMPLICIT_TLS : 0);
+                                   ($arg{SSL} ? OPT_IMPLICIT_TLS : 0) | ($arg{StrictReplies} ? OPT_STRICT_REPLIES : 0));
     ${*$obj}{net_lmtp_xs} = $xs;
     if (my $st = _apply_ssl($xs, \%arg)) {    # SSL options that cannot be used
         $@ = "$type: " . $xs->errmsg;
@@ -347,7 +355,7 @@ sub _end_data {
 
 sub hello {
     my $self   = shift;
-    my $domain = shift || 'localhost.localdomain';
+    my $domain = shift || _default_hello();
     $self->_end_data;
     defined($domain = $self->_bytes('hello', $domain)) or return;
     $self->_status(${*$self}{net_lmtp_xs}->hello($domain)) or return;
@@ -558,7 +566,25 @@ sub dataend {
     my $xs   = ${*$self}{net_lmtp_xs};
     return 0 unless $xs->is_connected;
     return 1 unless delete ${*$self}{net_lmtp_in_data};
-    $self->_status($xs->simple('END', undef)) or return 0;
+    $self->_end_status($xs->simple('END', undef));
+}
+
+# The status of a call that ended a message: the first recipient's own
+# verdict, even when the connection broke after it came (a verdict is never
+# turned into a failure); 421 and "[Net::LMTP] Connection closed..." when it
+# never came. response() then yields each further recipient.
+my %BROKEN = map { $STATUS{$_} => 1 } qw(CLOSED IO TIMEOUT PROTOCOL TLS);
+
+sub _end_status {
+    my ($self, $st) = @_;
+    my $xs = ${*$self}{net_lmtp_xs};
+    if ($BROKEN{$st} && $xs->code) {
+        $self->_take_reply;
+        Carp::carp(ref($self) . ': ' . $xs->errmsg) if $self->debug;
+    }
+    else {
+        $self->_status($st) or return 0;
+    }
     $self->status == CMD_OK;
 }
 
@@ -679,8 +705,9 @@ sub _bdat {
     utf8::downgrade($data, 1)
         or Carp::croak(ref($self) . '::bdat: wide character in data; encode it to bytes first');
     $self->_end_data;
-    $self->_status(${*$self}{net_lmtp_xs}->bdat($data, $last ? 1 : 0)) or return 0;
-    return $last ? $self->status == CMD_OK : 1;
+    my $st = ${*$self}{net_lmtp_xs}->bdat($data, $last ? 1 : 0);
+    return $self->_end_status($st) if $last;
+    $self->_status($st) ? 1 : 0;
 }
 
 sub quit {
@@ -767,7 +794,15 @@ per recipient that an LMTP server sends after the message (RFC 2033), so the
 session never falls a reply behind, and it tells each recipient's outcome.
 
 HOST may also be a unix socket path (starting with C</>); PORT is then ignored
-(pass 0). C<$@> holds the reason when C<new> fails.
+(pass 0). C<$@> holds the reason when C<new> fails. Without C<Hello>, LHLO
+names this host by its fully qualified name (Net::Domain's C<hostfqdn>), as
+Net::LMTP did; C<hello()> without a domain does the same.
+
+Besides the options of Net::LMTP (C<Hello>, C<Timeout>, C<Debug>) and those of
+Net::SMTP that make sense here (C<LocalAddr>, C<LocalPort>, C<SSL> and the
+C<SSL_*> options, C<ExactAddresses>), C<new> takes C<AuthAllowPlaintext> (see
+C<auth>) and C<StrictReplies> (see L</Servers that answer on one line per
+recipient>).
 
 =head1 METHODS
 
@@ -781,6 +816,33 @@ C<timeout>, C<close>.
 
 After C<dataend>, each call of C<response> gives the next recipient's reply,
 in RCPT order, as scripts written for Net::LMTP read them.
+
+=head2 When the connection breaks
+
+A verdict the server gave is never lost or turned into a failure. If the
+connection breaks (closed, reset, timed out) after the message went out,
+C<dataend> (and C<bdatlast>, and C<data(DATA)>) still returns the first
+recipient's own verdict: true when the server answered it with 2xx, even though
+the others never got theirs. Each later C<response> yields the next recipient:
+its reply if it came (the class, as ever), else C<CMD_ERROR> with C<code> 421
+and C<message> "[Net::LMTP] Connection closed: ..." (or "[Net::LMTP] Timeout"),
+as Net::Cmd reports a connection that went away; such a recipient may or may
+not have the message, so treat it as a temporary failure. When the first
+recipient's reply never came, C<dataend> is false with that same 421.
+C<results> says the same per recipient: C<ok>, C<tempfail>, C<permfail> for
+those answered, C<unknown> for the others.
+
+=head2 Servers that answer on one line per recipient
+
+Net::Server::Mail::LMTP (the Perl server library) answers all the recipients
+after the message at once, as one multi-line reply with a line per recipient
+(C<250-Ok>, C<550-E<lt>addrE<gt> Failed>, C<250 Ok>). Such a reply is read as
+each recipient's own verdict, in order, when there are two or more recipients,
+it has exactly one line for each, and either its lines carry different codes
+(which no conforming reply does) or the server's banner names
+Net::Server::Mail. Any other multi-line reply is the first recipient's, as RFC
+2033 says, so a conforming server is never misread. C<StrictReplies =E<gt> 1>
+turns the recognition off.
 
 =over
 

@@ -20,7 +20,7 @@ use Test::More ();
 
 our @EXPORT_OK = qw(
     need_fake need_dovecot start_fake start_dovecot capture_stderr run_client run_both
-    slurp rss_kb open_fds free_port perl_inc_args wait_until test_certs
+    slurp rss_kb open_fds free_port perl_inc_args wait_until test_certs default_lhlo
 );
 our %EXPORT_TAGS = (all => \@EXPORT_OK);
 
@@ -68,6 +68,14 @@ sub test_certs {
 
 # ---------------------------------------------------------------------------
 # small things
+
+# What LHLO names this host when no Hello is given: Net::Domain's hostfqdn, as
+# Net::LMTP 0.02 sent it.
+sub fqdn {
+    require Net::Domain;
+    Net::Domain::hostfqdn();
+}
+sub default_lhlo { 'LHLO ' . fqdn() . "\r\n" }
 
 sub slurp {
     my $file = shift;
@@ -369,7 +377,7 @@ sub new {
 
 sub hello {
     my $me     = shift;
-    my $domain = shift || 'localhost.localdomain';
+    my $domain = shift || LMTPTest::fqdn();
     my $ok     = $me->command('LHLO', $domain)->response() == Net::Cmd::CMD_OK();
     my @msg    = $me->message;
     if ($ok) {
