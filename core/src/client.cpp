@@ -803,6 +803,11 @@ struct Client::Batch {
     std::size_t reached = 0;  // messages that got a slot
     std::uint64_t acked = 0;  // queued_bytes() at the end of the last message answered
     bool stopped = false;
+
+    void add(Slot slot) {
+        reached = slot.index + 1;  // a message with a slot is reported from it, never as unreached
+        slots.push_back(std::move(slot));
+    }
 };
 
 namespace {
@@ -849,7 +854,7 @@ bool Client::deliver_batch(std::size_t count, const BatchSource& next, const Bat
             try {
                 m = next(i);
             } catch (const Error& e) {
-                b.slots.push_back({i, 0, 0, e.status(), e.what()});
+                b.add({i, 0, 0, e.status(), e.what()});
                 given = false;
             }
             if (given) {
@@ -865,7 +870,6 @@ bool Client::deliver_batch(std::size_t count, const BatchSource& next, const Bat
                 if (b.stopped) break;
                 batch_message(b, i, m);
             }
-            b.reached = i + 1;
             if (session_.output_size() >= options_.write_chunk) {
                 batch_drain();  // so that the server, writing replies, never waits for us while we write
                 flush();
@@ -904,7 +908,7 @@ void Client::batch_message(Batch& b, std::size_t index, const BatchMessage& m) {
         std::string why;
         for (std::size_t got = 1; got && n < chunk_.size(); n += got) {
             if (!try_read_source(m.source, chunk_.data() + n, chunk_.size() - n, got, why)) {
-                b.slots.push_back({index, 0, 0, Status::aborted, why + "; nothing of the message was sent"});
+                b.add({index, 0, 0, Status::aborted, why + "; nothing of the message was sent"});
                 return;
             }
         }
@@ -915,10 +919,10 @@ void Client::batch_message(Batch& b, std::size_t index, const BatchMessage& m) {
                                     m.canonical);
     } catch (const Error& e) {
         if (!connected()) throw;
-        b.slots.push_back({index, 0, 0, e.status(), e.what()});  // nothing was queued
+        b.add({index, 0, 0, e.status(), e.what()});  // nothing was queued
         return;
     }
-    b.slots.push_back({index, id, 0, Status::ok, {}});
+    b.add({index, id, 0, Status::ok, {}});
     if (n > 0) {
         hold_chunk(n);
         send_chunks(m.source, n == chunk_.size());
