@@ -12,6 +12,7 @@ packages=(
     clang-14 libclang-rt-14-dev              # libFuzzer targets
     python3                                  # test helpers
     perl libtest-leaktrace-perl              # the Net::LMTP Perl module and its tests
+    libnet-server-mail-perl                  # Net::Server::Mail::LMTP: a second real LMTP server for tests
     python3-dev pybind11-dev python3-pybind11 # the lmtp Python package (for /usr/bin/python3)
     python3-pytest python3-setuptools python3-pip python3-venv  # its tests and pip install
     dovecot-core dovecot-lmtpd openssl       # a real LMTP server for integration tests and the demo

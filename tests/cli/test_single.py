@@ -261,6 +261,42 @@ def test_timeout_is_74(fakes, msg):
     assert "time" in r.stderr.lower()
 
 
+def test_connection_broken_after_some_verdicts_keeps_them_and_is_74(fakes, msg):
+    f = fakes("--rules", RULES, "--fault-on", ".", "--fault-replies", "2", "--fault-action", "reset")
+    r = send(f, msg, to=["alice@x", "full@x", "bob@x"])
+    assert r.returncode == 74, r.stderr
+    out = lines(r.stdout)
+    assert out[:2] == ["alice@x ok 250 2.0.0 <alice@x> Saved", "full@x permfail 552 5.2.2 <full@x> Quota exceeded"]
+    assert out[2].startswith("bob@x unknown - - ")
+
+
+def test_net_server_mail_lmtp_answers_a_line_per_recipient(msg, tmp_path):
+    """A real Net::Server::Mail::LMTP: one multi-line reply with a line per recipient after the message."""
+    script = os.environ.get("LMTP_NSM_SERVER", "")
+    if not os.path.exists(script):
+        if os.environ.get("LMTP_TEST_STRICT"):
+            pytest.fail("LMTP_NSM_SERVER is not set (tests/support/nsm-lmtp.pl)")
+        pytest.skip("LMTP_NSM_SERVER is not set")
+    server = subprocess.Popen(["perl", script, "--exit-on-eof"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        where = "127.0.0.1:" + server.stdout.readline().split()[1]
+        r = run("--server", where, "--from", "me@x", "--to", "a@x", "--to", "fail@x", "--to", "temp@x", msg,
+                "--timeout", "10")
+        assert r.returncode == 65, r.stderr
+        assert lines(r.stdout) == ["a@x ok 250 - Ok", "fail@x permfail 550 - fail@x Failed",
+                                   "temp@x tempfail 452 - temp@x try again later"]
+        r = run("--server", where, "--from", "me@x", "--to", "a@x", "--to", "b@x", msg, "--timeout", "10")
+        assert r.returncode == 0, r.stderr
+        assert lines(r.stdout) == ["a@x ok 250 - Ok", "b@x ok 250 - Ok"]
+        r = run("--server", where, "--from", "me@x", "--to", "fail@x", "--to", "b@x", msg, "--strict-replies")
+        assert r.returncode == 76, r.stderr  # read strictly, mixed codes in one reply are no reply at all
+    finally:
+        server.stdin.close()
+        assert server.wait(timeout=10) == 0
+        server.stdout.close()
+
+
 def test_garbage_reply_is_76(fakes, msg):
     f = fakes("--fault-on", ".", "--fault-reply", r"hello there\r\n", "--fault-action", "continue")
     r = send(f, msg)
