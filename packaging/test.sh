@@ -1,24 +1,27 @@
 #!/usr/bin/env bash
 # Sets up everything and runs every test: a -Werror build with all tests
-# (unit, C API, packaging, real Dovecot), then the same tests built with
-# AddressSanitizer and UndefinedBehaviorSanitizer.
+# (unit, C API, packaging, real Dovecot and Net::Server::Mail::LMTP), then the
+# same tests built with AddressSanitizer and UndefinedBehaviorSanitizer. Every
+# ctest runs under tests/support/no-leftovers: a process a test started and
+# left running (a server not stopped) fails the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 packaging/setup.sh
 jobs=$(nproc)
+no_leftovers=$PWD/tests/support/no-leftovers
 
 cmake -S . -B build/release -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLMTP_WERROR=ON
 cmake --build build/release -j"$jobs"
-(cd build/release && ctest --output-on-failure -j"$jobs")
+(cd build/release && "$no_leftovers" ctest --output-on-failure -j"$jobs")
 
 # Everything again with AddressSanitizer (leaks included) and UBSan.
 cmake -S . -B build/sanitize -DCMAKE_BUILD_TYPE=Debug -DLMTP_WERROR=ON -DLMTP_SANITIZE=ON
 cmake --build build/sanitize -j"$jobs"
 (cd build/sanitize && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    ctest --output-on-failure -j"$jobs")
+    "$no_leftovers" ctest --output-on-failure -j"$jobs")
 # Fuzzers: a short run of each libFuzzer target over its seed corpus.
 cmake -S . -B build/fuzz -DCMAKE_BUILD_TYPE=Debug -DLMTP_FUZZ=ON -DLMTP_WERROR=ON \
     -DCMAKE_C_COMPILER=clang-14 -DCMAKE_CXX_COMPILER=clang++-14
 cmake --build build/fuzz -j"$jobs" --target fuzz_reply fuzz_body fuzz_caps fuzz_session
-(cd build/fuzz && ctest --output-on-failure -L fuzz)
+(cd build/fuzz && "$no_leftovers" ctest --output-on-failure -L fuzz)
 echo "test.sh: all tests passed"

@@ -5,7 +5,7 @@ set -euo pipefail
 example=${1:?path to lmtp_example}
 here=$(cd "$(dirname "$0")" && pwd)
 dir=$(mktemp -d /tmp/lmtp-dovecot.XXXXXX)
-cleanup() { "$here/../support/dovecot.sh" stop "$dir"; rm -rf "$dir"; }
+cleanup() { "$here/../support/dovecot.sh" stop "$dir/server"; rm -rf "$dir"; }
 trap cleanup EXIT
 eval "$("$here/../support/dovecot.sh" start "$dir/server")"
 
