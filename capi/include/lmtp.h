@@ -387,7 +387,8 @@ LMTP_API int lmtp_auth(lmtp_t *h, const char *user, const char *password, const 
 LMTP_API int lmtp_command(lmtp_t *h, const char *line);
 /* Reads the next reply owed: to an lmtp_command() not yet answered, else the
  * next per-recipient reply left by lmtp_data_end() (those are owed until the
- * next command). LMTP_ERR_BAD_SEQUENCE when none is owed; otherwise LMTP_OK
+ * next command). LMTP_ERR_BAD_SEQUENCE when none is owed (LMTP_ERR_NOT_CONNECTED
+ * when the connection is gone as well); otherwise LMTP_OK
  * or LMTP_ERR_REJECTED by its code, or for a recipient whose reply never came
  * because the connection broke, the status that ended the session (see
  * lmtp_data_end). */

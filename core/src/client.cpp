@@ -635,6 +635,7 @@ const Reply& Client::response() {
         if (owed.ended != Status::ok) throw Error(owed.ended, owed.why);
         return last_;
     }
+    if (!connected()) throw Error(Status::not_connected, "no reply is owed, and the connection is closed");
     throw Error(Status::bad_sequence, "no reply is owed: every reply has been read");
 }
 

@@ -221,6 +221,12 @@ def _results(records, why=None):
     return out
 
 
+def _unsent(addresses, why):
+    """The results of a call that could send nothing (there was no connection): every recipient
+    without a verdict, the reason as its text."""
+    return [Result(_quoteaddr(a), None, 0, None, why, why.encode("utf-8", "replace"), 0, "unknown") for a in addresses]
+
+
 def _refusal(result):
     """A recipient that did not get the message, as sendmail's dict says it:
     ``(code, message)``; one without a verdict (the connection broke before the
@@ -824,13 +830,18 @@ class LMTP:
             to_addrs = [to_addrs]
         _check_inputs([from_addr, *to_addrs], [*mail_options, *rcpt_options])
         source = _source(msg)
-        mp = self._mail_options_for_server(mail_options)
+        try:
+            mp = self._mail_options_for_server(mail_options)
+            client = self._live()
+        except SMTPServerDisconnected as err:  # no connection: nothing was sent
+            self.last_results = _unsent(to_addrs, str(err))
+            err.results = list(self.last_results)
+            raise
         if mp["size"] is None and isinstance(source, bytes) and self.has_extn("size"):
             mp["size"] = _lmtp.canonical_length(source)  # CRLF line ends counted, as on the wire
         rp = _rcpt_options(rcpt_options)
         sender = self._encode_address(from_addr)
         rcpts = [self._encode_address(a) for a in to_addrs]
-        client = self._live()
         try:
             client.deliver(sender, rcpts, source, mp["size"], mp["body"], mp["smtputf8"], mp["ret"], mp["envid"],
                            mp["transid"], mp["extra"], rp["notify"], rp["orcpt"], rp["orcpt_type"], rp["extra"], True,
@@ -883,13 +894,19 @@ class LMTP:
             _check_inputs([from_addr, *to_addrs], ())
             batch.append((from_addr, list(to_addrs), msg))
         _check_inputs((), [*mail_options, *rcpt_options])
-        mp = self._mail_options_for_server(mail_options)
+        try:
+            mp = self._mail_options_for_server(mail_options)
+            client = self._live()
+        except SMTPServerDisconnected as err:  # no connection: nothing was sent
+            err.results = [_unsent(t, str(err)) for _, t, _ in batch]
+            if err.results:
+                self.last_results = list(err.results[-1])
+            raise
         rp = _rcpt_options(rcpt_options)
         try:
             wire = [(self._encode_address(f), [self._encode_address(a) for a in t], _source(m)) for f, t, m in batch]
         finally:
             self.command_encoding = "ascii"
-        client = self._live()
         done, ended = client.deliver_many(wire, mp["size"], mp["body"], mp["smtputf8"], mp["ret"], mp["envid"],
                                           mp["transid"], mp["extra"], rp["notify"], rp["orcpt"], rp["orcpt_type"],
                                           rp["extra"], True, transfer)
@@ -898,7 +915,7 @@ class LMTP:
             if recipients or status == "ok":  # verdicts, or what the session knew when it ended
                 results.append(_results(recipients, why if status in _BROKEN else None))
             else:  # refused before anything of it was sent
-                results.append([Result(a, None, 0, None, why, why.encode(), 0, "unknown") for a in to_addrs])
+                results.append(_unsent(to_addrs, why))
         if results:
             self.last_results = list(results[-1])
         if ended is not None:

@@ -200,8 +200,9 @@ public:
     void command(std::string_view line);
     // The next reply: to a command() not yet answered, else the next
     // per-recipient reply left from data_end(). Throws Error(bad_sequence)
-    // when no reply is owed, and the error that ended the session for a
-    // recipient whose final reply never came.
+    // when no reply is owed (Error(not_connected) when the connection is gone
+    // too), and the error that ended the session for a recipient whose final
+    // reply never came.
     const Reply& response();
     // Per-recipient replies left for response() (a missing one included).
     std::size_t finals_owed() const { return replay_.size(); }
