@@ -304,6 +304,7 @@ static void run_fault(fx *x, const fault_case *k, int transfer, int tls, unsigne
     gen_source g;
     long t0, elapsed;
     size_t i;
+    int rcpt_seen;
     int st;
 
     want[0] = k->alice;
@@ -368,11 +369,20 @@ static void run_fault(fx *x, const fault_case *k, int transfer, int tls, unsigne
     }
     if (want[1] != U)
         assert_result(h, 1, "nosuch@x", LMTP_RESULT_PERMFAIL, LMTP_STAGE_RCPT, 550, "5.1.1", NULL, 550, NULL);
+    /* The same server may not even have answered the RCPTs before the client's write gave up (seen
+       under valgrind, over TLS): then no RCPT reply is known. */
+    rcpt_seen = !(k->action == FAKE_STOP_READING && lmtp_result_rcpt_code(h, 0) == 0);
     if (k->alice == LMTP_RESULT_OK)
         assert_result(h, 0, "alice@x", OK, LMTP_STAGE_DATA, 250, "2.0.0", "<alice@x> Saved", 250, NULL);
     else
-        assert_result(h, 0, "alice@x", U, LMTP_STAGE_NONE, 0, "", "", 250, "<alice@x> OK");
-    if (k->bob == LMTP_RESULT_UNKNOWN) assert_result(h, 2, "bob@x", U, LMTP_STAGE_NONE, 0, "", "", 250, NULL);
+        assert_result(h, 0, "alice@x", U, LMTP_STAGE_NONE, 0, "", "", rcpt_seen ? 250 : 0,
+                      rcpt_seen ? "<alice@x> OK" : "");
+    if (k->bob == LMTP_RESULT_UNKNOWN && (rcpt_seen || lmtp_result_rcpt_code(h, 2) != 0))
+        assert_result(h, 2, "bob@x", U, LMTP_STAGE_NONE, 0, "", "", 250, NULL);
+    if (!rcpt_seen) {
+        assert_int_equal(lmtp_result_status(h, 1), U); /* nosuch@x's came after alice's: not seen either */
+        assert_int_equal(lmtp_result_rcpt_code(h, 2), 0);
+    }
 
     if (k->extra) {
         /* The reply nobody asked for fails the next command; it never answers it. */

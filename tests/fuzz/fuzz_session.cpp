@@ -307,9 +307,27 @@ private:
         return txns_.back();
     }
 
+    // One final reply per accepted recipient, in order (RFC 2033); or, from a server that answers a
+    // line per recipient (session.hpp), the first reply has exactly one line for each of two or
+    // more, and either its lines carry different codes or the banner named Net::Server::Mail.
     void finals(ModelTxn& t) {
         t.finals.resize(t.rcpt.size());
-        for (std::size_t i : t.accepted) t.finals[i] = next();
+        const std::size_t n = t.accepted.size();
+        for (std::size_t k = 0; k < n; ++k) {
+            Reply r = next();
+            if (k == 0 && n >= 2 && r.lines.size() == n && (r.mixed() || line_server())) {
+                for (std::size_t j = 0; j < n; ++j) t.finals[t.accepted[j]] = r.line_reply(j);
+                return;
+            }
+            t.finals[t.accepted[k]] = std::move(r);
+        }
+    }
+
+    bool line_server() const {
+        if (replies_.empty()) return false;
+        for (const auto& line : replies_[0].lines)
+            if (line.find("Net::Server::Mail") != std::string::npos) return true;
+        return false;
     }
 
     // Returns false at a message cut short (the last thing written).

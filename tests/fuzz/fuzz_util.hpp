@@ -23,7 +23,7 @@ inline void require(bool ok, const char* what) {
 }
 
 inline bool same_reply(const lmtp::Reply& a, const lmtp::Reply& b) {
-    return a.code == b.code && a.enhanced == b.enhanced && a.lines == b.lines;
+    return a.code == b.code && a.enhanced == b.enhanced && a.lines == b.lines && a.line_codes == b.line_codes;
 }
 
 // Every reply in `stream`, in order, up to the end or the first error.

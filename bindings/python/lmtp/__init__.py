@@ -16,6 +16,18 @@ Messages may be ``bytes``, ``str`` (ASCII, as smtplib), an
 ``email.message.Message``, a binary file object or an iterable of ``bytes``;
 files and iterables stream in bounded memory. Every line end becomes CRLF.
 The protocol work runs without the GIL: one connection per thread scales.
+
+When the connection breaks after the message went out, no verdict the server
+gave is lost: ``sendmail`` returns (the recipients without a verdict in its
+dict as ``(421, why)``: retry them) unless nobody is known to have the message;
+``deliver`` and ``deliver_many`` raise the break with ``results`` (those without
+a verdict "unknown"); ``data``/``getreply`` give each recipient's reply or
+``(421, why)``.
+
+Servers that answer every recipient after the message in one multi-line reply,
+a line each (Net::Server::Mail::LMTP), are read a line per recipient when the
+lines carry different codes or the banner names Net::Server::Mail; a conforming
+server is never read so. ``LMTP(..., strict_replies=True)`` turns that off.
 """
 
 import copy
