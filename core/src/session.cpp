@@ -384,8 +384,12 @@ Session::Event Session::on_reply(const Reply& reply) {
 
 bool Session::one_line_per_recipient(const Reply& reply) const {
     const std::size_t n = txn_.accepted.size();
-    return !strict_replies_ && txn_.finals == 0 && n >= 2 && reply.lines.size() == n &&
-           (reply.mixed() || line_server_);
+    if (strict_replies_ || txn_.finals != 0 || n < 2 || reply.lines.size() != n || !(reply.mixed() || line_server_))
+        return false;
+    // Each line a verdict: 2xx, 4xx or 5xx (a 3xx on a line is no verdict, and no reply).
+    for (std::size_t i = 0; i < n; ++i)
+        if (reply.line_code(i) / 100 == 3) return false;
+    return true;
 }
 
 // A final reply: the verdict of the recipient `e` names, or of every accepted

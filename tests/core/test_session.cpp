@@ -1277,6 +1277,14 @@ TEST(SessionLinePerRecipient, OnlyExactlyOneLinePerAcceptedRecipient) {
         EXPECT_EQ(d.s.awaiting(), 2u);
     }
     {
+        // A 3xx line is no verdict: the lines are no per-recipient reply, and mixed codes no reply.
+        Driver d(kNsmLhlo, kNsmBanner);
+        through_body(d, {"a@x", "b@x"});
+        EXPECT_THROW(d.reply("250-Ok\r\n354 go ahead\r\n"), Error);
+        EXPECT_EQ(d.r(0).outcome, Outcome::unknown);
+        EXPECT_EQ(d.r(1).outcome, Outcome::unknown);
+    }
+    {
         // Mixed codes but the wrong number of lines: no reply at all.
         Driver d;
         through_body(d, {"a@x", "b@x", "c@x"});

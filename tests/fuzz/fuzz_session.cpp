@@ -315,12 +315,18 @@ private:
         const std::size_t n = t.accepted.size();
         for (std::size_t k = 0; k < n; ++k) {
             Reply r = next();
-            if (k == 0 && n >= 2 && r.lines.size() == n && (r.mixed() || line_server())) {
+            if (k == 0 && n >= 2 && r.lines.size() == n && (r.mixed() || line_server()) && no_3xx_line(r)) {
                 for (std::size_t j = 0; j < n; ++j) t.finals[t.accepted[j]] = r.line_reply(j);
                 return;
             }
             t.finals[t.accepted[k]] = std::move(r);
         }
+    }
+
+    static bool no_3xx_line(const Reply& r) {
+        for (std::size_t i = 0; i < r.lines.size(); ++i)
+            if (r.line_code(i) / 100 == 3) return false;
+        return true;
     }
 
     bool line_server() const {
