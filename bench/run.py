@@ -89,8 +89,12 @@ def make_clients(o):
         Client("C", "ours", [o.bench_c]),
         Client("C batch", "ours", [o.bench_c, "--batch"], batch=True),
         Client("Perl", "ours", perl_ours, missing=no_perl),
+        Client("Perl in memory", "ours", perl_ours + ["--memory"], only={"c"}, missing=no_perl),
+        Client("Perl datasend", "ours", perl_ours + ["--datasend"], only={"a", "c"}, missing=no_perl),
         Client("Perl batch", "ours", perl_ours + ["--batch"], batch=True, missing=no_perl),
         Client("Python", "ours", py_ours, env=py_env, missing=no_py),
+        Client("Python in memory", "ours", py_ours + ["--memory"], env=py_env, only={"c"}, missing=no_py),
+        Client("Python str", "ours", py_ours + ["--as-str"], env=py_env, only={"a", "c"}, missing=no_py),
         Client("Python batch", "ours", py_ours + ["--batch"], env=py_env, batch=True, missing=no_py),
         Client("smtplib", "peer", [PYTHON, os.path.join(CLIENTS_DIR, "peer_smtplib.py")],
                env={"PYTHONDONTWRITEBYTECODE": "1"}),
@@ -389,9 +393,10 @@ def chart(o, report, png):
                 f.write(" ".join(row) + "\n")
                 g.write(" ".join(row2) + "\n")
         ncol = len(names) + 1
-        palette = {"C": "#1f4e9c", "C batch": "#6d9eeb", "Perl": "#2e7d32", "Perl batch": "#9ccc65",
-                   "Python": "#6a1b9a", "Python batch": "#ce93d8", "smtplib": "#e65100", "Net::SMTP": "#c62828",
-                   "nodemailer": "#f9a825", "raw writer": "#424242"}
+        palette = {"C": "#1f4e9c", "C batch": "#6d9eeb", "Perl": "#2e7d32", "Perl in memory": "#1b5e20",
+                   "Perl datasend": "#66bb6a", "Perl batch": "#9ccc65", "Python": "#6a1b9a",
+                   "Python in memory": "#4a148c", "Python str": "#ab47bc", "Python batch": "#ce93d8",
+                   "smtplib": "#e65100", "Net::SMTP": "#c62828", "nodemailer": "#f9a825", "raw writer": "#424242"}
         colors = " ".join(palette.get(n, "#808080") for n in names)
         script = """
 set terminal pngcairo size 1500,1000 font "DejaVu Sans,10" noenhanced

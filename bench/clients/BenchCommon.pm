@@ -9,11 +9,13 @@ our @EXPORT_OK = qw(parse_args ready result unsupported slurp);
 
 sub parse_args {
     my %a = (host => '127.0.0.1', messages => 1, from => 'bench@example.org', to => []);
+    # memory, datasend: ours only (the message in memory whatever the scenario says; one datasend).
     GetOptionsFromArray(\@ARGV, \%a, 'host=s', 'port=i', 'messages=i', 'to=s@', 'from=s', 'body=s',
-                        'reconnect', 'stream', 'batch')
+                        'reconnect', 'stream', 'batch', 'memory', 'datasend')
         && $a{port} && $a{body} && @{ $a{to} }
         or die "usage: $0 --host H --port P --messages N --to ADDR... --body FILE "
-             . "[--from ADDR] [--reconnect] [--stream] [--batch]\n";
+             . "[--from ADDR] [--reconnect] [--stream] [--batch] [--memory] [--datasend]\n";
+    $a{stream} = 0 if $a{memory} || $a{datasend};
     return \%a;
 }
 

@@ -15,15 +15,23 @@ def parse_args(description):
     p.add_argument("--reconnect", action="store_true")
     p.add_argument("--stream", action="store_true")
     p.add_argument("--batch", action="store_true")
-    return p.parse_args()
+    # Ours only: the message in memory whatever the scenario says (--memory), as a str (--as-str).
+    p.add_argument("--memory", action="store_true")
+    p.add_argument("--as-str", action="store_true")
+    a = p.parse_args()
+    if a.memory or a.as_str:
+        a.stream = False
+    return a
 
 
 def load_body(a):
-    """The message in memory, or None with --stream (read from the file for each message)."""
+    """The message in memory (bytes, or with --as-str an ASCII str), or None with --stream (read from
+    the file for each message)."""
     if a.stream:
         return None
     with open(a.body, "rb") as f:
-        return f.read()
+        data = f.read()
+    return data.decode("ascii") if getattr(a, "as_str", False) else data
 
 
 def ready():

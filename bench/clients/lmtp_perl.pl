@@ -2,7 +2,9 @@
 # bench-perl: the benchmark client over Net::LMTP (our Perl face, run with
 # -Mblib=BUILD/bindings/perl). Per message: $lmtp->deliver with the body as a
 # string, or (--stream) mail/to/data, datasend of 64 KiB pieces read from the
-# file, dataend, so the body never sits whole in memory. --batch: one
+# file, dataend, so the body never sits whole in memory; --datasend: the step
+# API as old scripts use it, the whole message (in memory) in one datasend;
+# --memory: deliver from memory even where the scenario streams. --batch: one
 # deliver_many call per connection, when the module has it. Every recipient's
 # verdict (results) is counted. Arguments and output: args.h.
 use strict;
@@ -39,6 +41,17 @@ sub deliver_stream {
     return $lmtp->results;
 }
 
+# One message by the step API, the whole of it in one datasend.
+sub deliver_datasend {
+    my ($lmtp) = @_;
+    $lmtp->mail($a->{from}) or return;
+    $lmtp->to(@to, { SkipBad => 1 });
+    $lmtp->data or return $lmtp->results;
+    $lmtp->datasend($data) or return;
+    $lmtp->dataend;
+    return $lmtp->results;
+}
+
 my $start = ready();
 my $lmtp;
 while ($sent < $a->{messages}) {
@@ -56,7 +69,9 @@ while ($sent < $a->{messages}) {
         }
     } else {
         for (1 .. $count) {
-            my @r = $a->{stream} ? deliver_stream($lmtp) : $lmtp->deliver($a->{from}, \@to, $data);
+            my @r = $a->{stream} ? deliver_stream($lmtp)
+                  : $a->{datasend} ? deliver_datasend($lmtp)
+                  : $lmtp->deliver($a->{from}, \@to, $data);
             if (!@r) {   # the session broke
                 warn 'bench-perl: deliver: ', $lmtp->error, "\n";
                 $count = $done + 1;

@@ -1,9 +1,11 @@
 """bench-python: the benchmark client over the lmtp package (our Python face).
 
 Per message: LMTP.deliver(), the body as bytes, or (--stream) the open file,
-which the library reads in bounded memory. --batch: LMTP.deliver_many() over
-all the messages of a connection, when the package has it. Every recipient's
-verdict is counted. Arguments and output: args.h.
+which the library reads in bounded memory; --as-str: the body as a str (what
+msg.as_string() gives smtplib users), in memory; --memory: bytes in memory even
+where the scenario streams. --batch: LMTP.deliver_many() over all the messages
+of a connection, when the package has it. Every recipient's verdict is
+counted. Arguments and output: args.h.
 """
 import sys
 

@@ -336,11 +336,32 @@ void BodyEncoder::finish(std::string& out) {
 }
 
 std::uint64_t canonical_length(std::string_view body) noexcept {
-    std::uint64_t n = body.size();
-    for (std::size_t i = 0; i < body.size(); ++i) {
-        if (body[i] == '\n' && (i == 0 || body[i - 1] != '\r')) ++n;                // LF -> CRLF
-        if (body[i] == '\r' && (i + 1 == body.size() || body[i + 1] != '\n')) ++n;  // CR -> CRLF
+    // Each LF without a CR before it and each CR without an LF after it grow
+    // by one octet: that is, the LFs and CRs counted, less twice the CRLFs.
+    std::uint64_t lfs_n = 0, crs_n = 0, crlfs = 0;
+    const char* p = body.data();
+    const char* const end = p + body.size();
+    bool cr_before = false;  // the byte before p is a CR
+#if defined(__SSE2__)
+    const __m128i lf = _mm_set1_epi8('\n');
+    const __m128i cr = _mm_set1_epi8('\r');
+    for (; end - p >= 64; p += 64) {
+        const Block64 block(p);
+        const std::uint64_t lfs = block.mask(lf);
+        const std::uint64_t crs = block.mask(cr);
+        lfs_n += bit_count(lfs);
+        crs_n += bit_count(crs);
+        crlfs += bit_count(lfs & ((crs << 1) | static_cast<std::uint64_t>(cr_before)));
+        cr_before = (crs >> 63) != 0;
     }
+#endif
+    for (; p < end; ++p) {
+        lfs_n += *p == '\n';
+        crs_n += *p == '\r';
+        crlfs += *p == '\n' && cr_before;
+        cr_before = *p == '\r';
+    }
+    std::uint64_t n = body.size() + lfs_n + crs_n - 2 * crlfs;
     if (!body.empty() && body.back() != '\n' && body.back() != '\r') n += 2;  // the final CRLF
     return n;
 }

@@ -432,8 +432,20 @@ void Client::data_write(std::string_view chunk) {
     last_ = Reply{};
     require_connection();
     if (session_.phase() != Phase::body) settle_pending();
-    session_.body(chunk);
-    if (session_.output_size() >= options_.write_chunk) flush();
+    // However much comes at once (a whole message in one datasend), it goes
+    // out in pieces of a few writes (256 KiB by default): the output stays
+    // that small, and warm in the cache. The trace shows the chunk as given.
+    const std::size_t step = 4 * options_.write_chunk;
+    std::string_view piece = chunk.substr(0, step);
+    session_.body_piece(piece);  // (checks that a message is under way)
+    session_.trace_body(chunk);
+    for (;;) {
+        chunk.remove_prefix(piece.size());
+        if (session_.output_size() >= step) flush();
+        if (chunk.empty()) break;
+        piece = chunk.substr(0, step);
+        session_.body_piece(piece);
+    }
 }
 
 const Reply& Client::data_end() {
@@ -644,6 +656,7 @@ const Reply& Client::response() {
 const Transaction& Client::deliver(std::string_view from, const std::vector<std::string>& recipients,
                                    std::string_view message, const MailParams& mail_params,
                                    const RcptParams& rcpt_params, bool force, Transfer transfer, bool canonical) {
+    SizeHint known(hint_, message.size());
     return deliver(from, recipients, memory_source(message), mail_params, rcpt_params, force, transfer, canonical);
 }
 
@@ -718,11 +731,18 @@ std::size_t Client::fill_from_source(const BodySource& source, char* buf, std::s
     return got;
 }
 
+// Octets to read at a time: `cap`, or for a message of known size under that,
+// the message and one octet more (to see its end): growing a buffer fills it
+// with zeros, and a 2 KB message must not cost clearing 256 KiB.
+std::size_t Client::read_size(std::size_t cap) const {
+    return hint_ && hint_ < cap ? hint_ + 1 : cap;
+}
+
 void Client::send_bdat(const BodySource& source) {
     // Each chunk is read whole and one ahead, so that the last one goes as
     // BDAT LAST: a message that fits in one chunk goes with MAIL and RCPT in
     // one write.
-    chunk_.resize(std::max<std::size_t>(options_.bdat_chunk, 1));
+    chunk_.resize(read_size(std::max<std::size_t>(options_.bdat_chunk, 1)));
     std::size_t n = fill_from_source(source, chunk_.data(), chunk_.size());
     if (n == 0) {
         // An empty message: DATA and its lone dot say it without ambiguity.
@@ -779,7 +799,7 @@ void Client::send_body(const BodySource& source) {
 // final replies.
 void Client::stream_body(const BodySource& source) {
     for (;;) {
-        chunk_.resize(options_.write_chunk);
+        chunk_.resize(read_size(options_.write_chunk));
         std::size_t n = read_source(source, chunk_.data(), chunk_.size());
         if (n == 0) break;
         chunk_.resize(n);
@@ -901,11 +921,12 @@ bool Client::deliver_batch(std::size_t count, const BatchSource& next, const Bat
 
 void Client::batch_message(Batch& b, std::size_t index, const BatchMessage& m) {
     const bool bdat = session_.would_bdat(m.mail_params, m.transfer);
+    SizeHint known(hint_, m.size_hint);
     std::size_t n = 0;
     if (bdat) {
         // The first chunk is read before anything of the message is queued: a
         // source that fails there fails this message alone.
-        chunk_.resize(std::max<std::size_t>(options_.bdat_chunk, 1));
+        chunk_.resize(read_size(std::max<std::size_t>(options_.bdat_chunk, 1)));
         std::string why;
         for (std::size_t got = 1; got && n < chunk_.size(); n += got) {
             if (!try_read_source(m.source, chunk_.data() + n, chunk_.size() - n, got, why)) {

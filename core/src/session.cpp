@@ -599,12 +599,20 @@ void Session::raw(std::string_view line) {
 // --- the message ---------------------------------------------------------------------
 
 void Session::body(std::string_view chunk) {
+    body_piece(chunk);  // (checks the phase first: nothing is traced for a body that cannot be sent)
+    trace_body(chunk);
+}
+
+void Session::trace_body(std::string_view chunk) const noexcept {
+    if (trace_ && !chunk.empty()) trace_pieces(chunk);
+}
+
+void Session::body_piece(std::string_view piece) {
     if (phase_ != Phase::body || bdat_mode_)
         throw Error(phase_ == Phase::closed ? Status::not_connected : Status::bad_sequence,
                     bdat_mode_ ? "this message goes by BDAT: send it in chunks"
                                : "message data can only be sent after DATA was accepted (354)");
-    if (trace_ && !chunk.empty()) trace_pieces(chunk);
-    encoder_.encode(chunk, queue_out());
+    encoder_.encode(piece, queue_out());
 }
 
 void Session::body_swap(std::string& chunk) {

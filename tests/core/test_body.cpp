@@ -647,3 +647,21 @@ TEST(CanonicalLength, IsTheSizeOfTheCanonicalForm) {
     }
     EXPECT_EQ(lmtp::canonical_length("a\nb"), 6u);  // a CRLF b CRLF
 }
+
+TEST(CanonicalLength, LongInputsAcrossEveryBlockBoundary) {
+    // 64 octets at a time, with a CR ending one block and its LF starting the next, and every mix.
+    std::mt19937 rng(7);
+    const char alphabet[] = {'\r', '\n', 'a', '.', '\r', '\n'};
+    for (std::size_t size : {63u, 64u, 65u, 127u, 128u, 129u, 1000u, 4096u, 70000u}) {
+        for (int round = 0; round < 20; ++round) {
+            std::string in(size, 'x');
+            for (char& c : in) c = alphabet[rng() % sizeof alphabet];
+            if (round == 0 && size > 64) in[63] = '\r', in[64] = '\n';
+            lmtp::BodyEncoder enc(lmtp::BodyEncoder::Mode::canonical);
+            std::string out;
+            enc.encode(in, out);
+            enc.finish(out);
+            ASSERT_EQ(lmtp::canonical_length(in), out.size()) << "size " << size << " round " << round;
+        }
+    }
+}

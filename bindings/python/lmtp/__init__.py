@@ -177,8 +177,8 @@ class Result:
         return "Result(%r, %s, %d, %r, %r)" % (self.address, self.stage, self.code, self.enhanced, self.text)
 
     @classmethod
-    def _from(cls, r):
-        return cls(*r.fields)
+    def _from(cls, fields):
+        return cls(*fields)
 
 
 # ---------------------------------------------------------------------------
@@ -224,7 +224,7 @@ _BROKEN = ("closed", "io", "timeout", "protocol", "tls")
 def _results(records, why=None):
     """``Result`` objects from the core's; with ``why`` (the session broke), each
     recipient without a verdict has it as its text."""
-    out = [Result._from(r) for r in records]
+    out = [Result(*r) for r in records]
     if why:
         for r in out:
             if r.outcome == "unknown":
@@ -313,9 +313,38 @@ def _check_inputs(addresses, options):
     """Raise ValueError for a line break or NUL in any address or option, before anything is sent."""
     for address in addresses:
         _quoteaddr(address)
+    _check_options(options)
+
+
+def _check_options(options):
     for option in options:
         if isinstance(option, str) and ("\r" in option or "\n" in option or "\0" in option):
             raise ValueError("ESMTP option contains a line break or a NUL: %r" % (option,))
+
+
+# The core's parameters for a set of option strings, made once: (params, SMTPUTF8 asked for).
+_PARAMS = {}
+
+
+def _params(mail_options, rcpt_options):
+    """The core's MAIL and RCPT parameters for smtplib-style option strings (None: none at all), and
+    whether SMTPUTF8 is asked for. Made once per set of options."""
+    if not mail_options and not rcpt_options:
+        return None, False
+    try:
+        key = (tuple(mail_options), tuple(rcpt_options))
+        made = _PARAMS.get(key)
+    except TypeError:  # an option that is no string: parsing it says so
+        key = made = None
+    if made is None:
+        mp = _mail_options(mail_options)
+        rp = _rcpt_options(rcpt_options)
+        made = (_lmtp.Params(mp["size"], mp["body"], mp["smtputf8"], mp["ret"], mp["envid"], mp["transid"],
+                             mp["extra"], rp["notify"], rp["orcpt"], rp["orcpt_type"], rp["extra"], True),
+                mp["smtputf8"])
+        if key is not None and len(_PARAMS) < 256:
+            _PARAMS[key] = made
+    return made
 
 
 # A dot-atom "@" a domain of letters, digits and hyphens: what parseaddr gives back unchanged, so
@@ -326,10 +355,11 @@ _PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%
 
 def _quoteaddr(address):
     """The address inside <...>, as smtplib's quoteaddr finds it (without the brackets)."""
-    if hasattr(address, "addr_spec"):  # email.headerregistry.Address
+    if type(address) is str:
+        if _PLAIN_ADDRESS.match(address):
+            return address
+    elif hasattr(address, "addr_spec"):  # email.headerregistry.Address
         address = address.addr_spec
-    if type(address) is str and _PLAIN_ADDRESS.match(address):
-        return address
     # email.utils.parseaddr would quietly drop a CR or LF: refuse them first.
     if "\r" in address or "\n" in address or "\0" in address:
         raise ValueError("address contains a line break or a NUL: %r" % (address,))
@@ -346,10 +376,6 @@ def _quoteaddr(address):
 _CHUNK = 64 * 1024
 
 
-def _fix_eols(text):
-    return re.sub(r"(?:\r\n|\n|\r(?!\n))", "\r\n", text)
-
-
 def _flatten(message, international=False):
     with io.BytesIO() as out:
         policy = message.policy.clone(utf8=True) if international else None
@@ -359,11 +385,14 @@ def _flatten(message, international=False):
 
 
 def _source(msg):
-    """The message as the library takes it: bytes, or a callable read(n) -> bytes."""
+    """The message as the library takes it: bytes or an ASCII str (both read in place, no copy; the
+    library makes every line end CRLF), or a callable read(n) -> bytes."""
+    if isinstance(msg, str):
+        if not msg.isascii():  # (a flag of the str: no pass over it)
+            msg.encode("ascii")  # UnicodeEncodeError, as smtplib: a str message must be ASCII
+        return msg
     if isinstance(msg, (bytes, bytearray, memoryview)):
         return bytes(msg)
-    if isinstance(msg, str):
-        return _fix_eols(msg).encode("ascii")  # as smtplib: a str message must be ASCII
     if isinstance(msg, email.message.Message):
         return _flatten(msg)
     read = getattr(msg, "read", None)
@@ -740,9 +769,8 @@ class LMTP:
         if reply.code != 354:
             raise SMTPDataError(reply.code, reply.message)
         try:
-            if isinstance(source, bytes):
-                for i in range(0, len(source), _CHUNK):
-                    self._call(client.data_write, source[i:i + _CHUNK])
+            if isinstance(source, (bytes, str)):
+                self._call(client.data_write, source)  # the library sends it in pieces
             else:
                 while True:
                     chunk = source(_CHUNK)
@@ -763,7 +791,7 @@ class LMTP:
             self.last_results = _results(client.results, err.args[1])
             first = client.last_reply
             return _pair(first) if first.code else (421, err.args[1].encode("utf-8", "replace"))
-        self.last_results = [Result._from(r) for r in client.results]
+        self.last_results = _results(client.results)
         return _pair(reply)
 
     def rset(self):
@@ -837,27 +865,27 @@ class LMTP:
         return self._deliver(from_addr, to_addrs, msg, mail_options, rcpt_options, transfer, canonical)
 
     def _deliver(self, from_addr, to_addrs, msg, mail_options, rcpt_options, transfer="auto", canonical=False):
-        # Everything the caller gave is checked before LHLO or anything else goes out.
         if isinstance(to_addrs, str):
             to_addrs = [to_addrs]
-        _check_inputs([from_addr, *to_addrs], [*mail_options, *rcpt_options])
+        # Everything the caller gave is checked before LHLO or anything else goes out.
+        sender = _quoteaddr(from_addr)
+        rcpts = [_quoteaddr(a) for a in to_addrs]
+        if mail_options or rcpt_options:
+            _check_options(mail_options)
+            _check_options(rcpt_options)
         source = _source(msg)
         try:
-            mp = self._mail_options_for_server(mail_options)
+            self.ehlo_or_helo_if_needed()
+            params, smtputf8 = self._server_params(mail_options, rcpt_options)
             client = self._live()
         except SMTPServerDisconnected as err:  # no connection: nothing was sent
             self.last_results = _unsent(to_addrs, str(err))
             err.results = list(self.last_results)
             raise
-        if mp["size"] is None and isinstance(source, bytes) and self.has_extn("size"):
-            mp["size"] = _lmtp.canonical_length(source)  # CRLF line ends counted, as on the wire
-        rp = _rcpt_options(rcpt_options)
-        sender = self._encode_address(from_addr)
-        rcpts = [self._encode_address(a) for a in to_addrs]
         try:
-            client.deliver(sender, rcpts, source, mp["size"], mp["body"], mp["smtputf8"], mp["ret"], mp["envid"],
-                           mp["transid"], mp["extra"], rp["notify"], rp["orcpt"], rp["orcpt_type"], rp["extra"], True,
-                           transfer, canonical)
+            self._check_encoding(sender, rcpts, smtputf8)
+            # SIZE (when offered and not given) is the message's size with CRLF line ends, as on the wire.
+            fields = client.deliver(sender, rcpts, source, params, True, transfer, canonical)
         except _lmtp.Error as err:
             self.last_results = _results(client.results, err.args[1] if err.args[0] in _BROKEN else None)
             exc = _error(err, from_addr)
@@ -865,18 +893,22 @@ class LMTP:
             raise exc from None
         finally:
             self.command_encoding = "ascii"
-        self.last_results = [Result._from(r) for r in client.results]
-        return list(self.last_results)
+        results = self.last_results = [Result(*f) for f in fields]
+        return list(results)
 
-    def _mail_options_for_server(self, mail_options):
-        # LHLO if not yet; SMTPUTF8 needs the server's consent and UTF-8 addresses (until "ascii" again).
-        self.ehlo_or_helo_if_needed()
-        mp = _mail_options(mail_options)
-        if mp["smtputf8"]:
-            if not self.has_extn("smtputf8"):
-                raise SMTPNotSupportedError("SMTPUTF8 not supported by server")
-            self.command_encoding = "utf-8"
-        return mp
+    def _server_params(self, mail_options, rcpt_options):
+        """_params, and the server's consent when SMTPUTF8 is asked for."""
+        params, smtputf8 = _params(mail_options, rcpt_options)
+        if smtputf8 and not self.has_extn("smtputf8"):
+            raise SMTPNotSupportedError("SMTPUTF8 not supported by server")
+        return params, smtputf8
+
+    def _check_encoding(self, sender, rcpts, smtputf8):
+        """UnicodeEncodeError, as smtplib, for an address that must be ASCII and is not."""
+        encoding = "utf-8" if smtputf8 else self.command_encoding
+        for address in (sender, *rcpts):
+            if not address.isascii():
+                address.encode(encoding)
 
     def deliver_many(self, messages, mail_options=(), rcpt_options=(), *, transfer="auto"):
         """Deliver many messages over this connection; return, per message, the
@@ -899,31 +931,31 @@ class LMTP:
         ``results``: the list as it would have been returned, the messages
         without a verdict ``unknown``.
         """
-        batch = []
+        batch = []  # (sender, recipients, message, the caller's recipients)
         for from_addr, to_addrs, msg in messages:
             if isinstance(to_addrs, str):
                 to_addrs = [to_addrs]
-            _check_inputs([from_addr, *to_addrs], ())
-            batch.append((from_addr, list(to_addrs), msg))
+            batch.append((_quoteaddr(from_addr), [_quoteaddr(a) for a in to_addrs], msg, to_addrs))
         _check_inputs((), [*mail_options, *rcpt_options])
         try:
-            mp = self._mail_options_for_server(mail_options)
+            self.ehlo_or_helo_if_needed()
+            params, smtputf8 = self._server_params(mail_options, rcpt_options)
             client = self._live()
         except SMTPServerDisconnected as err:  # no connection: nothing was sent
-            err.results = [_unsent(t, str(err)) for _, t, _ in batch]
+            err.results = [_unsent(t, str(err)) for _, _, _, t in batch]
             if err.results:
                 self.last_results = list(err.results[-1])
             raise
-        rp = _rcpt_options(rcpt_options)
         try:
-            wire = [(self._encode_address(f), [self._encode_address(a) for a in t], _source(m)) for f, t, m in batch]
+            wire = []
+            for sender, rcpts, m, _ in batch:
+                self._check_encoding(sender, rcpts, smtputf8)
+                wire.append((sender, rcpts, _source(m)))
         finally:
             self.command_encoding = "ascii"
-        done, ended = client.deliver_many(wire, mp["size"], mp["body"], mp["smtputf8"], mp["ret"], mp["envid"],
-                                          mp["transid"], mp["extra"], rp["notify"], rp["orcpt"], rp["orcpt_type"],
-                                          rp["extra"], True, transfer)
+        done, ended = client.deliver_many(wire, params, transfer)
         results = []
-        for (status, why, recipients), (_, to_addrs, _) in zip(done, batch):
+        for (status, why, recipients), (_, _, _, to_addrs) in zip(done, batch):
             if recipients or status == "ok":  # verdicts, or what the session knew when it ended
                 results.append(_results(recipients, why if status in _BROKEN else None))
             else:  # refused before anything of it was sent

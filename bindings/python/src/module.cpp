@@ -84,6 +84,51 @@ lmtp::RcptParams rcpt_params(unsigned notify, const std::string& orcpt, const st
     return p;
 }
 
+// A message held in memory as the core takes it, without a copy: bytes, or a
+// str of ASCII characters only (CPython keeps those one byte per character:
+// the str's own buffer is the message on the wire). Empty when it is neither.
+std::optional<std::string_view> message_view(py::handle obj) {
+    if (PyBytes_Check(obj.ptr())) {
+        char* p = nullptr;
+        Py_ssize_t n = 0;
+        PyBytes_AsStringAndSize(obj.ptr(), &p, &n);
+        return std::string_view(p, static_cast<std::size_t>(n));
+    }
+    if (PyUnicode_Check(obj.ptr())) {
+        if (!PyUnicode_IS_ASCII(obj.ptr()))
+            throw py::value_error("a str message must be ASCII (encode it to bytes first)");
+        return std::string_view(static_cast<const char*>(PyUnicode_DATA(obj.ptr())),
+                                static_cast<std::size_t>(PyUnicode_GET_LENGTH(obj.ptr())));
+    }
+    return std::nullopt;
+}
+
+// Everything lmtp.Result holds, in one tuple: (address, stage, code, enhanced,
+// text, message, rcpt_code, outcome); stage None when there is no verdict.
+py::tuple result_fields(const lmtp::RecipientResult& r) {
+    const std::string text = r.reply.text();
+    PyObject* decoded = PyUnicode_DecodeUTF8(text.data(), static_cast<Py_ssize_t>(text.size()), "replace");
+    if (!decoded) throw py::error_already_set();
+    return py::make_tuple(r.address,
+                          r.stage == lmtp::Stage::none ? py::object(py::none())
+                                                       : py::object(py::str(lmtp::stage_name(r.stage))),
+                          r.reply.code, enhanced_tuple(r.reply.enhanced), py::reinterpret_steal<py::str>(decoded),
+                          reply_message(r.reply), r.rcpt_reply.code, lmtp::outcome_name(r.outcome));
+}
+
+py::list results_fields(const std::vector<lmtp::RecipientResult>& rs) {
+    py::list out(rs.size());
+    for (std::size_t i = 0; i < rs.size(); ++i) out[i] = result_fields(rs[i]);
+    return out;
+}
+
+// MAIL and RCPT parameters made once for a set of option strings (lmtp/__init__.py keeps them).
+struct Params {
+    lmtp::MailParams mail;
+    lmtp::RcptParams rcpt;
+    bool force = true;
+};
+
 lmtp::Transfer to_transfer(const std::string& transfer) {
     if (transfer == "data") return lmtp::Transfer::data;
     if (transfer == "bdat") return lmtp::Transfer::bdat;
@@ -141,20 +186,25 @@ public:
         });
     }
 
-    // The whole transaction; `source` is bytes (sent as is, no copy) or a
-    // callable read(n) -> bytes (b"" at the end), called with the GIL.
-    std::vector<lmtp::RecipientResult> deliver(const std::string& from, const std::vector<std::string>& rcpts,
-                                               py::object source, const lmtp::MailParams& mp,
-                                               const lmtp::RcptParams& rp, bool force, lmtp::Transfer transfer,
-                                               bool canonical) {
+    // The whole transaction; `source` is bytes or an ASCII str (sent from its
+    // own buffer, no copy) or a callable read(n) -> bytes (b"" at the end),
+    // called with the GIL. `declare_size`: SIZE= the message's size on the
+    // wire when the server offers SIZE, the message is in memory and the
+    // parameters give none. Returns each recipient's result_fields.
+    py::list deliver(const std::string& from, const std::vector<std::string>& rcpts, py::object source,
+                     const Params& params, bool declare_size, lmtp::Transfer transfer, bool canonical) {
         Use use(*this);
         std::optional<py::error_already_set> raised;
         lmtp::BodySource read;
-        if (py::isinstance<py::bytes>(source)) {
-            char* p = nullptr;
-            Py_ssize_t n = 0;
-            PyBytes_AsStringAndSize(source.ptr(), &p, &n);
-            read = lmtp::memory_source(std::string_view(p, static_cast<std::size_t>(n)));  // `source` keeps it alive
+        const lmtp::MailParams* mp = &params.mail;
+        lmtp::MailParams sized;
+        std::optional<std::string_view> whole = message_view(source);  // `source` keeps it alive
+        if (whole) {
+            if (declare_size && !mp->size && client_.supports("SIZE")) {
+                sized = *mp;
+                sized.size = lmtp::canonical_length(*whole);
+                mp = &sized;
+            }
         } else {
             read = [&](char* buf, std::size_t cap) -> std::size_t {
                 py::gil_scoped_acquire gil;
@@ -182,12 +232,15 @@ public:
         }
         try {
             py::gil_scoped_release nogil;
-            client_.deliver(from, rcpts, read, mp, rp, force, transfer, canonical);
+            if (whole)
+                client_.deliver(from, rcpts, *whole, *mp, params.rcpt, params.force, transfer, canonical);
+            else
+                client_.deliver(from, rcpts, read, *mp, params.rcpt, params.force, transfer, canonical);
         } catch (const lmtp::Error&) {
             if (raised) throw std::move(*raised);  // the caller's own exception, as it was raised
             throw;
         }
-        return client_.transaction().recipients;
+        return results_fields(client_.transaction().recipients);
     }
 
     // Many messages pipelined back to back (Client::deliver_batch). Each
@@ -195,8 +248,11 @@ public:
     // per message, (status name, reason, results); the status of the
     // session's end (None when it did not end) comes last.
     py::tuple deliver_many(const std::vector<std::tuple<std::string, std::vector<std::string>, py::object>>& messages,
-                           std::optional<std::uint64_t> size, const lmtp::MailParams& mp, const lmtp::RcptParams& rp,
-                           bool force, lmtp::Transfer transfer) {
+                           const Params& params, lmtp::Transfer transfer) {
+        const lmtp::MailParams& mp = params.mail;
+        const lmtp::RcptParams& rp = params.rcpt;
+        const bool force = params.force;
+        const std::optional<std::uint64_t> size = mp.size;
         Use use(*this);
         struct Done {
             lmtp::Status status;
@@ -211,14 +267,10 @@ public:
         std::vector<PyObject*> readers(messages.size(), nullptr);  // borrowed: `messages` holds them
         for (std::size_t i = 0; i < messages.size(); ++i) {
             const py::object& src = std::get<2>(messages[i]);
-            if (!py::isinstance<py::bytes>(src)) {
+            if (std::optional<std::string_view> whole = message_view(src))
+                bytes[i] = *whole;  // `messages` keeps it alive
+            else
                 readers[i] = src.ptr();
-            } else {
-                char* p = nullptr;
-                Py_ssize_t n = 0;
-                PyBytes_AsStringAndSize(src.ptr(), &p, &n);
-                bytes[i] = std::string_view(p, static_cast<std::size_t>(n));  // `messages` keeps it alive
-            }
         }
         const bool sized = !size && client_.supports("SIZE");
         lmtp::BatchSource next = [&](std::size_t i) {
@@ -274,7 +326,7 @@ public:
         py::list out;
         for (auto& d : done)
             out.append(py::make_tuple(d.status == lmtp::Status::ok ? "ok" : lmtp::status_name(d.status), d.why,
-                                      std::move(d.results)));
+                                      results_fields(d.results)));
         return py::make_tuple(out, ended);
     }
 
@@ -325,7 +377,12 @@ PYBIND11_MODULE(_lmtp, m) {
     });
 
     m.def(
-        "canonical_length", [](py::bytes body) { return lmtp::canonical_length(std::string_view(body)); },
+        "canonical_length",
+        [](py::object body) {
+            std::optional<std::string_view> v = message_view(body);
+            if (!v) throw py::type_error("canonical_length takes bytes or an ASCII str");
+            return lmtp::canonical_length(*v);
+        },
         "The size of a message on the wire with CRLF line ends (what SIZE declares, RFC 1870).");
 
     py::class_<lmtp::Reply>(m, "Reply", "A server reply.")
@@ -340,28 +397,17 @@ PYBIND11_MODULE(_lmtp, m) {
         .def_property_readonly("message", &reply_message)
         .def_property_readonly("text", [](const lmtp::Reply& r) { return py::bytes(r.text()); });
 
-    py::class_<lmtp::RecipientResult>(m, "RecipientResult")
-        .def_readonly("address", &lmtp::RecipientResult::address)
-        .def_readonly("rcpt_reply", &lmtp::RecipientResult::rcpt_reply)
-        .def_readonly("reply", &lmtp::RecipientResult::reply)
-        .def_property_readonly("stage",
-                               [](const lmtp::RecipientResult& r) { return lmtp::stage_name(r.stage); })
-        .def_property_readonly("outcome",
-                               [](const lmtp::RecipientResult& r) { return lmtp::outcome_name(r.outcome); })
-        // Everything lmtp.Result holds, in one call: (address, stage, code, enhanced, text,
-        // message, rcpt_code, outcome); stage None when there is no verdict.
-        .def_property_readonly("fields", [](const lmtp::RecipientResult& r) {
-            const std::string text = r.reply.text();
-            PyObject* decoded = PyUnicode_DecodeUTF8(text.data(), static_cast<Py_ssize_t>(text.size()), "replace");
-            if (!decoded) throw py::error_already_set();
-            auto decoded_text = py::reinterpret_steal<py::str>(decoded);
-            return py::make_tuple(r.address,
-                                  r.stage == lmtp::Stage::none ? py::object(py::none())
-                                                               : py::object(py::str(lmtp::stage_name(r.stage))),
-                                  r.reply.code, enhanced_tuple(r.reply.enhanced),
-                                  decoded_text,
-                                  reply_message(r.reply), r.rcpt_reply.code, lmtp::outcome_name(r.outcome));
-        });
+    py::class_<Params>(m, "Params", "MAIL and RCPT parameters, made once for a set of options.")
+        .def(py::init([](std::optional<std::uint64_t> size, const std::string& body, bool smtputf8,
+                         const std::string& ret, const std::string& envid, const std::string& transid,
+                         const Extra& mail_extra, unsigned notify, const std::string& orcpt,
+                         const std::string& orcpt_type, const Extra& rcpt_extra, bool force) {
+                 return Params{mail_params(size, body, smtputf8, ret, envid, transid, mail_extra),
+                               rcpt_params(notify, orcpt, orcpt_type, rcpt_extra), force};
+             }),
+             "size"_a = py::none(), "body"_a = "", "smtputf8"_a = false, "ret"_a = "", "envid"_a = "",
+             "transid"_a = "", "mail_extra"_a = Extra{}, "notify"_a = 0, "orcpt"_a = "", "orcpt_type"_a = "",
+             "rcpt_extra"_a = Extra{}, "force"_a = true);
 
     py::class_<PyClient>(m, "Client")
         .def(py::init<const std::string&, double, std::optional<double>, const std::string&, unsigned, std::size_t,
@@ -459,9 +505,10 @@ PYBIND11_MODULE(_lmtp, m) {
         .def("quit", [](PyClient& c) { return c.blocking([&] { return c.client().quit(); }); })
         .def("data_start", [](PyClient& c) { return c.blocking([&] { return c.client().data_start(); }); })
         .def("data_write",
-             [](PyClient& c, py::bytes chunk) {
-                 std::string_view v = chunk;  // `chunk` stays alive for the call
-                 c.blocking([&] { c.client().data_write(v); });
+             [](PyClient& c, py::object chunk) {
+                 std::optional<std::string_view> v = message_view(chunk);  // `chunk` stays alive for the call
+                 if (!v) throw py::type_error("data_write takes bytes or an ASCII str");
+                 c.blocking([&] { c.client().data_write(*v); });
              })
         .def("data_end", [](PyClient& c) { return c.blocking([&] { return c.client().data_end(); }); })
         .def("command",
@@ -471,31 +518,20 @@ PYBIND11_MODULE(_lmtp, m) {
         .def(
             "deliver",
             [](PyClient& c, const std::string& from, const std::vector<std::string>& rcpts, py::object source,
-               std::optional<std::uint64_t> size, const std::string& body, bool smtputf8, const std::string& ret,
-               const std::string& envid, const std::string& transid, const Extra& mail_extra, unsigned notify,
-               const std::string& orcpt, const std::string& orcpt_type, const Extra& rcpt_extra, bool force,
-               const std::string& transfer, bool canonical) {
-                lmtp::MailParams mp = mail_params(size, body, smtputf8, ret, envid, transid, mail_extra);
-                lmtp::RcptParams rp = rcpt_params(notify, orcpt, orcpt_type, rcpt_extra);
-                return c.deliver(from, rcpts, source, mp, rp, force, to_transfer(transfer), canonical);
+               const Params* params, bool declare_size, const std::string& transfer, bool canonical) {
+                static const Params defaults;
+                return c.deliver(from, rcpts, source, params ? *params : defaults, declare_size,
+                                 to_transfer(transfer), canonical);
             },
-            "sender"_a, "recipients"_a, "source"_a, "size"_a = py::none(), "body"_a = "", "smtputf8"_a = false,
-            "ret"_a = "", "envid"_a = "", "transid"_a = "", "mail_extra"_a = Extra{}, "notify"_a = 0,
-            "orcpt"_a = "", "orcpt_type"_a = "", "rcpt_extra"_a = Extra{}, "force"_a = false, "transfer"_a = "auto",
-            "canonical"_a = false)
+            "sender"_a, "recipients"_a, "source"_a, "params"_a = py::none(), "declare_size"_a = false,
+            "transfer"_a = "auto", "canonical"_a = false)
         .def(
             "deliver_many",
             [](PyClient& c, const std::vector<std::tuple<std::string, std::vector<std::string>, py::object>>& messages,
-               std::optional<std::uint64_t> size, const std::string& body, bool smtputf8, const std::string& ret,
-               const std::string& envid, const std::string& transid, const Extra& mail_extra, unsigned notify,
-               const std::string& orcpt, const std::string& orcpt_type, const Extra& rcpt_extra, bool force,
-               const std::string& transfer) {
-                lmtp::MailParams mp = mail_params(size, body, smtputf8, ret, envid, transid, mail_extra);
-                lmtp::RcptParams rp = rcpt_params(notify, orcpt, orcpt_type, rcpt_extra);
-                return c.deliver_many(messages, size, mp, rp, force, to_transfer(transfer));
+               const Params* params, const std::string& transfer) {
+                static const Params defaults;
+                return c.deliver_many(messages, params ? *params : defaults, to_transfer(transfer));
             },
-            "messages"_a, "size"_a = py::none(), "body"_a = "", "smtputf8"_a = false, "ret"_a = "", "envid"_a = "",
-            "transid"_a = "", "mail_extra"_a = Extra{}, "notify"_a = 0, "orcpt"_a = "", "orcpt_type"_a = "",
-            "rcpt_extra"_a = Extra{}, "force"_a = false, "transfer"_a = "auto")
-        .def_property_readonly("results", [](PyClient& c) { return c.client().transaction().recipients; });
+            "messages"_a, "params"_a = py::none(), "transfer"_a = "auto")
+        .def_property_readonly("results", [](PyClient& c) { return results_fields(c.client().transaction().recipients); });
 }

@@ -276,6 +276,17 @@ private:
     bool try_read_source(const BodySource& source, char* buf, std::size_t cap, std::size_t& n, std::string& why);
     std::size_t read_source(const BodySource& source, char* buf, std::size_t cap);
     std::size_t fill_from_source(const BodySource& source, char* buf, std::size_t cap);
+    std::size_t read_size(std::size_t cap) const;
+    // The size of the message being sent, while it is known (else 0).
+    struct SizeHint {
+        SizeHint(std::size_t& slot, std::size_t size) : slot_(slot) { slot_ = size; }
+        ~SizeHint() { slot_ = 0; }
+        SizeHint(const SizeHint&) = delete;
+        SizeHint& operator=(const SizeHint&) = delete;
+
+    private:
+        std::size_t& slot_;
+    };
     void after_hello();
     void read_finals();
     void replay_finals(const Error* ended);
@@ -307,6 +318,7 @@ private:
     std::string host_;          // what connect() was given (the TLS name by default)
     Reply starttls_reply_;
     std::uint64_t written_ = 0;  // octets written over this connection
+    std::size_t hint_ = 0;       // the size of the message being read, when known (SizeHint)
     bool batch_settle_ = false;  // a message source failing in a batch: read the older replies first
 };
 

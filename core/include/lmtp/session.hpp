@@ -186,6 +186,11 @@ public:
 
     // --- the message (phase body) -------------------------------------------
     void body(std::string_view chunk);
+    // The same in two steps, for a driver that queues a large chunk piece by
+    // piece: trace_body(chunk) once (the trace shows the chunk as one, by
+    // Net::Cmd's rules), then body_piece() for each piece of it.
+    void trace_body(std::string_view chunk) const noexcept;
+    void body_piece(std::string_view piece);
     // The same, for bytes the caller hands over: when they go on the wire
     // unchanged (CRLF line ends, no dot at a line start) the session takes
     // the buffer itself, as a piece of the output of its own, and `chunk`

@@ -545,7 +545,9 @@ sub data {
 sub datasend {
     my $self = shift;
     my $arr  = @_ == 1 && ref $_[0] ? $_[0] : \@_;
-    my $data = join('', @$arr);
+    # One scalar (a whole message, as old scripts give it) is taken as it is: no copy, no per-line
+    # work here; the library makes its line ends CRLF, doubles leading dots and sends it in pieces.
+    my $data = @$arr == 1 && defined $arr->[0] ? $arr->[0] : join('', @$arr);
     utf8::downgrade($data, 1)
         or Carp::croak(ref($self) . '::datasend: wide character in data; encode it to bytes first');
     my $xs = ${*$self}{net_lmtp_xs};
