@@ -656,13 +656,15 @@ const Reply& Client::response() {
 const Transaction& Client::deliver(std::string_view from, const std::vector<std::string>& recipients,
                                    std::string_view message, const MailParams& mail_params,
                                    const RcptParams& rcpt_params, bool force, Transfer transfer, bool canonical) {
-    SizeHint known(hint_, message.size());
-    return deliver(from, recipients, memory_source(message), mail_params, rcpt_params, force, transfer, canonical);
+    return deliver(from, recipients, memory_source(message), mail_params, rcpt_params, force, transfer, canonical,
+                   message.size());
 }
 
 const Transaction& Client::deliver(std::string_view from, const std::vector<std::string>& recipients,
                                    const BodySource& source, const MailParams& mail_params,
-                                   const RcptParams& rcpt_params, bool force, Transfer transfer, bool canonical) {
+                                   const RcptParams& rcpt_params, bool force, Transfer transfer, bool canonical,
+                                   std::size_t size_hint) {
+    SizeHint known(hint_, size_hint);
     try {
         begin_command();
         session_.deliver(from, recipients, mail_params, rcpt_params, force, transfer, canonical);

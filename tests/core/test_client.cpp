@@ -2,6 +2,7 @@
 // transcripts, write counts (round trips), deadlines, broken servers.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <arpa/inet.h>
 #include <atomic>
 #include <chrono>
@@ -661,6 +662,50 @@ TEST(Client, TraceSeesEveryLine) {
                                      "<<< 250-PIPELINING", "<<< 250-ENHANCEDSTATUSCODES", "<<< 250 8BITMIME",
                                      ">>> NOOP", "<<< 250-one", "<<< 250 two"};
     EXPECT_EQ(lines, want);
+}
+
+// A whole message in one data_write (one datasend): sent in pieces, each write bounded, the bytes as
+// one encoding of the whole, the trace as one call (pieces between LFs, empty ones at the end left out).
+TEST(Client, OneLargeDataWriteGoesOutInBoundedPiecesTracedAsOne) {
+    std::string body;
+    for (int i = 0; body.size() < 4u << 20; ++i) body += i % 7 ? "plain text of a line\n" : ".a dot line\r\n";
+    body += "\n\n";
+    std::string wire;
+    for (std::size_t i = 0; i < body.size(); ++i) {  // dot-stuffed, LF made CRLF
+        if (body[i] == '.' && (i == 0 || body[i - 1] == '\n')) wire += '.';
+        if (body[i] == '\n' && (i == 0 || body[i - 1] != '\r')) wire += '\r';
+        wire += body[i];
+    }
+    Peer peer(greeting(kCapsPlain) + std::vector<Step>{{"MAIL FROM:<s@x>\r\n", "250 ok\r\n"},
+                                                       {"RCPT TO:<a@x>\r\n", "250 ok\r\n"},
+                                                       {"DATA\r\n", "354 go\r\n"},
+                                                       {wire + ".\r\n", "250 saved\r\n", Step::go_on, 0, 0, false}});
+    std::size_t traced = 0, last_empty_run = 0;
+    std::string last;
+    ClientOptions o = options();
+    o.trace = [&](TraceDir d, std::string_view l) {
+        if (d != TraceDir::data) return;
+        ++traced;
+        last = std::string(l);
+        last_empty_run = l.empty() ? last_empty_run + 1 : 0;
+    };
+    Client c(o);
+    c.connect(peer.transport());
+    c.mail("s@x");
+    c.rcpt("a@x");
+    c.data_start();
+    const std::size_t lines = static_cast<std::size_t>(std::count(body.begin(), body.end(), '\n'));
+    const int writes_before = peer.writes;
+    c.data_write(body);
+    EXPECT_GT(peer.writes - writes_before, 10) << "sent as it is encoded, not gathered whole";
+    EXPECT_LE(peer.biggest.load(), std::size_t(600) * 1024) << "no write of the whole message at once";
+    EXPECT_EQ(c.data_end().code, 250);
+    // Net::Cmd's rule: every piece between LFs, but the empty ones at the end of the call.
+    EXPECT_EQ(traced, lines - 2 + 1) << "one trace line per line, the trailing empty pieces left out, and the dot";
+    EXPECT_EQ(last, ".");
+    c.close();
+    peer.finish();
+    EXPECT_EQ(peer.error(), "");
 }
 
 TEST(Client, AThrowingTraceCallbackLosesNoReply) {

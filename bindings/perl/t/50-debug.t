@@ -137,6 +137,13 @@ compare('a datasend call ending in an empty line', [],
 
 compare('data lines with CR', [], $data_case->("line a\r\nline b\r\n", "tail\r", "\nnext\n"));
 
+# A whole message in one datasend, as old scripts give it: the library sends it in pieces (256 KiB),
+# but the trace still shows one datasend call, and the bytes sent are the same.
+# (No lone CR: the old module sent it as it is, ours as CRLF. No "." line: it ends the comparison.)
+my $big = "Subject: big\n\n" . ("plain line\n.dot line\r\n..two\n\nx\r\n" x 20000) . "end\n\n\n";
+compare('one datasend of a message bigger than the pieces it is sent in (' . length($big) . ' octets)', [],
+        $data_case->($big));
+
 }
 
 compare('the final dot after data without a final newline', [], $data_case->("no newline"));

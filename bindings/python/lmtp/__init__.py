@@ -33,6 +33,7 @@ server is never read so. ``LMTP(..., strict_replies=True)`` turns that off.
 import copy
 import email.generator
 import email.message
+import email.policy
 import email.utils
 import io
 import logging
@@ -376,7 +377,23 @@ def _quoteaddr(address):
 _CHUNK = 64 * 1024
 
 
+class _Pieces(tuple):
+    """A message as pieces the library reads one after the other, in place: bytes or ASCII str."""
+
+
+# Generator's "From " mangling (mangle_from_, on when it is given no policy, as smtplib does).
+_FROM = re.compile(r"^From ", re.MULTILINE)
+_CRLF_POLICIES = {}
+_COMPAT32 = type(email.policy.compat32)
+_PLAIN_HEADER = re.compile(r"[\t\x20-\x7e]*\Z")
+
+
 def _flatten(message, international=False):
+    """The message as smtplib's send_message sends it (BytesGenerator, linesep CRLF)."""
+    if not international:
+        pieces = _simple_flatten(message)
+        if pieces is not None:
+            return pieces
     with io.BytesIO() as out:
         policy = message.policy.clone(utf8=True) if international else None
         gen = email.generator.BytesGenerator(out, policy=policy) if policy else email.generator.BytesGenerator(out)
@@ -384,9 +401,38 @@ def _flatten(message, international=False):
         return out.getvalue()
 
 
+def _simple_flatten(message):
+    """The same for a message of one part whose body is an ASCII str (most messages), without a
+    pass of Python over its lines: the header block as the generator folds it, then the body as
+    it is (the library makes its line ends CRLF, as the generator does); None for any other."""
+    payload = message._payload
+    if not isinstance(payload, str) or not payload.isascii() or message.get_content_maintype() in (
+            "multipart", "message"):
+        return None
+    policy = _CRLF_POLICIES.get(id(message.policy))
+    if policy is None or policy[0] is not message.policy:
+        policy = (message.policy, message.policy.clone(linesep="\r\n"))
+        if len(_CRLF_POLICIES) < 64:
+            _CRLF_POLICIES[id(message.policy)] = policy
+    fold = policy[1].fold_binary
+    if type(message.policy) is _COMPAT32:
+        # compat32 leaves a header of printable ASCII that fits on its line as it is (checked over
+        # every such value in the tests): no need for its Header machinery (~6 us a header).
+        head = b"".join([("%s: %s\r\n" % (h, v)).encode("ascii")
+                         if type(v) is str and len(h) + len(v) < 76 and _PLAIN_HEADER.match(v) and h.isascii()
+                         else fold(h, v) for h, v in message.raw_items()]) + b"\r\n"
+    else:
+        head = b"".join([fold(h, v) for h, v in message.raw_items()]) + b"\r\n"
+    if _lmtp.has_from_line(payload):  # (16 octets at a time; "in" would be the slowest part)
+        payload = _FROM.sub(">From ", payload)
+    return _Pieces((head, payload))
+
+
 def _source(msg):
     """The message as the library takes it: bytes or an ASCII str (both read in place, no copy; the
-    library makes every line end CRLF), or a callable read(n) -> bytes."""
+    library makes every line end CRLF), _Pieces of them, or a callable read(n) -> bytes."""
+    if type(msg) is _Pieces:
+        return msg
     if isinstance(msg, str):
         if not msg.isascii():  # (a flag of the str: no pass over it)
             msg.encode("ascii")  # UnicodeEncodeError, as smtplib: a str message must be ASCII
@@ -771,6 +817,9 @@ class LMTP:
         try:
             if isinstance(source, (bytes, str)):
                 self._call(client.data_write, source)  # the library sends it in pieces
+            elif type(source) is _Pieces:
+                for piece in source:
+                    self._call(client.data_write, piece)
             else:
                 while True:
                     chunk = source(_CHUNK)

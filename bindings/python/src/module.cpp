@@ -10,6 +10,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -20,6 +21,10 @@
 #include <optional>
 #include <string>
 #include <vector>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "lmtp.h"  // the version macros
 #include "lmtp/client.hpp"
@@ -101,6 +106,88 @@ std::optional<std::string_view> message_view(py::handle obj) {
                                 static_cast<std::size_t>(PyUnicode_GET_LENGTH(obj.ptr())));
     }
     return std::nullopt;
+}
+
+// A message held in memory as one or more pieces, each bytes or an ASCII str,
+// read in place (lmtp/__init__.py gives a tuple of pieces for an
+// email.message.Message: its folded header block, then its body as it is).
+struct Pieces {
+    std::vector<std::string_view> views;
+    std::size_t size = 0;
+
+    // False when `obj` is neither a message in memory nor a tuple of them.
+    bool take(py::handle obj) {
+        if (std::optional<std::string_view> v = message_view(obj)) {
+            add(*v);
+            return true;
+        }
+        if (!PyTuple_Check(obj.ptr())) return false;
+        for (py::handle piece : py::reinterpret_borrow<py::tuple>(obj)) {
+            std::optional<std::string_view> v = message_view(piece);
+            if (!v) throw py::type_error("a message in pieces is a tuple of bytes or ASCII str");
+            add(*v);
+        }
+        return true;
+    }
+    void add(std::string_view v) {
+        views.push_back(v);
+        size += v.size();
+    }
+    lmtp::BodySource source() const {
+        if (views.size() == 1) return lmtp::memory_source(views[0]);
+        auto at = std::make_shared<std::pair<std::size_t, std::size_t>>(0, 0);  // piece, offset in it
+        return [views = views, at](char* buf, std::size_t cap) {
+            std::size_t n = 0;
+            while (n < cap && at->first < views.size()) {
+                std::string_view rest = views[at->first].substr(at->second);
+                std::size_t k = std::min(cap - n, rest.size());
+                if (k) std::memcpy(buf + n, rest.data(), k);
+                n += k;
+                at->second += k;
+                if (at->second == views[at->first].size()) *at = {at->first + 1, 0};
+            }
+            return n;
+        };
+    }
+    // What SIZE declares: the whole message's size with CRLF line ends.
+    std::uint64_t canonical_length() const {
+        std::uint64_t n = 0;
+        char prev = 0;  // the last octet of the pieces so far
+        for (std::string_view v : views) {
+            if (v.empty()) continue;
+            n += lmtp::canonical_length(v);
+            if (v.back() != '\n' && v.back() != '\r') n -= 2;  // the final CRLF: only at the very end
+            if (prev == '\r' && v.front() == '\n') n -= 2;       // a CRLF across two pieces
+            prev = v.back();
+        }
+        if (prev && prev != '\n' && prev != '\r') n += 2;
+        return n;
+    }
+};
+
+// Whether a line of `text` starts with "From " (the generator's "From " mangling
+// then has work to do): 16 octets at a time, an LF with an F after it.
+bool has_from_line(std::string_view text) {
+    if (text.substr(0, 5) == "From ") return true;
+    const char* p = text.data();
+    const char* const end = p + text.size();
+#if defined(__SSE2__)
+    const __m128i lf = _mm_set1_epi8('\n');
+    const __m128i f = _mm_set1_epi8('F');
+    for (; end - p >= 17; p += 16) {
+        const __m128i here = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+        const __m128i next = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 1));
+        unsigned m = static_cast<unsigned>(
+            _mm_movemask_epi8(_mm_and_si128(_mm_cmpeq_epi8(here, lf), _mm_cmpeq_epi8(next, f))));
+        for (; m; m &= m - 1) {
+            const char* at = p + __builtin_ctz(m) + 1;
+            if (end - at >= 5 && std::memcmp(at, "From ", 5) == 0) return true;
+        }
+    }
+#endif
+    for (; (p = static_cast<const char*>(std::memchr(p, '\n', static_cast<std::size_t>(end - p)))) != nullptr; ++p)
+        if (end - p > 5 && std::memcmp(p + 1, "From ", 5) == 0) return true;
+    return false;
 }
 
 // Everything lmtp.Result holds, in one tuple: (address, stage, code, enhanced,
@@ -198,13 +285,14 @@ public:
         lmtp::BodySource read;
         const lmtp::MailParams* mp = &params.mail;
         lmtp::MailParams sized;
-        std::optional<std::string_view> whole = message_view(source);  // `source` keeps it alive
-        if (whole) {
+        Pieces whole;  // `source` keeps them alive
+        if (whole.take(source)) {
             if (declare_size && !mp->size && client_.supports("SIZE")) {
                 sized = *mp;
-                sized.size = lmtp::canonical_length(*whole);
+                sized.size = whole.canonical_length();
                 mp = &sized;
             }
+            read = whole.source();
         } else {
             read = [&](char* buf, std::size_t cap) -> std::size_t {
                 py::gil_scoped_acquire gil;
@@ -232,10 +320,7 @@ public:
         }
         try {
             py::gil_scoped_release nogil;
-            if (whole)
-                client_.deliver(from, rcpts, *whole, *mp, params.rcpt, params.force, transfer, canonical);
-            else
-                client_.deliver(from, rcpts, read, *mp, params.rcpt, params.force, transfer, canonical);
+            client_.deliver(from, rcpts, read, *mp, params.rcpt, params.force, transfer, canonical, whole.size);
         } catch (const lmtp::Error&) {
             if (raised) throw std::move(*raised);  // the caller's own exception, as it was raised
             throw;
@@ -263,14 +348,11 @@ public:
         done.reserve(messages.size());
         // Looked at now, with the GIL: the batch runs without it and touches no
         // Python object but through the readers, which take it back.
-        std::vector<std::string_view> bytes(messages.size());
+        std::vector<Pieces> bytes(messages.size());  // `messages` keeps them alive
         std::vector<PyObject*> readers(messages.size(), nullptr);  // borrowed: `messages` holds them
         for (std::size_t i = 0; i < messages.size(); ++i) {
             const py::object& src = std::get<2>(messages[i]);
-            if (std::optional<std::string_view> whole = message_view(src))
-                bytes[i] = *whole;  // `messages` keeps it alive
-            else
-                readers[i] = src.ptr();
+            if (!bytes[i].take(src)) readers[i] = src.ptr();
         }
         const bool sized = !size && client_.supports("SIZE");
         lmtp::BatchSource next = [&](std::size_t i) {
@@ -284,10 +366,10 @@ public:
             m.force = force;
             m.transfer = transfer;
             if (!readers[i]) {
-                std::string_view whole = bytes[i];
-                m.source = lmtp::memory_source(whole);
-                m.size_hint = whole.size();
-                m.mail_params.size = sized ? std::optional<std::uint64_t>(lmtp::canonical_length(whole)) : size;
+                const Pieces& whole = bytes[i];
+                m.source = whole.source();
+                m.size_hint = whole.size;
+                m.mail_params.size = sized ? std::optional<std::uint64_t>(whole.canonical_length()) : size;
             } else {
                 PyObject* read = readers[i];
                 m.source = [read](char* buf, std::size_t cap) -> std::size_t {
@@ -384,6 +466,15 @@ PYBIND11_MODULE(_lmtp, m) {
             return lmtp::canonical_length(*v);
         },
         "The size of a message on the wire with CRLF line ends (what SIZE declares, RFC 1870).");
+
+    m.def(
+        "has_from_line",
+        [](py::object text) {
+            std::optional<std::string_view> v = message_view(text);
+            if (!v) throw py::type_error("has_from_line takes bytes or an ASCII str");
+            return has_from_line(*v);
+        },
+        "Whether a line starts with 'From ' (at the start, or after an LF).");
 
     py::class_<lmtp::Reply>(m, "Reply", "A server reply.")
         .def_readonly("code", &lmtp::Reply::code)

@@ -5,7 +5,9 @@ are dot-stuffed, and the message ends with CRLF "." CRLF; a source that fails
 half-way stops the delivery: the caller's exception, a closed connection, and
 nothing stored.
 """
+import email.generator
 import email.message
+import email.policy
 import io
 import re
 import smtplib
@@ -98,6 +100,134 @@ def test_message_forms_deliver_and_data(form, fake, tmp_path):
     t = fake.transcript()
     assert t.count(ON_WIRE) == 2
     assert not BARE_LF.search(t) and not BARE_CR.search(t)
+
+
+def big_mixed_body():
+    """~600 KB of every kind of line end and leading dots, with some of each at the edges of the
+    256 KiB pieces a whole message is sent in."""
+    unit = b"plain line\n.dot line\r\nlone CR\r..two\n.\r\nx\r"
+    body = bytearray(b"Subject: big\n\n" + unit * (600000 // len(unit)))
+    for edge in (256 * 1024, 512 * 1024):
+        body[edge - 2:edge + 3] = b"\r\n.\r\n"[:5]
+        body[edge - 40:edge - 38] = b"\r\n"
+    return bytes(body) + b"no final newline"
+
+
+@pytest.mark.parametrize("transfer", ["data", "bdat"])
+def test_str_and_bytes_give_the_same_bytes_on_the_wire(transfer, fake_server):
+    """A str message goes from its own buffer (no Python pass, no copy): the same bytes as its
+    bytes, through sendmail, deliver, deliver_many and the step API, small and large."""
+    caps = ["--cap", "CHUNKING"] if transfer == "bdat" else []
+    for body in (RAW, big_mixed_body()):
+        wire = {}
+        for form in (bytes, str):
+            f = fake_server(*caps)
+            msg = body if form is bytes else body.decode("ascii")
+            s = lmtp.LMTP(*f.address)
+            assert s.sendmail("me@x", ["alice@x"], msg) == {}
+            assert [r.ok for r in s.deliver("me@x", ["bob@x"], msg, transfer=transfer)] == [True]
+            done = s.deliver_many([("me@x", ["alice@x"], msg), ("me@x", ["bob@x"], msg)], transfer=transfer)
+            assert [[r.ok for r in m] for m in done] == [[True], [True]]
+            s.mail("me@x")
+            s.rcpt("bob@x")
+            assert s.data(msg)[0] == 250
+            s.quit()
+            f.stop()
+            wire[form] = f.transcript()
+            canonical = re.sub(rb"\r\n|\r|\n", b"\r\n", body) + b"\r\n"
+            assert f.messages() == [canonical] * 5
+        assert wire[str] == wire[bytes]
+        assert not BARE_LF.search(wire[str]) and not BARE_CR.search(wire[str])
+
+
+def test_str_message_must_be_ascii_and_nothing_is_sent(fake):
+    s = lmtp.LMTP(*fake.address)
+    for call in (lambda: s.sendmail("me@x", ["alice@x"], "caf\u00e9\n"),
+                 lambda: s.deliver("me@x", ["alice@x"], "caf\u00e9\n"),
+                 lambda: s.deliver_many([("me@x", ["alice@x"], "caf\u00e9\n")])):
+        with pytest.raises(UnicodeEncodeError):
+            call()
+    s.noop()
+    s.quit()
+    assert b"MAIL" not in fake.transcript()
+
+
+def messages_to_flatten():
+    simple = email.message_from_string("From: a@x\nTo: b@x\nSubject: " + "long words " * 20 +
+                                       "\n\nFrom the start\nline\n.dot\nFrom here\r\nx\rFrom y\nlast")
+    modern = email.message.EmailMessage()
+    modern["Subject"] = "modern " * 30
+    modern["To"] = "b@x"
+    modern.set_content("hello\nFrom me\n.dot\n" + "a long line of text\n" * 20000)
+    multi = email.message.EmailMessage()
+    multi["Subject"] = "two parts"
+    multi.set_content("text part\n")
+    multi.add_attachment(b"\x00\x01binary", maintype="application", subtype="octet-stream", filename="b.bin")
+    empty = email.message.Message()
+    empty["Subject"] = "no body"
+    eight = email.message_from_bytes(b"Subject: 8bit\nContent-Type: text/plain; charset=utf-8\n\ncaf\xc3\xa9\n")
+    return {"simple": simple, "modern, 400 KB": modern, "multipart": multi, "no body": empty, "8bit": eight}
+
+
+@pytest.mark.parametrize("name", list(messages_to_flatten()))
+def test_send_message_sends_what_smtplib_would(name, fake_server):
+    """send_message flattens as smtplib does (BytesGenerator, CRLF); a one-part ASCII message goes
+    as its folded header block and its body as it is, without a pass over its lines: the same bytes."""
+    m = messages_to_flatten()[name]
+    out = io.BytesIO()
+    email.generator.BytesGenerator(out).flatten(m, linesep="\r\n")
+    wire = {}
+    for how in ("send_message", "bytes"):
+        f = fake_server("--size", "10000000")  # SIZE offered: the size declared must be the same too
+        s = lmtp.LMTP(*f.address)
+        if how == "send_message":
+            assert s.send_message(m, "me@x", ["alice@x"]) == {}
+        else:
+            assert s.sendmail("me@x", ["alice@x"], out.getvalue()) == {}
+        s.quit()
+        f.stop()
+        wire[how] = f.transcript()
+    assert wire["send_message"] == wire["bytes"]
+    assert b" SIZE=" in wire["bytes"]
+
+
+def test_simple_flatten_gives_the_generators_bytes():
+    """The header block of a one-part message as BytesGenerator folds it (compat32 and the modern
+    policy), for many random headers: short ones (taken as they are), long ones, odd whitespace."""
+    import random
+    rng = random.Random(3)
+    chars = [chr(c) for c in range(32, 127)] + ["\t"] * 3 + [" "] * 12
+    for i in range(300):
+        raw = "".join("%s: %s\n" % (rng.choice(["Subject", "X-A", "Received", "Comments"]),
+                                     "".join(rng.choice(chars) for _ in range(rng.randint(0, 120))).strip())
+                      for _ in range(rng.randint(1, 6)))
+        for m in (email.message_from_string(raw + "\nbody\nFrom x\n"),
+                  email.message_from_string(raw + "\nbody\n", policy=email.policy.default)):
+            out = io.BytesIO()
+            email.generator.BytesGenerator(out).flatten(m, linesep="\r\n")
+            pieces = lmtp._flatten(m)
+            assert isinstance(pieces, tuple)
+            joined = pieces[0] + re.sub(r"\r\n|\r|\n", "\r\n", pieces[1]).encode()
+            assert joined == out.getvalue(), raw
+
+
+def test_has_from_line_agrees_with_a_plain_search():
+    """The check before send_message's "From " mangling, 16 octets at a time, at every offset."""
+    import random
+    rng = random.Random(5)
+    cases = ["", "From ", "From", "x\nFrom ", "x\nFrom", "\rFrom x", "xFrom ", "\nFro", "a\nfrom x"]
+    for n in (15, 16, 17, 31, 32, 33, 100, 1000):
+        for at in (0, 1, 14, 15, 16, 17, n - 6, n - 5, n - 1):
+            body = list("x" * n)
+            if 0 <= at < n:
+                body[at] = "\n"
+            cases.append("".join(body)[:at + 1] + "From " + "".join(body)[at + 1:])
+            cases.append("".join(body) + "\nFrom"[: max(0, n - at)])
+        cases.extend("".join(rng.choice("\nFrom x\r") for _ in range(n)) for _ in range(50))
+    for text in cases:
+        want = text.startswith("From ") or "\nFrom " in text
+        assert lmtp._lmtp.has_from_line(text) is want, repr(text)
+        assert lmtp._lmtp.has_from_line(text.encode()) is want, repr(text)
 
 
 def test_email_message_object(fake):

@@ -217,10 +217,13 @@ public:
                                std::string_view message, const MailParams& mail_params = {},
                                const RcptParams& rcpt_params = {}, bool force = false,
                                Transfer transfer = Transfer::automatic, bool canonical = false);
+    // `size_hint`: the message's size when the caller knows it (it is read
+    // in buffers no bigger than it needs), else 0.
     const Transaction& deliver(std::string_view from, const std::vector<std::string>& recipients,
                                const BodySource& source, const MailParams& mail_params = {},
                                const RcptParams& rcpt_params = {}, bool force = false,
-                               Transfer transfer = Transfer::automatic, bool canonical = false);
+                               Transfer transfer = Transfer::automatic, bool canonical = false,
+                               std::size_t size_hint = 0);
 
     // --- many messages, pipelined back to back -------------------------------------
     // Delivers messages 0..count-1 over this connection, each with its own
