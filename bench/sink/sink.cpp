@@ -343,8 +343,15 @@ void Connection::data_bytes() {
         std::size_t n = in_.size() - pos_;
         switch (dot_) {
         case Dot::mid: {
-            const void* nl = std::memchr(p, '\n', n);
-            std::size_t take = nl ? static_cast<std::size_t>(static_cast<const char*>(nl) - p) + 1 : n;
+            // Up to the next line that starts with a dot (the only place a byte is removed), or the
+            // end of what came: the lines in between are data as they are, taken in one piece.
+            const char* const end = p + n;
+            const char* q = p;
+            const char* nl = nullptr;
+            while ((nl = static_cast<const char*>(std::memchr(q, '\n', static_cast<std::size_t>(end - q)))) &&
+                   nl + 1 < end && nl[1] != '.')
+                q = nl + 1;
+            std::size_t take = nl ? static_cast<std::size_t>(nl - p) + 1 : n;
             emit(p, take);
             pos_ += take;
             if (nl) dot_ = Dot::line_start;

@@ -202,6 +202,13 @@ void BodyEncoder::encode(std::string_view in, std::string& out) {
             const std::uint64_t dots = stuff ? block.mask(dot) & starts : 0;
             const std::uint64_t lf_after_cr = bare_cr << 1;  // the LF goes before the next byte
             std::uint64_t add = bare_lf | dots | lf_after_cr;
+            if (__builtin_expect((add | bare_cr) == 0, 1)) {
+                // CRLF lines and no dot to double (most of a text): the span goes on.
+                cr_before = crs >> 63;
+                line_start = (ends >> 63) != 0;
+                p += 64;
+                continue;
+            }
             if (bit_count(add) > 8 && !(dots & lf_after_cr)) {
                 // Many changes (short lines): byte by byte without branches,
                 // each byte after what goes before it, if anything does.

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <cstring>
 #include <ostream>
 #include <random>
 #include <string>
@@ -238,6 +239,23 @@ TEST(Encoder, RandomChunksMatchOneShotAndModel) {
             ASSERT_EQ(show(encode_pieces(pieces, Mode::dot_stuff)), show(want)) << show(in);
             ASSERT_EQ(show(encode_pieces(pieces, Mode::canonical)), show(want_canonical))
                 << show(in);
+        }
+    }
+}
+
+// Long CRLF text where one change hides among the 64-octet blocks the encoder reads at once: a bare
+// CR, a bare LF or a leading dot at every offset of a block, the last one in particular (a bare CR
+// at offset 63 needs its LF though nothing else in its block changes).
+TEST(Encoder, OneChangeInLongCrlfTextAtEveryOffset) {
+    std::string text;
+    while (text.size() < 400) text += "mail-like text line\r\n";
+    for (const char* change : {"\r", "\n", ".", "\r\r", "\n."}) {
+        for (std::size_t at = 60; at < 200; ++at) {
+            std::string in = text;
+            in.replace(at, std::strlen(change), change);
+            const std::string want = reference_wire(in);
+            ASSERT_EQ(show(encode_once(in, Mode::dot_stuff)), show(want)) << show(in) << " at " << at;
+            ASSERT_EQ(show(encode_once(in, Mode::canonical)), show(normalise(in))) << show(in) << " at " << at;
         }
     }
 }
