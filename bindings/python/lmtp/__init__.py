@@ -177,10 +177,6 @@ class Result:
     def __repr__(self):
         return "Result(%r, %s, %d, %r, %r)" % (self.address, self.stage, self.code, self.enhanced, self.text)
 
-    @classmethod
-    def _from(cls, fields):
-        return cls(*fields)
-
 
 # ---------------------------------------------------------------------------
 # errors from the library, as Python callers expect them
@@ -985,7 +981,7 @@ class LMTP:
             if isinstance(to_addrs, str):
                 to_addrs = [to_addrs]
             batch.append((_quoteaddr(from_addr), [_quoteaddr(a) for a in to_addrs], msg, to_addrs))
-        _check_inputs((), [*mail_options, *rcpt_options])
+        _check_options([*mail_options, *rcpt_options])
         try:
             self.ehlo_or_helo_if_needed()
             params, smtputf8 = self._server_params(mail_options, rcpt_options)
