@@ -33,6 +33,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 #include <map>
 #include <mutex>
 #include <string>
@@ -336,6 +339,23 @@ bool Connection::command(std::string_view line) {
     return true;
 }
 
+// The first LF followed by a dot in [p, end), or nullptr: 16 octets at a time.
+const char* find_lf_dot(const char* p, const char* end) {
+#if defined(__SSE2__)
+    const __m128i lf = _mm_set1_epi8('\n');
+    const __m128i dot = _mm_set1_epi8('.');
+    for (; end - p >= 17; p += 16) {
+        const __m128i here = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+        const __m128i next = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 1));
+        const int m = _mm_movemask_epi8(_mm_and_si128(_mm_cmpeq_epi8(here, lf), _mm_cmpeq_epi8(next, dot)));
+        if (m) return p + __builtin_ctz(static_cast<unsigned>(m));
+    }
+#endif
+    for (; end - p >= 2; ++p)
+        if (p[0] == '\n' && p[1] == '.') return p;
+    return nullptr;
+}
+
 // Body bytes after DATA: removes dot-stuffing, stops at the lone dot.
 void Connection::data_bytes() {
     while (pos_ < in_.size()) {
@@ -345,12 +365,8 @@ void Connection::data_bytes() {
         case Dot::mid: {
             // Up to the next line that starts with a dot (the only place a byte is removed), or the
             // end of what came: the lines in between are data as they are, taken in one piece.
-            const char* const end = p + n;
-            const char* q = p;
-            const char* nl = nullptr;
-            while ((nl = static_cast<const char*>(std::memchr(q, '\n', static_cast<std::size_t>(end - q)))) &&
-                   nl + 1 < end && nl[1] != '.')
-                q = nl + 1;
+            const char* nl = find_lf_dot(p, p + n);
+            if (!nl && n && p[n - 1] == '\n') nl = p + n - 1;  // the dot may come with the next read
             std::size_t take = nl ? static_cast<std::size_t>(nl - p) + 1 : n;
             emit(p, take);
             pos_ += take;
