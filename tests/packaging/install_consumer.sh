@@ -130,4 +130,22 @@ echo "pkg-config --cflags --libs lmtp: $flags"
 run "$cc" -std=c99 -Wall -Wextra -pedantic -Werror $cflags "$consumer/main.c" $flags -o "$tmp/app-pc"
 check_app "$tmp/app-pc"
 
-echo "install_consumer: CMake package and pkg-config both work"
+# ---- the build tree itself through pkg-config ----------------------------------------
+# Installing left no lmtp.pc in the build tree (one would point at the prefix above, gone
+# when this test ends); lmtp-uninstalled.pc describes the build tree and works.
+[ ! -e "$build/packaging/lmtp.pc" ] || fail "the build tree keeps an lmtp.pc: $build/packaging/lmtp.pc"
+[ -f "$build/packaging/lmtp-uninstalled.pc" ] || fail "no $build/packaging/lmtp-uninstalled.pc"
+export PKG_CONFIG_PATH="$build/packaging"
+flags=$("$pkg_config" --cflags --libs lmtp)
+echo "pkg-config --cflags --libs lmtp (build tree): $flags"
+# shellcheck disable=SC2086 # the flags are words
+run "$cc" -std=c99 -Wall -Wextra -pedantic -Werror $cflags "$consumer/main.c" $flags -o "$tmp/app-uninstalled"
+libdir_build=$("$pkg_config" --variable=libdir lmtp)
+[ "$(realpath "$libdir_build")" = "$(realpath "$build/capi")" ] ||
+    fail "lmtp-uninstalled.pc libdir is $libdir_build, not the build tree's capi/"
+out=$(LD_LIBRARY_PATH="$libdir_build" "$tmp/app-uninstalled") || fail "app against the build tree failed: $out"
+grep -qx "version $version" <<<"$out" || fail "app against the build tree did not print 'version $version'"
+ldd_out=$(LD_LIBRARY_PATH="$libdir_build" ldd "$tmp/app-uninstalled")
+[[ "$ldd_out" == *"$libdir_build/liblmtp.so.$major"* ]] || fail "app does not load the build tree's library: $ldd_out"
+
+echo "install_consumer: CMake package, pkg-config and the build tree's pkg-config file all work"
