@@ -16,12 +16,7 @@ use Time::HiRes ();
 use LMTPTest qw(:all);
 use Net::LMTP qw(CMD_OK CMD_REJECT CMD_ERROR);
 
-my $script = $ENV{LMTP_NSM_SERVER};
-unless (defined $script && -f $script) {
-    my $why = 'LMTP_NSM_SERVER is not set (tests/support/nsm-lmtp.pl)';
-    BAIL_OUT("LMTP_TEST_STRICT is set but $why") if $ENV{LMTP_TEST_STRICT};
-    plan skip_all => $why;
-}
+my $script = need_nsm();
 
 # The server, its port, and what it stored per recipient; stopped at the end.
 my $dir = File::Temp::tempdir('lmtp-nsm-XXXXXX', TMPDIR => 1, CLEANUP => 1);

@@ -808,16 +808,261 @@ recipient>).
 
 =head1 METHODS
 
-As documented for Net::LMTP and Net::Cmd: C<new>, C<banner>, C<domain>,
-C<hello>, C<etrn>, C<mail> (Size, Return, Bits, Transaction, Envelope, and
-Net::SMTP's ENVID, AUTH, XVERP), C<send>, C<send_or_mail>, C<send_and_mail>,
-C<reset>, C<recipient>/C<to> (Notify, ORcpt, SkipBad), C<data>, C<datasend>,
-C<dataend>, C<expand>, C<verify>, C<help>, C<quit>, C<code>, C<message>,
-C<status>, C<ok>, C<command>, C<response>, C<debug>, C<supports>, C<host>,
-C<timeout>, C<close>.
+The methods of Net::LMTP and Net::Cmd, with their arguments and return values.
+Unless said otherwise a method returns true on success and false on failure,
+never dies because of what a server answered (only misuse croaks), and leaves
+the reply in C<code> and C<message>. A command given while a message is still
+open ends the message first, as in Net::Cmd.
 
-After C<dataend>, each call of C<response> gives the next recipient's reply,
-in RCPT order, as scripts written for Net::LMTP read them.
+Refusals made locally, before anything is sent (a parameter the server did not
+offer, an address with a line break), set C<code> to what a server would have
+answered (501, 555, 552...) and C<message> to "[Net::LMTP] reason".
+Connection failures set 421 and "[Net::LMTP] Timeout" or "[Net::LMTP]
+Connection closed", as Net::Cmd does.
+
+=head2 Connecting
+
+=over
+
+=item new(HOST, PORT [, OPTIONS])
+
+Connects, reads the greeting and sends LHLO. HOST is a name, an address, a
+unix socket path (starting with C</>, PORT then 0) or an array ref of hosts
+tried in order; PORT a number, a service name or IO::Socket's C<lmtp(24)>.
+Returns the object, or undef with the reason in C<$@>. The options are those
+listed in L</DESCRIPTION>; C<Timeout> is in seconds (120 by default; 0 waits
+as long as it can).
+
+=item hello([DOMAIN])
+
+LHLO again, naming DOMAIN (this host's fully qualified name by default).
+Returns the first word of the reply (the server's name), or false; C<supports>
+then reports what this reply offers.
+
+=item starttls([SSL OPTIONS])
+
+STARTTLS, the TLS handshake and LHLO again (never EHLO). Takes IO::Socket::SSL's
+argument names (C<SSL_ca_file>, C<SSL_ca_path>, C<SSL_cert_file>,
+C<SSL_key_file>, C<SSL_hostname>, C<SSL_verify_mode>, C<SSL_version>), added to
+those given to C<new>. The server's certificate is verified unless
+C<SSL_verify_mode> is 0. Returns what C<hello> returns, or undef.
+
+=item auth(USER, PASSWORD [, MECHANISM])
+
+=item auth(SASL)
+
+AUTH, as Net::SMTP's C<auth>; SASL is an Authen::SASL object whose callbacks
+give the user and password. The mechanism is the strongest the server offers
+(SCRAM-SHA-256, then PLAIN or LOGIN) unless one is named. PLAIN and LOGIN are
+refused over an unencrypted TCP connection (code 538) unless C<new> was given
+C<AuthAllowPlaintext =E<gt> 1>. Without AUTH in the LHLO reply nothing is sent
+and it returns false with code 500.
+
+=item quit
+
+QUIT, then closes the connection. True if it was connected.
+
+=item close
+
+Closes the connection without QUIT. True if it was connected.
+
+=back
+
+=head2 What the server said about itself
+
+=over
+
+=item banner
+
+The first line of the server's greeting, with its line end.
+
+=item domain
+
+The first word of the greeting: the server's name.
+
+=item host
+
+The host this object connected to (one of HOST, when it was a list).
+
+=item supports(EXTENSION [, CODE, MESSAGE])
+
+The parameters the LHLO reply gave EXTENSION (C<""> when it has none), or undef
+when it was not offered; then CODE and MESSAGE, if given, become the last
+reply, as in Net::SMTP.
+
+=back
+
+=head2 Settings
+
+=over
+
+=item timeout([SECONDS])
+
+The timeout of every later wait, in seconds; sets it when given. Returns it.
+
+=item debug([LEVEL])
+
+With a true LEVEL, prints the dialogue on STDERR as Net::Cmd does (the
+module's and liblmtp's versions first, then C<E<gt>E<gt>E<gt>> and
+C<E<lt>E<lt>E<lt>> lines). As a class method it sets the default for objects
+made afterwards. Returns the previous level.
+
+=back
+
+=head2 A transaction, command by command
+
+=over
+
+=item mail(ADDRESS [, OPTIONS])
+
+MAIL FROM. The options are Net::SMTP's: C<Size>, C<Return>, C<Bits>,
+C<Transaction>, C<Envelope>, C<ENVID>, C<AUTH>, C<XVERP>; one the server did not
+offer is left out with a warning, as Net::SMTP does.
+
+=item send(ADDRESS)
+
+=item send_or_mail(ADDRESS)
+
+=item send_and_mail(ADDRESS)
+
+SEND FROM, SOML FROM and SAML FROM, as in Net::SMTP.
+
+=item recipient(ADDRESS... [, { OPTIONS }])
+
+RCPT TO for each address, in order; true when every one was accepted (it stops
+at the first refused). The options are C<Notify> and C<ORcpt> (DSN), and
+C<SkipBad>: then every address is tried and the accepted ones are returned.
+
+=item to
+
+=item cc
+
+=item bcc
+
+The same as C<recipient>.
+
+=item data([DATA...])
+
+DATA. With DATA, also sends it and ends the message: then it returns what
+C<dataend> returns.
+
+=item datasend(DATA...)
+
+Sends part of the message: strings, or one array ref of strings. Line ends
+become CRLF and leading dots are doubled, across calls. False when the
+connection is gone.
+
+=item dataend
+
+Ends the message and reads every recipient's reply. Returns whether the first
+recipient's reply is 2xx, as Net::LMTP did; each further call of C<response>
+gives the next recipient's reply, and C<results> all of them.
+
+=item bdat(DATA)
+
+=item bdatlast(DATA)
+
+BDAT and BDAT LAST (CHUNKING): DATA is sent exactly as given. C<bdatlast>
+returns what C<dataend> returns. Without CHUNKING in the LHLO reply, nothing is
+sent and they return false with a warning.
+
+=item reset
+
+RSET.
+
+=item noop
+
+NOOP.
+
+=item etrn(ARGUMENTS)
+
+ETRN, when the server offers it (else false, with code 500).
+
+=item verify(ADDRESS)
+
+VRFY.
+
+=item expand(ADDRESS)
+
+EXPN: the lines of the reply, or an empty list.
+
+=item help([SUBJECT])
+
+HELP: the text of the reply, or undef.
+
+=back
+
+=head2 Replies
+
+=over
+
+=item code
+
+The three-digit code of the last reply (421 before any).
+
+=item message
+
+The text of the last reply: its lines in list context, joined in scalar
+context, each with its line end.
+
+=item status
+
+The first digit of C<code>: the reply's class (C<CMD_OK>...).
+
+=item ok
+
+True when C<code> is below 400.
+
+=item set_status(CODE, MESSAGE)
+
+Sets the last reply, as Net::Cmd's C<set_status>; MESSAGE is a string or an
+array ref of lines.
+
+=item error
+
+liblmtp's description of the last failure (C<""> after a success).
+
+=item command(WORDS...)
+
+Net::Cmd's raw interface: sends the words joined by spaces as one command line
+(a newline inside becomes a space) and returns the object, so that
+C<$lmtp-E<gt>command('NOOP')-E<gt>response> reads as in Net::Cmd.
+
+=item response
+
+Reads the next reply owed and returns its class (C<CMD_OK>...). After
+C<dataend> each call gives the next recipient's reply, in RCPT order, as
+scripts written for Net::LMTP read them.
+
+=back
+
+=head2 Every recipient's outcome
+
+=over
+
+=item results
+
+Every recipient of the current or last transaction, in RCPT order, as hashes:
+C<address>, C<status> (C<ok>, C<tempfail>, C<permfail>, C<pending>,
+C<unknown>), C<stage> (C<rcpt>, C<data>, C<mail>, C<none>), C<code>,
+C<enhanced>, C<text>, C<rcpt_code>, C<rcpt_text>.
+
+=item deliver(FROM, [TO...], DATA)
+
+The whole transaction in one pipelined exchange; returns C<results>.
+
+=item deliver_many([FROM, [TO...], DATA], ...)
+
+Many messages over this connection, each its own transaction, pipelined back
+to back when the server offers PIPELINING: with CHUNKING many small messages
+share each round trip; by DATA each costs one. Returns a list with, per
+message in order, an array ref of its results (what C<deliver> returns). A
+message the library refuses to send (a bad option, over the server's SIZE) has
+no results and the others go on; when the connection breaks, the recipients
+without a verdict are C<unknown>, the messages not sent have every recipient
+C<unknown>, and C<code>/C<message> say why (C<ok> is then false).
+
+=back
 
 =head2 When the connection breaks
 
@@ -846,40 +1091,48 @@ Net::Server::Mail. Any other multi-line reply is the first recipient's, as RFC
 2033 says, so a conforming server is never misread. C<StrictReplies =E<gt> 1>
 turns the recognition off.
 
+=head1 EXPORTS
+
+Nothing by default. On request, Net::Cmd's reply classes, as C<response> and
+C<status> return them:
+
 =over
 
-=item results
+=item CMD_INFO
 
-Every recipient of the current or last transaction, in RCPT order, as hashes:
-C<address>, C<status> (C<ok>, C<tempfail>, C<permfail>, C<pending>,
-C<unknown>), C<stage> (C<rcpt>, C<data>, C<mail>, C<none>), C<code>,
-C<enhanced>, C<text>, C<rcpt_code>, C<rcpt_text>.
+1 (1xx)
 
-=item deliver(FROM, [TO...], DATA)
+=item CMD_OK
 
-The whole transaction in one pipelined exchange; returns C<results>.
+2 (2xx)
 
-=item deliver_many([FROM, [TO...], DATA], ...)
+=item CMD_MORE
 
-Many messages over this connection, each its own transaction, pipelined back
-to back when the server offers PIPELINING: with CHUNKING many small messages
-share each round trip; by DATA each costs one. Returns a list with, per
-message in order, an array ref of its results (what C<deliver> returns). A
-message the library refuses to send (a bad option, over the server's SIZE) has
-no results and the others go on; when the connection breaks, the recipients
-without a verdict are C<unknown>, the messages not sent have every recipient
-C<unknown>, and C<code>/C<message> say why (C<ok> is then false).
+3 (3xx)
 
-=item error
+=item CMD_REJECT
 
-The library's description of the last failure.
+4 (4xx)
+
+=item CMD_ERROR
+
+5 (5xx)
+
+=item CMD_PENDING
+
+0 (no reply yet)
 
 =back
 
-Refusals made locally, before anything is sent (a parameter the server did not
-offer, an address with a line break), set C<code> to what a server would have
-answered (501, 555, 552...) and C<message> to "[Net::LMTP] reason".
-Connection failures set 421 and "[Net::LMTP] Timeout" or "[Net::LMTP]
-Connection closed", as Net::Cmd does.
+=head1 SEE ALSO
+
+L<Net::SMTP>, L<Net::Cmd>; RFC 2033 (LMTP); liblmtp, L<https://github.com/liblmtp/liblmtp>.
+
+=head1 COPYRIGHT AND LICENSE
+
+Copyright (c) 2026 The liblmtp authors.
+
+Net::LMTP is free software under the MIT license: see the LICENSE file that
+comes with it.
 
 =cut

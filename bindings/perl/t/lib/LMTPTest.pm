@@ -1,8 +1,11 @@
 package LMTPTest;
 
 # Helpers for the Net::LMTP tests: the project's fake LMTP server
-# ($LMTP_FAKE_SERVER), a throwaway Dovecot ($LMTP_DOVECOT), STDERR capture,
-# and OldLMTP, the Net::SMTP-based client the old Net::LMTP was.
+# ($LMTP_FAKE_SERVER, else the t/bin/fake-lmtp that `make test` builds from
+# the bundled sources of the CPAN tarball), a throwaway Dovecot
+# ($LMTP_DOVECOT), a Net::Server::Mail::LMTP server ($LMTP_NSM_SERVER, else
+# the tarball's copy of nsm-lmtp.pl when that module is installed), STDERR
+# capture, and OldLMTP, the Net::SMTP-based client the old Net::LMTP was.
 #
 # Each test file runs in its own process, two at a time (HARNESS_OPTIONS=j2):
 # every server gets a fresh port and its own temporary directory, and every
@@ -19,7 +22,7 @@ use IO::Socket::INET ();
 use Test::More ();
 
 our @EXPORT_OK = qw(
-    need_fake need_dovecot start_fake start_dovecot capture_stderr run_client run_both
+    need_fake need_dovecot need_nsm start_fake start_dovecot capture_stderr run_client run_both
     slurp rss_kb open_fds free_port perl_inc_args wait_until test_certs default_lhlo
 );
 our %EXPORT_TAGS = (all => \@EXPORT_OK);
@@ -30,6 +33,25 @@ my $owner = $$;      # a forked child must not stop the parent's servers
 
 # ---------------------------------------------------------------------------
 # environment
+
+# The distribution's top directory (this file is t/lib/LMTPTest.pm).
+my $top = do {
+    my ($vol, $dirs) = File::Spec->splitpath(File::Spec->rel2abs(__FILE__));
+    File::Spec->catpath($vol, File::Spec->catdir($dirs, File::Spec->updir, File::Spec->updir), '');
+};
+
+# Servers the distribution brings along, used when the variable is not set:
+# the test servers `make test` builds from the bundled liblmtp/tests/support
+# (the CPAN tarball), and its copy of nsm-lmtp.pl (only where
+# Net::Server::Mail::LMTP is installed).
+sub _default {
+    my ($var, $path, $usable) = @_;
+    return if defined $ENV{$var} && length $ENV{$var};
+    $ENV{$var} = $path if -e $path && $usable->();
+}
+_default('LMTP_FAKE_SERVER', File::Spec->catfile($top, 't', 'bin', 'fake-lmtp'), sub { 1 });
+_default('LMTP_NSM_SERVER', File::Spec->catfile($top, 'liblmtp', 'tests', 'support', 'nsm-lmtp.pl'),
+         sub { eval { require Net::Server::Mail::LMTP; 1 } });
 
 sub _need {
     my ($var, $what) = @_;
@@ -44,6 +66,7 @@ sub _need {
 
 sub need_fake    { _need('LMTP_FAKE_SERVER', 'the fake-lmtp program') }
 sub need_dovecot { _need('LMTP_DOVECOT', 'tests/support/dovecot.sh') }
+sub need_nsm     { _need('LMTP_NSM_SERVER', 'tests/support/nsm-lmtp.pl, which needs Net::Server::Mail::LMTP') }
 
 # test_certs(): a directory with the test certificates that make-test-certs
 # (next to fake-lmtp) writes: ca.pem, server.pem/.key (localhost, 127.0.0.1,
