@@ -13,8 +13,10 @@ import re
 import shlex
 import signal
 import smtplib
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -197,9 +199,13 @@ def saved(addr):
 # Dovecot
 
 class Dovecot:
-    def __init__(self, script, directory):
+    def __init__(self, script, name="dovecot"):
         self.script = script
-        self.dir = Path(directory)
+        # A directory of its own, not under pytest's base directory: another pytest run starting
+        # meanwhile makes /tmp/pytest-of-<user> private again (0700), and the server, which runs
+        # as another user when the tests run as root, could no longer reach its mail. Short, too:
+        # the server's unix sockets live in it. Removed by stop().
+        self.dir = Path(tempfile.mkdtemp(prefix="lmtp-%s-" % name))
         self.env = {}
 
     def start(self, cert=None, key=None):
@@ -218,6 +224,7 @@ class Dovecot:
 
     def stop(self):
         subprocess.run([self.script, "stop", str(self.dir)], capture_output=True, timeout=30)
+        shutil.rmtree(self.dir, ignore_errors=True)
 
     def maildir(self, user):
         return self.home / "mail" / user / "Maildir"
@@ -245,10 +252,10 @@ class Dovecot:
 
 
 @pytest.fixture(scope="session")
-def dovecot(tmp_path_factory):
+def dovecot():
     """One throwaway Dovecot LMTP for the session (users alice, bob, full, tempfull, broken)."""
     script = _program("LMTP_DOVECOT")
-    d = Dovecot(script, tmp_path_factory.mktemp("dovecot"))
+    d = Dovecot(script)
     try:
         d.start()
     except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
@@ -261,10 +268,10 @@ def dovecot(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def dovecot_tls(tmp_path_factory, tls_certs):
+def dovecot_tls(tls_certs):
     """One throwaway Dovecot LMTP offering STARTTLS with the test server certificate."""
     script = _program("LMTP_DOVECOT")
-    d = Dovecot(script, tmp_path_factory.mktemp("dovecot-tls"))
+    d = Dovecot(script, "dovecot-tls")
     try:
         d.start(tls_certs / "server.pem", tls_certs / "server.key")
     except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
