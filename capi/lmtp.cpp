@@ -15,43 +15,26 @@
 
 using lmtp::Status;
 
-#define LMTP_SAME(c, s) static_assert(static_cast<int>(Status::s) == c, #c " must equal Status::" #s)
-LMTP_SAME(LMTP_OK, ok);
-LMTP_SAME(LMTP_ERR_INVALID_ARGUMENT, invalid_argument);
-LMTP_SAME(LMTP_ERR_BAD_INPUT, bad_input);
-LMTP_SAME(LMTP_ERR_LINE_TOO_LONG, line_too_long);
-LMTP_SAME(LMTP_ERR_NOT_ADVERTISED, not_advertised);
-LMTP_SAME(LMTP_ERR_BAD_SEQUENCE, bad_sequence);
-LMTP_SAME(LMTP_ERR_RESOLVE, resolve);
-LMTP_SAME(LMTP_ERR_CONNECT, connect);
-LMTP_SAME(LMTP_ERR_TIMEOUT, timeout);
-LMTP_SAME(LMTP_ERR_IO, io);
-LMTP_SAME(LMTP_ERR_CLOSED, closed);
-LMTP_SAME(LMTP_ERR_PROTOCOL, protocol);
-LMTP_SAME(LMTP_ERR_REJECTED, rejected);
-LMTP_SAME(LMTP_ERR_NO_MEMORY, no_memory);
-LMTP_SAME(LMTP_ERR_TOO_BIG, too_big);
-LMTP_SAME(LMTP_ERR_NO_RECIPIENTS, no_recipients);
-LMTP_SAME(LMTP_ERR_ABORTED, aborted);
-LMTP_SAME(LMTP_ERR_NOT_CONNECTED, not_connected);
-LMTP_SAME(LMTP_ERR_INTERNAL, internal);
-LMTP_SAME(LMTP_ERR_TLS, tls);
-LMTP_SAME(LMTP_ERR_CERTIFICATE, certificate);
-LMTP_SAME(LMTP_ERR_AUTH, auth);
-LMTP_SAME(LMTP_ERR_INSECURE, insecure);
+// lmtp.h's enum is made from the status table (capi/gen-status.py): each enumerator has the
+// table's value, and the core's Status the same.
+#define LMTP_SAME(c_name, name, value, reply_code, description, note)                      \
+    static_assert(c_name == (value), #c_name " must be " #value " as in status_table.h"); \
+    static_assert(static_cast<int>(Status::name) == (value), #c_name " must equal Status::" #name);
+LMTP_STATUS_TABLE(LMTP_SAME)
 #undef LMTP_SAME
 static_assert(LMTP_TRACE_SEND == static_cast<int>(lmtp::TraceDir::send), "trace directions");
 static_assert(LMTP_TRACE_RECEIVE == static_cast<int>(lmtp::TraceDir::receive), "trace directions");
 static_assert(LMTP_TRACE_DATA == static_cast<int>(lmtp::TraceDir::data), "trace directions");
 static_assert(LMTP_TRACE_INFO == static_cast<int>(lmtp::TraceDir::info), "trace directions");
+static_assert(LMTP_RESULT_PENDING == static_cast<int>(lmtp::Outcome::pending), "outcomes");
+static_assert(LMTP_RESULT_OK == static_cast<int>(lmtp::Outcome::ok), "outcomes");
+static_assert(LMTP_RESULT_TEMPFAIL == static_cast<int>(lmtp::Outcome::tempfail), "outcomes");
+static_assert(LMTP_RESULT_PERMFAIL == static_cast<int>(lmtp::Outcome::permfail), "outcomes");
+static_assert(LMTP_RESULT_UNKNOWN == static_cast<int>(lmtp::Outcome::unknown), "outcomes");
 static_assert(LMTP_STAGE_NONE == static_cast<int>(lmtp::Stage::none), "stages");
 static_assert(LMTP_STAGE_MAIL == static_cast<int>(lmtp::Stage::mail), "stages");
 static_assert(LMTP_STAGE_RCPT == static_cast<int>(lmtp::Stage::rcpt), "stages");
 static_assert(LMTP_STAGE_DATA == static_cast<int>(lmtp::Stage::data), "stages");
-
-namespace {
-constexpr int kLastStatus = LMTP_ERR_INSECURE;
-}
 
 struct lmtp_handle {
     explicit lmtp_handle(lmtp::ClientOptions o) : client(std::move(o)) {}
@@ -283,8 +266,18 @@ unsigned lmtp_version_num(void) {
 }
 
 const char* lmtp_strerror(int status) {
-    if (status < 0 || status > kLastStatus) return "unknown status code";
+    if (status < 0 || status >= lmtp::status_count()) return "unknown status code";
     return lmtp::status_description(static_cast<Status>(status));
+}
+
+const char* lmtp_status_name(int status) {
+    if (status < 0 || status >= lmtp::status_count()) return nullptr;
+    return lmtp::status_name(static_cast<Status>(status));
+}
+
+int lmtp_status_reply_code(int status) {
+    if (status < 0 || status >= lmtp::status_count()) return 0;
+    return lmtp::status_reply_code(static_cast<Status>(status));
 }
 
 void lmtp_options_init(lmtp_options* opts) {
@@ -749,14 +742,7 @@ const char* lmtp_result_address(lmtp_t* h, size_t i) {
 int lmtp_result_status(lmtp_t* h, size_t i) {
     const auto* r = result(h, i);
     if (!r) return LMTP_RESULT_UNKNOWN;
-    switch (r->outcome) {
-        case lmtp::Outcome::pending: return LMTP_RESULT_PENDING;
-        case lmtp::Outcome::ok: return LMTP_RESULT_OK;
-        case lmtp::Outcome::temporary: return LMTP_RESULT_TEMPFAIL;
-        case lmtp::Outcome::permanent: return LMTP_RESULT_PERMFAIL;
-        case lmtp::Outcome::unknown: return LMTP_RESULT_UNKNOWN;
-    }
-    return LMTP_RESULT_UNKNOWN;
+    return static_cast<int>(r->outcome);  // the same numbers (checked above)
 }
 
 int lmtp_result_stage(lmtp_t* h, size_t i) {

@@ -526,6 +526,25 @@ xs_strerror(status)
     RETVAL
 
 SV *
+xs_status_name(status)
+    int status
+  CODE:
+    {
+        const char *name = lmtp_status_name(status);
+        RETVAL = name ? newSVpv(name, 0) : newSV(0);
+    }
+  OUTPUT:
+    RETVAL
+
+int
+xs_status_reply_code(status)
+    int status
+  CODE:
+    RETVAL = lmtp_status_reply_code(status);
+  OUTPUT:
+    RETVAL
+
+SV *
 xs_library_version()
   CODE:
     RETVAL = newSVpv(lmtp_version(), 0);

@@ -51,7 +51,7 @@ extern "C" {
 #endif
 
 #define LMTP_VERSION_MAJOR 1
-#define LMTP_VERSION_MINOR 0
+#define LMTP_VERSION_MINOR 1
 #define LMTP_VERSION_PATCH 0
 #define LMTP_VERSION_NUM ((LMTP_VERSION_MAJOR * 65536u) + (LMTP_VERSION_MINOR * 256u) + LMTP_VERSION_PATCH)
 
@@ -63,9 +63,12 @@ extern "C" {
 
 typedef struct lmtp_handle lmtp_t;
 
-/* Status codes. Append only. */
+/* Status codes. Append only: the numbers never change. Each has a short name
+ * (lmtp_status_name) and a sentence (lmtp_strerror). The list is made from
+ * liblmtp's one status table (core/include/lmtp/status_table.h in the source). */
+/* -- status table: made from core/include/lmtp/status_table.h by capi/gen-status.py -- */
 typedef enum lmtp_status {
-    LMTP_OK = 0,
+    LMTP_OK = 0,                   /* success */
     LMTP_ERR_INVALID_ARGUMENT = 1, /* a value passed is unusable (NULL, empty, out of range) */
     LMTP_ERR_BAD_INPUT = 2,        /* CR, LF, NUL or bad syntax in an address or parameter */
     LMTP_ERR_LINE_TOO_LONG = 3,    /* the command line would exceed its limit */
@@ -89,13 +92,23 @@ typedef enum lmtp_status {
     LMTP_ERR_AUTH = 21,            /* authentication failed: see lmtp_code() (535, 534, 538...) */
     LMTP_ERR_INSECURE = 22         /* refused to send a password over unencrypted TCP */
 } lmtp_status;
+/* -- end of the status table -- */
 
-/* "1.0.0": the version of the library actually loaded. */
+/* "1.1.0": the version of the library actually loaded. */
 LMTP_API const char *lmtp_version(void);
 /* LMTP_VERSION_NUM of the library actually loaded. */
 LMTP_API unsigned lmtp_version_num(void);
 /* A short sentence for a status code; never NULL. */
 LMTP_API const char *lmtp_strerror(int status);
+/* Since 1.1. The status's short name, as the enumerator without LMTP_ERR_, in lower case:
+ * "ok", "timeout", "rejected"...; NULL for a number that is no status (so a program can list
+ * every status: 0, 1, 2... up to the first NULL). */
+LMTP_API const char *lmtp_status_name(int status);
+/* Since 1.1. For a refusal liblmtp makes before sending anything, the code a server would
+ * have answered with: 501 (LMTP_ERR_INVALID_ARGUMENT, _BAD_INPUT), 500 (_LINE_TOO_LONG), 555
+ * (_NOT_ADVERTISED), 503 (_BAD_SEQUENCE), 552 (_TOO_BIG), 554 (_NO_RECIPIENTS), 535 (_AUTH),
+ * 538 (_INSECURE); 0 for every other status, and for a number that is no status. */
+LMTP_API int lmtp_status_reply_code(int status);
 
 /* ---- options ---------------------------------------------------------- */
 

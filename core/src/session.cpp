@@ -9,8 +9,8 @@ const char* outcome_name(Outcome o) noexcept {
     switch (o) {
         case Outcome::pending: return "pending";
         case Outcome::ok: return "ok";
-        case Outcome::temporary: return "temporary";
-        case Outcome::permanent: return "permanent";
+        case Outcome::tempfail: return "tempfail";
+        case Outcome::permfail: return "permfail";
         case Outcome::unknown: return "unknown";
     }
     return "?";
@@ -142,7 +142,7 @@ void Session::settle(std::size_t index, const Reply& reply, Stage stage) {
     RecipientResult& r = txn_.recipients[index];
     r.reply = reply;
     r.stage = stage;
-    r.outcome = reply.completion() ? Outcome::ok : reply.transient() ? Outcome::temporary : Outcome::permanent;
+    r.outcome = reply.completion() ? Outcome::ok : reply.transient() ? Outcome::tempfail : Outcome::permfail;
 }
 
 void Session::mark_unknown(Transaction& t) {

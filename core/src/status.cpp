@@ -2,62 +2,54 @@
 
 namespace lmtp {
 
+namespace {
+
+struct StatusInfo {
+    int value;
+    const char* name;
+    const char* description;
+    int reply_code;
+};
+
+constexpr StatusInfo kStatuses[] = {
+#define LMTP_STATUS_INFO(c_name, name, value, reply_code, description, note) {value, #name, description, reply_code},
+    LMTP_STATUS_TABLE(LMTP_STATUS_INFO)
+#undef LMTP_STATUS_INFO
+};
+constexpr int kCount = static_cast<int>(sizeof kStatuses / sizeof kStatuses[0]);
+
+// The table is dense, in order, from 0: a status is its own index.
+constexpr bool dense() {
+    for (int i = 0; i < kCount; ++i)
+        if (kStatuses[i].value != i) return false;
+    return true;
+}
+static_assert(dense(), "status_table.h: the values must be 0, 1, 2... in order");
+
+const StatusInfo* info(Status s) noexcept {
+    const int i = static_cast<int>(s);
+    return i >= 0 && i < kCount ? &kStatuses[i] : nullptr;
+}
+
+}  // namespace
+
+int status_count() noexcept {
+    return kCount;
+}
+
 const char* status_name(Status s) noexcept {
-    switch (s) {
-        case Status::ok: return "ok";
-        case Status::invalid_argument: return "invalid_argument";
-        case Status::bad_input: return "bad_input";
-        case Status::line_too_long: return "line_too_long";
-        case Status::not_advertised: return "not_advertised";
-        case Status::bad_sequence: return "bad_sequence";
-        case Status::resolve: return "resolve";
-        case Status::connect: return "connect";
-        case Status::timeout: return "timeout";
-        case Status::io: return "io";
-        case Status::closed: return "closed";
-        case Status::protocol: return "protocol";
-        case Status::rejected: return "rejected";
-        case Status::no_memory: return "no_memory";
-        case Status::too_big: return "too_big";
-        case Status::no_recipients: return "no_recipients";
-        case Status::aborted: return "aborted";
-        case Status::not_connected: return "not_connected";
-        case Status::internal: return "internal";
-        case Status::tls: return "tls";
-        case Status::certificate: return "certificate";
-        case Status::auth: return "auth";
-        case Status::insecure: return "insecure";
-    }
-    return "unknown";
+    const StatusInfo* i = info(s);
+    return i ? i->name : "unknown";
 }
 
 const char* status_description(Status s) noexcept {
-    switch (s) {
-        case Status::ok: return "success";
-        case Status::invalid_argument: return "invalid argument";
-        case Status::bad_input: return "input would break the protocol (CR, LF, NUL or bad syntax)";
-        case Status::line_too_long: return "command line too long";
-        case Status::not_advertised: return "the server does not offer the extension this needs";
-        case Status::bad_sequence: return "command out of sequence";
-        case Status::resolve: return "host name could not be resolved";
-        case Status::connect: return "could not connect";
-        case Status::timeout: return "timed out waiting for the server";
-        case Status::io: return "connection I/O error";
-        case Status::closed: return "the server closed the connection";
-        case Status::protocol: return "protocol error: invalid or unexpected reply from the server";
-        case Status::rejected: return "the server refused the command";
-        case Status::no_memory: return "out of memory";
-        case Status::too_big: return "message exceeds the server's size limit";
-        case Status::no_recipients: return "no recipient was accepted";
-        case Status::aborted: return "transaction abandoned: the message source failed";
-        case Status::not_connected: return "not connected";
-        case Status::internal: return "internal error";
-        case Status::tls: return "TLS failed";
-        case Status::certificate: return "the server's certificate could not be verified";
-        case Status::auth: return "authentication failed";
-        case Status::insecure: return "refused to send a password over an unencrypted connection";
-    }
-    return "unknown status";
+    const StatusInfo* i = info(s);
+    return i ? i->description : "unknown status";
+}
+
+int status_reply_code(Status s) noexcept {
+    const StatusInfo* i = info(s);
+    return i ? i->reply_code : 0;
 }
 
 }  // namespace lmtp

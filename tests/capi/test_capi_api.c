@@ -562,6 +562,52 @@ static void strerror_names_every_code(void **state) {
     assert_int_equal(LMTP_ERR_INTERNAL, 18);
 }
 
+/* lmtp_status_name lists every status, 0, 1, 2... up to the first NULL, each name the enumerator's
+ * in lower case; lmtp_status_reply_code gives local refusals a server's code, 0 otherwise. */
+static void status_names_and_reply_codes(void **state) {
+    static const struct {
+        int status;
+        const char *name;
+        int code;
+    } known[] = {
+        {LMTP_OK, "ok", 0},
+        {LMTP_ERR_INVALID_ARGUMENT, "invalid_argument", 501},
+        {LMTP_ERR_BAD_INPUT, "bad_input", 501},
+        {LMTP_ERR_LINE_TOO_LONG, "line_too_long", 500},
+        {LMTP_ERR_NOT_ADVERTISED, "not_advertised", 555},
+        {LMTP_ERR_BAD_SEQUENCE, "bad_sequence", 503},
+        {LMTP_ERR_TIMEOUT, "timeout", 0},
+        {LMTP_ERR_REJECTED, "rejected", 0},
+        {LMTP_ERR_TOO_BIG, "too_big", 552},
+        {LMTP_ERR_NO_RECIPIENTS, "no_recipients", 554},
+        {LMTP_ERR_NOT_CONNECTED, "not_connected", 0},
+        {LMTP_ERR_AUTH, "auth", 535},
+        {LMTP_ERR_INSECURE, "insecure", 538},
+    };
+    static const int none[] = {-1, LMTP_ERR_INSECURE + 1, 1000, INT_MAX, INT_MIN};
+    int i, j, count = 0;
+    (void)state;
+
+    while (lmtp_status_name(count)) {
+        const char *name = lmtp_status_name(count);
+        assert_true(strlen(name) > 0);
+        for (j = 0; name[j]; j++) assert_true((name[j] >= 'a' && name[j] <= 'z') || name[j] == '_');
+        for (j = 0; j < count; j++) assert_string_not_equal(name, lmtp_status_name(j));
+        assert_string_not_equal(lmtp_strerror(count), "unknown status code");
+        count++;
+    }
+    assert_int_equal(count, LMTP_ERR_INSECURE + 1);
+    for (i = 0; i < (int)(sizeof known / sizeof known[0]); i++) {
+        assert_string_equal(lmtp_status_name(known[i].status), known[i].name);
+        assert_int_equal(lmtp_status_reply_code(known[i].status), known[i].code);
+    }
+    for (i = 0; i < (int)(sizeof none / sizeof none[0]); i++) {
+        assert_null(lmtp_status_name(none[i]));
+        assert_int_equal(lmtp_status_reply_code(none[i]), 0);
+        assert_string_equal(lmtp_strerror(none[i]), "unknown status code");
+    }
+}
+
 static void versions_match_the_header(void **state) {
     char want[32];
     (void)state;
@@ -1032,6 +1078,7 @@ int main(void) {
         cmocka_unit_test(null_handle),
         cmocka_unit_test_setup_teardown(null_strings, fx_setup_default, fx_teardown),
         cmocka_unit_test(strerror_names_every_code),
+        cmocka_unit_test(status_names_and_reply_codes),
         cmocka_unit_test(versions_match_the_header),
         cmocka_unit_test_setup_teardown(last_error_resets_after_success, fx_setup_default, fx_teardown),
         cmocka_unit_test(option_initialisers_agree),

@@ -323,9 +323,9 @@ TEST(Client, PipelinedDeliveryTakesTwoWrites) {
     EXPECT_EQ(peer.writes - before, 2);
     ASSERT_EQ(t.recipients.size(), 3u);
     EXPECT_EQ(t.recipients[0].outcome, Outcome::ok);
-    EXPECT_EQ(t.recipients[1].outcome, Outcome::permanent);
+    EXPECT_EQ(t.recipients[1].outcome, Outcome::permfail);
     EXPECT_EQ(t.recipients[1].stage, Stage::rcpt);
-    EXPECT_EQ(t.recipients[2].outcome, Outcome::permanent);
+    EXPECT_EQ(t.recipients[2].outcome, Outcome::permfail);
     EXPECT_EQ(t.recipients[2].stage, Stage::data);
     EXPECT_EQ(t.recipients[2].reply.enhanced.str(), "5.2.2");
     c.quit();
@@ -511,7 +511,7 @@ TEST(Client, ABreakAfterSomeFinalRepliesKeepsThemForResponse) {
             EXPECT_EQ(c.last_reply().code, k >= 1 ? 250 : 0) << "the first recipient's verdict, when it came";
             const Transaction& t = c.transaction();
             for (int i = 0; i < 3; ++i)
-                EXPECT_EQ(t.recipients[i].outcome, i < k ? (i == 1 ? Outcome::temporary : Outcome::ok)
+                EXPECT_EQ(t.recipients[i].outcome, i < k ? (i == 1 ? Outcome::tempfail : Outcome::ok)
                                                          : Outcome::unknown);
             EXPECT_EQ(c.finals_owed(), 2u);
             for (int i = 1; i < 3; ++i) {
@@ -548,7 +548,7 @@ TEST(Client, A421AmongTheFinalRepliesIsThatRecipientsVerdict) {
     EXPECT_EQ(status_of([&] { c.data_end(); }), Status::closed);
     EXPECT_EQ(c.last_reply().code, 250);
     EXPECT_EQ(c.response().code, 421);
-    EXPECT_EQ(c.transaction().recipients[1].outcome, Outcome::temporary);
+    EXPECT_EQ(c.transaction().recipients[1].outcome, Outcome::tempfail);
     std::string why;
     EXPECT_EQ(status_of([&] { c.response(); }, &why), Status::closed);
     EXPECT_TRUE(contains(why, "<c@x>")) << why;
@@ -903,7 +903,7 @@ TEST(ClientBatch, ByDataEachMessageCostsOneWrite) {
     ASSERT_EQ(b.seen.size(), 3u);
     EXPECT_TRUE(b.seen[0].txn.all_delivered());
     EXPECT_TRUE(b.seen[1].txn.all_delivered());
-    EXPECT_EQ(b.seen[2].txn.recipients[0].outcome, Outcome::temporary);
+    EXPECT_EQ(b.seen[2].txn.recipients[0].outcome, Outcome::tempfail);
     c.close();
     peer.finish();
     EXPECT_EQ(peer.error(), "");
@@ -951,7 +951,7 @@ TEST(ClientBatch, ACloseWithSeveralInFlightLeavesEachItsOwnResults) {
     ASSERT_EQ(b.seen.size(), 4u);
     EXPECT_EQ(b.seen[0].status, Status::ok);
     EXPECT_EQ(b.seen[0].txn.recipients[0].outcome, Outcome::ok);
-    EXPECT_EQ(b.seen[0].txn.recipients[1].outcome, Outcome::permanent);
+    EXPECT_EQ(b.seen[0].txn.recipients[1].outcome, Outcome::permfail);
     for (std::size_t i = 1; i < 4; ++i) {
         EXPECT_EQ(b.seen[i].index, i);
         EXPECT_EQ(b.seen[i].status, Status::closed);

@@ -103,10 +103,10 @@ TEST(Session, PipelinedDeliverySendsOneGroupAndMatchesRepliesByCount) {
     EXPECT_EQ(d.r(0).stage, Stage::data);
     EXPECT_EQ(d.r(0).reply.code, 250);
     EXPECT_EQ(d.r(0).rcpt_reply.code, 250);
-    EXPECT_EQ(d.r(1).outcome, Outcome::permanent);
+    EXPECT_EQ(d.r(1).outcome, Outcome::permfail);
     EXPECT_EQ(d.r(1).stage, Stage::rcpt);
     EXPECT_EQ(d.r(1).reply.enhanced.str(), "5.1.1");
-    EXPECT_EQ(d.r(2).outcome, Outcome::temporary);
+    EXPECT_EQ(d.r(2).outcome, Outcome::tempfail);
     EXPECT_EQ(d.r(2).stage, Stage::data);
     EXPECT_EQ(d.r(2).reply.text(), "<c@x> over quota");
     EXPECT_EQ(d.s.phase(), Phase::ready);
@@ -175,7 +175,7 @@ TEST(Session, DuplicateRecipientsEachGetTheirOwnReply) {
     d.reply("552 second\r\n");
     EXPECT_EQ(d.r(0).reply.text(), "first");
     EXPECT_EQ(d.r(1).reply.text(), "second");
-    EXPECT_EQ(d.r(1).outcome, Outcome::permanent);
+    EXPECT_EQ(d.r(1).outcome, Outcome::permfail);
 }
 
 TEST(Session, RefusedMailIsEveryRecipientsVerdictWhenPipelined) {
@@ -188,7 +188,7 @@ TEST(Session, RefusedMailIsEveryRecipientsVerdictWhenPipelined) {
     d.reply("503 5.5.1 need RCPT\r\n");
     EXPECT_EQ(d.s.want(), Session::Want::idle);
     for (std::size_t i = 0; i < 2; ++i) {
-        EXPECT_EQ(d.r(i).outcome, Outcome::temporary);
+        EXPECT_EQ(d.r(i).outcome, Outcome::tempfail);
         EXPECT_EQ(d.r(i).stage, Stage::mail);
         EXPECT_EQ(d.r(i).reply.code, 451);
         EXPECT_EQ(d.r(i).rcpt_reply.code, 503);
@@ -206,7 +206,7 @@ TEST(Session, RefusedMailSendsNoRcptInLockstep) {
     EXPECT_EQ(d.s.output(), "");
     EXPECT_EQ(d.s.want(), Session::Want::idle);
     EXPECT_EQ(d.r(0).stage, Stage::mail);
-    EXPECT_EQ(d.r(0).outcome, Outcome::permanent);
+    EXPECT_EQ(d.r(0).outcome, Outcome::permfail);
 }
 
 TEST(Session, NoAcceptedRecipientLeavesTransactionOpenAndNextDeliveryResets) {
@@ -262,7 +262,7 @@ TEST(Session, DataAcceptedWithoutRecipientsSendsALoneDotAndCloses) {
     }
     EXPECT_EQ(d.s.output(), ".\r\nQUIT\r\n");
     EXPECT_EQ(d.s.phase(), Phase::closed);
-    EXPECT_EQ(d.r(0).outcome, Outcome::permanent);  // verdicts already given stay
+    EXPECT_EQ(d.r(0).outcome, Outcome::permfail);  // verdicts already given stay
     EXPECT_EQ(d.r(1).stage, Stage::rcpt);
 }
 
@@ -277,7 +277,7 @@ TEST(Session, WrongReplyToDataIsAProtocolErrorAndMarksUnknown) {
     EXPECT_EQ(d.s.phase(), Phase::closed);
     EXPECT_EQ(d.r(0).outcome, Outcome::unknown);
     EXPECT_EQ(d.r(0).stage, Stage::none);
-    EXPECT_EQ(d.r(1).outcome, Outcome::permanent);
+    EXPECT_EQ(d.r(1).outcome, Outcome::permfail);
     EXPECT_EQ(d.s.awaiting(), 0u);
 }
 
@@ -308,7 +308,7 @@ TEST(Session, Reply421InTheMiddleOfFinalRepliesEndsTheSession) {
     EXPECT_EQ(d.s.phase(), Phase::closed);
     EXPECT_EQ(d.s.awaiting(), 0u);
     EXPECT_EQ(d.r(0).outcome, Outcome::ok);
-    EXPECT_EQ(d.r(1).outcome, Outcome::temporary);
+    EXPECT_EQ(d.r(1).outcome, Outcome::tempfail);
     EXPECT_EQ(d.r(1).reply.code, 421);
     EXPECT_EQ(d.r(2).outcome, Outcome::unknown);
     EXPECT_FALSE(d.s.transaction().finished);
@@ -322,7 +322,7 @@ TEST(Session, Reply421ToAPipelinedRcptDropsTheRest) {
     d.reply("421 4.4.2 bye\r\n");
     EXPECT_EQ(d.s.phase(), Phase::closed);
     EXPECT_EQ(d.s.awaiting(), 0u);
-    EXPECT_EQ(d.r(0).outcome, Outcome::temporary);
+    EXPECT_EQ(d.r(0).outcome, Outcome::tempfail);
     EXPECT_EQ(d.r(0).stage, Stage::rcpt);
     EXPECT_EQ(d.r(1).outcome, Outcome::unknown);
 }
@@ -335,7 +335,7 @@ TEST(Session, CloseMarksPendingRecipientsUnknownAndDropsOutput) {
     d.s.close();  // what the driver does after a timeout
     EXPECT_EQ(d.s.output(), "");
     EXPECT_EQ(d.s.phase(), Phase::closed);
-    EXPECT_EQ(d.r(0).outcome, Outcome::permanent);
+    EXPECT_EQ(d.r(0).outcome, Outcome::permfail);
     EXPECT_EQ(d.r(1).outcome, Outcome::unknown);
     EXPECT_THROW(d.s.noop(), Error);
 }
@@ -362,7 +362,7 @@ TEST(Session, StepByStepTransaction) {
     d.reply("250 stored\r\n");
     EXPECT_TRUE(d.s.transaction().finished);
     EXPECT_EQ(d.r(0).outcome, Outcome::ok);
-    EXPECT_EQ(d.r(1).outcome, Outcome::permanent);
+    EXPECT_EQ(d.r(1).outcome, Outcome::permfail);
 }
 
 TEST(Session, OldMailVerbs) {
@@ -709,7 +709,7 @@ TEST(SessionBdat, PipelinedSmallMessageIsOneWrite) {
     EXPECT_TRUE(t.finished);
     EXPECT_EQ(d.r(0).outcome, Outcome::ok);
     EXPECT_EQ(d.r(1).stage, Stage::rcpt);
-    EXPECT_EQ(d.r(2).outcome, Outcome::temporary);
+    EXPECT_EQ(d.r(2).outcome, Outcome::tempfail);
     EXPECT_EQ(d.r(2).stage, Stage::data);
     EXPECT_EQ(d.s.want(), Session::Want::idle);
     EXPECT_FALSE(d.s.server_in_transaction());
@@ -899,7 +899,7 @@ TEST(SessionBdat, ARefusedChunkIsEveryonesVerdictAndNoLastFollows) {
     EXPECT_EQ(d.s.output(), "");
     EXPECT_TRUE(d.s.transaction().finished);
     EXPECT_EQ(d.r(0).reply.code, 552);
-    EXPECT_EQ(d.r(1).outcome, Outcome::permanent);
+    EXPECT_EQ(d.r(1).outcome, Outcome::permfail);
     EXPECT_EQ(d.r(1).stage, Stage::data);
     EXPECT_TRUE(d.s.server_in_transaction());  // RSET before the next one
     d.s.deliver("s@x", {"a@x"});
@@ -996,7 +996,7 @@ TEST(SessionBatch, BdatTransactionsGoBackToBackEachFollowedByRset) {
     const Transaction& t = done[0].second;
     ASSERT_EQ(t.recipients.size(), 2u);
     EXPECT_EQ(t.recipients[0].outcome, Outcome::ok);
-    EXPECT_EQ(t.recipients[1].outcome, Outcome::permanent);
+    EXPECT_EQ(t.recipients[1].outcome, Outcome::permfail);
     EXPECT_EQ(t.recipients[1].stage, Stage::rcpt);
     d.reply("250 2.1.0 ok\r\n");
     d.reply("250 2.1.5 ok\r\n");
@@ -1005,7 +1005,7 @@ TEST(SessionBatch, BdatTransactionsGoBackToBackEachFollowedByRset) {
     done = finished(d.s);
     ASSERT_EQ(done.size(), 1u);
     EXPECT_EQ(done[0].first, b);
-    EXPECT_EQ(done[0].second.recipients[0].outcome, Outcome::temporary);
+    EXPECT_EQ(done[0].second.recipients[0].outcome, Outcome::tempfail);
     EXPECT_EQ(done[0].second.recipients[0].stage, Stage::data);
     EXPECT_EQ(d.s.awaiting(), 0u);
     d.s.batch_end();
@@ -1034,7 +1034,7 @@ TEST(SessionBatch, NobodyAcceptedByAnRfcServerOrByDovecot) {
         ASSERT_EQ(done.size(), 1u) << dovecot;
         EXPECT_EQ(done[0].first, a);
         EXPECT_TRUE(done[0].second.finished);
-        EXPECT_EQ(done[0].second.recipients[0].outcome, Outcome::permanent);
+        EXPECT_EQ(done[0].second.recipients[0].outcome, Outcome::permfail);
         EXPECT_EQ(done[0].second.recipients[0].stage, Stage::rcpt);
         // The second message is read as its own, whatever came before.
         d.reply("250 2.1.0 ok\r\n");
@@ -1075,7 +1075,7 @@ TEST(SessionBatch, RefusedMailRefusedChunkAndRefusedLastEachStayWithTheirMessage
     auto done = finished(d.s);
     ASSERT_EQ(done.size(), 3u);
     for (const auto& r : done[0].second.recipients) {
-        EXPECT_EQ(r.outcome, Outcome::temporary);
+        EXPECT_EQ(r.outcome, Outcome::tempfail);
         EXPECT_EQ(r.stage, Stage::mail);
         EXPECT_EQ(r.reply.code, 451);
     }
@@ -1136,7 +1136,7 @@ TEST(SessionBatch, A421OrACloseMarksEveryTransactionInFlightUnknown) {
         auto done = finished(d.s);
         ASSERT_EQ(done.size(), 3u);
         EXPECT_TRUE(done[0].second.finished);
-        EXPECT_EQ(done[0].second.recipients[1].outcome, Outcome::permanent);
+        EXPECT_EQ(done[0].second.recipients[1].outcome, Outcome::permfail);
         for (std::size_t k = 1; k < 3; ++k) {
             EXPECT_FALSE(done[k].second.finished);
             for (std::size_t i = by_421 && k == 1 ? 1 : 0; i < 2; ++i)
@@ -1144,7 +1144,7 @@ TEST(SessionBatch, A421OrACloseMarksEveryTransactionInFlightUnknown) {
         }
         if (by_421) {
             EXPECT_EQ(done[1].second.recipients[0].rcpt_reply.code, 421);  // the 421 answered its RCPT
-            EXPECT_EQ(done[1].second.recipients[0].outcome, Outcome::temporary);
+            EXPECT_EQ(done[1].second.recipients[0].outcome, Outcome::tempfail);
         }
         d.s.batch_end();
     }
@@ -1233,12 +1233,12 @@ TEST(SessionLinePerRecipient, MixedCodesSettleInRcptOrderSkippingTheRefused) {
         d.reply("250-Ok\r\n550-<b@x> Failed\r\n452 4.2.2 <c@x> full\r\n");
         EXPECT_EQ(d.s.awaiting(), 0u);
         EXPECT_EQ(d.r(0).outcome, Outcome::ok);
-        EXPECT_EQ(d.r(1).outcome, Outcome::permanent);
+        EXPECT_EQ(d.r(1).outcome, Outcome::permfail);
         EXPECT_EQ(d.r(1).stage, Stage::rcpt);
-        EXPECT_EQ(d.r(2).outcome, Outcome::permanent);
+        EXPECT_EQ(d.r(2).outcome, Outcome::permfail);
         EXPECT_EQ(d.r(2).reply.code, 550);
         EXPECT_EQ(d.r(2).reply.text(), "<b@x> Failed");
-        EXPECT_EQ(d.r(3).outcome, Outcome::temporary);
+        EXPECT_EQ(d.r(3).outcome, Outcome::tempfail);
         EXPECT_EQ(d.r(3).reply.enhanced.str(), "4.2.2");
         EXPECT_EQ(d.r(3).reply.text(), "<c@x> full");
         EXPECT_TRUE(d.s.transaction().finished);
@@ -1256,7 +1256,7 @@ TEST(SessionLinePerRecipient, AConformingServerIsNeverMisread) {
     d.reply("250 2.0.0 <b@x> saved\r\n");
     d.reply("552 5.2.2 <c@x> full\r\n");
     EXPECT_EQ(d.r(1).reply.lines, std::vector<std::string>{"2.0.0 <b@x> saved"});
-    EXPECT_EQ(d.r(2).outcome, Outcome::permanent);
+    EXPECT_EQ(d.r(2).outcome, Outcome::permfail);
     EXPECT_TRUE(d.s.transaction().finished);
 }
 
@@ -1348,7 +1348,7 @@ TEST(SessionLinePerRecipient, InABatchEachTransactionGetsItsOwnLines) {
     ASSERT_EQ(done.size(), 2u);
     EXPECT_EQ(done[0].first, a);
     EXPECT_EQ(done[0].second.recipients[0].outcome, Outcome::ok);
-    EXPECT_EQ(done[0].second.recipients[1].outcome, Outcome::permanent);
+    EXPECT_EQ(done[0].second.recipients[1].outcome, Outcome::permfail);
     EXPECT_EQ(done[1].first, b);
     EXPECT_TRUE(done[1].second.all_delivered());
     d.s.batch_end();

@@ -464,8 +464,8 @@ void compare(const Attempt& a, const std::vector<ModelTxn>& model) {
                 require(r.reply.empty(), "a reply for a recipient without a verdict");
                 break;
             case Outcome::ok: require(r.reply.completion(), "delivered without a 2xx"); break;
-            case Outcome::temporary: require(r.reply.transient(), "temporary without a 4xx"); break;
-            case Outcome::permanent: require(r.reply.permanent(), "permanent without a 5xx"); break;
+            case Outcome::tempfail: require(r.reply.transient(), "temporary without a 4xx"); break;
+            case Outcome::permfail: require(r.reply.permanent(), "permanent without a 5xx"); break;
         }
         if (r.outcome != Outcome::pending && r.outcome != Outcome::unknown) {
             require(m != nullptr, "a verdict without a MAIL sent");

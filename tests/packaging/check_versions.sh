@@ -2,7 +2,7 @@
 # versions_agree: one version everywhere. The version is LMTP_VERSION_MAJOR/MINOR/PATCH of
 # capi/include/lmtp.h; every other place that states it must agree:
 #   bindings/perl/lib/Net/LMTP.pm   $VERSION, equal to vMAJOR.MINOR.PATCH as version.pm compares
-#                                   (1.0.0 is '1.00', 1.2.3 is '1.002003')
+#                                   (1.1.0 is '1.001', 1.2.3 is '1.002003')
 #   bindings/python                 the version setup.py gives the package
 #   packaging/debian/changelog      the newest entry's upstream version (before the last '-')
 #   packaging/rpm/liblmtp.spec      Version:

@@ -35,6 +35,7 @@ import email.generator
 import email.message
 import email.policy
 import email.utils
+import enum
 import io
 import logging
 import re
@@ -48,7 +49,7 @@ import weakref
 from . import _lmtp
 
 __all__ = [
-    "LMTP", "LMTP_SSL", "Result", "LMTP_PORT",
+    "LMTP", "LMTP_SSL", "Result", "LMTP_PORT", "Status",
     "LMTPTimeoutError", "LMTPProtocolError", "LMTPDataError", "LMTPTLSError", "LMTPCertificateError",
     "LMTPInsecureError", "SMTPAuthenticationError",
     "SMTPException", "SMTPNotSupportedError", "SMTPServerDisconnected", "SMTPResponseException",
@@ -56,6 +57,11 @@ __all__ = [
 ]
 
 __version__ = _lmtp.library_version
+
+#: liblmtp's statuses, the numbers of lmtp.h's lmtp_status (``Status.TIMEOUT == 8``), made
+#: from the library's one status table. The errors raised name them in their message.
+Status = enum.IntEnum("Status", [(name.upper(), value) for name, value, _code, _text in _lmtp.statuses],
+                      module=__name__)
 
 #: The port smtplib.LMTP uses by default (LMTP has no assigned port of its own).
 LMTP_PORT = 2003

@@ -1,4 +1,5 @@
 import email.message
+import enum
 import smtplib
 import ssl
 from types import TracebackType
@@ -6,6 +7,10 @@ from typing import IO, Iterable, Literal, Optional, Sequence, Tuple, Type, Union
 
 __version__: str
 LMTP_PORT: int
+
+class Status(enum.IntEnum):
+    """liblmtp's statuses (lmtp.h's lmtp_status); the members (OK, TIMEOUT, REJECTED...) are
+    made from the library's status table when the module loads."""
 
 Message = Union[bytes, bytearray, memoryview, str, email.message.Message, IO[bytes], Iterable[bytes]]
 Reply = Tuple[int, bytes]

@@ -192,6 +192,16 @@ bool has_from_line(std::string_view text) {
 
 // Everything lmtp.Result holds, in one tuple: (address, stage, code, enhanced,
 // text, message, rcpt_code, outcome); stage None when there is no verdict.
+// Result.outcome's public names: the core's, but "temporary" and "permanent" for its tempfail and
+// permfail (the one place the Python face renames an outcome).
+const char* python_outcome(lmtp::Outcome o) noexcept {
+    switch (o) {
+        case lmtp::Outcome::tempfail: return "temporary";
+        case lmtp::Outcome::permfail: return "permanent";
+        default: return lmtp::outcome_name(o);
+    }
+}
+
 py::tuple result_fields(const lmtp::RecipientResult& r) {
     const std::string text = r.reply.text();
     PyObject* decoded = PyUnicode_DecodeUTF8(text.data(), static_cast<Py_ssize_t>(text.size()), "replace");
@@ -200,7 +210,7 @@ py::tuple result_fields(const lmtp::RecipientResult& r) {
                           r.stage == lmtp::Stage::none ? py::object(py::none())
                                                        : py::object(py::str(lmtp::stage_name(r.stage))),
                           r.reply.code, enhanced_tuple(r.reply.enhanced), py::reinterpret_steal<py::str>(decoded),
-                          reply_message(r.reply), r.rcpt_reply.code, lmtp::outcome_name(r.outcome));
+                          reply_message(r.reply), r.rcpt_reply.code, python_outcome(r.outcome));
 }
 
 py::list results_fields(const std::vector<lmtp::RecipientResult>& rs) {
@@ -446,6 +456,14 @@ PYBIND11_MODULE(_lmtp, m) {
     m.doc() = "The compiled core of the lmtp package (use the lmtp module, not this one).";
     m.attr("library_version") = std::to_string(LMTP_VERSION_MAJOR) + "." + std::to_string(LMTP_VERSION_MINOR) + "." +
                                 std::to_string(LMTP_VERSION_PATCH);
+    // liblmtp's statuses, from its one table: (name, value, reply code of a local refusal, sentence).
+    py::list statuses;
+    for (int i = 0; i < lmtp::status_count(); ++i) {
+        const auto s = static_cast<lmtp::Status>(i);
+        statuses.append(
+            py::make_tuple(lmtp::status_name(s), i, lmtp::status_reply_code(s), lmtp::status_description(s)));
+    }
+    m.attr("statuses") = statuses;
 
     static py::exception<lmtp::Error> error(m, "Error");
     g_error = error.ptr();

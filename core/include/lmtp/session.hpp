@@ -64,15 +64,18 @@ enum class Transfer { automatic, data, bdat };
 // Which command's reply decided a recipient's fate.
 enum class Stage { none, mail, rcpt, data };
 
+// A recipient's verdict. The one vocabulary of the core and the C API (LMTP_RESULT_*, the same
+// numbers); a face that had other public names for them maps them in one place (Python's
+// "temporary" and "permanent": bindings/python/src/module.cpp).
 enum class Outcome {
-    pending,    // no verdict yet
-    ok,         // delivered (2xx final reply)
-    temporary,  // 4xx at MAIL, RCPT or after the message
-    permanent,  // 5xx at MAIL, RCPT or after the message
-    unknown,    // the session ended before the server gave a verdict
+    pending = 0,   // no verdict yet
+    ok = 1,        // delivered (2xx final reply)
+    tempfail = 2,  // 4xx at MAIL, RCPT or after the message: try again later
+    permfail = 3,  // 5xx at MAIL, RCPT or after the message
+    unknown = 4,   // the session ended before the server gave a verdict
 };
 
-const char* outcome_name(Outcome o) noexcept;  // "ok", "temporary", ...
+const char* outcome_name(Outcome o) noexcept;  // "pending", "ok", "tempfail", "permfail", "unknown"
 const char* stage_name(Stage s) noexcept;      // "none", "mail", "rcpt", "data"
 
 struct RecipientResult {

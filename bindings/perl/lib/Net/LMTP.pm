@@ -11,7 +11,7 @@ use Carp ();
 use Symbol ();
 use XSLoader;
 
-our $VERSION = '1.00';
+our $VERSION = '1.001';
 XSLoader::load('Net::LMTP', $VERSION);
 
 # Net::Cmd's reply classes, as returned by response() and status().
@@ -29,22 +29,16 @@ use Exporter ();
 our @ISA       = ('Exporter');
 our @EXPORT_OK = qw(CMD_INFO CMD_OK CMD_MORE CMD_REJECT CMD_ERROR CMD_PENDING);
 
-# lmtp_status values (lmtp.h; append-only there).
-my %STATUS = (
-    OK => 0, INVALID_ARGUMENT => 1, BAD_INPUT => 2, LINE_TOO_LONG => 3, NOT_ADVERTISED => 4,
-    BAD_SEQUENCE => 5, RESOLVE => 6, CONNECT => 7, TIMEOUT => 8, IO => 9, CLOSED => 10,
-    PROTOCOL => 11, REJECTED => 12, NO_MEMORY => 13, TOO_BIG => 14, NO_RECIPIENTS => 15,
-    ABORTED => 16, NOT_CONNECTED => 17, INTERNAL => 18, TLS => 19, CERTIFICATE => 20, AUTH => 21,
-    INSECURE => 22,
-);
-my %NAME = reverse %STATUS;
-
-# A refusal made here, before anything was sent, gets the code a server would
+# The statuses of liblmtp (lmtp_status), by name (OK, TIMEOUT, REJECTED...), from its one
+# status table; and for a refusal made here, before anything was sent, the code a server would
 # have used for it, so that code/status/ok read as scripts expect.
-my %LOCAL_CODE = (
-    INVALID_ARGUMENT => 501, BAD_INPUT => 501, LINE_TOO_LONG => 500, NOT_ADVERTISED => 555,
-    BAD_SEQUENCE => 503, TOO_BIG => 552, NO_RECIPIENTS => 554, AUTH => 535, INSECURE => 538,
-);
+my (%STATUS, %LOCAL_CODE);
+for (my $st = 0; defined(my $name = Net::LMTP::XS::status_name($st)); $st++) {
+    $STATUS{ uc $name } = $st;
+    my $code = Net::LMTP::XS::status_reply_code($st);
+    $LOCAL_CODE{ uc $name } = $code if $code;
+}
+my %NAME = reverse %STATUS;
 
 # lmtp_options flags (lmtp.h).
 use constant {
