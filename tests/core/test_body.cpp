@@ -34,38 +34,14 @@ std::string show(std::string_view s) {
     return "\"" + o + "\"";
 }
 
-// Reference model, whole-message: every CRLF, bare CR and bare LF becomes
-// CRLF, and a message that does not end in a line end gets one.
+// The encoder's reference (lmtp/body.hpp), whole-message: every CRLF, bare
+// CR and bare LF becomes CRLF, and a message that does not end in a line end
+// gets one; for DATA, dots doubled at the start of lines, then ".\r\n".
 std::string normalise(std::string_view in) {
-    std::string out;
-    for (std::size_t i = 0; i < in.size(); ++i) {
-        char c = in[i];
-        if (c == '\r') {
-            out += "\r\n";
-            if (i + 1 < in.size() && in[i + 1] == '\n') ++i;
-        } else if (c == '\n') {
-            out += "\r\n";
-        } else {
-            out += c;
-        }
-    }
-    if (!out.empty() && (out.size() < 2 || out.compare(out.size() - 2, 2, "\r\n") != 0))
-        out += "\r\n";
-    return out;
+    return lmtp::encode_reference(in, Mode::canonical);
 }
-
-// Reference model of the DATA wire form: normalised, dots doubled at the
-// start of lines, then ".\r\n".
 std::string reference_wire(std::string_view in) {
-    std::string n = normalise(in);
-    std::string out;
-    bool line_start = true;
-    for (std::size_t i = 0; i < n.size(); ++i) {
-        if (line_start && n[i] == '.') out += '.';
-        out += n[i];
-        line_start = n[i] == '\n';
-    }
-    return out + ".\r\n";
+    return lmtp::encode_reference(in, Mode::dot_stuff);
 }
 
 std::string encode_pieces(const std::vector<std::string_view>& pieces, Mode mode) {

@@ -15,25 +15,9 @@ using Mode = BodyEncoder::Mode;
 
 namespace {
 
-// One byte at a time: line ends made CRLF, dots doubled at line starts
-// (dot_stuff), then what finish() adds.
+// The reference the encoder is held to (lmtp/body.hpp).
 std::string model(std::string_view in, Mode mode) {
-    std::string out;
-    bool line_start = true;
-    for (std::size_t i = 0; i < in.size(); ++i) {
-        char c = in[i];
-        if (c == '\r' || c == '\n') {
-            out += "\r\n";
-            if (c == '\r' && i + 1 < in.size() && in[i + 1] == '\n') ++i;
-            line_start = true;
-            continue;
-        }
-        if (line_start && c == '.' && mode == Mode::dot_stuff) out += '.';
-        out += c;
-        line_start = false;
-    }
-    if (mode == Mode::dot_stuff) return out + (line_start ? ".\r\n" : "\r\n.\r\n");
-    return line_start ? out : out + "\r\n";
+    return lmtp::encode_reference(in, mode);
 }
 
 std::string encode(std::string_view in, Mode mode, std::mt19937& rng, std::size_t max_piece) {

@@ -1,7 +1,8 @@
-// Body encoder: whatever the input and however it is cut, the wire form
-// has only CRLF line ends, every line starting with "." is stuffed, the
-// decoder gives back the input with CRLF line ends, and the output is the
-// same as in one piece.
+// Body encoder: whatever the input and however it is cut, the output is the
+// reference's (lmtp::encode_reference, the plain byte-at-a-time definition),
+// the wire form has only CRLF line ends, every line starting with "." is
+// stuffed, the decoder gives back the input with CRLF line ends, and the
+// output is the same as in one piece.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -30,6 +31,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     std::string in(reinterpret_cast<const char*>(data + 1), size - 1);
     std::string wire = encode(in, in.size() + 1, lmtp::BodyEncoder::Mode::dot_stuff);
     if (encode(in, step, lmtp::BodyEncoder::Mode::dot_stuff) != wire) std::abort();
+    if (wire != lmtp::encode_reference(in, lmtp::BodyEncoder::Mode::dot_stuff)) std::abort();
     // Only CRLF line ends on the wire.
     for (std::size_t i = 0; i < wire.size(); ++i) {
         if (wire[i] == '\r' && (i + 1 >= wire.size() || wire[i + 1] != '\n')) std::abort();

@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "lmtp/body.hpp"
 #include "lmtp/reply.hpp"
 
 namespace fuzz {
@@ -44,19 +45,7 @@ inline std::vector<lmtp::Reply> parse_replies(std::string_view stream, const lmt
 // The message as it must arrive: every line end CRLF (a bare CR or LF
 // becomes one), and a final CRLF added to a non-empty message without one.
 inline std::string canonical(std::string_view in) {
-    std::string out;
-    for (std::size_t i = 0; i < in.size(); ++i) {
-        if (in[i] == '\r') {
-            out += "\r\n";
-            if (i + 1 < in.size() && in[i + 1] == '\n') ++i;
-        } else if (in[i] == '\n') {
-            out += "\r\n";
-        } else {
-            out += in[i];
-        }
-    }
-    if (!out.empty() && (out.size() < 2 || out.compare(out.size() - 2, 2, "\r\n") != 0)) out += "\r\n";
-    return out;
+    return lmtp::encode_reference(in, lmtp::BodyEncoder::Mode::canonical);
 }
 
 }  // namespace fuzz

@@ -60,6 +60,11 @@ private:
 // size RFC 1870 asks SIZE to declare.
 std::uint64_t canonical_length(std::string_view body) noexcept;
 
+// The encoder's reference: what encode() over the whole message and then
+// finish() give, computed plainly a byte at a time (body_reference.cpp). Not
+// for the delivery path; the tests and the fuzzer hold the encoder to it.
+std::string encode_reference(std::string_view message, BodyEncoder::Mode mode);
+
 // The reverse of dot-stuffing, for a server reading DATA: removes the doubled
 // dots and stops at the terminating ".\r\n". Expects CRLF line ends; a bare LF
 // or CR is passed through as data (it is the encoder's job not to send them).
