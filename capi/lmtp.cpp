@@ -26,6 +26,7 @@ static_assert(LMTP_TRACE_SEND == static_cast<int>(lmtp::TraceDir::send), "trace 
 static_assert(LMTP_TRACE_RECEIVE == static_cast<int>(lmtp::TraceDir::receive), "trace directions");
 static_assert(LMTP_TRACE_DATA == static_cast<int>(lmtp::TraceDir::data), "trace directions");
 static_assert(LMTP_TRACE_INFO == static_cast<int>(lmtp::TraceDir::info), "trace directions");
+static_assert(LMTP_DEFAULT_TIMEOUT_MS == lmtp::kDefaultTimeout.count(), "lmtp.h's default timeout is the core's");
 static_assert(LMTP_RESULT_PENDING == static_cast<int>(lmtp::Outcome::pending), "outcomes");
 static_assert(LMTP_RESULT_OK == static_cast<int>(lmtp::Outcome::ok), "outcomes");
 static_assert(LMTP_RESULT_TEMPFAIL == static_cast<int>(lmtp::Outcome::tempfail), "outcomes");

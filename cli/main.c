@@ -16,6 +16,9 @@
 
 volatile sig_atomic_t interrupted = 0;
 
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
 static const char usage_text[] =
     "usage: lmtp-send [options] --server SERVER --from ADDR --to ADDR [--to ADDR...] [FILE|-]\n"
     "       lmtp-send [options] --server SERVER --from ADDR --to ADDR... --maildir DIR\n"
@@ -39,7 +42,7 @@ static const char usage_text[] =
     "      --auth-password-file F   the first line of F, or else the LMTP_PASSWORD variable\n"
     "      --auth-mech MECH       SCRAM-SHA-256, PLAIN, LOGIN or EXTERNAL (default: the strongest)\n"
     "      --auth-allow-plaintext allow PLAIN and LOGIN over unencrypted TCP\n"
-    "      --timeout SECONDS      deadline for each reply and each write (default 120)\n"
+    "      --timeout SECONDS      deadline for each reply and each write (default " STR(LMTP_DEFAULT_TIMEOUT_S) ")\n"
     "      --hello NAME           LHLO name (default: this host's name)\n"
     "      --strict-replies       never read the reply after the message as one line per\n"
     "                             recipient (as Net::Server::Mail::LMTP answers)\n"

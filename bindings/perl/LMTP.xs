@@ -544,6 +544,13 @@ xs_status_reply_code(status)
   OUTPUT:
     RETVAL
 
+unsigned
+xs_default_timeout_ms()
+  CODE:
+    RETVAL = LMTP_DEFAULT_TIMEOUT_MS;
+  OUTPUT:
+    RETVAL
+
 SV *
 xs_library_version()
   CODE:

@@ -146,9 +146,13 @@ enum {
     LMTP_STARTTLS_REQUIRED = 2       /* always: the connection fails if the server does not offer it */
 };
 
+/* The deadline for each reply and each write when none is set: 120 seconds. */
+#define LMTP_DEFAULT_TIMEOUT_S 120
+#define LMTP_DEFAULT_TIMEOUT_MS (LMTP_DEFAULT_TIMEOUT_S * 1000u)
+
 typedef struct lmtp_options {
     size_t struct_size;          /* sizeof(lmtp_options) */
-    unsigned timeout_ms;         /* per reply and per write; 0: 120000 */
+    unsigned timeout_ms;         /* per reply and per write; 0: LMTP_DEFAULT_TIMEOUT_MS */
     unsigned connect_timeout_ms; /* per address tried; 0: timeout_ms */
     const char *hello;           /* LHLO argument; NULL: this host's name */
     const char *local_address;   /* bind to this IP before connecting; NULL: any */

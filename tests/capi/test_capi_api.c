@@ -913,6 +913,7 @@ static void unconnected_handle(void **state) {
     fx_keep(x, h);
     assert_int_equal(lmtp_is_connected(h), 0);
     assert_int_equal(lmtp_timeout(h), 120000);
+    assert_int_equal(lmtp_timeout(h), LMTP_DEFAULT_TIMEOUT_MS);
     assert_string_equal(lmtp_banner(h), "");
     assert_string_equal(lmtp_domain(h), "");
     assert_int_equal(lmtp_code(h), 0);

@@ -106,6 +106,7 @@ subtest 'default Hello: the host\'s fully qualified name, as Net::LMTP 0.02 (Net
     my $f = start_fake();
     my $l = Net::LMTP->new($f->host, $f->port);
     ok($l, 'connected') or diag $@;
+    is($l->timeout, 120, 'no Timeout: 120 s, as Net::SMTP and liblmtp (LMTP_DEFAULT_TIMEOUT_MS)');
     $l->quit;
     my $o = OldLMTP->new($f->host, $f->port);
     $o->quit;

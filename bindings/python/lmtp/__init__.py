@@ -79,7 +79,7 @@ SMTPHeloError = smtplib.SMTPHeloError
 SMTPAuthenticationError = smtplib.SMTPAuthenticationError
 
 log = logging.getLogger("lmtp")
-_DEFAULT_TIMEOUT = 120.0
+_DEFAULT_TIMEOUT = _lmtp.default_timeout  # seconds: the library's default deadline
 _LONGEST_TIMEOUT = 4294967.0  # seconds: the longest deadline the library holds
 
 

@@ -456,6 +456,8 @@ PYBIND11_MODULE(_lmtp, m) {
     m.doc() = "The compiled core of the lmtp package (use the lmtp module, not this one).";
     m.attr("library_version") = std::to_string(LMTP_VERSION_MAJOR) + "." + std::to_string(LMTP_VERSION_MINOR) + "." +
                                 std::to_string(LMTP_VERSION_PATCH);
+    // Seconds, for socket-style timeouts: the core's default deadline.
+    m.attr("default_timeout") = std::chrono::duration<double>(lmtp::kDefaultTimeout).count();
     // liblmtp's statuses, from its one table: (name, value, reply code of a local refusal, sentence).
     py::list statuses;
     for (int i = 0; i < lmtp::status_count(); ++i) {

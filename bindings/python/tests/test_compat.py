@@ -244,6 +244,8 @@ def test_class_attributes(LMTP):
     assert s.ehlo_resp is None and s.helo_resp is None
     assert s.command_encoding == "ascii"
     assert s.timeout is socket._GLOBAL_DEFAULT_TIMEOUT
+    # which means the library's own deadline, 120 s (LMTP_DEFAULT_TIMEOUT_MS)
+    assert lmtp._lmtp.default_timeout == 120.0
 
 
 def test_connect_refused(LMTP):

@@ -38,7 +38,7 @@ struct ClientOptions {
     // LHLO argument; empty means this machine's host name (or "localhost").
     std::string hello;
     // Deadline for each reply, and for each write of a batch of bytes.
-    std::chrono::milliseconds timeout{120000};
+    std::chrono::milliseconds timeout{kDefaultTimeout};
     // Deadline for each address tried when connecting; 0 means `timeout`.
     std::chrono::milliseconds connect_timeout{0};
     std::string local_address;

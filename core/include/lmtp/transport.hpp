@@ -49,8 +49,13 @@ public:
     virtual std::string peer() const = 0;
 };
 
+// The deadline for each reply, each write and each address tried, when the
+// caller sets none: the one place it is spelled (lmtp.h's
+// LMTP_DEFAULT_TIMEOUT_MS is checked against it; the faces read it).
+inline constexpr std::chrono::milliseconds kDefaultTimeout{120000};
+
 struct ConnectOptions {
-    std::chrono::milliseconds timeout{120000};  // for each address tried
+    std::chrono::milliseconds timeout{kDefaultTimeout};  // for each address tried
     std::string local_address;                  // bind to this IP before connecting
     std::uint16_t local_port = 0;
 };

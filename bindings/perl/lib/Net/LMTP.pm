@@ -72,7 +72,7 @@ sub new {
     @_ % 2 == 0 or Carp::croak('Net::LMTP->new: OPTIONS must be key => value pairs');
     my %arg = @_;
 
-    my $timeout = defined $arg{Timeout} ? $arg{Timeout} : 120;
+    my $timeout = defined $arg{Timeout} ? $arg{Timeout} : Net::LMTP::XS::default_timeout_ms() / 1000;
     my ($local_addr, $local_port) = ($arg{LocalAddr}, $arg{LocalPort});
     if (defined $local_addr && !defined $local_port && $local_addr =~ /^(.*):(\d+)$/ && $1 !~ /:/) {
         ($local_addr, $local_port) = ($1, $2);
