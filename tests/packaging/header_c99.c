@@ -25,6 +25,12 @@ extern "C" void lmtp_free(lmtp_t *h);
 typedef char lmtp_check_ok[LMTP_OK == 0 ? 1 : -1];
 typedef char lmtp_check_rejected[LMTP_ERR_REJECTED == 12 ? 1 : -1];
 typedef char lmtp_check_internal[LMTP_ERR_INTERNAL == 18 ? 1 : -1];
+typedef char lmtp_check_insecure[LMTP_ERR_INSECURE == 22 ? 1 : -1];
+
+/* Since 1.1: the default deadline, usable by the preprocessor, in seconds and milliseconds. */
+#if !defined(LMTP_DEFAULT_TIMEOUT_S) || LMTP_DEFAULT_TIMEOUT_MS != LMTP_DEFAULT_TIMEOUT_S * 1000
+#error "lmtp.h lacks LMTP_DEFAULT_TIMEOUT_S/_MS, or they disagree"
+#endif
 
 static void trace(void *user, int direction, const char *line, size_t len)
 {
@@ -56,6 +62,9 @@ int lmtp_header_check(void)
     const char *(*version)(void) = lmtp_version;
     unsigned (*version_num)(void) = lmtp_version_num;
     const char *(*strerror_fn)(int) = lmtp_strerror;
+    /* Since 1.1 (symbol version LMTP_1.1). */
+    const char *(*status_name)(int) = lmtp_status_name;
+    int (*status_reply_code)(int) = lmtp_status_reply_code;
     void (*options_init)(lmtp_options *) = lmtp_options_init;
     int (*create)(lmtp_t **, const lmtp_options *) = lmtp_create;
     int (*new_fn)(lmtp_t **, const char *, unsigned, const lmtp_options *) = lmtp_new;
@@ -81,7 +90,7 @@ int lmtp_header_check(void)
     return (status == LMTP_OK) + (opts.struct_size == sizeof(lmtp_options)) +
            (mopts.struct_size == sizeof(lmtp_mail_options)) +
            (ropts.struct_size == sizeof(lmtp_rcpt_options)) + (read_fn != 0) + (version != 0) +
-           (version_num != 0) + (strerror_fn != 0) + (options_init != 0) + (create != 0) +
+           (version_num != 0) + (strerror_fn != 0) + (status_name != 0) + (status_reply_code != 0) + (options_init != 0) + (create != 0) +
            (new_fn != 0) + (free_fn != 0) + (deliver != 0) + (deliver_stream != 0) +
            (result_count != 0) + (result_code != 0) + (result_address != 0) +
            (is_connected != 0) + (size_limit != 0) + LMTP_TRACE_INFO + LMTP_STAGE_DATA +
