@@ -664,7 +664,6 @@ const Transaction& Client::deliver(std::string_view from, const std::vector<std:
                                    const BodySource& source, const MailParams& mail_params,
                                    const RcptParams& rcpt_params, bool force, Transfer transfer, bool canonical,
                                    std::size_t size_hint) {
-    SizeHint known(hint_, size_hint);
     try {
         begin_command();
         session_.deliver(from, recipients, mail_params, rcpt_params, force, transfer, canonical);
@@ -678,9 +677,9 @@ const Transaction& Client::deliver(std::string_view from, const std::vector<std:
     run();
     if (session_.want() == Session::Want::body) {
         if (session_.bdat_mode())
-            send_bdat(source);
+            send_bdat(source, size_hint);
         else
-            send_body(source);
+            send_body(source, size_hint);
     }
     const Transaction& t = session_.transaction();
     if (!t.finished) {
@@ -733,18 +732,19 @@ std::size_t Client::fill_from_source(const BodySource& source, char* buf, std::s
     return got;
 }
 
-// Octets to read at a time: `cap`, or for a message of known size under that,
-// the message and one octet more (to see its end): growing a buffer fills it
-// with zeros, and a 2 KB message must not cost clearing 256 KiB.
-std::size_t Client::read_size(std::size_t cap) const {
-    return hint_ && hint_ < cap ? hint_ + 1 : cap;
+// Octets to read at a time: `cap`, or for a message of known size under that
+// (`size_hint`, 0: unknown), the message and one octet more (to see its end):
+// growing a buffer fills it with zeros, and a 2 KB message must not cost
+// clearing 256 KiB.
+std::size_t Client::read_size(std::size_t cap, std::size_t size_hint) {
+    return size_hint && size_hint < cap ? size_hint + 1 : cap;
 }
 
-void Client::send_bdat(const BodySource& source) {
+void Client::send_bdat(const BodySource& source, std::size_t size_hint) {
     // Each chunk is read whole and one ahead, so that the last one goes as
     // BDAT LAST: a message that fits in one chunk goes with MAIL and RCPT in
     // one write.
-    chunk_.resize(read_size(std::max<std::size_t>(options_.bdat_chunk, 1)));
+    chunk_.resize(read_size(std::max<std::size_t>(options_.bdat_chunk, 1), size_hint));
     std::size_t n = fill_from_source(source, chunk_.data(), chunk_.size());
     if (n == 0) {
         // An empty message: DATA and its lone dot say it without ambiguity.
@@ -792,16 +792,16 @@ void Client::send_chunks(const BodySource& source, bool more) {
     if (!session_.bdat_failed()) session_.bdat_chunk_swap(held_, true);
 }
 
-void Client::send_body(const BodySource& source) {
-    stream_body(source);
+void Client::send_body(const BodySource& source, std::size_t size_hint) {
+    stream_body(source, size_hint);
     run();
 }
 
 // The message after DATA's 354, up to its final dot, without waiting for the
 // final replies.
-void Client::stream_body(const BodySource& source) {
+void Client::stream_body(const BodySource& source, std::size_t size_hint) {
     for (;;) {
-        chunk_.resize(read_size(options_.write_chunk));
+        chunk_.resize(read_size(options_.write_chunk, size_hint));
         std::size_t n = read_source(source, chunk_.data(), chunk_.size());
         if (n == 0) break;
         chunk_.resize(n);
@@ -923,12 +923,11 @@ bool Client::deliver_batch(std::size_t count, const BatchSource& next, const Bat
 
 void Client::batch_message(Batch& b, std::size_t index, const BatchMessage& m) {
     const bool bdat = session_.would_bdat(m.mail_params, m.transfer);
-    SizeHint known(hint_, m.size_hint);
     std::size_t n = 0;
     if (bdat) {
         // The first chunk is read before anything of the message is queued: a
         // source that fails there fails this message alone.
-        chunk_.resize(read_size(std::max<std::size_t>(options_.bdat_chunk, 1)));
+        chunk_.resize(read_size(std::max<std::size_t>(options_.bdat_chunk, 1), m.size_hint));
         std::string why;
         for (std::size_t got = 1; got && n < chunk_.size(); n += got) {
             if (!try_read_source(m.source, chunk_.data() + n, chunk_.size() - n, got, why)) {
@@ -954,7 +953,7 @@ void Client::batch_message(Batch& b, std::size_t index, const BatchMessage& m) {
         if (bdat) session_.bdat_to_data();  // an empty message goes by DATA
         flush();
         while (session_.awaiting_data_reply()) apply(read_reply());
-        if (session_.phase() == Phase::body) stream_body(m.source);  // its dot joins the next message's group
+        if (session_.phase() == Phase::body) stream_body(m.source, m.size_hint);  // its dot joins the next message's group
     }
     b.slots.back().end = queued_bytes();
 }

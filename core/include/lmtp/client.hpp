@@ -265,9 +265,10 @@ private:
     Reply read_reply(Deadline deadline);
     void apply(const Reply& reply);
     void run();
-    void send_body(const BodySource& source);
-    void stream_body(const BodySource& source);
-    void send_bdat(const BodySource& source);
+    // `size_hint`: the message's size when known, else 0 (see read_size).
+    void send_body(const BodySource& source, std::size_t size_hint);
+    void stream_body(const BodySource& source, std::size_t size_hint);
+    void send_bdat(const BodySource& source, std::size_t size_hint);
     void hold_chunk(std::size_t n);
     void send_chunks(const BodySource& source, bool more);
     struct Batch;
@@ -279,17 +280,7 @@ private:
     bool try_read_source(const BodySource& source, char* buf, std::size_t cap, std::size_t& n, std::string& why);
     std::size_t read_source(const BodySource& source, char* buf, std::size_t cap);
     std::size_t fill_from_source(const BodySource& source, char* buf, std::size_t cap);
-    std::size_t read_size(std::size_t cap) const;
-    // The size of the message being sent, while it is known (else 0).
-    struct SizeHint {
-        SizeHint(std::size_t& slot, std::size_t size) : slot_(slot) { slot_ = size; }
-        ~SizeHint() { slot_ = 0; }
-        SizeHint(const SizeHint&) = delete;
-        SizeHint& operator=(const SizeHint&) = delete;
-
-    private:
-        std::size_t& slot_;
-    };
+    static std::size_t read_size(std::size_t cap, std::size_t size_hint);
     void after_hello();
     void read_finals();
     void replay_finals(const Error* ended);
@@ -321,7 +312,6 @@ private:
     std::string host_;          // what connect() was given (the TLS name by default)
     Reply starttls_reply_;
     std::uint64_t written_ = 0;  // octets written over this connection
-    std::size_t hint_ = 0;       // the size of the message being read, when known (SizeHint)
     bool batch_settle_ = false;  // a message source failing in a batch: read the older replies first
 };
 
