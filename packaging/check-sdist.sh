@@ -162,43 +162,10 @@ echo "twine check (wheel): passed"
 
 # --- 3. the wheel in a fresh venv, and the suite against it ------------------
 # prove_installed VENV: `import lmtp` in VENV's python, from a neutral
-# directory, is the copy installed in VENV's site-packages, complete.
+# directory, is the copy installed in VENV's site-packages, complete, with the LICENSE.
 prove_installed() {
-    (cd "$tmp/neutral" && "$1/bin/python" - "$1" "$root" "$version" <<'EOF') || fail "the lmtp installed in $1"
-import importlib.metadata, os, sys, sysconfig
-venv, root = (os.path.realpath(a) for a in sys.argv[1:3])
-version = sys.argv[3]
-def under(path, top):
-    path, top = os.path.realpath(path), os.path.realpath(top)
-    return os.path.commonpath([path, top]) == top
-errors = []
-import lmtp, lmtp._lmtp
-pkgdir = os.path.dirname(os.path.realpath(lmtp.__file__))
-site = {os.path.realpath(sysconfig.get_path(k)) for k in ("purelib", "platlib")}
-if not under(sys.prefix, venv):
-    errors.append("sys.prefix %s is not the venv %s" % (sys.prefix, venv))
-if os.path.dirname(pkgdir) not in site or not under(pkgdir, venv):
-    errors.append("lmtp imported from %s, not from the venv's site-packages %s" % (pkgdir, sorted(site)))
-if under(pkgdir, root):
-    errors.append("lmtp imported from the checkout (%s)" % pkgdir)
-if os.path.dirname(os.path.realpath(lmtp._lmtp.__file__)) != pkgdir:
-    errors.append("lmtp._lmtp (%s) is not in %s" % (lmtp._lmtp.__file__, pkgdir))
-for f in ("__init__.pyi", "py.typed"):
-    if not os.path.isfile(os.path.join(pkgdir, f)):
-        errors.append("%s not installed" % f)
-if lmtp.__version__ != version or importlib.metadata.version("lmtp") != version:
-    errors.append("version %s (metadata %s), lmtp.h says %s"
-                  % (lmtp.__version__, importlib.metadata.version("lmtp"), version))
-dist = importlib.metadata.distribution("lmtp")
-if dist.metadata["License"] != "MIT":
-    errors.append("License: %r" % dist.metadata["License"])
-if not any(str(f).endswith("/LICENSE") for f in dist.files or []):
-    errors.append("no LICENSE in the installed distribution")
-for e in errors:
-    print("FAIL:", e, file=sys.stderr)
-print("lmtp %s from %s" % (lmtp.__version__, lmtp._lmtp.__file__))
-sys.exit(1 if errors else 0)
-EOF
+    (cd "$tmp/neutral" && "$1/bin/python" "$root/tests/packaging/check_lmtp_installed.py" \
+        "$1" "$root" "$version" --license-file) || fail "the lmtp installed in $1"
 }
 
 # A pytest plugin: the lmtp the tests import is the venv's, or the run fails.

@@ -56,52 +56,8 @@ version=$(sed -n 's/^#define LMTP_VERSION_\(MAJOR\|MINOR\|PATCH\) \+\([0-9]\+\).
 
 mkdir "$tmp/neutral"
 cd "$tmp/neutral"
-"$vpy" - "$src" "$tmp/venv" "$version" <<'EOF' || fail "the installed package"
-import importlib.metadata
-import os
-import sys
-import sysconfig
-
-src, venv, version = os.path.realpath(sys.argv[1]), os.path.realpath(sys.argv[2]), sys.argv[3]
-
-def under(path, root):
-    path, root = os.path.realpath(path), os.path.realpath(root)
-    return os.path.commonpath([path, root]) == root
-
-errors = []
-if not under(sys.prefix, venv):
-    errors.append("sys.prefix %s is not the venv %s" % (sys.prefix, venv))
-
-import lmtp
-import lmtp._lmtp
-
-site = {os.path.realpath(sysconfig.get_path(k)) for k in ("purelib", "platlib")}
-pkgdir = os.path.dirname(os.path.realpath(lmtp.__file__))
-print("lmtp from", lmtp.__file__)
-print("lmtp._lmtp from", lmtp._lmtp.__file__)
-if os.path.dirname(pkgdir) not in site or not under(pkgdir, venv):
-    errors.append("lmtp was imported from %s, not from the venv's site-packages %s" % (pkgdir, sorted(site)))
-if under(pkgdir, src):
-    errors.append("lmtp was imported from the repository (%s)" % pkgdir)
-if os.path.dirname(os.path.realpath(lmtp._lmtp.__file__)) != pkgdir:
-    errors.append("lmtp._lmtp (%s) is not in the installed package %s" % (lmtp._lmtp.__file__, pkgdir))
-for name in ("__init__.pyi", "py.typed"):
-    if not os.path.isfile(os.path.join(pkgdir, name)):
-        errors.append("%s is not installed in %s" % (name, pkgdir))
-installed = importlib.metadata.version("lmtp")
-if installed != version:
-    errors.append("installed version %s, lmtp.h says %s" % (installed, version))
-files = {str(f) for f in importlib.metadata.files("lmtp")}
-for name in ("lmtp/__init__.py", "lmtp/__init__.pyi", "lmtp/py.typed"):
-    if name not in files:
-        errors.append("%s is not in the distribution's RECORD" % name)
-if not any(f.startswith("lmtp/_lmtp.") for f in files):
-    errors.append("the extension is not in the distribution's RECORD")
-
-for e in errors:
-    print("FAIL:", e, file=sys.stderr)
-sys.exit(1 if errors else 0)
-EOF
+"$vpy" "$src/tests/packaging/check_lmtp_installed.py" "$tmp/venv" "$src" "$version" ||
+    fail "the installed package"
 cd "$tmp"
 
 # The build happened outside the source tree.
