@@ -277,8 +277,7 @@ const char* lmtp_status_name(int status) {
 }
 
 int lmtp_status_reply_code(int status) {
-    if (status < 0 || status >= lmtp::status_count()) return 0;
-    return lmtp::status_reply_code(static_cast<Status>(status));
+    return lmtp::status_reply_code(static_cast<Status>(status));  // 0 for a number that is no status
 }
 
 void lmtp_options_init(lmtp_options* opts) {
