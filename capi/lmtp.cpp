@@ -4,14 +4,21 @@
 #define LMTP_BUILDING 1
 #include "lmtp.h"
 
+#include <climits>
 #include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <memory>
 #include <cstdio>
 #include <new>
 #include <string>
 #include <type_traits>
 #include <vector>
 
+#include <unistd.h>
+
 #include "lmtp/client.hpp"
+#include "lmtp/event_driver.hpp"
 
 using lmtp::Status;
 
@@ -41,6 +48,20 @@ struct lmtp_handle {
     explicit lmtp_handle(lmtp::ClientOptions o) : client(std::move(o)) {}
 
     lmtp::Client client;
+    // The non-blocking mode (lmtp_connect_start, lmtp_adopt_fd, lmtp_open_bytes): the client's
+    // engine driven by the caller's loop, and the callback of each message submitted.
+    std::unique_ptr<lmtp::EventDriver> nb;
+    struct Submitted {
+        std::uint64_t token;
+        lmtp_done_fn done;
+        void* user;
+    };
+    std::deque<Submitted> submitted;
+    int in_callback = 0;       // a lmtp_done_fn is running
+    bool close_after = false;  // lmtp_close inside a callback: when it returns
+    bool free_after = false;   // lmtp_free inside a callback: when it returns
+
+    bool driven() const { return nb && nb->active(); }
     int status = LMTP_OK;
     int os_error = 0;
     std::string errmsg;
@@ -70,8 +91,9 @@ namespace {
 #define LMTP_HAS(o, field) \
     ((o)->struct_size >= offsetof(std::remove_pointer_t<decltype(o)>, field) + sizeof((o)->field))
 
+// Runs f with every exception turned into a status (any time, even inside a callback).
 template <typename F>
-int call(lmtp_t* h, F&& f) {
+int call_any(lmtp_t* h, F&& f) {
     if (!h) return LMTP_ERR_INVALID_ARGUMENT;
     h->status = LMTP_OK;
     h->os_error = 0;
@@ -87,6 +109,23 @@ int call(lmtp_t* h, F&& f) {
     } catch (...) {
         return h->fail(LMTP_ERR_INTERNAL, "internal error: unknown exception");
     }
+}
+
+// A call that changes the handle: not inside a lmtp_done_fn (lmtp.h, rule N6).
+template <typename F>
+int call(lmtp_t* h, F&& f) {
+    if (h && h->in_callback)
+        return h->fail(LMTP_ERR_BAD_SEQUENCE, "this call is not allowed inside a callback (lmtp.h, rule N6)");
+    return call_any(h, std::forward<F>(f));
+}
+
+// A call that talks to the server and waits: not while the handle is driven by an event loop.
+template <typename F>
+int talk(lmtp_t* h, F&& f) {
+    if (h && !h->in_callback && h->driven())
+        return h->fail(LMTP_ERR_BAD_SEQUENCE,
+                       "the handle is driven by lmtp_process (non-blocking); use lmtp_submit, or lmtp_close first");
+    return call(h, std::forward<F>(f));
 }
 
 // The status of a command that got `reply`.
@@ -376,7 +415,7 @@ int lmtp_create(lmtp_t** out, const lmtp_options* opts) {
 }
 
 int lmtp_connect(lmtp_t* h, const char* host, unsigned port) {
-    return call(h, [&]() -> int {
+    return talk(h, [&]() -> int {
         if (port > 65535)
             throw lmtp::Error(Status::invalid_argument, "port " + std::to_string(port) + " is out of range");
         h->client.connect(need(host, "host"), static_cast<std::uint16_t>(port));
@@ -390,19 +429,73 @@ int lmtp_new(lmtp_t** out, const char* host, unsigned port, const lmtp_options* 
     return lmtp_connect(*out, host, port);
 }
 
+namespace {
+
+// The callbacks due, each message's once (lmtp.h, rules N6 and N7), then a close or free asked
+// for inside one. False when the handle is gone.
+bool run_callbacks(lmtp_t* h) {
+    lmtp::Engine& engine = h->client.engine();
+    for (;;) {
+        while (engine.has_delivered()) {
+            lmtp::Delivered d = engine.take_delivered();
+            auto it = h->submitted.begin();
+            while (it != h->submitted.end() && it->token != d.token) ++it;
+            if (it == h->submitted.end()) continue;
+            lmtp_handle::Submitted sub = *it;
+            h->submitted.erase(it);
+            if (!sub.done) continue;
+            const int status = h->status, os_error = h->os_error;
+            std::string errmsg = std::move(h->errmsg);
+            h->view = &d.txn;
+            h->status = static_cast<int>(d.status);
+            h->errmsg = d.why;
+            h->os_error = 0;
+            ++h->in_callback;
+            sub.done(sub.user, h, h->status);
+            --h->in_callback;
+            h->view = nullptr;
+            h->status = status;
+            h->os_error = os_error;
+            h->errmsg = std::move(errmsg);
+        }
+        if (!h->close_after && !h->free_after) return true;
+        h->close_after = false;
+        if (h->nb) h->nb->close(Status::closed, "the connection was closed by the caller");
+        h->client.close();
+        if (engine.has_delivered()) continue;  // the messages it dropped: their callbacks first
+        if (h->free_after) {
+            delete h;
+            return false;
+        }
+        return true;
+    }
+}
+
+}  // namespace
+
 void lmtp_free(lmtp_t* h) {
-    delete h;
+    if (!h) return;
+    h->free_after = true;
+    if (h->in_callback) return;  // when the callback returns
+    run_callbacks(h);
 }
 
 int lmtp_close(lmtp_t* h) {
+    if (h && h->in_callback) {
+        h->close_after = true;
+        return LMTP_OK;
+    }
     return call(h, [&]() -> int {
-        h->client.close();
+        h->close_after = true;
+        run_callbacks(h);
         return LMTP_OK;
     });
 }
 
 int lmtp_is_connected(const lmtp_t* h) {
-    return h && h->client.connected() ? 1 : 0;
+    if (!h) return 0;
+    if (h->driven()) return h->client.engine().is_open() ? 1 : 0;
+    return h->client.connected() ? 1 : 0;
 }
 
 int lmtp_set_timeout(lmtp_t* h, unsigned timeout_ms) {
@@ -504,11 +597,11 @@ int lmtp_os_error(lmtp_t* h) {
 }
 
 int lmtp_hello(lmtp_t* h, const char* domain) {
-    return call(h, [&]() -> int { return answered(h, h->client.hello(need(domain, "domain")), "LHLO"); });
+    return talk(h, [&]() -> int { return answered(h, h->client.hello(need(domain, "domain")), "LHLO"); });
 }
 
 int lmtp_mail(lmtp_t* h, const char* from, const lmtp_mail_options* opts) {
-    return call(h, [&]() -> int {
+    return talk(h, [&]() -> int {
         bool force = false;
         lmtp::MailParams p = mail_params(opts, force);
         return answered(h, h->client.mail(need(from, "sender"), p, force), "MAIL FROM");
@@ -516,7 +609,7 @@ int lmtp_mail(lmtp_t* h, const char* from, const lmtp_mail_options* opts) {
 }
 
 static int old_mail(lmtp_t* h, lmtp::MailVerb verb, const char* from, const char* what) {
-    return call(h, [&]() -> int { return answered(h, h->client.mail(verb, need(from, "sender")), what); });
+    return talk(h, [&]() -> int { return answered(h, h->client.mail(verb, need(from, "sender")), what); });
 }
 
 int lmtp_send(lmtp_t* h, const char* from) {
@@ -530,7 +623,7 @@ int lmtp_send_and_mail(lmtp_t* h, const char* from) {
 }
 
 int lmtp_recipient(lmtp_t* h, const char* to, const lmtp_rcpt_options* opts) {
-    return call(h, [&]() -> int {
+    return talk(h, [&]() -> int {
         bool force = false;
         lmtp::RcptParams p = rcpt_params(opts, force);
         return answered(h, h->client.rcpt(need(to, "recipient"), p, force), "RCPT TO");
@@ -542,26 +635,26 @@ int lmtp_to(lmtp_t* h, const char* to, const lmtp_rcpt_options* opts) {
 }
 
 int lmtp_reset(lmtp_t* h) {
-    return call(h, [&]() -> int { return answered(h, h->client.rset(), "RSET"); });
+    return talk(h, [&]() -> int { return answered(h, h->client.rset(), "RSET"); });
 }
 int lmtp_noop(lmtp_t* h) {
-    return call(h, [&]() -> int { return answered(h, h->client.noop(), "NOOP"); });
+    return talk(h, [&]() -> int { return answered(h, h->client.noop(), "NOOP"); });
 }
 int lmtp_verify(lmtp_t* h, const char* address) {
-    return call(h, [&]() -> int { return answered(h, h->client.verify(need(address, "address")), "VRFY"); });
+    return talk(h, [&]() -> int { return answered(h, h->client.verify(need(address, "address")), "VRFY"); });
 }
 int lmtp_expand(lmtp_t* h, const char* list) {
-    return call(h, [&]() -> int { return answered(h, h->client.expand(need(list, "list")), "EXPN"); });
+    return talk(h, [&]() -> int { return answered(h, h->client.expand(need(list, "list")), "EXPN"); });
 }
 int lmtp_help(lmtp_t* h, const char* topic) {
-    return call(h, [&]() -> int { return answered(h, h->client.help(topic ? topic : ""), "HELP"); });
+    return talk(h, [&]() -> int { return answered(h, h->client.help(topic ? topic : ""), "HELP"); });
 }
 int lmtp_etrn(lmtp_t* h, const char* domain) {
-    return call(h, [&]() -> int { return answered(h, h->client.etrn(need(domain, "domain")), "ETRN"); });
+    return talk(h, [&]() -> int { return answered(h, h->client.etrn(need(domain, "domain")), "ETRN"); });
 }
 
 int lmtp_quit(lmtp_t* h) {
-    return call(h, [&]() -> int {
+    return talk(h, [&]() -> int {
         const lmtp::Reply& r = h->client.quit();
         if (r.empty() || r.positive()) return LMTP_OK;  // a server may just hang up on QUIT
         return h->fail(LMTP_ERR_REJECTED, "the server refused QUIT: " + r.summary());
@@ -569,7 +662,7 @@ int lmtp_quit(lmtp_t* h) {
 }
 
 int lmtp_data(lmtp_t* h, const void* msg, size_t len) {
-    return call(h, [&]() -> int {
+    return talk(h, [&]() -> int {
         if (!msg && len) throw lmtp::Error(Status::invalid_argument, "message is NULL");
         const lmtp::Reply& r = h->client.data(std::string_view(static_cast<const char*>(msg), msg ? len : 0));
         if (h->client.transaction().data_reply.code == 354) return LMTP_OK;  // every final reply is in
@@ -578,11 +671,11 @@ int lmtp_data(lmtp_t* h, const void* msg, size_t len) {
 }
 
 int lmtp_data_start(lmtp_t* h) {
-    return call(h, [&]() -> int { return answered(h, h->client.data_start(), "DATA"); });
+    return talk(h, [&]() -> int { return answered(h, h->client.data_start(), "DATA"); });
 }
 
 int lmtp_data_write(lmtp_t* h, const void* buf, size_t len) {
-    return call(h, [&]() -> int {
+    return talk(h, [&]() -> int {
         if (!buf && len) throw lmtp::Error(Status::invalid_argument, "buffer is NULL");
         h->client.data_write(std::string_view(static_cast<const char*>(buf), buf ? len : 0));
         return LMTP_OK;
@@ -590,14 +683,14 @@ int lmtp_data_write(lmtp_t* h, const void* buf, size_t len) {
 }
 
 int lmtp_data_end(lmtp_t* h) {
-    return call(h, [&]() -> int {
+    return talk(h, [&]() -> int {
         h->client.data_end();
         return LMTP_OK;
     });
 }
 
 int lmtp_bdat(lmtp_t* h, const void* buf, size_t len, int last) {
-    return call(h, [&]() -> int {
+    return talk(h, [&]() -> int {
         if (!buf && len) throw lmtp::Error(Status::invalid_argument, "buffer is NULL");
         const lmtp::Reply& r =
             h->client.bdat(std::string_view(static_cast<const char*>(buf), buf ? len : 0), last != 0);
@@ -609,7 +702,7 @@ int lmtp_bdat(lmtp_t* h, const void* buf, size_t len, int last) {
 }
 
 int lmtp_starttls(lmtp_t* h) {
-    return call(h, [&]() -> int {
+    return talk(h, [&]() -> int {
         const lmtp::Reply& r = h->client.starttls();
         if (!h->client.tls_active()) return answered(h, r, "STARTTLS");
         return answered(h, r, "LHLO after STARTTLS");
@@ -631,7 +724,7 @@ int lmtp_set_tls(lmtp_t* h, const lmtp_options* opts) {
 }
 
 int lmtp_auth(lmtp_t* h, const char* user, const char* password, const char* mechanism, unsigned flags) {
-    return call(h, [&]() -> int {
+    return talk(h, [&]() -> int {
         h->client.auth(need(user, "user"), password ? password : "", mechanism ? mechanism : "",
                        (flags & LMTP_OPT_AUTH_ALLOW_PLAINTEXT) != 0);
         return LMTP_OK;
@@ -639,19 +732,19 @@ int lmtp_auth(lmtp_t* h, const char* user, const char* password, const char* mec
 }
 
 int lmtp_command(lmtp_t* h, const char* line) {
-    return call(h, [&]() -> int {
+    return talk(h, [&]() -> int {
         h->client.command(need(line, "command line"));
         return LMTP_OK;
     });
 }
 
 int lmtp_response(lmtp_t* h) {
-    return call(h, [&]() -> int { return answered(h, h->client.response(), "the command"); });
+    return talk(h, [&]() -> int { return answered(h, h->client.response(), "the command"); });
 }
 
 int lmtp_deliver(lmtp_t* h, const char* from, const char* const* rcpts, size_t nrcpts, const void* msg, size_t len,
                  const lmtp_mail_options* mopts, const lmtp_rcpt_options* ropts) {
-    return call(h, [&]() -> int {
+    return talk(h, [&]() -> int {
         if (!msg && len) throw lmtp::Error(Status::invalid_argument, "message is NULL");
         bool mforce = false, rforce = false;
         lmtp::MailParams mp = mail_params(mopts, mforce);
@@ -666,7 +759,7 @@ int lmtp_deliver(lmtp_t* h, const char* from, const char* const* rcpts, size_t n
 
 int lmtp_deliver_stream(lmtp_t* h, const char* from, const char* const* rcpts, size_t nrcpts, lmtp_read_fn read,
                         void* user, const lmtp_mail_options* mopts, const lmtp_rcpt_options* ropts) {
-    return call(h, [&]() -> int {
+    return talk(h, [&]() -> int {
         if (!read) throw lmtp::Error(Status::invalid_argument, "read callback is NULL");
         bool mforce = false, rforce = false;
         lmtp::MailParams mp = mail_params(mopts, mforce);
@@ -678,38 +771,40 @@ int lmtp_deliver_stream(lmtp_t* h, const char* from, const char* const* rcpts, s
     });
 }
 
+// Message i of the caller's as the core takes it; throws for an unusable one.
+static lmtp::BatchMessage core_message(const lmtp_message_t* m, std::size_t i) {
+    if (m->struct_size < sizeof(std::size_t))
+        throw lmtp::Error(Status::invalid_argument, "lmtp_message.struct_size is not set");
+    if (!LMTP_HAS(m, rcpt)) throw lmtp::Error(Status::invalid_argument, "lmtp_message.struct_size is too small");
+    lmtp::BatchMessage b;
+    b.from = need(m->from, "sender");
+    b.recipients = recipients(m->rcpts, m->nrcpts);
+    if (m->data) {
+        b.bytes = std::string_view(static_cast<const char*>(m->data), m->len);
+        b.source = lmtp::memory_source(*b.bytes);
+        b.size_hint = m->len;
+    } else if (m->read) {
+        b.source = reader(m->read, m->read_user);
+    } else if (m->len) {
+        throw lmtp::Error(Status::invalid_argument, "message " + std::to_string(i) + " has neither data nor read");
+    } else {
+        b.source = lmtp::memory_source({});
+    }
+    bool mforce = false, rforce = false;
+    b.mail_params = mail_params(m->mail, mforce);
+    b.rcpt_params = rcpt_params(m->rcpt, rforce);
+    b.force = mforce || rforce;
+    Body body = body_options(m->mail);
+    b.transfer = body.transfer;
+    b.canonical = body.canonical;
+    return b;
+}
+
 int lmtp_deliver_batch(lmtp_t* h, const struct lmtp_message* msgs, size_t n, lmtp_batch_fn done, void* user) {
-    return call(h, [&]() -> int {
+    return talk(h, [&]() -> int {
         if (!msgs && n) throw lmtp::Error(Status::invalid_argument, "message list is NULL");
         // Message i as the core takes it; a bad one fails alone.
-        lmtp::BatchSource next = [&](std::size_t i) {
-            const lmtp_message_t* m = &msgs[i];
-            if (m->struct_size < sizeof(std::size_t))
-                throw lmtp::Error(Status::invalid_argument, "lmtp_message.struct_size is not set");
-            if (!LMTP_HAS(m, rcpt))
-                throw lmtp::Error(Status::invalid_argument, "lmtp_message.struct_size is too small");
-            lmtp::BatchMessage b;
-            b.from = need(m->from, "sender");
-            b.recipients = recipients(m->rcpts, m->nrcpts);
-            if (m->data) {
-                b.source = lmtp::memory_source(std::string_view(static_cast<const char*>(m->data), m->len));
-                b.size_hint = m->len;
-            } else if (m->read) {
-                b.source = reader(m->read, m->read_user);
-            } else if (m->len) {
-                throw lmtp::Error(Status::invalid_argument, "message " + std::to_string(i) + " has neither data nor read");
-            } else {
-                b.source = lmtp::memory_source({});
-            }
-            bool mforce = false, rforce = false;
-            b.mail_params = mail_params(m->mail, mforce);
-            b.rcpt_params = rcpt_params(m->rcpt, rforce);
-            b.force = mforce || rforce;
-            Body body = body_options(m->mail);
-            b.transfer = body.transfer;
-            b.canonical = body.canonical;
-            return b;
-        };
+        lmtp::BatchSource next = [&](std::size_t i) { return core_message(&msgs[i], i); };
         bool stopped_by_caller = false;
         lmtp::BatchDone report = [&](std::size_t i, const lmtp::Transaction& txn, Status st, const std::string& why) {
             if (!done) return true;
@@ -776,3 +871,150 @@ const char* lmtp_result_rcpt_text(lmtp_t* h, size_t i) {
 }
 
 }  // extern "C"
+
+// --- non-blocking use ---------------------------------------------------------------------------
+
+namespace {
+
+lmtp::EventDriver& driver(lmtp_t* h) {
+    if (!h->nb) h->nb = std::make_unique<lmtp::EventDriver>(h->client.engine(), h->client.options());
+    return *h->nb;
+}
+
+// A call that processes: its status, then the callbacks due (which must not change it).
+template <typename F>
+int process_call(lmtp_t* h, F&& f) {
+    if (!h) return LMTP_ERR_INVALID_ARGUMENT;
+    int st = call(h, std::forward<F>(f));
+    if (h->in_callback) return st;
+    const int os_error = h->os_error;
+    std::string errmsg = h->errmsg;
+    if (!run_callbacks(h)) return st;
+    h->status = st;
+    h->os_error = os_error;
+    h->errmsg = std::move(errmsg);
+    return st;
+}
+
+// A new connection in the non-blocking mode replaces whatever the handle had.
+void restart(lmtp_t* h) {
+    h->close_after = true;
+    run_callbacks(h);
+}
+
+}  // namespace
+
+int lmtp_connect_start(lmtp_t* h, const char* host, unsigned port) {
+    if (h && h->in_callback) return call(h, [] { return LMTP_OK; });
+    return call(h, [&]() -> int {
+        if (port > 65535)
+            throw lmtp::Error(Status::invalid_argument, "port " + std::to_string(port) + " is out of range");
+        std::string name = need(host, "host");
+        restart(h);
+        driver(h).connect_start(name, static_cast<std::uint16_t>(port), lmtp::Clock::now());
+        return LMTP_OK;
+    });
+}
+
+int lmtp_adopt_fd(lmtp_t* h, int fd, const char* tls_name) {
+    if (h && h->in_callback) return call(h, [] { return LMTP_OK; });
+    if (!h) {
+        if (fd >= 0) ::close(fd);  // owned from the call on
+        return LMTP_ERR_INVALID_ARGUMENT;
+    }
+    return call(h, [&]() -> int {
+        restart(h);
+        driver(h).adopt_fd(fd, text(tls_name), lmtp::Clock::now());
+        return LMTP_OK;
+    });
+}
+
+int lmtp_open_bytes(lmtp_t* h, const char* tls_name, int local) {
+    if (h && h->in_callback) return call(h, [] { return LMTP_OK; });
+    return call(h, [&]() -> int {
+        restart(h);
+        driver(h).start_bytes(text(tls_name), local != 0, lmtp::Clock::now());
+        return LMTP_OK;
+    });
+}
+
+int lmtp_fd(const lmtp_t* h) {
+    return h && h->nb ? h->nb->fd() : -1;
+}
+
+int lmtp_want(const lmtp_t* h) {
+    return h && h->nb ? static_cast<int>(h->nb->want()) : 0;
+}
+
+int lmtp_timeout_ms(const lmtp_t* h) {
+    if (!h || !h->nb) return -1;
+    std::optional<lmtp::Deadline> d = h->nb->deadline();
+    if (!d) return -1;
+    auto left = *d - lmtp::Clock::now();
+    if (left <= lmtp::Clock::duration::zero()) return 0;
+    // Rounded up: a wait that ends a little early would only spin.
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(left + std::chrono::microseconds(999)).count();
+    return ms > INT_MAX ? INT_MAX : static_cast<int>(ms);
+}
+
+int lmtp_process(lmtp_t* h, int events) {
+    return process_call(h, [&]() -> int {
+        if (!h->nb || !h->nb->active()) throw lmtp::Error(Status::not_connected, "no connection to process");
+        h->nb->process(static_cast<unsigned>(events) & (LMTP_IO_READ | LMTP_IO_WRITE), lmtp::Clock::now());
+        return LMTP_OK;
+    });
+}
+
+int lmtp_submit(lmtp_t* h, const struct lmtp_message* msg, lmtp_done_fn done, void* user) {
+    return call_any(h, [&]() -> int {
+        if (!h->driven())
+            throw lmtp::Error(Status::bad_sequence,
+                              "no connection started: lmtp_connect_start, lmtp_adopt_fd or lmtp_open_bytes first");
+        if (!msg) throw lmtp::Error(Status::invalid_argument, "message is NULL");
+        lmtp::BatchMessage m = core_message(msg, 0);
+        h->submitted.push_back({0, done, user});
+        try {
+            h->submitted.back().token = h->client.engine().submit(std::move(m));
+        } catch (...) {
+            h->submitted.pop_back();
+            throw;
+        }
+        // Its first bytes are queued now, so that lmtp_want asks for the write. A connection that
+        // breaks here reports the message through its callback, at the next processing call.
+        if (!h->in_callback) h->client.engine().run(lmtp::Clock::now());
+        return LMTP_OK;
+    });
+}
+
+size_t lmtp_pending(const lmtp_t* h) {
+    return h ? h->submitted.size() : 0;
+}
+
+int lmtp_feed(lmtp_t* h, const void* buf, size_t len) {
+    return process_call(h, [&]() -> int {
+        if (!buf && len) throw lmtp::Error(Status::invalid_argument, "buffer is NULL");
+        if (!h->nb) throw lmtp::Error(Status::bad_sequence, "lmtp_feed: the handle is not in the bytes-only mode");
+        h->nb->feed(static_cast<const char*>(buf), len, lmtp::Clock::now());
+        return LMTP_OK;
+    });
+}
+
+size_t lmtp_output(lmtp_t* h, const void** ptr) {
+    if (ptr) *ptr = nullptr;
+    if (!h || !ptr || !h->nb) return 0;
+    try {
+        std::string_view out = h->nb->output();
+        *ptr = out.empty() ? nullptr : out.data();
+        return out.size();
+    } catch (...) {
+        return 0;
+    }
+}
+
+int lmtp_output_done(lmtp_t* h, size_t n) {
+    return process_call(h, [&]() -> int {
+        if (!h->nb) throw lmtp::Error(Status::bad_sequence, "lmtp_output_done: the handle is not in the bytes-only mode");
+        h->nb->output_done(n, lmtp::Clock::now());
+        return LMTP_OK;
+    });
+}

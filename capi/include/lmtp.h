@@ -513,6 +513,103 @@ LMTP_API const char *lmtp_result_text(lmtp_t *h, size_t i);
 LMTP_API int lmtp_result_rcpt_code(lmtp_t *h, size_t i);
 LMTP_API const char *lmtp_result_rcpt_text(lmtp_t *h, size_t i);
 
+/* ---- non-blocking use: the caller's event loop drives the handle ------------------------------
+ *
+ * The calls above block until their answer is in. A program that runs many connections from one
+ * thread, or inside an event loop, drives handles instead (Since 1.1.):
+ *
+ *     lmtp_connect_start(h, "127.0.0.1", 24);     (or lmtp_adopt_fd, or lmtp_open_bytes)
+ *     lmtp_submit(h, &msg, done, user);           (any number, at any time)
+ *     while (lmtp_pending(h) > 0) {
+ *         struct pollfd p = {lmtp_fd(h), 0, 0};
+ *         int w = lmtp_want(h), ev = 0;
+ *         if (w & LMTP_IO_READ) p.events |= POLLIN;
+ *         if (w & LMTP_IO_WRITE) p.events |= POLLOUT;
+ *         if (poll(&p, 1, lmtp_timeout_ms(h)) > 0) {
+ *             if (p.revents & (POLLIN | POLLHUP | POLLERR)) ev |= LMTP_IO_READ;
+ *             if (p.revents & POLLOUT) ev |= LMTP_IO_WRITE;
+ *         }
+ *         lmtp_process(h, ev);                    (0 when the wait timed out)
+ *     }
+ *
+ * Rules of the non-blocking calls
+ *  N1. lmtp_process, lmtp_submit, lmtp_feed and lmtp_output_done never block. lmtp_connect_start
+ *      may, for one thing only: a host NAME is looked up with getaddrinfo(), which blocks. An IP
+ *      address or a unix socket path ("/...") needs no lookup; or connect the socket yourself
+ *      and hand it over with lmtp_adopt_fd.
+ *  N2. lmtp_fd may change while connecting (each address tried is a new socket; the new one is
+ *      opened before the old one is closed, so the number differs): read it again after every
+ *      call that can process. The handle owns the socket and closes it; -1 when there is none.
+ *  N3. lmtp_want: what to wait for, LMTP_IO_READ and/or LMTP_IO_WRITE; 0 when the handle has no
+ *      connection. A connection with nothing to do still wants LMTP_IO_READ: the server may
+ *      close it, and lmtp_process then says so.
+ *  N4. lmtp_timeout_ms: how long the wait may last, -1 for no limit, 0 when the deadline has
+ *      passed. When the wait ends by time, call lmtp_process(h, 0): it reads what is already
+ *      readable before it declares the deadline passed (LMTP_ERR_TIMEOUT).
+ *  N5. The set-up (banner, LHLO, and STARTTLS and AUTH as lmtp_options ask) runs inside
+ *      lmtp_process. Messages may be submitted at once, before the server's banner came: they
+ *      wait for the set-up, then go pipelined back to back as lmtp_deliver_batch sends them
+ *      (with PIPELINING; without it, one after the other).
+ *  N6. Callbacks (lmtp_done_fn) run only at the end of lmtp_process, lmtp_feed,
+ *      lmtp_output_done, lmtp_close and lmtp_free, never in the middle of the library's work.
+ *      Inside one, the handle allows only its getters (lmtp_result_*, lmtp_code, lmtp_errmsg,
+ *      lmtp_fd, lmtp_want, lmtp_pending...), lmtp_submit, lmtp_close and lmtp_free; close and
+ *      free take effect when the callback returns. Any other call returns
+ *      LMTP_ERR_BAD_SEQUENCE and does nothing.
+ *  N7. Every message submitted gets exactly one callback, with LMTP_OK and its results, or with
+ *      the error that kept it from being sent or ended the connection under it (recipients
+ *      without a verdict are LMTP_RESULT_UNKNOWN), LMTP_ERR_CLOSED when lmtp_close or
+ *      lmtp_free dropped it. After lmtp_process returned an error, lmtp_want is 0.
+ *  N8. While a handle is driven this way the blocking calls (lmtp_hello ... lmtp_deliver_batch,
+ *      lmtp_connect) return LMTP_ERR_BAD_SEQUENCE; lmtp_close ends the mode.
+ */
+#define LMTP_IO_READ 1
+#define LMTP_IO_WRITE 2
+
+/* Called once for each submitted message (rule N7). During the call the lmtp_result_* getters
+ * describe that message's transaction and lmtp_errcode/lmtp_errmsg its error when status is
+ * not LMTP_OK. Since 1.1. */
+typedef void (*lmtp_done_fn)(void *user, lmtp_t *h, int status);
+
+/* Starts connecting to host (a name, an IP address, or a unix socket path) without waiting for
+ * the connection: wait for lmtp_want() on lmtp_fd(). Rule N1 says when it blocks. Since 1.1. */
+LMTP_API int lmtp_connect_start(lmtp_t *h, const char *host, unsigned port);
+/* A stream socket the caller connected, handed over (made non-blocking, closed by the handle from
+ * now on, even when this call fails). tls_name: the name TLS verifies (NULL: none; STARTTLS then
+ * needs lmtp_options.tls_server_name or verification turned off). Since 1.1. */
+LMTP_API int lmtp_adopt_fd(lmtp_t *h, int fd, const char *tls_name);
+/* The socket to wait on, or -1 (rule N2). Since 1.1. */
+LMTP_API int lmtp_fd(const lmtp_t *h);
+/* LMTP_IO_READ | LMTP_IO_WRITE, or 0 (rule N3). Since 1.1. */
+LMTP_API int lmtp_want(const lmtp_t *h);
+/* Milliseconds until the deadline, -1 none, 0 passed (rule N4). Since 1.1. */
+LMTP_API int lmtp_timeout_ms(const lmtp_t *h);
+/* Does what the events (LMTP_IO_READ | LMTP_IO_WRITE, or 0 after a timeout) allow, then runs the
+ * callbacks due. Returns LMTP_OK, or the error that ended the connection (lmtp_errmsg). Since 1.1. */
+LMTP_API int lmtp_process(lmtp_t *h, int events);
+/* Queues a message (struct lmtp_message, as for lmtp_deliver_batch) behind those submitted
+ * before. from, rcpts and the options are copied; the message's data (or its read callback and
+ * read_user) must stay valid until its callback, and a read callback must not block. Returns
+ * LMTP_OK when it is queued (done is then called once, later); an error, and no callback, for a
+ * message unusable as given or a handle with no connection started. Since 1.1. */
+LMTP_API int lmtp_submit(lmtp_t *h, const struct lmtp_message *msg, lmtp_done_fn done, void *user);
+/* Messages submitted whose callback has not come yet. Since 1.1. */
+LMTP_API size_t lmtp_pending(const lmtp_t *h);
+
+/* The bytes-only mode, for a caller that owns the connection (an asyncio transport, a TLS or
+ * proxy layer of its own): the handle reads and writes nothing. tls_name as for lmtp_adopt_fd;
+ * local: the peer is on this machine (as a unix socket: AUTH PLAIN without TLS allowed). Then,
+ * whenever bytes come, lmtp_feed them (len 0: the end of the stream); after every call, write
+ * what lmtp_output gives and report it with lmtp_output_done; on lmtp_timeout_ms, call
+ * lmtp_process(h, 0). lmtp_fd is -1. Since 1.1. */
+LMTP_API int lmtp_open_bytes(lmtp_t *h, const char *tls_name, int local);
+LMTP_API int lmtp_feed(lmtp_t *h, const void *buf, size_t len);
+/* The bytes to send (*ptr, valid until the next call on the handle) and their count; 0 when
+ * there are none. Since 1.1. */
+LMTP_API size_t lmtp_output(lmtp_t *h, const void **ptr);
+/* n of those bytes were sent. Since 1.1. */
+LMTP_API int lmtp_output_done(lmtp_t *h, size_t n);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,12 +1,7 @@
 #include "lmtp/client.hpp"
 
 #include <algorithm>
-#include <cstring>
 #include <memory>
-#include <optional>
-#include <unistd.h>
-
-#include "lmtp/auth.hpp"
 
 namespace lmtp {
 
@@ -14,58 +9,16 @@ namespace {
 
 constexpr std::size_t kReadBuffer = 16 * 1024;
 
-std::string default_hello() {
-    char name[256] = {};
-    if (gethostname(name, sizeof name - 1) == 0 && name[0]) {
-        std::string s(name);
-        bool ok = std::all_of(s.begin(), s.end(), [](char c) {
-            return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.';
-        });
-        if (ok) return s;
-    }
-    return "localhost";
-}
-
-std::string trace_line(const Reply& r, std::size_t i) {
-    std::string line = std::to_string(r.line_code(i));
-    bool last = i + 1 == r.lines.size();
-    if (last && r.lines[i].empty()) return line;
-    line += last ? ' ' : '-';
-    line += r.lines[i];
-    return line;
-}
-
 }  // namespace
 
-BodySource memory_source(std::string_view bytes) {
-    auto offset = std::make_shared<std::size_t>(0);
-    return [bytes, offset](char* buf, std::size_t cap) {
-        std::size_t n = std::min(cap, bytes.size() - *offset);
-        if (n) std::memcpy(buf, bytes.data() + *offset, n);
-        *offset += n;
-        return n;
-    };
-}
-
 Client::Client(ClientOptions options)
-    : options_(std::move(options)), session_(options_.limits), parser_(options_.limits.reply), rbuf_(kReadBuffer) {
+    : options_(std::move(options)), engine_(options_), session_(engine_.session()), rbuf_(kReadBuffer) {
     if (options_.connect_timeout.count() <= 0) options_.connect_timeout = options_.timeout;
     if (options_.write_chunk == 0) options_.write_chunk = 64 * 1024;
-    session_.set_trace(options_.trace);
-    session_.set_strict_replies(options_.strict_replies);
 }
 
 Client::~Client() {
     close();
-}
-
-void Client::trace(TraceDir dir, std::string_view text) const noexcept {
-    if (!options_.trace) return;
-    try {
-        options_.trace(dir, text);
-    } catch (...) {
-        // A throwing callback must not cost a reply that has already been read.
-    }
 }
 
 void Client::set_trace(TraceFn fn) {
@@ -79,7 +32,7 @@ void Client::set_timeout(std::chrono::milliseconds timeout) {
 }
 
 bool Client::connected() const {
-    return transport_ && transport_->is_open() && session_.phase() != Phase::closed;
+    return transport_ && transport_->is_open() && engine_.is_open() && session_.phase() != Phase::closed;
 }
 
 std::string Client::domain() const {
@@ -92,144 +45,135 @@ std::string Client::domain() const {
 
 // --- connection --------------------------------------------------------------------
 
-void Client::reset_input() {
-    parser_.reset();
-    parser_.set_limits(session_.limits().reply);
-    rpos_ = rlen_ = 0;
-    raw_owed_ = 0;
-    replay_.clear();
-}
-
 void Client::close() noexcept {
+    engine_.close();
     if (transport_) {
         transport_->close();
         transport_.reset();
     }
-    session_.close();
-    reset_input();
+    raw_owed_ = 0;
+    replay_.clear();
 }
 
-void Client::fail(Status status, const std::string& why, int os_error) {
-    // After this the session cannot go on: close, then report.
-    trace(TraceDir::info, "connection closed: " + why);
-    close();
-    throw Error(status, why, os_error);
+// The engine broke the connection: send its last word if the server still
+// reads, then drop the transport.
+void Client::broken() {
+    if (transport_) {
+        std::string words = engine_.take_last_words();
+        if (!words.empty()) {
+            try {
+                transport_->write(words, Clock::now() + options_.timeout);
+            } catch (const Error&) {
+            }
+        }
+        transport_->close();
+        transport_.reset();
+    }
+    raw_owed_ = 0;
+    replay_.clear();
 }
-
-std::string Client::checked_hello() const {
-    std::string name = options_.hello.empty() ? default_hello() : options_.hello;
-    cmd::lhlo(name, session_.limits().max_command_line);  // throws if it could not be sent
-    return name;
-}
-
-namespace {
-
-// Base64 would carry them safely, but no server reads a CR, LF or NUL in a
-// name or password as meant; PLAIN uses NUL as its separator.
-void check_auth_args(const std::string& user, const std::string& password, const std::string& mechanism) {
-    const std::pair<const std::string*, const char*> args[] = {
-        {&user, "user name"}, {&password, "password"}, {&mechanism, "mechanism name"}};
-    for (const auto& [s, what] : args)
-        if (s->find_first_of(std::string_view("\r\n\0", 3)) != std::string::npos)
-            throw Error(Status::bad_input, std::string("AUTH: the ") + what + " contains a CR, LF or NUL; nothing was sent");
-    if (!mechanism.empty() &&
-        (mechanism.size() > 20 || mechanism.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                                              "abcdefghijklmnopqrstuvwxyz0123456789-_") !=
-                                      std::string::npos))
-        throw Error(Status::invalid_argument,
-                    "AUTH: the mechanism name is not a SASL name (up to 20 letters, digits, '-' or '_')");
-}
-
-}  // namespace
 
 void Client::connect(const std::string& host, std::uint16_t port) {
     close();
-    last_ = Reply{};
-    std::string name = checked_hello();  // a bad Hello fails before connecting
-    if (options_.send_hello && !options_.auth_user.empty())  // and so do bad AUTH options
-        check_auth_args(options_.auth_user, options_.auth_password, options_.auth_mechanism);
+    engine_.set_last_reply({});
+    engine_.check_setup();  // a bad LHLO name or AUTH setting fails before connecting
     ConnectOptions co;
     co.timeout = options_.connect_timeout;
     co.local_address = options_.local_address;
     co.local_port = options_.local_port;
     std::unique_ptr<Transport> t = SocketTransport::connect(host, port, co);
-    trace(TraceDir::info, "connected to " + t->peer());
+    engine_.trace(TraceDir::info, "connected to " + t->peer());
     host_ = host;
-    if (options_.implicit_tls) {
-        auto tls = TlsTransport::handshake(std::move(t), options_.tls, host_, Clock::now() + options_.timeout);
-        trace(TraceDir::info, "TLS established: " + tls->description());
-        t = std::move(tls);
-    }
-    greet(std::move(t), name);
+    greet(std::move(t));
 }
 
 void Client::connect(std::unique_ptr<Transport> transport) {
     close();
-    last_ = Reply{};
+    engine_.set_last_reply({});
     if (!transport || !transport->is_open()) throw Error(Status::invalid_argument, "no open transport");
-    greet(std::move(transport), checked_hello());
+    greet(std::move(transport));
 }
 
-void Client::greet(std::unique_ptr<Transport> transport, const std::string& name) {
+void Client::greet(std::unique_ptr<Transport> transport) {
     transport_ = std::move(transport);
-    reset_input();
-    session_.start();
     try {
-        run();
-        if (!last_.completion()) throw Error(Status::rejected, "the server refused the connection: " + last_.summary());
-        if (!options_.send_hello) return;  // the caller sends LHLO when it wants
-        const Reply& r = hello(name);
-        if (!r.completion()) throw Error(Status::rejected, "the server refused LHLO: " + r.summary());
-        after_hello();
-    } catch (const Error& e) {
-        fail(e.status(), e.what(), e.os_error());  // connected means greeted: nothing is left half open
+        engine_.open(Clock::now(), host_, transport_->is_local());
+    } catch (const Error&) {
+        transport_->close();
+        transport_.reset();
+        throw;
     }
-}
-
-// What connect() does after LHLO, as the options say: STARTTLS, then AUTH.
-void Client::after_hello() {
-    if (options_.starttls != StartTls::off && !tls_active()) {
-        if (supports("STARTTLS")) {
-            const Reply& r = starttls();
-            if (!tls_active() && options_.starttls == StartTls::required)
-                throw Error(Status::tls, "TLS is required but the server refused STARTTLS: " + r.summary());
-            if (tls_active() && !last_.completion())
-                throw Error(Status::rejected, "the server refused LHLO after STARTTLS: " + last_.summary());
-            // Refused with opportunistic TLS: the session goes on in plain text.
-        } else if (options_.starttls == StartTls::required) {
-            throw Error(Status::not_advertised, "TLS is required but the server does not offer STARTTLS");
-        }
-    }
-    if (!options_.auth_user.empty())
-        auth(options_.auth_user, options_.auth_password, options_.auth_mechanism, options_.auth_allow_plaintext);
+    wait_job();  // connected means greeted: a failure closes, nothing is left half open
 }
 
 void Client::require_connection() const {
     if (!connected()) throw Error(Status::not_connected, "not connected");
 }
 
-// --- reading and writing -------------------------------------------------------------
+// --- driving the engine ---------------------------------------------------------------
 
-void Client::flush() {
-    while (session_.output_size() > 0) {
-        // The pieces go out together, a BDAT chunk's payload without being
-        // copied next to its command line.
-        std::string_view pieces[3];
-        std::size_t count = session_.output_pieces(pieces);
-        std::size_t size = session_.output_size();
-        try {
-            transport_->write_pieces(pieces, count, Clock::now() + options_.timeout);
-        } catch (const Error& e) {
-            std::string why = e.what();
-            if (e.status() == Status::timeout)
-                why = "timed out after " + std::to_string(options_.timeout.count()) +
-                      " ms writing to the server (it stopped reading)";
-            take_replies_left();
-            fail(e.status(), why, e.os_error());
+template <typename Done>
+void Client::drive(Done&& done) {
+    try {
+        for (;;) {
+            if (done()) return;
+            if (engine_.step(Clock::now())) continue;
+            if (!engine_.is_open()) {  // QUIT answered, or the server said 421
+                if (transport_) {
+                    transport_->close();
+                    transport_.reset();
+                }
+                return;
+            }
+            if (engine_.output_size() > 0) {
+                write_out();
+            } else if (engine_.waiting_for_server()) {
+                read_in();
+            } else {
+                return;  // the engine waits for the caller
+            }
         }
-        written_ += size;
-        session_.consumed(size);
+    } catch (const Error&) {
+        if (!engine_.is_open()) broken();
+        throw;
     }
+}
+
+void Client::run() {
+    drive([] { return false; });
+}
+
+void Client::write_out() {
+    // The pieces go out together, a BDAT chunk's payload without being copied
+    // next to its command line.
+    std::string_view pieces[3];
+    std::size_t count = engine_.output_pieces(pieces);
+    std::size_t size = 0;
+    for (std::size_t i = 0; i < count; ++i) size += pieces[i].size();
+    try {
+        transport_->write_pieces(pieces, count, engine_.deadline().value_or(Clock::now() + options_.timeout));
+    } catch (const Error& e) {
+        take_replies_left();
+        engine_.io_failed(e, true);
+    }
+    engine_.consumed(size, Clock::now());
+}
+
+void Client::read_in() {
+    std::size_t n = 0;
+    for (;;) {
+        try {
+            n = transport_->read(rbuf_.data(), rbuf_.size(),
+                                 engine_.deadline().value_or(Clock::now() + options_.timeout));
+            break;
+        } catch (const Error& e) {
+            if (e.status() != Status::timeout) engine_.io_failed(e, false);
+            // A reply already readable is read before the deadline is declared passed.
+            if (transport_->readable()) continue;
+            engine_.on_time(Clock::now());
+        }
+    }
+    engine_.feed(rbuf_.data(), n, Clock::now());
 }
 
 // A write failed (the connection closed, or the server stopped reading while
@@ -239,83 +183,16 @@ void Client::flush() {
 // turned into UNKNOWN.
 void Client::take_replies_left() noexcept {
     try {
-        while (transport_ && session_.awaiting() > 0 && (rpos_ < rlen_ || transport_->readable()))
-            apply(read_reply(Clock::now()));
+        for (;;) {
+            while (session_.awaiting() > 0 && engine_.step(Clock::now())) {
+            }
+            if (!engine_.is_open() || session_.awaiting() == 0 || !transport_->readable()) break;
+            std::size_t n = transport_->read(rbuf_.data(), rbuf_.size(), Clock::now());
+            if (n == 0) break;
+            engine_.feed(rbuf_.data(), n, Clock::now());
+        }
     } catch (...) {
         // The end of what came (the reset itself, a reply cut short): the caller reports the write.
-    }
-}
-
-Reply Client::read_reply() {
-    return read_reply(Clock::now() + options_.timeout);  // for the whole reply
-}
-
-Reply Client::read_reply(Deadline deadline) {
-    for (;;) {
-        if (rpos_ < rlen_) {
-            std::size_t used = 0;
-            auto result = parser_.feed(rbuf_.data() + rpos_, rlen_ - rpos_, used);
-            rpos_ += used;
-            if (result == ReplyParser::Result::reply) {
-                Reply r = parser_.take();
-                if (options_.trace)
-                    for (std::size_t i = 0; i < r.lines.size(); ++i) trace(TraceDir::receive, trace_line(r, i));
-                return r;
-            }
-            if (result == ReplyParser::Result::error) {
-                std::string why =
-                    "invalid reply from the server (waiting for " + session_.awaited() + "): " + parser_.error();
-                fail(Status::protocol, why);
-            }
-        }
-        rpos_ = rlen_ = 0;
-        std::size_t n = 0;
-        try {
-            n = transport_->read(rbuf_.data(), rbuf_.size(), deadline);
-        } catch (const Error& e) {
-            std::string why = e.what();
-            if (e.status() == Status::timeout)
-                why = "timed out after " + std::to_string(options_.timeout.count()) + " ms waiting for " +
-                      session_.awaited();
-            else
-                why += " (waiting for " + session_.awaited() + ")";
-            fail(e.status(), why, e.os_error());
-        }
-        if (n == 0) {
-            std::string why = std::string("the server closed the connection ") +
-                              (parser_.in_reply() ? "in the middle of " : "while we waited for ") + session_.awaited();
-            fail(Status::closed, why);
-        }
-        rlen_ = n;
-    }
-}
-
-void Client::apply(const Reply& reply) {
-    last_ = reply;
-    try {
-        session_.on_reply(reply);
-    } catch (const Error& e) {
-        // The session may leave a last word (a lone dot after a wrong 354);
-        // send it if the server still reads, then leave.
-        if (!session_.output().empty() && transport_) {
-            try {
-                transport_->write(session_.output(), Clock::now() + options_.timeout);
-            } catch (const Error&) {
-            }
-        }
-        fail(e.status(), e.what(), e.os_error());
-    }
-    if (session_.phase() == Phase::closed) close();  // QUIT answered, or 421
-}
-
-void Client::run() {
-    for (;;) {
-        switch (session_.want()) {
-            case Session::Want::write: flush(); break;
-            case Session::Want::read: apply(read_reply()); break;
-            case Session::Want::body:
-            case Session::Want::idle: return;
-        }
     }
 }
 
@@ -324,39 +201,43 @@ void Client::settle_pending() {
     raw_owed_ = 0;
 }
 
-void Client::check_unsolicited() {
-    if (!transport_ || session_.awaiting() > 0) return;
-    std::string extra;
-    if (rpos_ < rlen_) {
-        extra.assign(rbuf_.data() + rpos_, rlen_ - rpos_);
-    } else if (parser_.in_reply()) {
-        extra = "(part of a reply)";
-    } else if (transport_->readable()) {
-        char buf[512];
-        std::size_t n = 0;
-        try {
-            n = transport_->read(buf, sizeof buf, Clock::now() + options_.timeout);
-        } catch (const Error& e) {
-            fail(e.status(), e.what(), e.os_error());
+// What the server sent unasked (read without waiting) is judged by the engine:
+// a 421 or a reply too many closes the connection.
+void Client::take_unsolicited() {
+    try {
+        if (transport_ && session_.awaiting() == 0 && !engine_.input_ready() && transport_->readable()) {
+            std::size_t n = 0;
+            try {
+                n = transport_->read(rbuf_.data(), 512, Clock::now() + options_.timeout);
+            } catch (const Error& e) {
+                engine_.io_failed(e, false);
+            }
+            engine_.feed(rbuf_.data(), n, Clock::now());
         }
-        if (n == 0) fail(Status::closed, "the server closed the connection");
-        extra.assign(buf, n);
+        engine_.check_unsolicited();
+    } catch (const Error&) {
+        if (!engine_.is_open()) broken();
+        throw;
     }
-    if (extra.empty()) return;
-    if (extra.compare(0, 4, "421 ") == 0 || extra.compare(0, 4, "421-") == 0)
-        fail(Status::closed, "the server is closing the connection: " + printable(extra.substr(0, extra.find('\r'))));
-    fail(Status::protocol,
-         "the server sent data that answers no command (a reply too many?): '" + printable(extra) + "'");
 }
 
 void Client::begin_command() {
-    last_ = Reply{};  // a call that gets no reply leaves code 0
+    engine_.set_last_reply({});  // a call that gets no reply leaves code 0
     require_connection();
     settle_pending();
     require_connection();
-    check_unsolicited();
+    take_unsolicited();
     replay_.clear();
-    last_ = Reply{};
+    engine_.set_last_reply({});
+    engine_.begin_wait(Clock::now());
+}
+
+// The engine's job (the set-up, STARTTLS, AUTH) to its end; a job the server
+// refused without closing throws its error.
+void Client::wait_job() {
+    drive([&] { return !engine_.busy(); });
+    if (engine_.busy()) throw Error(Status::internal, "the engine stopped in the middle of a job");
+    if (std::optional<Error> e = engine_.take_job_error()) throw *e;
 }
 
 template <typename Queue>
@@ -364,7 +245,7 @@ const Reply& Client::one(Queue&& queue) {
     begin_command();
     queue();
     run();
-    return last_;
+    return engine_.last_reply();
 }
 
 // --- one command, one reply ------------------------------------------------------------
@@ -419,7 +300,7 @@ const Reply& Client::quit() {
         if (e.status() != Status::closed) throw;
     }
     close();
-    return last_;
+    return engine_.last_reply();
 }
 
 // --- the message, step by step -----------------------------------------------------------
@@ -428,8 +309,17 @@ const Reply& Client::data_start() {
     return one([&] { session_.data(); });
 }
 
+void Client::flush() {
+    try {
+        while (engine_.output_size() > 0) write_out();
+    } catch (const Error&) {
+        if (!engine_.is_open()) broken();
+        throw;
+    }
+}
+
 void Client::data_write(std::string_view chunk) {
-    last_ = Reply{};
+    engine_.set_last_reply({});
     require_connection();
     if (session_.phase() != Phase::body) settle_pending();
     // However much comes at once (a whole message in one datasend), it goes
@@ -439,9 +329,10 @@ void Client::data_write(std::string_view chunk) {
     std::string_view piece = chunk.substr(0, step);
     session_.body_piece(piece);  // (checks that a message is under way)
     session_.trace_body(chunk);
+    engine_.begin_wait(Clock::now());
     for (;;) {
         chunk.remove_prefix(piece.size());
-        if (session_.output_size() >= step) flush();
+        if (engine_.output_size() >= step) flush();
         if (chunk.empty()) break;
         piece = chunk.substr(0, step);
         session_.body_piece(piece);
@@ -449,12 +340,13 @@ void Client::data_write(std::string_view chunk) {
 }
 
 const Reply& Client::data_end() {
-    last_ = Reply{};
+    engine_.set_last_reply({});
     require_connection();
     if (session_.phase() != Phase::body) settle_pending();
     session_.end_body();
+    engine_.begin_wait(Clock::now());
     read_finals();
-    return last_;
+    return engine_.last_reply();
 }
 
 // Every final reply of the message just ended. On a break the replies that
@@ -464,7 +356,7 @@ void Client::read_finals() {
         run();
         if (!session_.transaction().finished) {  // a 421 among them: the server left
             std::string why = "the session ended before every recipient had its final reply";
-            if (!last_.empty()) why += " (last reply: " + last_.summary() + ")";
+            if (!engine_.last_reply().empty()) why += " (last reply: " + engine_.last_reply().summary() + ")";
             throw Error(Status::closed, why);
         }
     } catch (const Error& e) {
@@ -481,7 +373,7 @@ void Client::replay_finals(const Error* ended) {
     const Transaction& t = session_.transaction();
     replay_.clear();
     if (t.accepted.empty()) return;
-    last_ = t.recipients[t.accepted.front()].reply;
+    engine_.set_last_reply(t.recipients[t.accepted.front()].reply);
     for (std::size_t k = 1; k < t.accepted.size(); ++k) {
         const RecipientResult& r = t.recipients[t.accepted[k]];
         Owed owed{r.reply, Status::ok, {}};
@@ -500,117 +392,24 @@ const Reply& Client::bdat(std::string_view bytes, bool last) {
         read_finals();
     else
         run();
-    return last_;
+    return engine_.last_reply();
 }
 
 // --- TLS and AUTH ----------------------------------------------------------------------------
 
 const Reply& Client::starttls() {
-    // The settings are checked before STARTTLS is sent: a bad one leaves the
-    // session as it was, in plain text, rather than broken after the 220.
     begin_command();
-    if (tls_active()) throw Error(Status::bad_sequence, "STARTTLS: TLS is already active");
-    std::optional<TlsSetup> setup;
-    const Phase phase = session_.phase();
-    if (phase == Phase::connected || phase == Phase::ready || phase == Phase::transaction)
-        setup.emplace(TlsSetup::make(options_.tls, host_, transport_->is_local()));
-    session_.starttls();
-    run();
-    starttls_reply_ = last_;
-    if (session_.phase() != Phase::tls_handshake) return last_;  // refused: still plain text
-    // Nothing may follow the 220 in plain text: it would be read as if it came
-    // over TLS (RFC 3207 5, the STARTTLS command injection).
-    if (rpos_ < rlen_ || parser_.in_reply())
-        fail(Status::protocol, "the server sent more after its 220 to STARTTLS, before TLS began; closing");
-    try {
-        if (!setup) throw Error(Status::internal, "STARTTLS accepted without a TLS setup");
-        transport_ = TlsTransport::handshake(std::move(transport_), std::move(*setup), Clock::now() + options_.timeout);
-    } catch (const Error& e) {
-        fail(e.status(), e.what(), e.os_error());
-    }
-    trace(TraceDir::info, "TLS established: " + static_cast<TlsTransport*>(transport_.get())->description());
-    session_.tls_started();
-    return hello(checked_hello());  // RFC 3207 4.2: LHLO again; what was offered before counts no more
+    engine_.start_starttls(engine_.hello_name());
+    wait_job();
+    return engine_.last_reply();
 }
-
-namespace {
-
-std::string why_auth_failed(const Reply& r, const std::string& mechanism) {
-    std::string why;
-    switch (r.code) {
-        case 535: why = "the server refused the credentials"; break;
-        case 534: why = "the server wants a stronger mechanism than " + mechanism; break;
-        case 538: why = "AUTH " + mechanism + " needs an encrypted connection (STARTTLS) first"; break;
-        case 454: why = "temporary authentication failure; try again later"; break;
-        case 530: why = "the server wants something else first (STARTTLS?)"; break;
-        case 504: why = "the server does not accept the mechanism " + mechanism; break;
-        default: why = "authentication with " + mechanism + " failed"; break;
-    }
-    return why + ": " + r.summary();
-}
-
-}  // namespace
 
 const Reply& Client::auth(const std::string& user, const std::string& password, const std::string& mechanism,
                           bool allow_plaintext) {
-    last_ = Reply{};
-    require_connection();
-    settle_pending();
-    check_unsolicited();
-    replay_.clear();
-    check_auth_args(user, password, mechanism);
-    if (!supports("AUTH")) throw Error(Status::not_advertised, "the server does not offer AUTH");
-    const auto& offered = capabilities().auth_mechanisms();
-    std::string mech;
-    if (mechanism.empty()) {
-        mech = pick_mechanism(offered, tls_active() && !options_.tls.cert_file.empty());
-        if (mech.empty()) {
-            std::string list;
-            for (const auto& m : offered) list += (list.empty() ? "" : " ") + m;
-            throw Error(Status::not_advertised,
-                        "none of the server's AUTH mechanisms (" + list + ") is one liblmtp can use");
-        }
-    } else {
-        mech = mechanism;
-        for (char& c : mech)
-            if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
-        if (std::find(offered.begin(), offered.end(), mech) == offered.end())
-            throw Error(Status::not_advertised, "the server does not offer AUTH " + mech);
-    }
-    auto sasl = make_mechanism(mech, user, password);
-    if (sasl->reveals_password() && !tls_active() && !transport_->is_local() && !allow_plaintext)
-        throw Error(Status::insecure, "refusing to send a password with AUTH " + mech +
-                                          " over unencrypted TCP: use STARTTLS, a unix socket, or allow it explicitly");
-
-    std::optional<std::string> initial = sasl->initial();
-    bool initial_sent =
-        session_.auth(mech, initial ? std::optional<std::string>(base64_encode(*initial)) : std::nullopt);
-    run();
-    while (last_.code == 334) {
-        std::string answer;
-        try {
-            if (initial && !initial_sent) {
-                answer = *initial;  // it did not fit on the AUTH line
-                initial_sent = true;
-            } else {
-                answer = sasl->step(base64_decode(last_.lines.empty() ? std::string() : last_.lines[0]));
-            }
-        } catch (const Error& e) {
-            // Cancel the exchange (RFC 4954: "*"), read the server's 501, then report.
-            session_.auth_response("*");
-            run();
-            throw Error(Status::auth, std::string("AUTH ") + mech + " abandoned: " + e.what());
-        }
-        session_.auth_response(base64_encode(answer));
-        run();
-    }
-    if (last_.code == 235) {
-        if (!sasl->complete())
-            fail(Status::auth, "the server accepted AUTH " + mech + " without proving it knows the password");
-        trace(TraceDir::info, "authenticated with " + mech);
-        return last_;
-    }
-    throw Error(Status::auth, why_auth_failed(last_, mech));
+    begin_command();
+    engine_.start_auth(user, password, mechanism, allow_plaintext);
+    wait_job();
+    return engine_.last_reply();
 }
 
 const Reply& Client::data(std::string_view message) {
@@ -624,11 +423,12 @@ const Reply& Client::data(std::string_view message) {
 // --- a caller's own command line --------------------------------------------------------------
 
 void Client::command(std::string_view line) {
-    last_ = Reply{};
+    engine_.set_last_reply({});
     require_connection();
-    if (session_.awaiting() == 0) check_unsolicited();
+    if (session_.awaiting() == 0) take_unsolicited();
     replay_.clear();
     session_.raw(line);
+    engine_.begin_wait(Clock::now());
     flush();
     ++raw_owed_;
 }
@@ -636,16 +436,18 @@ void Client::command(std::string_view line) {
 const Reply& Client::response() {
     if (raw_owed_ > 0 && session_.awaiting() > 0) {
         --raw_owed_;
-        apply(read_reply());
-        return last_;
+        const std::uint64_t before = engine_.replies_seen();
+        engine_.begin_wait(Clock::now());
+        drive([&] { return engine_.replies_seen() > before; });
+        return engine_.last_reply();
     }
     raw_owed_ = 0;
     if (!replay_.empty()) {
         Owed owed = std::move(replay_.front());
         replay_.pop_front();
-        last_ = std::move(owed.reply);
+        engine_.set_last_reply(std::move(owed.reply));
         if (owed.ended != Status::ok) throw Error(owed.ended, owed.why);
-        return last_;
+        return engine_.last_reply();
     }
     if (!connected()) throw Error(Status::not_connected, "no reply is owed, and the connection is closed");
     throw Error(Status::bad_sequence, "no reply is owed: every reply has been read");
@@ -653,185 +455,71 @@ const Reply& Client::response() {
 
 // --- a whole transaction ------------------------------------------------------------------------
 
+namespace {
+
+BatchMessage message_of(std::string_view from, const std::vector<std::string>& recipients,
+                        const MailParams& mail_params, const RcptParams& rcpt_params, bool force, Transfer transfer,
+                        bool canonical) {
+    BatchMessage m;
+    m.from = std::string(from);
+    m.recipients = recipients;
+    m.mail_params = mail_params;
+    m.rcpt_params = rcpt_params;
+    m.force = force;
+    m.transfer = transfer;
+    m.canonical = canonical;
+    return m;
+}
+
+}  // namespace
+
 const Transaction& Client::deliver(std::string_view from, const std::vector<std::string>& recipients,
                                    std::string_view message, const MailParams& mail_params,
                                    const RcptParams& rcpt_params, bool force, Transfer transfer, bool canonical) {
-    return deliver(from, recipients, memory_source(message), mail_params, rcpt_params, force, transfer, canonical,
-                   message.size());
+    BatchMessage m = message_of(from, recipients, mail_params, rcpt_params, force, transfer, canonical);
+    m.bytes = message;
+    m.size_hint = message.size();
+    return deliver_one(std::move(m));
 }
 
 const Transaction& Client::deliver(std::string_view from, const std::vector<std::string>& recipients,
                                    const BodySource& source, const MailParams& mail_params,
                                    const RcptParams& rcpt_params, bool force, Transfer transfer, bool canonical,
                                    std::size_t size_hint) {
+    BatchMessage m = message_of(from, recipients, mail_params, rcpt_params, force, transfer, canonical);
+    m.source = source;
+    m.size_hint = size_hint;
+    return deliver_one(std::move(m));
+}
+
+// One message as a transaction of its own, its results in transaction().
+const Transaction& Client::deliver_one(BatchMessage m) {
     try {
         begin_command();
-        session_.deliver(from, recipients, mail_params, rcpt_params, force, transfer, canonical);
     } catch (const Error& e) {
         // No connection to deliver over: the results are this call's, all unknown.
         if (e.status() == Status::not_connected || e.status() == Status::closed || e.status() == Status::io ||
             e.status() == Status::timeout || e.status() == Status::protocol)
-            session_.abandon_delivery(recipients);
+            session_.abandon_delivery(m.recipients);
         throw;
     }
-    run();
-    if (session_.want() == Session::Want::body) {
-        if (session_.bdat_mode())
-            send_bdat(source, size_hint);
-        else
-            send_body(source, size_hint);
-    }
+    engine_.forget_delivered();
+    engine_.submit(std::move(m), true);
+    drive([&] { return engine_.has_delivered(); });
+    if (!engine_.has_delivered()) throw Error(Status::internal, "the delivery stopped before its end");
+    Delivered d = engine_.take_delivered();
+    if (d.status != Status::ok && engine_.is_open()) throw Error(d.status, d.why);  // refused before sending
+    run();  // what the session still settles after the verdicts (the NOOP after a BDAT LAST nobody took)
     const Transaction& t = session_.transaction();
     if (!t.finished) {
         std::string why = "the server ended the session before every recipient had a verdict";
-        if (!last_.empty()) why += ": " + last_.summary();
+        if (!engine_.last_reply().empty()) why += ": " + engine_.last_reply().summary();
         throw Error(Status::closed, why);
     }
     return t;
 }
 
-bool Client::try_read_source(const BodySource& source, char* buf, std::size_t cap, std::size_t& n,
-                             std::string& why) {
-    n = 0;
-    try {
-        n = source(buf, cap);
-        if (n > cap) why = "the message source returned more bytes than asked for";
-    } catch (const std::exception& e) {
-        why = std::string("the message source failed: ") + e.what();
-    } catch (...) {
-        why = "the message source failed";
-    }
-    return why.empty();
-}
-
-std::size_t Client::read_source(const BodySource& source, char* buf, std::size_t cap) {
-    std::size_t n = 0;
-    std::string why;
-    if (try_read_source(source, buf, cap, n, why)) return n;
-    if (batch_settle_) {
-        // The earlier messages of a batch are whole on the wire: their verdicts are still to be had.
-        try {
-            flush();
-            while (session_.batch_older_pending()) apply(read_reply());
-        } catch (const Error&) {
-        }
-    }
-    // Without its end (the final dot, the LAST chunk) the server must not
-    // deliver the message; closing is the only way to abandon it.
-    fail(Status::aborted, why + "; the connection was closed and nothing was delivered");
-}
-
-std::size_t Client::fill_from_source(const BodySource& source, char* buf, std::size_t cap) {
-    // A source may give a few bytes per call; the chunk is filled all the same.
-    std::size_t got = 0;
-    while (got < cap) {
-        std::size_t n = read_source(source, buf + got, cap - got);
-        if (n == 0) break;
-        got += n;
-    }
-    return got;
-}
-
-// Octets to read at a time: `cap`, or for a message of known size under that
-// (`size_hint`, 0: unknown), the message and one octet more (to see its end):
-// growing a buffer fills it with zeros, and a 2 KB message must not cost
-// clearing 256 KiB.
-std::size_t Client::read_size(std::size_t cap, std::size_t size_hint) {
-    return size_hint && size_hint < cap ? size_hint + 1 : cap;
-}
-
-void Client::send_bdat(const BodySource& source, std::size_t size_hint) {
-    // Each chunk is read whole and one ahead, so that the last one goes as
-    // BDAT LAST: a message that fits in one chunk goes with MAIL and RCPT in
-    // one write.
-    chunk_.resize(read_size(std::max<std::size_t>(options_.bdat_chunk, 1), size_hint));
-    std::size_t n = fill_from_source(source, chunk_.data(), chunk_.size());
-    if (n == 0) {
-        // An empty message: DATA and its lone dot say it without ambiguity.
-        session_.bdat_to_data();
-        run();
-        if (session_.want() == Session::Want::body) {
-            session_.end_body();
-            run();
-        }
-        return;
-    }
-    hold_chunk(n);
-    send_chunks(source, n == chunk_.size());
-    run();
-}
-
-// The chunk just read into chunk_ (n bytes) becomes held_ without a copy;
-// chunk_ takes the other buffer, at the chunk size again.
-void Client::hold_chunk(std::size_t n) {
-    const std::size_t size = chunk_.size();
-    held_.swap(chunk_);
-    held_.resize(n);
-    chunk_.resize(size);
-}
-
-// The message whose first chunk is in held_ (`more`: the source may have
-// more), up to BDAT LAST, without waiting for the final replies.
-void Client::send_chunks(const BodySource& source, bool more) {
-    const std::size_t window = session_.capabilities().has("PIPELINING") ? options_.bdat_window : 0;
-    while (more) {
-        std::size_t n = fill_from_source(source, chunk_.data(), chunk_.size());
-        if (n == 0) break;
-        session_.bdat_chunk_swap(held_, false);  // no copy when the bytes need no change
-        flush();
-        while (session_.bdat_in_flight() > window) apply(read_reply());
-        if (session_.bdat_failed()) break;
-        hold_chunk(n);
-        more = n == chunk_.size();
-    }
-    // LAST only for a message the server took whole: every earlier chunk answered.
-    if (session_.bdat_in_flight() > 0) {
-        flush();
-        while (session_.bdat_in_flight() > 0) apply(read_reply());
-    }
-    if (!session_.bdat_failed()) session_.bdat_chunk_swap(held_, true);
-}
-
-void Client::send_body(const BodySource& source, std::size_t size_hint) {
-    stream_body(source, size_hint);
-    run();
-}
-
-// The message after DATA's 354, up to its final dot, without waiting for the
-// final replies.
-void Client::stream_body(const BodySource& source, std::size_t size_hint) {
-    for (;;) {
-        chunk_.resize(read_size(options_.write_chunk, size_hint));
-        std::size_t n = read_source(source, chunk_.data(), chunk_.size());
-        if (n == 0) break;
-        chunk_.resize(n);
-        session_.body_swap(chunk_);  // no copy when the bytes need no change
-        if (session_.output_size() >= options_.write_chunk) flush();
-    }
-    session_.end_body();
-}
-
 // --- many messages -------------------------------------------------------------------------------
-
-struct Client::Batch {
-    struct Slot {
-        std::size_t index = 0;
-        std::uint64_t id = 0;   // the session's transaction; 0: refused before anything was sent
-        std::uint64_t end = 0;  // queued_bytes() once the whole message was queued
-        Status status = Status::ok;
-        std::string why;
-    };
-    const BatchDone& done;
-    std::deque<Slot> slots;   // messages given to the session or refused, not yet reported
-    std::size_t reached = 0;  // messages that got a slot
-    std::uint64_t acked = 0;  // queued_bytes() at the end of the last message answered
-    bool stopped = false;
-
-    void add(Slot slot) {
-        reached = slot.index + 1;  // a message with a slot is reported from it, never as unreached
-        slots.push_back(std::move(slot));
-    }
-};
 
 namespace {
 
@@ -858,158 +546,67 @@ void report_unreached(std::size_t from, std::size_t count, const BatchSource& ne
 bool Client::deliver_batch(std::size_t count, const BatchSource& next, const BatchDone& done) {
     try {
         begin_command();
-        if (supports("PIPELINING")) session_.batch_begin();
+        if (session_.phase() == Phase::connected && supports("PIPELINING"))
+            throw Error(Status::bad_sequence, "batch: the server has not accepted LHLO");
     } catch (const Error& e) {
         report_unreached(0, count, next, done, e);
         throw;
     }
-    if (!session_.batching()) return deliver_each(count, next, done);
-
-    Batch b{done, {}, 0, queued_bytes(), false};
-    auto alive = [&] {
-        if (!connected()) throw Error(Status::closed, "the server ended the session: " + last_.summary());
+    engine_.forget_delivered();
+    std::deque<std::size_t> order;  // the index of each message given to the engine, in order
+    std::size_t given = 0;
+    bool stopped = false;
+    // Each report in order; after a stop, the messages already sent still get theirs.
+    auto report = [&] {
+        while (engine_.has_delivered()) {
+            Delivered d = engine_.take_delivered();
+            std::size_t index = order.front();
+            order.pop_front();
+            if (!done(index, d.txn, d.status, d.why) && !stopped) {
+                stopped = true;
+                for (std::size_t n = engine_.drop_waiting(); n > 0; --n) order.pop_back();
+            }
+        }
     };
-    batch_settle_ = true;
     try {
-        for (std::size_t i = 0; i < count && !b.stopped; ++i) {
-            BatchMessage m;
-            bool given = true;
-            try {
-                m = next(i);
-            } catch (const Error& e) {
-                b.add({i, 0, 0, e.status(), e.what()});
-                given = false;
-            }
-            if (given) {
-                // Room for it: replies first while the octets in flight would pass the bound.
-                auto in_flight = [&] { return queued_bytes() - b.acked; };
-                while (!b.stopped && session_.awaiting() > 0 && in_flight() > 0 &&
-                       in_flight() + m.size_hint > options_.max_in_flight) {
-                    flush();
-                    apply(read_reply());
-                    alive();
-                    batch_report(b, Status::ok, {});
+        for (;;) {
+            if (!stopped && given < count && engine_.waiting_count() == 0) {
+                // The next message, given when the engine has none waiting: it
+                // starts when the octets in flight leave room for it.
+                std::size_t i = given++;
+                order.push_back(i);
+                try {
+                    engine_.submit(next(i));
+                } catch (const Error& e) {
+                    engine_.submit_refused(e.status(), e.what());
                 }
-                if (b.stopped) break;
-                batch_message(b, i, m);
             }
-            if (session_.output_size() >= options_.write_chunk) {
-                batch_drain();  // so that the server, writing replies, never waits for us while we write
-                flush();
+            report();
+            if (engine_.deliveries() == 0 && (stopped || given == count)) {
+                run();  // the replies still owed (the RSET after the last BDAT LAST)
+                break;
             }
-            batch_drain();
-            alive();
-            batch_report(b, Status::ok, {});
+            drive([&] {
+                return engine_.has_delivered() || (!stopped && given < count && engine_.waiting_count() == 0);
+            });
+            if (!engine_.is_open()) {
+                report();
+                throw Error(Status::closed, "the server ended the session: " + engine_.last_reply().summary());
+            }
+            if (!engine_.has_delivered() && engine_.waiting_count() > 0 && engine_.output_size() == 0 &&
+                !engine_.waiting_for_server())
+                throw Error(Status::internal, "the batch cannot go on: the next message cannot start");
         }
-        flush();
-        while (session_.awaiting() > 0) {
-            apply(read_reply());
-            batch_report(b, Status::ok, {});
-        }
-        alive();
-        batch_report(b, Status::ok, {});
     } catch (const Error& e) {
-        batch_settle_ = false;
-        if (connected()) close();  // hands every transaction in flight over, unfinished ones unknown
-        batch_report(b, e.status(), e.what());
-        session_.batch_end();
-        if (!b.stopped) report_unreached(b.reached, count, next, done, e);
+        if (engine_.is_open()) {  // every message in flight ends unknown
+            engine_.close(e.status(), e.what());
+            broken();
+        }
+        report();
+        if (!stopped) report_unreached(given, count, next, done, e);
         throw;
     }
-    batch_settle_ = false;
-    session_.batch_end();
-    return !b.stopped;
-}
-
-void Client::batch_message(Batch& b, std::size_t index, const BatchMessage& m) {
-    const bool bdat = session_.would_bdat(m.mail_params, m.transfer);
-    std::size_t n = 0;
-    if (bdat) {
-        // The first chunk is read before anything of the message is queued: a
-        // source that fails there fails this message alone.
-        chunk_.resize(read_size(std::max<std::size_t>(options_.bdat_chunk, 1), m.size_hint));
-        std::string why;
-        for (std::size_t got = 1; got && n < chunk_.size(); n += got) {
-            if (!try_read_source(m.source, chunk_.data() + n, chunk_.size() - n, got, why)) {
-                b.add({index, 0, 0, Status::aborted, why + "; nothing of the message was sent"});
-                return;
-            }
-        }
-    }
-    std::uint64_t id = 0;
-    try {
-        id = session_.batch_deliver(m.from, m.recipients, m.mail_params, m.rcpt_params, m.force, m.transfer,
-                                    m.canonical);
-    } catch (const Error& e) {
-        if (!connected()) throw;
-        b.add({index, 0, 0, e.status(), e.what()});  // nothing was queued
-        return;
-    }
-    b.add({index, id, 0, Status::ok, {}});
-    if (n > 0) {
-        hold_chunk(n);
-        send_chunks(m.source, n == chunk_.size());
-    } else {
-        if (bdat) session_.bdat_to_data();  // an empty message goes by DATA
-        flush();
-        while (session_.awaiting_data_reply()) apply(read_reply());
-        if (session_.phase() == Phase::body) stream_body(m.source, m.size_hint);  // its dot joins the next message's group
-    }
-    b.slots.back().end = queued_bytes();
-}
-
-// Replies already here, without waiting for more.
-void Client::batch_drain() {
-    while (session_.awaiting() > 0 && (rpos_ < rlen_ || transport_->readable())) apply(read_reply());
-}
-
-void Client::batch_report(Batch& b, Status ended, const std::string& why) {
-    while (!b.slots.empty()) {
-        Batch::Slot& s = b.slots.front();
-        Transaction txn;
-        Status status = s.status;
-        std::string reason = s.why;
-        if (s.id) {
-            if (!session_.batch_has_finished()) break;
-            txn = session_.batch_take().second;
-            b.acked = std::max(b.acked, s.end);
-            if (!txn.finished) {
-                status = ended == Status::ok ? Status::closed : ended;
-                reason = why.empty() ? "the session ended before every recipient had a verdict" : why;
-            }
-        }
-        std::size_t index = s.index;
-        b.slots.pop_front();
-        if (!b.done(index, txn, status, reason)) b.stopped = true;
-    }
-}
-
-// Without PIPELINING: one message after the other.
-bool Client::deliver_each(std::size_t count, const BatchSource& next, const BatchDone& done) {
-    for (std::size_t i = 0; i < count; ++i) {
-        BatchMessage m;
-        try {
-            m = next(i);
-        } catch (const Error& e) {
-            if (!done(i, Transaction{}, e.status(), e.what())) return false;
-            continue;
-        }
-        Status status = Status::ok;
-        std::string why;
-        try {
-            deliver(m.from, m.recipients, m.source, m.mail_params, m.rcpt_params, m.force, m.transfer, m.canonical);
-        } catch (const Error& e) {
-            if (!connected()) {
-                if (done(i, session_.transaction(), e.status(), e.what()))
-                    report_unreached(i + 1, count, next, done, e);
-                throw;
-            }
-            status = e.status();
-            why = e.what();
-        }
-        if (!done(i, session_.transaction(), status, why)) return false;
-    }
-    return true;
+    return !stopped;
 }
 
 }  // namespace lmtp

@@ -204,13 +204,7 @@ std::unique_ptr<TlsTransport> TlsTransport::handshake(std::unique_ptr<Transport>
                 continue;
             }
             if (err == SSL_ERROR_WANT_WRITE) continue;
-            long verify = SSL_get_verify_result(t->ssl_);
-            if (verify != X509_V_OK) {
-                std::string what = X509_verify_cert_error_string(verify);
-                ERR_clear_error();
-                throw Error(Status::certificate, "the server's certificate was refused: " + what);
-            }
-            throw Error(Status::tls, "TLS handshake failed: " + openssl_errors());
+            throw tls_handshake_error(t->ssl_);
         }
     } catch (...) {
         ERR_clear_error();
@@ -220,9 +214,34 @@ std::unique_ptr<TlsTransport> TlsTransport::handshake(std::unique_ptr<Transport>
     return t;
 }
 
+std::string tls_errors() {
+    return openssl_errors();
+}
+
+Error tls_handshake_error(SSL* ssl) {
+    long verify = SSL_get_verify_result(ssl);
+    if (verify != X509_V_OK) {
+        std::string what = X509_verify_cert_error_string(verify);
+        ERR_clear_error();
+        return Error(Status::certificate, "the server's certificate was refused: " + what);
+    }
+    return Error(Status::tls, "TLS handshake failed: " + openssl_errors());
+}
+
+std::string tls_description(SSL* ssl) {
+    const char* cipher = SSL_get_cipher_name(ssl);
+    return std::string(SSL_get_version(ssl)) + " " + (cipher ? cipher : "?");
+}
+
 std::string TlsTransport::description() const {
-    const char* cipher = SSL_get_cipher_name(ssl_);
-    return std::string(SSL_get_version(ssl_)) + " " + (cipher ? cipher : "?");
+    return tls_description(ssl_);
+}
+
+std::pair<SSL_CTX*, SSL*> TlsSetup::release() noexcept {
+    std::pair<SSL_CTX*, SSL*> p{ctx_, ssl_};
+    ctx_ = nullptr;
+    ssl_ = nullptr;
+    return p;
 }
 
 void TlsTransport::flush_out(Deadline deadline) {

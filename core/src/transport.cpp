@@ -99,25 +99,57 @@ void SocketTransport::close() noexcept {
     }
 }
 
-std::unique_ptr<SocketTransport> SocketTransport::connect(const std::string& host, std::uint16_t port,
-                                                          const ConnectOptions& options) {
+// One address to try: a socket address and the local one to bind first.
+struct Connector::Target {
+    sockaddr_storage addr{};
+    socklen_t len = 0;
+    int family = 0;
+    int protocol = 0;
+    std::string where;
+    bool has_local = false;
+    bool local_mismatch = false;  // the local address is of another family
+    sockaddr_storage local{};
+    socklen_t local_len = 0;
+};
+
+Connector::Connector(const std::string& host, std::uint16_t port, const ConnectOptions& options, Deadline now)
+    : host_(host), options_(options) {
     if (host.empty()) throw Error(Status::invalid_argument, "no host given");
-    if (host[0] == '/') return connect_unix(host, options);
+    if (host[0] == '/') {
+        sockaddr_un sa{};
+        if (host.size() >= sizeof sa.sun_path)
+            throw Error(Status::invalid_argument, "unix socket path is " + std::to_string(host.size()) +
+                                                      " bytes, more than a socket address holds (" +
+                                                      std::to_string(sizeof sa.sun_path - 1) + ")");
+        if (host.find('\0') != std::string::npos)
+            throw Error(Status::invalid_argument, "unix socket path contains a NUL byte");
+        sa.sun_family = AF_UNIX;
+        std::memcpy(sa.sun_path, host.data(), host.size());
+        Target t;
+        std::memcpy(&t.addr, &sa, sizeof sa);
+        t.len = sizeof sa;
+        t.family = AF_UNIX;
+        t.where = host;
+        targets_.push_back(std::move(t));
+        unix_ = true;
+        unix_deadline_ = now + options_.timeout;
+        start(now);
+        return;
+    }
     if (port == 0) throw Error(Status::invalid_argument, "no port given for host " + host);
-    std::string name = host;
-    if (name.size() > 2 && name.front() == '[' && name.back() == ']') name = name.substr(1, name.size() - 2);
+    name_ = host;
+    if (name_.size() > 2 && name_.front() == '[' && name_.back() == ']') name_ = name_.substr(1, name_.size() - 2);
+    service_ = std::to_string(port);
 
     addrinfo hints{};
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_NUMERICSERV;
-    AddrInfo targets;
-    std::string service = std::to_string(port);
-    int rc = getaddrinfo(name.c_str(), service.c_str(), &hints, &targets.list);
+    AddrInfo found;
+    int rc = getaddrinfo(name_.c_str(), service_.c_str(), &hints, &found.list);
     if (rc != 0)
         throw Error(Status::resolve, "cannot resolve host '" + host + "': " +
                                          (rc == EAI_SYSTEM ? errno_text(errno) : std::string(gai_strerror(rc))));
-
     AddrInfo locals;
     if (!options.local_address.empty() || options.local_port) {
         addrinfo lh{};
@@ -131,115 +163,208 @@ std::unique_ptr<SocketTransport> SocketTransport::connect(const std::string& hos
             throw Error(Status::invalid_argument,
                         "local address '" + options.local_address + "' is not an IP address: " + gai_strerror(rc));
     }
-
-    std::string errors, last_where;
-    bool all_timeouts = true;
-    int tried = 0;
-    int last_errno = 0;
-    auto note = [&](const std::string& what, bool timed_out, int err = 0) {
-        if (!errors.empty()) errors += "; ";
-        errors += what;
-        all_timeouts = all_timeouts && timed_out;
-        last_errno = timed_out ? ETIMEDOUT : err;
-    };
-    for (addrinfo* ai = targets.list; ai; ai = ai->ai_next) {
-        std::string where = describe(ai->ai_addr, ai->ai_addrlen);
-        last_where = where;
-        ++tried;
-        const addrinfo* local = nullptr;
+    for (addrinfo* ai = found.list; ai; ai = ai->ai_next) {
+        Target t;
+        std::memcpy(&t.addr, ai->ai_addr, ai->ai_addrlen);
+        t.len = ai->ai_addrlen;
+        t.family = ai->ai_family;
+        t.protocol = ai->ai_protocol;
+        t.where = describe(ai->ai_addr, ai->ai_addrlen);
         if (locals.list) {
-            for (addrinfo* l = locals.list; l && !local; l = l->ai_next)
-                if (l->ai_family == ai->ai_family) local = l;
-            if (!local) {
-                note(where + ": the local address is of another family", false);
-                continue;
+            t.local_mismatch = true;
+            for (addrinfo* l = locals.list; l && t.local_mismatch; l = l->ai_next) {
+                if (l->ai_family != ai->ai_family) continue;
+                std::memcpy(&t.local, l->ai_addr, l->ai_addrlen);
+                t.local_len = l->ai_addrlen;
+                t.has_local = true;
+                t.local_mismatch = false;
             }
         }
-        Fd fd(::socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol));
-        if (fd.get() < 0) {
-            note(where + ": socket: " + errno_text(errno), false, errno);
-            continue;
-        }
-        if (local) {
-            int one = 1;
-            setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-            if (::bind(fd.get(), local->ai_addr, local->ai_addrlen) != 0) {
-                int err = errno;
-                note(where + ": cannot bind to " + describe(local->ai_addr, local->ai_addrlen) + ": " + errno_text(err),
-                     false, err);
-                continue;
-            }
-        }
-        // We batch our own writes; Nagle would only delay the last piece.
-        int one = 1;
-        setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        Deadline deadline = Clock::now() + options.timeout;
-        if (::connect(fd.get(), ai->ai_addr, ai->ai_addrlen) != 0) {
-            if (errno != EINPROGRESS && errno != EINTR) {
-                note(where + ": " + errno_text(errno), false, errno);
-                continue;
-            }
-            if (!wait_fd(fd.get(), POLLOUT, deadline)) {
-                note(where + ": timed out after " + std::to_string(options.timeout.count()) + " ms", true);
-                continue;
-            }
-            int err = 0;
-            socklen_t len = sizeof err;
-            if (getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
-            if (err != 0) {
-                note(where + ": " + errno_text(err), false, err);
-                continue;
-            }
-        }
-        return std::make_unique<SocketTransport>(fd.release(), false, where);
+        targets_.push_back(std::move(t));
     }
-    if (errors.empty()) errors = "no address found";
-    Status status = all_timeouts ? Status::timeout : Status::connect;
+    if (targets_.empty()) give_up();
+    start(now);
+}
+
+Connector::~Connector() {
+    if (fd_ >= 0) ::close(fd_);
+}
+
+// Starts targets_[at_], or the next that can be started.
+void Connector::start(Deadline now) {
+    while (at_ < targets_.size()) {
+        const Target& t = targets_[at_];
+        if (t.local_mismatch) {
+            next(now, t.where + ": the local address is of another family", false, 0);
+            return;
+        }
+        int fd = ::socket(t.family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, t.protocol);
+        if (fd < 0) {
+            next(now, t.where + ": socket: " + errno_text(errno), false, errno);
+            return;
+        }
+        // The new socket exists before the old one is closed: its number differs.
+        if (fd_ >= 0) ::close(fd_);
+        fd_ = fd;
+        if (t.has_local) {
+            int one = 1;
+            setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+            if (::bind(fd_, reinterpret_cast<const sockaddr*>(&t.local), t.local_len) != 0) {
+                int err = errno;
+                next(now,
+                     t.where + ": cannot bind to " + describe(reinterpret_cast<const sockaddr*>(&t.local), t.local_len) +
+                         ": " + errno_text(err),
+                     false, err);
+                return;
+            }
+        }
+        if (!unix_) {
+            // We batch our own writes; Nagle would only delay the last piece.
+            int one = 1;
+            setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        }
+        deadline_ = unix_ ? unix_deadline_ : now + options_.timeout;
+        int rc;
+        do {
+            rc = ::connect(fd_, reinterpret_cast<const sockaddr*>(&t.addr), t.len);
+        } while (rc != 0 && errno == EINTR);
+        if (rc == 0) {
+            connected_ = true;
+            return;
+        }
+        int err = errno;
+        if (err == EINPROGRESS) {
+            waiting_ = true;
+            return;
+        }
+        if (unix_ && err == EAGAIN) {
+            // The listener's backlog is full: try again shortly, until the deadline.
+            waiting_ = false;
+            if (now >= unix_deadline_)
+                throw Error(Status::timeout,
+                            "cannot connect to " + host_ + ": its backlog stayed full for " +
+                                std::to_string(options_.timeout.count()) + " ms",
+                            ETIMEDOUT);
+            deadline_ = std::min(unix_deadline_, now + std::chrono::milliseconds(5));
+            return;
+        }
+        next(now, t.where + ": " + errno_text(err), false, err);
+        return;
+    }
+}
+
+// The current address failed: note why, go on with the next.
+void Connector::next(Deadline now, const std::string& what, bool timed_out, int err) {
+    if (unix_) {
+        if (timed_out) throw Error(Status::timeout, "cannot connect to " + host_ + ": timed out", ETIMEDOUT);
+        throw Error(Status::connect, "cannot connect to unix socket " + host_ + ": " + errno_text(err), err);
+    }
+    if (!errors_.empty()) errors_ += "; ";
+    errors_ += what;
+    all_timeouts_ = all_timeouts_ && timed_out;
+    last_errno_ = timed_out ? ETIMEDOUT : err;
+    ++at_;
+    if (at_ >= targets_.size()) give_up();
+    start(now);
+}
+
+void Connector::give_up() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+    std::string errors = errors_.empty() ? std::string("no address found") : errors_;
+    Status status = all_timeouts_ && !errors_.empty() ? Status::timeout : Status::connect;
     // One address that is the host itself (an IP literal): name it once.
-    if (tried == 1 && (last_where == name + " port " + service || last_where == "[" + name + "] port " + service))
-        throw Error(status, "cannot connect to " + errors, last_errno);
-    throw Error(status, "cannot connect to " + host + " port " + service + ": " + errors, last_errno);
+    const std::string& last = targets_.empty() ? std::string() : targets_.back().where;
+    if (targets_.size() == 1 && (last == name_ + " port " + service_ || last == "[" + name_ + "] port " + service_))
+        throw Error(status, "cannot connect to " + errors, last_errno_);
+    throw Error(status, "cannot connect to " + host_ + " port " + service_ + ": " + errors, last_errno_);
+}
+
+bool Connector::check(Deadline now) {
+    if (connected_) return true;
+    if (!waiting_) {  // a retry was due
+        if (now >= deadline_) start(now);
+        return connected_;
+    }
+    pollfd p{fd_, POLLOUT, 0};
+    int n = ::poll(&p, 1, 0);
+    if (n <= 0) {
+        if (now < deadline_) return false;
+        next(now, targets_[at_].where + ": timed out after " + std::to_string(options_.timeout.count()) + " ms", true,
+             ETIMEDOUT);
+        return connected_;
+    }
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+    if (err == 0) {
+        connected_ = true;
+        return true;
+    }
+    next(now, targets_[at_].where + ": " + errno_text(err), false, err);
+    return connected_;
+}
+
+std::unique_ptr<SocketTransport> Connector::take() {
+    if (!connected_ || fd_ < 0) throw Error(Status::not_connected, "not connected");
+    int fd = fd_;
+    fd_ = -1;
+    return std::make_unique<SocketTransport>(fd, unix_, targets_[at_].where);
+}
+
+std::unique_ptr<SocketTransport> SocketTransport::connect(const std::string& host, std::uint16_t port,
+                                                          const ConnectOptions& options) {
+    Connector c(host, port, options, Clock::now());
+    while (!c.connected()) {
+        if (c.in_progress())
+            wait_fd(c.fd(), POLLOUT, c.deadline());
+        else
+            std::this_thread::sleep_until(c.deadline());  // a unix socket's full backlog: a retry shortly
+        c.check(Clock::now());
+    }
+    return c.take();
 }
 
 std::unique_ptr<SocketTransport> SocketTransport::connect_unix(const std::string& path, const ConnectOptions& options) {
-    sockaddr_un sa{};
-    if (path.size() >= sizeof sa.sun_path)
-        throw Error(Status::invalid_argument, "unix socket path is " + std::to_string(path.size()) +
-                                                  " bytes, more than a socket address holds (" +
-                                                  std::to_string(sizeof sa.sun_path - 1) + ")");
-    if (path.find('\0') != std::string::npos)
-        throw Error(Status::invalid_argument, "unix socket path contains a NUL byte");
-    sa.sun_family = AF_UNIX;
-    std::memcpy(sa.sun_path, path.data(), path.size());
-    Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-    if (fd.get() < 0) throw Error(Status::connect, "socket: " + errno_text(errno), errno);
-    Deadline deadline = Clock::now() + options.timeout;
+    if (path.empty() || path[0] != '/') throw Error(Status::invalid_argument, "a unix socket path starts with '/'");
+    return connect(path, 0, options);
+}
+
+std::optional<std::size_t> SocketTransport::try_read(char* buf, std::size_t cap) {
+    if (fd_ < 0) throw Error(Status::not_connected, "not connected");
     for (;;) {
-        if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0) break;
+        ssize_t n = ::recv(fd_, buf, cap, 0);
+        if (n >= 0) return static_cast<std::size_t>(n);
         int err = errno;
         if (err == EINTR) continue;
-        if (err == EAGAIN) {
-            // The listener's backlog is full; try again until the deadline.
-            if (Clock::now() >= deadline)
-                throw Error(Status::timeout,
-                            "cannot connect to " + path + ": its backlog stayed full for " +
-                                std::to_string(options.timeout.count()) + " ms",
-                            ETIMEDOUT);
-            std::this_thread::sleep_for(std::chrono::milliseconds(5));
-            continue;
-        }
-        if (err == EINPROGRESS) {
-            if (!wait_fd(fd.get(), POLLOUT, deadline))
-                throw Error(Status::timeout, "cannot connect to " + path + ": timed out", ETIMEDOUT);
-            int soerr = 0;
-            socklen_t len = sizeof soerr;
-            getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &soerr, &len);
-            if (soerr == 0) break;
-            err = soerr;
-        }
-        throw Error(Status::connect, "cannot connect to unix socket " + path + ": " + errno_text(err), err);
+        if (err == EAGAIN || err == EWOULDBLOCK) return std::nullopt;
+        if (err == ECONNRESET) throw Error(Status::closed, "connection reset by " + peer_, err);
+        throw Error(Status::io, "reading from " + peer_ + " failed: " + errno_text(err), err);
     }
-    return std::make_unique<SocketTransport>(fd.release(), true, path);
+}
+
+std::size_t SocketTransport::try_write_pieces(const std::string_view* pieces, std::size_t count) {
+    if (fd_ < 0) throw Error(Status::not_connected, "not connected");
+    constexpr std::size_t kMaxPieces = 8;
+    iovec iov[kMaxPieces];
+    std::size_t n_iov = 0;
+    for (std::size_t i = 0; i < count && n_iov < kMaxPieces; ++i)
+        if (!pieces[i].empty()) iov[n_iov++] = {const_cast<char*>(pieces[i].data()), pieces[i].size()};
+    if (n_iov == 0) return 0;
+    msghdr msg{};
+    msg.msg_iov = iov;
+    msg.msg_iovlen = n_iov;
+    for (;;) {
+        ssize_t n = ::sendmsg(fd_, &msg, MSG_NOSIGNAL);
+        if (n >= 0) return static_cast<std::size_t>(n);
+        int err = errno;
+        if (err == EINTR) continue;
+        if (err == EAGAIN || err == EWOULDBLOCK) return 0;
+        if (err == EPIPE || err == ECONNRESET)
+            throw Error(Status::closed,
+                        "the connection to " + peer_ + " was closed by the server (" + errno_text(err) + ")", err);
+        throw Error(Status::io, "writing to " + peer_ + " failed: " + errno_text(err), err);
+    }
 }
 
 std::size_t SocketTransport::read(char* buf, std::size_t cap, Deadline deadline) {

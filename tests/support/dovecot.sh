@@ -39,6 +39,9 @@ full:{PLAIN}x::::::userdb_quota_rule=*:bytes=1
 tempfull:{PLAIN}x::::::userdb_quota_rule=*:bytes=1 userdb_quota_full_tempfail=yes
 broken:{PLAIN}x::::::userdb_mail=maildir:/dev/null/Maildir
 EOF
+    # LMTP_USERS=N adds user0 ... user(N-1), for runs over many mailboxes at once.
+    local u
+    for ((u = 0; u < ${LMTP_USERS:-0}; u++)); do echo "user$u:{PLAIN}x::::::" >> "$dir/passwd"; done
     if [ -n "$cert" ]; then
         cp "$cert" "$dir/cert.pem"
         cp "$key" "$dir/key.pem"

@@ -1,4 +1,5 @@
-// The blocking LMTP client: a Session driven over a Transport.
+// The blocking LMTP client: the Engine (engine.hpp) driven over a Transport,
+// one call at a time; each call runs the engine until its answer is in.
 //
 // Errors: methods throw lmtp::Error when there is no server answer to give
 // (bad input, I/O failure, timeout, protocol violation, wrong sequence). A
@@ -20,6 +21,7 @@
 #include <string_view>
 #include <vector>
 
+#include "lmtp/engine.hpp"
 #include "lmtp/reply.hpp"
 #include "lmtp/session.hpp"
 #include "lmtp/tls.hpp"
@@ -27,79 +29,6 @@
 
 namespace lmtp {
 
-// When connect() upgrades to TLS with STARTTLS (RFC 3207).
-enum class StartTls {
-    off,            // never on its own (starttls() still works)
-    opportunistic,  // when the server offers it
-    required,       // always: connect() fails if the server does not offer it
-};
-
-struct ClientOptions {
-    // LHLO argument; empty means this machine's host name (or "localhost").
-    std::string hello;
-    // Deadline for each reply, and for each write of a batch of bytes.
-    std::chrono::milliseconds timeout{kDefaultTimeout};
-    // Deadline for each address tried when connecting; 0 means `timeout`.
-    std::chrono::milliseconds connect_timeout{0};
-    std::string local_address;
-    std::uint16_t local_port = 0;
-    SessionLimits limits;
-    // Message bytes are sent in writes of about this size.
-    std::size_t write_chunk = 64 * 1024;
-    // Send LHLO right after the banner (connect() then fails if it is refused).
-    // Off: connect() reads the banner only, and the caller calls hello();
-    // STARTTLS and AUTH below are then the caller's to do too.
-    bool send_hello = true;
-
-    // --- TLS ---
-    TlsOptions tls;
-    StartTls starttls = StartTls::off;
-    // TLS from the first byte (no STARTTLS), as on a port that speaks TLS only.
-    bool implicit_tls = false;
-
-    // --- AUTH, done by connect() after LHLO (and STARTTLS) when a user is set ---
-    std::string auth_user;
-    std::string auth_password;
-    std::string auth_mechanism;  // empty: the strongest offered
-    // PLAIN and LOGIN send the password itself: by default only over TLS or
-    // a unix socket.
-    bool auth_allow_plaintext = false;
-
-    // --- BDAT ---
-    // Message bytes read per BDAT chunk (the chunk grows by the CRLF fixes).
-    std::size_t bdat_chunk = 256 * 1024;
-    // BDAT chunks sent ahead of their replies, at most, when the server
-    // offers PIPELINING; without it each chunk waits for the one before.
-    std::size_t bdat_window = 4;
-    // deliver_batch: octets sent ahead of their replies, at most (but always
-    // one whole message, and with BDAT at least its first chunk).
-    std::size_t max_in_flight = 1024 * 1024;
-    // Never read the first final reply as one line per recipient (the
-    // servers that answer so: session.hpp). Off: such servers are recognised.
-    bool strict_replies = false;
-    TraceFn trace;
-};
-
-// Gives the next piece of a message: writes up to `cap` bytes into `buf` and
-// returns how many; 0 means the message is complete. Throwing abandons the
-// transaction (the connection is closed: the server must not deliver a
-// message whose end it never saw).
-using BodySource = std::function<std::size_t(char* buf, std::size_t cap)>;
-// A message already in memory as a BodySource (`bytes` must outlive it).
-BodySource memory_source(std::string_view bytes);
-
-// One message of a batch (deliver_batch).
-struct BatchMessage {
-    std::string from;
-    std::vector<std::string> recipients;
-    BodySource source;
-    std::size_t size_hint = 0;  // its length when known (for the bound on octets in flight), else 0
-    MailParams mail_params;
-    RcptParams rcpt_params;
-    bool force = false;
-    Transfer transfer = Transfer::automatic;
-    bool canonical = false;
-};
 // Gives message `index` of a batch. Throwing Error fails that message alone
 // (nothing of it is sent; its callback gets the status).
 using BatchSource = std::function<BatchMessage(std::size_t index)>;
@@ -135,10 +64,13 @@ public:
     std::string domain() const;
     const Capabilities& capabilities() const { return session_.capabilities(); }
     bool supports(std::string_view keyword) const { return session_.supports(keyword); }
-    const Reply& last_reply() const { return last_; }
+    const Reply& last_reply() const { return engine_.last_reply(); }
     const Transaction& transaction() const { return session_.transaction(); }
     const Session& session() const { return session_; }
     const Transport* transport() const { return transport_.get(); }
+    // The engine this client drives (the non-blocking API drives it directly).
+    Engine& engine() { return engine_; }
+    const Engine& engine() const { return engine_; }
 
     // --- one command, one reply (Net::LMTP style) ----------------------------
     const Reply& hello(std::string_view domain);
@@ -176,9 +108,9 @@ public:
     // reply to the new LHLO. Handshake failures throw (Error(certificate) says
     // why the certificate was refused) and close the connection.
     const Reply& starttls();
-    bool tls_active() const { return transport_ && transport_->is_tls(); }
+    bool tls_active() const { return engine_.tls_active(); }
     // The server's reply to the last STARTTLS (starttls() returns LHLO's after it).
-    const Reply& starttls_reply() const { return starttls_reply_; }
+    const Reply& starttls_reply() const { return engine_.starttls_reply(); }
     // AUTH with `mechanism` (empty: the strongest the server offers that can be
     // used). Throws Error(auth) when the server refuses (last_reply() holds
     // 535, 534, 538...) or the exchange goes wrong, Error(insecure) before
@@ -257,47 +189,29 @@ private:
     // begin_command, queue the command, run until its reply is in.
     template <typename Queue>
     const Reply& one(Queue&& queue);
-    void settle_pending();
-    void check_unsolicited();
-    void flush();
-    void take_replies_left() noexcept;
-    Reply read_reply();
-    Reply read_reply(Deadline deadline);
-    void apply(const Reply& reply);
+    // Runs the engine until `done()`: applies what came, writes what it has,
+    // reads what it waits for, each within the engine's deadline.
+    template <typename Done>
+    void drive(Done&& done);
     void run();
-    // `size_hint`: the message's size when known, else 0 (see read_size).
-    void send_body(const BodySource& source, std::size_t size_hint);
-    void stream_body(const BodySource& source, std::size_t size_hint);
-    void send_bdat(const BodySource& source, std::size_t size_hint);
-    void hold_chunk(std::size_t n);
-    void send_chunks(const BodySource& source, bool more);
-    struct Batch;
-    bool deliver_each(std::size_t count, const BatchSource& next, const BatchDone& done);
-    void batch_message(Batch& b, std::size_t index, const BatchMessage& m);
-    void batch_report(Batch& b, Status ended, const std::string& why);
-    void batch_drain();
-    std::uint64_t queued_bytes() const { return written_ + session_.output_size(); }
-    bool try_read_source(const BodySource& source, char* buf, std::size_t cap, std::size_t& n, std::string& why);
-    std::size_t read_source(const BodySource& source, char* buf, std::size_t cap);
-    std::size_t fill_from_source(const BodySource& source, char* buf, std::size_t cap);
-    static std::size_t read_size(std::size_t cap, std::size_t size_hint);
-    void after_hello();
+    void settle_pending();
+    void flush();
+    void write_out();
+    void read_in();
+    void take_replies_left() noexcept;
+    void broken();
+    void wait_job();
+    void greet(std::unique_ptr<Transport> transport);
+    void take_unsolicited();
+    const Transaction& deliver_one(BatchMessage m);
     void read_finals();
     void replay_finals(const Error* ended);
-    [[noreturn]] void fail(Status status, const std::string& why, int os_error = 0);
-    void greet(std::unique_ptr<Transport> transport, const std::string& name);
-    std::string checked_hello() const;
-    void reset_input();
-    void trace(TraceDir dir, std::string_view text) const noexcept;
 
     ClientOptions options_;
-    Session session_;
+    Engine engine_;
+    Session& session_;
     std::unique_ptr<Transport> transport_;
-    ReplyParser parser_;
     std::vector<char> rbuf_;
-    std::size_t rpos_ = 0;
-    std::size_t rlen_ = 0;
-    Reply last_;
     std::size_t raw_owed_ = 0;  // command() replies not yet read by response()
     // A per-recipient reply after the first, for response(): the reply, or
     // (ended not ok) why it never came.
@@ -307,12 +221,7 @@ private:
         std::string why;
     };
     std::deque<Owed> replay_;
-    std::string chunk_;         // scratch for message pieces
-    std::string held_;          // BDAT: the chunk read ahead, to know which one is last
-    std::string host_;          // what connect() was given (the TLS name by default)
-    Reply starttls_reply_;
-    std::uint64_t written_ = 0;  // octets written over this connection
-    bool batch_settle_ = false;  // a message source failing in a batch: read the older replies first
+    std::string host_;  // what connect() was given (the TLS name by default)
 };
 
 }  // namespace lmtp

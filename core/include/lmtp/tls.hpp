@@ -5,6 +5,9 @@
 
 #include <memory>
 #include <string>
+#include <utility>
+
+#include "lmtp/status.hpp"
 
 #include "lmtp/transport.hpp"
 
@@ -46,12 +49,24 @@ public:
     TlsSetup& operator=(const TlsSetup&) = delete;
     ~TlsSetup();
 
+    // Hands the prepared session over (the caller frees both); the setup is empty after.
+    std::pair<SSL_CTX*, SSL*> release() noexcept;
+
 private:
     friend class TlsTransport;
     TlsSetup(SSL_CTX* ctx, SSL* ssl) : ctx_(ctx), ssl_(ssl) {}
     SSL_CTX* ctx_ = nullptr;
     SSL* ssl_ = nullptr;
 };
+
+// OpenSSL's queued errors as one sentence; the queue is emptied.
+std::string tls_errors();
+// "TLSv1.3 TLS_AES_256_GCM_SHA384"
+std::string tls_description(SSL* ssl);
+// Why a handshake step failed: Error(certificate) when the server's
+// certificate was refused (the reason: expired, name mismatch, unknown CA...),
+// Error(tls) with OpenSSL's errors otherwise. Empties OpenSSL's error queue.
+Error tls_handshake_error(SSL* ssl);
 
 class TlsTransport final : public Transport {
 public:

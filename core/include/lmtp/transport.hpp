@@ -6,6 +6,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
+#include <vector>
 #include <string>
 #include <string_view>
 
@@ -60,6 +62,66 @@ struct ConnectOptions {
     std::uint16_t local_port = 0;
 };
 
+class SocketTransport;
+
+// A connect() that walks a host's addresses without blocking: each address
+// gets a non-blocking socket and `timeout` to connect; a refusal or a timeout
+// moves on to the next, and the socket (fd()) changes. Only the name lookup
+// in the constructor blocks (an IP literal or a unix socket path needs none).
+// SocketTransport::connect is this with a wait; the non-blocking API hands
+// the socket and the deadline to the caller's event loop.
+class Connector {
+public:
+    // Resolves `host` (a name, an IP literal with or without brackets, or a
+    // path starting with "/") and starts the first address. Throws
+    // Error(resolve / invalid_argument), or the connect error when no address
+    // can even be tried.
+    Connector(const std::string& host, std::uint16_t port, const ConnectOptions& options, Deadline now);
+    ~Connector();
+    Connector(const Connector&) = delete;
+    Connector& operator=(const Connector&) = delete;
+
+    // The socket being connected (-1 once taken).
+    int fd() const { return fd_; }
+    bool connected() const { return connected_; }
+    // A connect() is in progress on fd() (wait for it to be writable); else
+    // a retry is due at deadline().
+    bool in_progress() const { return waiting_; }
+    // When to call check() without the socket having become writable: the
+    // address's deadline, or a retry (a unix socket's full backlog).
+    Deadline deadline() const { return deadline_; }
+    // The socket became writable, or the deadline passed: true once
+    // connected; otherwise the next address is under way (fd() changed: the
+    // new socket is opened before the old one is closed, so the number
+    // differs). Throws Error(connect / timeout) naming every address tried
+    // when none is left.
+    bool check(Deadline now);
+    // The connected socket.
+    std::unique_ptr<SocketTransport> take();
+
+private:
+    struct Target;
+    void start(Deadline now);
+    void next(Deadline now, const std::string& what, bool timed_out, int err);
+    [[noreturn]] void give_up();
+
+    std::string host_;
+    std::string service_;
+    std::string name_;
+    ConnectOptions options_;
+    std::vector<Target> targets_;
+    std::size_t at_ = 0;
+    int fd_ = -1;
+    bool connected_ = false;
+    bool unix_ = false;
+    bool waiting_ = false;  // connect() in progress (else: a retry is due at deadline_)
+    Deadline deadline_{};
+    Deadline unix_deadline_{};
+    std::string errors_;
+    bool all_timeouts_ = true;
+    int last_errno_ = 0;
+};
+
 // A connected TCP or unix stream socket, non-blocking underneath; every wait
 // is a poll() bounded by the caller's deadline. Writes use MSG_NOSIGNAL.
 class SocketTransport final : public Transport {
@@ -82,6 +144,12 @@ public:
     void write(std::string_view data, Deadline deadline) override;
     void write_pieces(const std::string_view* pieces, std::size_t count, Deadline deadline) override;
     bool readable() override;
+    // Without waiting: the bytes read (0 at end of stream), or nothing when
+    // none are there yet. Throws as read() does.
+    std::optional<std::size_t> try_read(char* buf, std::size_t cap);
+    // Without waiting: the bytes written (0 when the socket takes none now).
+    // Throws as write() does.
+    std::size_t try_write_pieces(const std::string_view* pieces, std::size_t count);
     void close() noexcept override;
     bool is_open() const override { return fd_ >= 0; }
     bool is_local() const override { return local_; }
