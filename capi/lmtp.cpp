@@ -4,6 +4,7 @@
 #define LMTP_BUILDING 1
 #include "lmtp.h"
 
+#include <algorithm>
 #include <climits>
 #include <cstddef>
 #include <cstdint>
@@ -43,6 +44,17 @@ static_assert(LMTP_STAGE_NONE == static_cast<int>(lmtp::Stage::none), "stages");
 static_assert(LMTP_STAGE_MAIL == static_cast<int>(lmtp::Stage::mail), "stages");
 static_assert(LMTP_STAGE_RCPT == static_cast<int>(lmtp::Stage::rcpt), "stages");
 static_assert(LMTP_STAGE_DATA == static_cast<int>(lmtp::Stage::data), "stages");
+// lmtp_mail_options_parse and lmtp_rcpt_options_parse store the core's values as they are.
+static_assert(LMTP_BODY_7BIT == static_cast<int>(lmtp::BodyType::seven_bit), "body types");
+static_assert(LMTP_BODY_8BITMIME == static_cast<int>(lmtp::BodyType::eight_bit_mime), "body types");
+static_assert(LMTP_BODY_BINARYMIME == static_cast<int>(lmtp::BodyType::binary_mime), "body types");
+static_assert(LMTP_RET_FULL == static_cast<int>(lmtp::Ret::full), "RET values");
+static_assert(LMTP_RET_HDRS == static_cast<int>(lmtp::Ret::hdrs), "RET values");
+static_assert(unsigned{LMTP_NOTIFY_NEVER} == lmtp::notify_never &&
+                  unsigned{LMTP_NOTIFY_SUCCESS} == lmtp::notify_success &&
+                  unsigned{LMTP_NOTIFY_FAILURE} == lmtp::notify_failure &&
+                  unsigned{LMTP_NOTIFY_DELAY} == lmtp::notify_delay,
+              "NOTIFY flags");
 
 struct lmtp_handle {
     explicit lmtp_handle(lmtp::ClientOptions o) : client(std::move(o)) {}
@@ -73,6 +85,10 @@ struct lmtp_handle {
     std::string s_res_enhanced, s_res_text, s_res_rcpt_text;
     // During a lmtp_deliver_batch callback: the transaction the results describe.
     const lmtp::Transaction* view = nullptr;
+    // What lmtp_mail_options_parse and lmtp_rcpt_options_parse point a caller's struct at,
+    // and the extension lmtp_*_options_check names.
+    std::string p_envid, p_transid, p_mail_extra, p_orcpt, p_orcpt_type, p_rcpt_extra;
+    std::string s_mail_missing, s_rcpt_missing;
 
     const lmtp::Transaction& results() const { return view ? *view : client.transaction(); }
 
@@ -140,24 +156,9 @@ std::string need(const char* s, const char* what) {
     return s;
 }
 
+// The `extra` field: words the core checks and keeps as they are.
 std::vector<lmtp::Param> parse_extra(const char* extra) {
-    std::vector<lmtp::Param> params;
-    if (!extra) return params;
-    std::string_view rest(extra);
-    while (!rest.empty()) {
-        std::size_t sp = rest.find(' ');
-        std::string_view tok = rest.substr(0, sp);
-        if (!tok.empty()) {
-            lmtp::Param p;
-            std::size_t eq = tok.find('=');
-            p.keyword = std::string(tok.substr(0, eq));
-            if (eq != std::string_view::npos) p.value = std::string(tok.substr(eq + 1));
-            params.push_back(std::move(p));
-        }
-        if (sp == std::string_view::npos) break;
-        rest.remove_prefix(sp + 1);
-    }
-    return params;
+    return extra ? lmtp::parse_params(extra) : std::vector<lmtp::Param>{};
 }
 
 std::string text(const char* p) {
@@ -665,7 +666,7 @@ int lmtp_data(lmtp_t* h, const void* msg, size_t len) {
     return talk(h, [&]() -> int {
         if (!msg && len) throw lmtp::Error(Status::invalid_argument, "message is NULL");
         const lmtp::Reply& r = h->client.data(std::string_view(static_cast<const char*>(msg), msg ? len : 0));
-        if (h->client.transaction().data_reply.code == 354) return LMTP_OK;  // every final reply is in
+        if (h->client.transaction().data_accepted()) return LMTP_OK;  // every final reply is in
         return answered(h, r, "DATA");
     });
 }
@@ -798,6 +799,141 @@ static lmtp::BatchMessage core_message(const lmtp_message_t* m, std::size_t i) {
     b.transfer = body.transfer;
     b.canonical = body.canonical;
     return b;
+}
+
+}  // extern "C"
+
+// ---- parameters as written on the wire; what a reply says; the size of a message ----------
+
+namespace {
+
+// A command-line limit no set of parameters reaches: lmtp_*_options_check formats a line only to
+// check its parameters; whether it fits depends on the address it will carry.
+constexpr std::size_t kAnyLength = std::size_t{1} << 30;
+
+// "K=V K2": parameters for the `extra` field of an options struct.
+std::string extra_words(const std::vector<lmtp::Param>& params) {
+    std::string out;
+    for (const auto& p : params) {
+        if (!out.empty()) out += ' ';
+        out += p.keyword;
+        if (p.value) out += '=' + *p.value;
+    }
+    return out;
+}
+
+const char* or_null(const std::string& s) {
+    return s.empty() ? nullptr : s.c_str();
+}
+
+template <typename Options>
+void need_options(const Options* opts, const char* what) {
+    if (!opts || opts->struct_size < sizeof(std::size_t))
+        throw lmtp::Error(Status::invalid_argument, std::string(what) + " is NULL or its struct_size is not set");
+}
+
+// The status of lmtp_*_options_check: the first parameter the server cannot take, if any.
+int check_offered(lmtp_t* h, const std::vector<std::pair<std::string, std::string>>& gaps, const char* command,
+                  std::string& slot, const char** missing) {
+    if (gaps.empty()) return LMTP_OK;
+    const auto& [extension, param] = gaps.front();
+    slot = extension;
+    if (missing) *missing = slot.c_str();
+    return h->fail(LMTP_ERR_NOT_ADVERTISED, std::string(command) + " parameter " + param + " needs the " + extension +
+                                                " extension, which the server did not advertise");
+}
+
+}  // namespace
+
+extern "C" {
+
+int lmtp_mail_options_parse(lmtp_t* h, lmtp_mail_options* opts, const char* wire) {
+    return call(h, [&]() -> int {
+        need_options(opts, "lmtp_mail_options");
+        const lmtp::MailParams p = lmtp::parse_mail_params(need(wire, "parameter string"));
+        std::string extra = extra_words(p.extra);
+        h->p_envid = p.envid;
+        h->p_transid = p.transid;
+        h->p_mail_extra = std::move(extra);
+        if (LMTP_HAS(opts, size)) opts->size = p.size.value_or(0);
+        if (LMTP_HAS(opts, body)) opts->body = static_cast<int>(p.body);
+        if (LMTP_HAS(opts, smtputf8)) opts->smtputf8 = p.smtputf8 ? 1 : 0;
+        if (LMTP_HAS(opts, ret)) opts->ret = static_cast<int>(p.ret);
+        if (LMTP_HAS(opts, envid)) opts->envid = or_null(h->p_envid);
+        if (LMTP_HAS(opts, transid)) opts->transid = or_null(h->p_transid);
+        if (LMTP_HAS(opts, extra)) opts->extra = or_null(h->p_mail_extra);
+        return LMTP_OK;
+    });
+}
+
+int lmtp_rcpt_options_parse(lmtp_t* h, lmtp_rcpt_options* opts, const char* wire) {
+    return call(h, [&]() -> int {
+        need_options(opts, "lmtp_rcpt_options");
+        const lmtp::RcptParams p = lmtp::parse_rcpt_params(need(wire, "parameter string"));
+        std::string extra = extra_words(p.extra);
+        h->p_orcpt = p.orcpt;
+        h->p_orcpt_type = p.orcpt.empty() ? std::string() : p.orcpt_type;
+        h->p_rcpt_extra = std::move(extra);
+        if (LMTP_HAS(opts, notify)) opts->notify = p.notify;
+        if (LMTP_HAS(opts, orcpt)) opts->orcpt = or_null(h->p_orcpt);
+        if (LMTP_HAS(opts, orcpt_type)) opts->orcpt_type = or_null(h->p_orcpt_type);
+        if (LMTP_HAS(opts, extra)) opts->extra = or_null(h->p_rcpt_extra);
+        return LMTP_OK;
+    });
+}
+
+int lmtp_mail_options_check(lmtp_t* h, const lmtp_mail_options* opts, const char** missing) {
+    if (missing) *missing = nullptr;
+    return call(h, [&]() -> int {
+        bool force = false;
+        const lmtp::MailParams p = mail_params(opts, force);
+        lmtp::cmd::mail(lmtp::MailVerb::mail, "", p, kAnyLength);  // what lmtp_mail would refuse whatever is offered
+        return check_offered(h, lmtp::unoffered(p, h->client.capabilities()), "MAIL", h->s_mail_missing, missing);
+    });
+}
+
+int lmtp_rcpt_options_check(lmtp_t* h, const lmtp_rcpt_options* opts, const char** missing) {
+    if (missing) *missing = nullptr;
+    return call(h, [&]() -> int {
+        bool force = false;
+        const lmtp::RcptParams p = rcpt_params(opts, force);
+        lmtp::cmd::rcpt("postmaster", p, kAnyLength);
+        return check_offered(h, lmtp::unoffered(p, h->client.capabilities()), "RCPT", h->s_rcpt_missing, missing);
+    });
+}
+
+int lmtp_reply_class(lmtp_t* h) {
+    if (!h) return LMTP_REPLY_NONE;
+    const lmtp::Reply& r = h->client.last_reply();
+    if (r.completion()) return LMTP_REPLY_COMPLETION;
+    if (r.intermediate()) return LMTP_REPLY_INTERMEDIATE;
+    if (r.transient()) return LMTP_REPLY_TRANSIENT;
+    if (r.permanent()) return LMTP_REPLY_PERMANENT;
+    return LMTP_REPLY_NONE;
+}
+
+unsigned long long lmtp_canonical_length(const void* msg, size_t len) {
+    return msg ? lmtp::canonical_length(std::string_view(static_cast<const char*>(msg), len)) : 0;
+}
+
+int lmtp_canonical_length_stream(lmtp_read_fn read, void* user, unsigned long long* size) {
+    if (!read || !size) return LMTP_ERR_INVALID_ARGUMENT;
+    try {
+        std::vector<char> buf(64 * 1024);
+        lmtp::CanonicalLength length;
+        for (;;) {
+            long n = read(user, buf.data(), buf.size());
+            if (n < 0) return LMTP_ERR_ABORTED;
+            if (n == 0) break;
+            length.add(std::string_view(buf.data(), std::min(static_cast<std::size_t>(n), buf.size())));
+        }
+        *size = length.total();
+        return LMTP_OK;
+    } catch (const std::bad_alloc&) {
+        return LMTP_ERR_NO_MEMORY;
+    } catch (...) {
+        return LMTP_ERR_INTERNAL;
+    }
 }
 
 int lmtp_deliver_batch(lmtp_t* h, const struct lmtp_message* msgs, size_t n, lmtp_batch_fn done, void* user) {

@@ -74,6 +74,34 @@ unsigned long long input_offset(const input *in) { return in->offset; }
 unsigned long long input_message_bytes(const input *in) { return in->msg_bytes; }
 unsigned long long input_file_size(const input *in) { return in->file_size; }
 
+/* A regular file read from an offset of its own, for lmtp_canonical_length_stream. */
+typedef struct file_reader {
+    int fd;
+    off_t at;
+} file_reader;
+
+static long read_at(void *user, void *buf, size_t cap) {
+    file_reader *r = user;
+    for (;;) {
+        if (interrupted >= 2) return -1;
+        ssize_t n = pread(r->fd, buf, cap, r->at);
+        if (n >= 0) {
+            r->at += n;
+            return (long)n;
+        }
+        if (errno != EINTR) return -1;
+    }
+}
+
+unsigned long long input_canonical_size(const input *in) {
+    if (in->is_mbox || !in->file_size) return 0;
+    off_t at = lseek(in->fd, 0, SEEK_CUR);  // past what the buffer holds, not given out yet
+    if (at < 0) return 0;
+    file_reader r = {in->fd, at - (off_t)(in->len - in->pos)};
+    unsigned long long size = 0;
+    return lmtp_canonical_length_stream(read_at, &r, &size) == LMTP_OK ? size : 0;
+}
+
 void input_set_progress(input *in, void (*fn)(void *user, size_t n), void *user) {
     in->progress = fn;
     in->progress_user = user;

@@ -54,6 +54,10 @@ unsigned long long input_message_bytes(const input *in);
 void input_set_progress(input *in, void (*fn)(void *user, size_t n), void *user);
 /* The size of a regular file, or 0 when it is not one (a pipe, a terminal). */
 unsigned long long input_file_size(const input *in);
+/* The message's size on the wire (line ends made CRLF), what SIZE declares: counted by
+ * liblmtp over the rest of a regular file, read apart from the message's own reads. 0 when
+ * it cannot be known beforehand: a pipe, an mbox, a read that failed, a second Ctrl-C. */
+unsigned long long input_canonical_size(const input *in);
 
 /* A Maildir's messages: the files of DIR/cur and DIR/new (dot files and
  * anything that is not a regular file left out), sorted by name. */

@@ -159,28 +159,33 @@ static void parse_server(config *c) {
     c->host = xalloc(strdup(s));
 }
 
-static unsigned parse_notify(const char *list) {
-    static const struct { const char *name; unsigned bit; } words[] = {
-        {"never", LMTP_NOTIFY_NEVER},
-        {"success", LMTP_NOTIFY_SUCCESS},
-        {"failure", LMTP_NOTIFY_FAILURE},
-        {"delay", LMTP_NOTIFY_DELAY},
-    };
-    unsigned bits = 0;
-    const char *p = list;
-    while (*p) {
-        size_t len = strcspn(p, ",");
-        size_t i;
-        for (i = 0; i < sizeof words / sizeof *words; i++)
-            if (strlen(words[i].name) == len && strncmp(p, words[i].name, len) == 0) break;
-        if (i == sizeof words / sizeof *words) die_usage("bad --notify %s (never, or success,failure,delay)", list);
-        bits |= words[i].bit;
-        p += len;
-        if (*p == ',') p++;
+/* --notify LIST and --ret WHAT are NOTIFY=LIST and RET=WHAT on the wire: liblmtp parses them,
+ * on a handle of its own (*scratch, made the first time), and a value it refuses ends the
+ * program with its reason. */
+static void dsn_option(config *c, lmtp_t **scratch, const char *option, const char *value) {
+    const int notify = strcmp(option, "--notify") == 0;
+    char wire[512];
+    lmtp_mail_options m;
+    lmtp_rcpt_options r;
+    int st, alone;
+    if ((size_t)snprintf(wire, sizeof wire, "%s=%s", notify ? "NOTIFY" : "RET", value) >= sizeof wire)
+        die_usage("bad %s %s: too long", option, value);
+    if (!*scratch && lmtp_create(scratch, NULL) != LMTP_OK) {
+        fputs("lmtp-send: out of memory\n", stderr);
+        exit(EXIT_OSERR);
     }
-    if (!bits || ((bits & LMTP_NOTIFY_NEVER) && bits != LMTP_NOTIFY_NEVER))
-        die_usage("bad --notify %s (never, or success,failure,delay)", list);
-    return bits;
+    lmtp_mail_options_init(&m);
+    lmtp_rcpt_options_init(&r);
+    st = notify ? lmtp_rcpt_options_parse(*scratch, &r, wire) : lmtp_mail_options_parse(*scratch, &m, wire);
+    if (st != LMTP_OK) die_usage("bad %s %s: %s", option, value, lmtp_errmsg(*scratch));
+    /* The one parameter, nothing more ("success XFOO" would be two). */
+    alone = notify ? r.notify && !r.orcpt && !r.extra
+                   : m.ret && !m.size && !m.body && !m.smtputf8 && !m.envid && !m.transid && !m.extra;
+    if (!alone) die_usage("bad %s %s (%s)", option, value, notify ? "never, or success,failure,delay" : "full or hdrs");
+    if (notify)
+        c->ropts.notify = r.notify;
+    else
+        c->mopts.ret = m.ret;
 }
 
 static double parse_seconds(const char *s, const char *option, int zero_ok) {
@@ -260,6 +265,7 @@ static void parse_args(config *c, int argc, char **argv) {
     lmtp_rcpt_options_init(&c->ropts);
     c->progress_interval = 10;
     c->rcpts = xalloc(calloc((size_t)argc, sizeof *c->rcpts));
+    lmtp_t *scratch = NULL; /* parses --notify and --ret */
     int ch;
     opterr = 0;
     while ((ch = getopt_long(argc, argv, ":s:f:t:vhV", long_options, NULL)) != -1) {
@@ -290,12 +296,8 @@ static void parse_args(config *c, int argc, char **argv) {
                 else if (strcmp(optarg, "auto") == 0) c->mopts.transfer = LMTP_TRANSFER_AUTO;
                 else die_usage("bad --chunking %s (on, off or auto)", optarg);
                 break;
-            case OPT_NOTIFY: c->ropts.notify = parse_notify(optarg); break;
-            case OPT_RET:
-                if (strcmp(optarg, "full") == 0) c->mopts.ret = LMTP_RET_FULL;
-                else if (strcmp(optarg, "hdrs") == 0) c->mopts.ret = LMTP_RET_HDRS;
-                else die_usage("bad --ret %s (full or hdrs)", optarg);
-                break;
+            case OPT_NOTIFY: dsn_option(c, &scratch, "--notify", optarg); break;
+            case OPT_RET: dsn_option(c, &scratch, "--ret", optarg); break;
             case OPT_ENVID: c->mopts.envid = optarg; break;
             case OPT_8BITMIME: c->mopts.body = LMTP_BODY_8BITMIME; break;
             case OPT_SMTPUTF8: c->mopts.smtputf8 = 1; break;
@@ -312,6 +314,7 @@ static void parse_args(config *c, int argc, char **argv) {
             default: die_usage("unknown option %s", argv[optind - 1]); break;
         }
     }
+    lmtp_free(scratch);
     if (optind < argc) c->file = argv[optind++];
     if (optind < argc) die_usage("more than one message file (%s)", argv[optind]);
     if (!c->server) die_usage("--server is required");
@@ -451,10 +454,12 @@ static int connect_server(config *c, lmtp_t **h, trace_ctx *tctx) {
     return st;
 }
 
-/* Delivers the current message of `in`; returns the library's status. */
-static int deliver_one(config *c, lmtp_t *h, input *in, unsigned long long size) {
+/* Delivers the current message of `in`; returns the library's status. When the server
+ * offers SIZE, the message declares its size on the wire, line ends made CRLF, which
+ * liblmtp counts over the file (when it can be read twice: a regular file). */
+static int deliver_one(config *c, lmtp_t *h, input *in) {
     lmtp_mail_options mopts = c->mopts;
-    if (size && lmtp_supports(h, "SIZE")) mopts.size = size;
+    if (lmtp_supports(h, "SIZE")) mopts.size = input_canonical_size(in);
     return lmtp_deliver_stream(h, c->from, c->rcpts, c->nrcpts, input_read, in, &mopts, &c->ropts);
 }
 
@@ -475,7 +480,7 @@ static int run_single(config *c) {
         code = EXIT_INTERRUPTED;
     } else {
         if (st == LMTP_OK) {
-            st = deliver_one(c, h, in, input_file_size(in));
+            st = deliver_one(c, h, in);
             if (st != LMTP_OK) fprintf(stderr, "lmtp-send: %s\n", lmtp_errmsg(h));
         }
         code = exit_for_message(h, st, c->nrcpts, in);
@@ -510,9 +515,9 @@ static void bulk_stop(bulk *b, const char *next, const char *why) {
 }
 
 /* Delivers one message of a bulk run and reports it. */
-static void bulk_message(bulk *b, input *in, const char *label, unsigned long index, unsigned long long size) {
+static void bulk_message(bulk *b, input *in, const char *label, unsigned long index) {
     config *c = b->c;
-    int st = deliver_one(c, b->h, in, size);
+    int st = deliver_one(c, b->h, in);
     int code = exit_for_message(b->h, st, c->nrcpts, in);
     outcome o = outcome_of(b->h, st, c->nrcpts);
     b->attempted++;
@@ -570,7 +575,7 @@ static void run_maildir(bulk *b, const maildir_list *list) {
             continue;
         }
         input_set_progress(in, progress_bytes, &b->prog);
-        bulk_message(b, in, path, (unsigned long)i + 1, input_file_size(in));
+        bulk_message(b, in, path, (unsigned long)i + 1);
         if (b->stopped && i + 1 < list->count) bulk_stop(b, list->paths[i + 1], NULL);
         input_close(in);
     }
@@ -593,7 +598,7 @@ static void run_mbox(bulk *b, input *in) {
             bulk_stop(b, label, "interrupted");
             break;
         }
-        bulk_message(b, in, label, i, 0);
+        bulk_message(b, in, label, i);
         if (b->stopped) {
             /* After an abandoned message the rest of it is unread: whether
              * another follows is not known, and it is said so. */

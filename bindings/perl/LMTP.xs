@@ -84,6 +84,20 @@ static SV *result_hash(pTHX_ lmtp_t *h, size_t i) {
     return newRV_noinc((SV *)r);
 }
 
+/* Options from parameters as on the wire (undef: none), parsed by liblmtp, and a raw
+ * ENVID or ORCPT address given apart (undef: none). */
+static int mail_options(pTHX_ lmtp_t *h, lmtp_mail_options *o, SV *wire, SV *envid) {
+    int st = SvOK(wire) ? lmtp_mail_options_parse(h, o, bytes_or_null(aTHX_ wire, "option")) : LMTP_OK;
+    if (st == LMTP_OK && SvOK(envid)) o->envid = bytes_or_null(aTHX_ envid, "Envelope");
+    return st;
+}
+
+static int rcpt_options(pTHX_ lmtp_t *h, lmtp_rcpt_options *o, SV *wire, SV *orcpt) {
+    int st = SvOK(wire) ? lmtp_rcpt_options_parse(h, o, bytes_or_null(aTHX_ wire, "option")) : LMTP_OK;
+    if (st == LMTP_OK && SvOK(orcpt)) o->orcpt = bytes_or_null(aTHX_ orcpt, "ORcpt");
+    return st;
+}
+
 /* lmtp_deliver_batch's callback: [status, error, [results...]] per message. */
 typedef struct {
     lmtp_t *h;
@@ -266,31 +280,25 @@ xs_hello(x, domain)
     RETVAL
 
 int
-xs_mail(x, verb, from, size, body, ret, envid, transid, extra, force)
+xs_mail(x, verb, from, wire, envid, force)
     Net_LMTP_XS x
     const char *verb
     SV *from
-    UV size
-    int body
-    int ret
+    SV *wire
     SV *envid
-    SV *transid
-    SV *extra
     int force
   PREINIT:
     lmtp_mail_options o = LMTP_MAIL_OPTIONS_INIT;
     const char *addr;
   CODE:
+    /* MAIL's parameters as on the wire, parsed by liblmtp; `envid` a raw ENVID (Envelope). */
     addr = bytes_or_null(aTHX_ from, "address");
     if (strcmp(verb, "MAIL") == 0) {
-        o.size = (unsigned long long)size;
-        o.body = body;
-        o.ret = ret;
-        o.envid = bytes_or_null(aTHX_ envid, "Envelope");
-        o.transid = bytes_or_null(aTHX_ transid, "Transaction");
-        o.extra = bytes_or_null(aTHX_ extra, "option");
-        o.flags = force ? LMTP_FORCE : 0;
-        RETVAL = lmtp_mail(x->h, addr, &o);
+        RETVAL = mail_options(aTHX_ x->h, &o, wire, envid);
+        if (RETVAL == LMTP_OK) {
+            o.flags = force ? LMTP_FORCE : 0;
+            RETVAL = lmtp_mail(x->h, addr, &o);
+        }
     } else if (strcmp(verb, "SEND") == 0) {
         RETVAL = lmtp_send(x->h, addr);
     } else if (strcmp(verb, "SOML") == 0) {
@@ -301,22 +309,63 @@ xs_mail(x, verb, from, size, body, ret, envid, transid, extra, force)
   OUTPUT:
     RETVAL
 
+void
+xs_mail_check(x, wire, envid)
+    Net_LMTP_XS x
+    SV *wire
+    SV *envid
+  PREINIT:
+    lmtp_mail_options o = LMTP_MAIL_OPTIONS_INIT;
+    const char *missing = NULL;
+    int st;
+  PPCODE:
+    /* (status, the extension the server lacks or undef) for these parameters. */
+    st = mail_options(aTHX_ x->h, &o, wire, envid);
+    if (st == LMTP_OK) st = lmtp_mail_options_check(x->h, &o, &missing);
+    EXTEND(SP, 2);
+    PUSHs(sv_2mortal(newSViv(st)));
+    PUSHs(sv_2mortal(string_or_undef(aTHX_ missing)));
+
 int
-xs_rcpt(x, to, notify, orcpt, orcpt_type, force)
+xs_rcpt(x, to, wire, orcpt, force)
     Net_LMTP_XS x
     SV *to
-    unsigned notify
+    SV *wire
     SV *orcpt
-    SV *orcpt_type
     int force
   PREINIT:
     lmtp_rcpt_options o = LMTP_RCPT_OPTIONS_INIT;
   CODE:
-    o.notify = notify;
-    o.orcpt = bytes_or_null(aTHX_ orcpt, "ORcpt");
-    o.orcpt_type = bytes_or_null(aTHX_ orcpt_type, "ORcpt");
-    o.flags = force ? LMTP_FORCE : 0;
-    RETVAL = lmtp_recipient(x->h, bytes_or_null(aTHX_ to, "address"), &o);
+    /* RCPT's parameters as on the wire; `orcpt` a raw rfc822 ORCPT address. */
+    RETVAL = rcpt_options(aTHX_ x->h, &o, wire, orcpt);
+    if (RETVAL == LMTP_OK) {
+        o.flags = force ? LMTP_FORCE : 0;
+        RETVAL = lmtp_recipient(x->h, bytes_or_null(aTHX_ to, "address"), &o);
+    }
+  OUTPUT:
+    RETVAL
+
+void
+xs_rcpt_check(x, wire, orcpt)
+    Net_LMTP_XS x
+    SV *wire
+    SV *orcpt
+  PREINIT:
+    lmtp_rcpt_options o = LMTP_RCPT_OPTIONS_INIT;
+    const char *missing = NULL;
+    int st;
+  PPCODE:
+    st = rcpt_options(aTHX_ x->h, &o, wire, orcpt);
+    if (st == LMTP_OK) st = lmtp_rcpt_options_check(x->h, &o, &missing);
+    EXTEND(SP, 2);
+    PUSHs(sv_2mortal(newSViv(st)));
+    PUSHs(sv_2mortal(string_or_undef(aTHX_ missing)));
+
+int
+xs_reply_class(x)
+    Net_LMTP_XS x
+  CODE:
+    RETVAL = lmtp_reply_class(x->h);
   OUTPUT:
     RETVAL
 

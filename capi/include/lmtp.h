@@ -333,8 +333,9 @@ LMTP_API int lmtp_quit(lmtp_t *h);
  * LMTP_OK once every accepted recipient has its final reply (look at the
  * results: some may have failed); the last reply is the first recipient's. */
 LMTP_API int lmtp_data(lmtp_t *h, const void *msg, size_t len);
-/* The same in steps, for messages of any size: DATA (expects 354), then any
- * number of writes, then the end. lmtp_data_end reads every per-recipient
+/* The same in steps, for messages of any size: DATA, then any number of
+ * writes, then the end. lmtp_data_start returns LMTP_OK only when the server
+ * answered 354 (it waits for the message); a refusal is LMTP_ERR_REJECTED. lmtp_data_end reads every per-recipient
  * reply before it returns; the first is the last reply, and lmtp_response()
  * then yields the others one by one (as Net::LMTP scripts read them).
  *
@@ -483,6 +484,67 @@ typedef int (*lmtp_batch_fn)(void *user, size_t index, int status);
  * callback). Afterwards the lmtp_result_* getters describe the last message the server answered. */
 LMTP_API int lmtp_deliver_batch(lmtp_t *h, const struct lmtp_message *msgs, size_t n, lmtp_batch_fn done,
                                 void *user);
+
+/* ---- parameters as written on the wire; what a reply says; the size of a message ---------- */
+
+/* Parameters written as on the wire after the address of MAIL FROM or RCPT TO: words separated
+ * by spaces, each KEYWORD or KEYWORD=VALUE. Keywords, and the values of BODY, RET and NOTIFY,
+ * may be in any case; ENVID and ORCPT's address are xtext (RFC 3461) and are stored decoded;
+ * TRANSID loses its brackets; any other word goes to `extra`, in order; a keyword given twice
+ * counts once, the last. A parameter the words do not give is set to its default (SIZE=0 too:
+ * in the struct 0 means no SIZE); struct_size, flags and transfer are left as they are, and so
+ * is any field past struct_size. A malformed word is LMTP_ERR_BAD_INPUT, lmtp_errmsg() naming
+ * it and why (a size that is no number, a BODY, RET or NOTIFY keyword that does not exist,
+ * NEVER with another NOTIFY keyword, malformed xtext, a known keyword without its value or
+ * SMTPUTF8 with one, a word that is no esmtp-param, a CR, LF, NUL or other control character),
+ * and the struct is then unchanged; a NULL struct or string, or a struct_size not set, is
+ * LMTP_ERR_INVALID_ARGUMENT. Nothing is sent: the handle need not be connected. */
+
+/* Since 1.1. Sets size, body, smtputf8, ret, envid, transid and extra of `opts` from MAIL FROM
+ * parameters ("SIZE=1234 BODY=8BITMIME RET=HDRS ENVID=QQ+2B1"). The strings `opts` then points
+ * to are kept in the handle until the next lmtp_mail_options_parse on it, or lmtp_free. */
+LMTP_API int lmtp_mail_options_parse(lmtp_t *h, lmtp_mail_options *opts, const char *wire);
+/* Since 1.1. Sets notify, orcpt, orcpt_type and extra of `opts` from RCPT TO parameters
+ * ("NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;a+2Bb@example.org"). The strings are kept in the
+ * handle until the next lmtp_rcpt_options_parse on it, or lmtp_free. */
+LMTP_API int lmtp_rcpt_options_parse(lmtp_t *h, lmtp_rcpt_options *opts, const char *wire);
+
+/* Whether the server, by its last LHLO reply, offered what the parameters of an options struct
+ * need (a NULL struct has none; LMTP_FORCE changes nothing here). LMTP_OK; or
+ * LMTP_ERR_NOT_ADVERTISED, lmtp_errmsg() saying which, and `*missing` (when `missing` is not
+ * NULL) the first extension lacking: "SIZE", "8BITMIME", "BINARYMIME", "CHUNKING" (for
+ * BODY=BINARYMIME, whose message can only go by BDAT), "SMTPUTF8", "DSN", "CHECKPOINT", or an
+ * extra parameter's own keyword, upper-cased. `*missing` is NULL otherwise; the string lives
+ * until the next call of the same function on the handle. Parameters that cannot be sent to any
+ * server give the status lmtp_mail or lmtp_recipient would, first (LMTP_ERR_INVALID_ARGUMENT,
+ * LMTP_ERR_BAD_INPUT: an unknown BODY value, a CR in ENVID, a malformed `extra`...). Nothing is
+ * sent. */
+
+/* Since 1.1. For MAIL FROM parameters. */
+LMTP_API int lmtp_mail_options_check(lmtp_t *h, const lmtp_mail_options *opts, const char **missing);
+/* Since 1.1. For RCPT TO parameters ("DSN" for NOTIFY and ORCPT). */
+LMTP_API int lmtp_rcpt_options_check(lmtp_t *h, const lmtp_rcpt_options *opts, const char **missing);
+
+/* What a reply says, by its code (RFC 5321 4.2.1). The numbers are the code's first digit. */
+enum {
+    LMTP_REPLY_NONE = 0,         /* no reply: lmtp_code() is 0 */
+    LMTP_REPLY_COMPLETION = 2,   /* 2xx: done */
+    LMTP_REPLY_INTERMEDIATE = 3, /* 3xx: the server waits for more (354 after DATA, 334 in AUTH) */
+    LMTP_REPLY_TRANSIENT = 4,    /* 4xx: refused for now; trying again later may work */
+    LMTP_REPLY_PERMANENT = 5     /* 5xx: refused */
+};
+/* Since 1.1. The class of the last reply (the one lmtp_code() gives): LMTP_REPLY_*. */
+LMTP_API int lmtp_reply_class(lmtp_t *h);
+
+/* Since 1.1. The size of a message on the wire: every line end (LF, CR or CRLF) made CRLF and
+ * a final CRLF added when it ends without one, before dot-stuffing; what SIZE declares (RFC
+ * 1870). `msg` may be NULL when `len` is 0. */
+LMTP_API unsigned long long lmtp_canonical_length(const void *msg, size_t len);
+/* Since 1.1. The same for a message read through `read`, as lmtp_deliver_stream reads it, to its
+ * end: LMTP_OK with the size in `*size`; LMTP_ERR_ABORTED (and `*size` untouched) when `read`
+ * returned a negative number; LMTP_ERR_INVALID_ARGUMENT for a NULL `read` or `size`. Needs no
+ * handle: the status is the only word on a failure. */
+LMTP_API int lmtp_canonical_length_stream(lmtp_read_fn read, void *user, unsigned long long *size);
 
 /* ---- per-recipient results of the current (or last) transaction ------------------------- */
 

@@ -343,12 +343,21 @@ void BodyEncoder::finish(std::string& out) {
 }
 
 std::uint64_t canonical_length(std::string_view body) noexcept {
+    CanonicalLength c;
+    c.add(body);
+    return c.total();
+}
+
+void CanonicalLength::add(std::string_view piece) noexcept {
+    if (piece.empty()) return;
     // Each LF without a CR before it and each CR without an LF after it grow
     // by one octet: that is, the LFs and CRs counted, less twice the CRLFs.
+    // A CR that ended the piece before was counted as growing; an LF first
+    // here makes it a CRLF, and the pair is taken off then.
     std::uint64_t lfs_n = 0, crs_n = 0, crlfs = 0;
-    const char* p = body.data();
-    const char* const end = p + body.size();
-    bool cr_before = false;  // the byte before p is a CR
+    const char* p = piece.data();
+    const char* const end = p + piece.size();
+    bool cr_before = last_ == '\r';  // the byte before p is a CR
 #if defined(__SSE2__)
     const __m128i lf = _mm_set1_epi8('\n');
     const __m128i cr = _mm_set1_epi8('\r');
@@ -368,9 +377,14 @@ std::uint64_t canonical_length(std::string_view body) noexcept {
         crlfs += *p == '\n' && cr_before;
         cr_before = *p == '\r';
     }
-    std::uint64_t n = body.size() + lfs_n + crs_n - 2 * crlfs;
-    if (!body.empty() && body.back() != '\n' && body.back() != '\r') n += 2;  // the final CRLF
-    return n;
+    n_ += piece.size() + lfs_n + crs_n;
+    n_ -= 2 * crlfs;
+    last_ = piece.back();
+    any_ = true;
+}
+
+std::uint64_t CanonicalLength::total() const noexcept {
+    return any_ && last_ != '\n' && last_ != '\r' ? n_ + 2 : n_;  // the final CRLF
 }
 
 std::size_t BodyDecoder::decode(std::string_view in, std::string& out) {

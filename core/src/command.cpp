@@ -1,5 +1,10 @@
 #include "lmtp/command.hpp"
 
+#include <algorithm>
+#include <limits>
+
+#include "lmtp/capabilities.hpp"
+#include "lmtp/reply.hpp"
 #include "lmtp/status.hpp"
 
 namespace lmtp {
@@ -95,6 +100,144 @@ std::string with_arg(const char* verb, std::string_view arg, const char* what, s
     return finish(std::string(verb) + ' ' + std::string(arg), max_line);
 }
 
+// One word of a parameter list on the wire: KEYWORD or KEYWORD=VALUE, checked
+// as an esmtp-param. `label` names it in error messages.
+struct Word {
+    std::string label;    // "MAIL FROM parameter 'SIZE=12'"
+    std::string keyword;  // upper-cased
+    std::optional<std::string_view> value;
+
+    [[noreturn]] void refuse(const std::string& why) const { bad(label + ": " + why); }
+    std::string_view need_value() const {
+        if (!value) refuse(keyword + " needs a value (" + keyword + "=...)");
+        return *value;
+    }
+    void no_value() const {
+        if (value) refuse(keyword + " takes no value");
+    }
+    // The value as xtext (RFC 3461 4), decoded; it must not decode to a control character.
+    std::string xtext(std::string_view v) const {
+        for (unsigned char c : v)
+            if (c > 126) refuse("the value is not xtext (a byte outside 33-126)");
+        std::string raw;
+        try {
+            raw = xtext_decode(v);
+        } catch (const Error& e) {
+            refuse(e.what());
+        }
+        check_chars(raw, (label + " decoded").c_str());
+        return raw;
+    }
+};
+
+// Calls take(word, keyword as given) for each word of `wire`, in order; runs
+// of spaces are one separator. `what` names a word in messages: "MAIL FROM parameter".
+template <typename Take>
+void each_word(std::string_view wire, const char* what, Take&& take) {
+    std::size_t i = 0;
+    while (i < wire.size()) {
+        if (wire[i] == ' ') {
+            ++i;
+            continue;
+        }
+        std::size_t end = wire.find(' ', i);
+        if (end == std::string_view::npos) end = wire.size();
+        std::string_view text = wire.substr(i, end - i);
+        i = end;
+        Word w;
+        w.label = std::string(what) + " '" + printable(text) + "'";
+        check_chars(text, w.label.c_str());
+        std::size_t eq = text.find('=');
+        std::string_view keyword = text.substr(0, eq);
+        check_keyword(keyword, what);
+        if (eq != std::string_view::npos) {
+            w.value = text.substr(eq + 1);
+            check_value(keyword, *w.value);
+        }
+        w.keyword = upper(keyword);
+        take(w, keyword);
+    }
+}
+
+Param extra_param(std::string_view keyword, const Word& w) {
+    Param p;
+    p.keyword = std::string(keyword);
+    if (w.value) p.value = std::string(*w.value);
+    return p;
+}
+
+std::uint64_t size_value(const Word& w) {
+    std::uint64_t n = 0;
+    for (char c : w.need_value()) {
+        if (c < '0' || c > '9') w.refuse("the size is not a number of octets");
+        const auto digit = static_cast<std::uint64_t>(c - '0');
+        if (n > (std::numeric_limits<std::uint64_t>::max() - digit) / 10) w.refuse("the size does not fit in 64 bits");
+        n = n * 10 + digit;
+    }
+    return n;
+}
+
+// The keywords of a parameter's value and what each means, in the order they are sent.
+template <typename T>
+using Names = std::pair<const char*, T>;
+const Names<BodyType> kBodyTypes[] = {
+    {"7BIT", BodyType::seven_bit}, {"8BITMIME", BodyType::eight_bit_mime}, {"BINARYMIME", BodyType::binary_mime}};
+const Names<Ret> kRets[] = {{"FULL", Ret::full}, {"HDRS", Ret::hdrs}};
+const Names<unsigned> kNotifies[] = {
+    {"NEVER", notify_never}, {"SUCCESS", notify_success}, {"FAILURE", notify_failure}, {"DELAY", notify_delay}};
+
+// What `name` (in any case) means in `names`; false when it is none of them.
+template <typename T, std::size_t N>
+bool lookup(std::string_view name, const Names<T> (&names)[N], T& out) {
+    const std::string key = upper(name);
+    for (const auto& [n, value] : names) {
+        if (key == n) {
+            out = value;
+            return true;
+        }
+    }
+    return false;
+}
+
+unsigned notify_value(const Word& w) {
+    std::string_view list = w.need_value();
+    unsigned flags = 0;
+    for (;;) {
+        std::size_t comma = list.find(',');
+        std::string_view item = list.substr(0, comma);
+        unsigned flag = 0;
+        if (item.empty()) w.refuse("an empty NOTIFY keyword");
+        if (!lookup(item, kNotifies, flag))
+            w.refuse("'" + upper(item) + "' is not a NOTIFY keyword (NEVER, or SUCCESS, FAILURE, DELAY)");
+        flags |= flag;
+        if (comma == std::string_view::npos) break;
+        list.remove_prefix(comma + 1);
+    }
+    if ((flags & notify_never) && flags != notify_never)
+        w.refuse("NEVER cannot be combined with SUCCESS, FAILURE or DELAY");
+    return flags;
+}
+
+// The parameters of `wire`: known(p, word) takes each word it knows into `p`
+// and returns false for any other, which goes to p.extra as it is.
+template <typename Params, typename Known>
+Params parse_known(std::string_view wire, const char* what, Known&& known) {
+    Params p;
+    each_word(wire, what, [&](const Word& w, std::string_view keyword) {
+        if (!known(p, w)) p.extra.push_back(extra_param(keyword, w));
+    });
+    return p;
+}
+
+using Needs = std::vector<std::pair<std::string, std::string>>;
+
+Needs not_offered(const Needs& needs, const Capabilities& caps) {
+    Needs out;
+    for (const auto& need : needs)
+        if (!caps.has(need.first)) out.push_back(need);
+    return out;
+}
+
 }  // namespace
 
 std::vector<std::pair<std::string, std::string>> required_extensions(const MailParams& p) {
@@ -116,6 +259,73 @@ std::vector<std::pair<std::string, std::string>> required_extensions(const RcptP
     if (!p.orcpt.empty()) needs.emplace_back("DSN", "ORCPT");
     for (const auto& e : p.extra) needs.emplace_back(upper(e.keyword), upper(e.keyword));
     return needs;
+}
+
+std::vector<std::pair<std::string, std::string>> unoffered(const MailParams& p, const Capabilities& caps) {
+    Needs needs = required_extensions(p);
+    if (p.body == BodyType::binary_mime) {
+        // Right after BINARYMIME's own entry, to keep required_extensions' order.
+        auto at = std::find(needs.begin(), needs.end(), std::pair<std::string, std::string>("BINARYMIME", "BODY"));
+        needs.emplace(at == needs.end() ? at : at + 1, "CHUNKING", "BODY");
+    }
+    return not_offered(needs, caps);
+}
+
+std::vector<std::pair<std::string, std::string>> unoffered(const RcptParams& p, const Capabilities& caps) {
+    return not_offered(required_extensions(p), caps);
+}
+
+std::vector<Param> parse_params(std::string_view wire) {
+    std::vector<Param> params;
+    each_word(wire, "parameter",
+              [&](const Word& w, std::string_view keyword) { params.push_back(extra_param(keyword, w)); });
+    return params;
+}
+
+MailParams parse_mail_params(std::string_view wire) {
+    return parse_known<MailParams>(wire, "MAIL FROM parameter", [](MailParams& p, const Word& w) {
+        if (w.keyword == "SIZE") {
+            p.size = size_value(w);
+        } else if (w.keyword == "BODY") {
+            if (!lookup(w.need_value(), kBodyTypes, p.body))
+                w.refuse("the body type is not 7BIT, 8BITMIME or BINARYMIME");
+        } else if (w.keyword == "SMTPUTF8") {
+            w.no_value();
+            p.smtputf8 = true;
+        } else if (w.keyword == "RET") {
+            if (!lookup(w.need_value(), kRets, p.ret)) w.refuse("RET is FULL or HDRS");
+        } else if (w.keyword == "ENVID") {
+            p.envid = w.xtext(w.need_value());
+        } else if (w.keyword == "TRANSID") {
+            std::string_view v = w.need_value();
+            if (v.size() >= 2 && v.front() == '<' && v.back() == '>') v = v.substr(1, v.size() - 2);
+            angle_path(v, w.label.c_str());  // only to check it
+            p.transid = std::string(v);
+        } else {
+            return false;
+        }
+        return true;
+    });
+}
+
+RcptParams parse_rcpt_params(std::string_view wire) {
+    return parse_known<RcptParams>(wire, "RCPT TO parameter", [](RcptParams& p, const Word& w) {
+        if (w.keyword == "NOTIFY") {
+            p.notify = notify_value(w);
+        } else if (w.keyword == "ORCPT") {
+            std::string_view v = w.need_value();
+            std::size_t semi = v.find(';');
+            if (semi == std::string_view::npos || semi + 1 == v.size())
+                w.refuse("ORCPT is an address type, ';' and the address in xtext (rfc822;a@example.org)");
+            std::string_view type = v.substr(0, semi);
+            check_keyword(type, (w.label + ": the address type").c_str());
+            p.orcpt_type = std::string(type);
+            p.orcpt = w.xtext(v.substr(semi + 1));
+        } else {
+            return false;
+        }
+        return true;
+    });
 }
 
 std::string xtext_encode(std::string_view raw) {
@@ -239,11 +449,9 @@ std::string rcpt(std::string_view to, const RcptParams& p, std::size_t max_line)
         if (p.notify & ~all) throw Error(Status::invalid_argument, "NOTIFY has an unknown flag");
         if ((p.notify & notify_never) && p.notify != notify_never)
             bad("NOTIFY=NEVER cannot be combined with SUCCESS, FAILURE or DELAY");
-        static const std::pair<unsigned, const char*> names[] = {
-            {notify_never, "NEVER"}, {notify_success, "SUCCESS"}, {notify_failure, "FAILURE"}, {notify_delay, "DELAY"}};
         char sep = '=';
         line += " NOTIFY";
-        for (const auto& [flag, name] : names) {
+        for (const auto& [name, flag] : kNotifies) {
             if (!(p.notify & flag)) continue;
             line += sep;
             line += name;

@@ -442,6 +442,20 @@ static void null_handle(void **state) {
     assert_int_equal(lmtp_deliver(NULL, "s@x", rcpts, 1, "m", 1, NULL, NULL), LMTP_ERR_INVALID_ARGUMENT);
     assert_int_equal(lmtp_deliver_stream(NULL, "s@x", rcpts, 1, never_read, NULL, NULL, NULL),
                      LMTP_ERR_INVALID_ARGUMENT);
+    {
+        lmtp_mail_options m = LMTP_MAIL_OPTIONS_INIT;
+        lmtp_rcpt_options r = LMTP_RCPT_OPTIONS_INIT;
+        const char *missing = "unset";
+        assert_int_equal(lmtp_mail_options_parse(NULL, &m, "SIZE=1"), LMTP_ERR_INVALID_ARGUMENT);
+        assert_int_equal(m.size, 0);
+        assert_int_equal(lmtp_rcpt_options_parse(NULL, &r, "NOTIFY=NEVER"), LMTP_ERR_INVALID_ARGUMENT);
+        assert_int_equal(r.notify, 0);
+        assert_int_equal(lmtp_mail_options_check(NULL, &m, &missing), LMTP_ERR_INVALID_ARGUMENT);
+        assert_null(missing);
+        missing = "unset";
+        assert_int_equal(lmtp_rcpt_options_check(NULL, &r, &missing), LMTP_ERR_INVALID_ARGUMENT);
+        assert_null(missing);
+    }
 
     /* Getters: 0 or "". */
     assert_int_equal(lmtp_is_connected(NULL), 0);
@@ -466,6 +480,7 @@ static void null_handle(void **state) {
     assert_string_equal(lmtp_result_text(NULL, 0), "");
     assert_int_equal(lmtp_result_rcpt_code(NULL, 0), 0);
     assert_string_equal(lmtp_result_rcpt_text(NULL, 0), "");
+    assert_int_equal(lmtp_reply_class(NULL), LMTP_REPLY_NONE);
 
     /* Nothing to free, nothing to fill: no crash. */
     lmtp_free(NULL);
@@ -605,6 +620,60 @@ static void status_names_and_reply_codes(void **state) {
         assert_null(lmtp_status_name(none[i]));
         assert_int_equal(lmtp_status_reply_code(none[i]), 0);
         assert_string_equal(lmtp_strerror(none[i]), "unknown status code");
+    }
+}
+
+/* A message given to lmtp_canonical_length_stream `step` bytes at a time; fails after `fail_at`
+   bytes when that is not 0. */
+typedef struct pieces {
+    const char *data;
+    size_t len, at, step, fail_at;
+    int calls;
+} pieces;
+
+static long read_pieces(void *user, void *buf, size_t cap) {
+    pieces *p = user;
+    size_t n = p->len - p->at;
+    p->calls++;
+    if (p->fail_at && p->at >= p->fail_at) return -1;
+    if (n > p->step) n = p->step;
+    if (n > cap) n = cap;
+    memcpy(buf, p->data + p->at, n);
+    p->at += n;
+    return (long)n;
+}
+
+/* The size SIZE declares: line ends made CRLF, a final CRLF added; in one buffer or streamed in
+   pieces that cut a CRLF in two. */
+static void canonical_length_of_a_message(void **state) {
+    static const struct {
+        const char *msg;
+        unsigned long long size;
+    } cases[] = {
+        {"", 0},        {"a", 3},           {"a\n", 3},        {"a\r\n", 3},           {"a\r", 3},
+        {"\n\n", 4},  {"a\nb", 6},       {"\r\r\n", 4},   {"a\rb\nc\r\nd", 12}, {".x\n..\n", 8},
+    };
+    size_t i, step;
+    (void)state;
+    for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t len = strlen(cases[i].msg);
+        assert_int_equal(lmtp_canonical_length(cases[i].msg, len), cases[i].size);
+        for (step = 1; step <= 4; step++) {
+            pieces p = {cases[i].msg, len, 0, step, 0, 0};
+            unsigned long long size = 12345;
+            assert_int_equal(lmtp_canonical_length_stream(read_pieces, &p, &size), LMTP_OK);
+            assert_int_equal(size, cases[i].size);
+        }
+    }
+    assert_int_equal(lmtp_canonical_length(NULL, 0), 0);
+    {
+        /* A read that fails: LMTP_ERR_ABORTED, the size untouched. */
+        pieces p = {"abc\ndef\n", 8, 0, 2, 4, 0};
+        unsigned long long size = 7;
+        assert_int_equal(lmtp_canonical_length_stream(read_pieces, &p, &size), LMTP_ERR_ABORTED);
+        assert_int_equal(size, 7);
+        assert_int_equal(lmtp_canonical_length_stream(NULL, &p, &size), LMTP_ERR_INVALID_ARGUMENT);
+        assert_int_equal(lmtp_canonical_length_stream(read_pieces, &p, NULL), LMTP_ERR_INVALID_ARGUMENT);
     }
 }
 
@@ -1091,6 +1160,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(unconnected_handle, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(close_drops_without_quit, fx_setup_default, fx_teardown),
         cmocka_unit_test_setup_teardown(trace_sees_the_dialogue, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(canonical_length_of_a_message, fx_setup, fx_teardown),
     };
     return cmocka_run_group_tests_name("capi_api", tests, NULL, NULL);
 }

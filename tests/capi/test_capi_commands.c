@@ -882,6 +882,296 @@ static void size_over_the_limit(void **state) {
     assert_ok(h, lmtp_reset(h));
 }
 
+/* ---- parameters written as on the wire ---------------------------------------------- */
+
+/* Field by field (a struct's padding holds no defined bytes to compare). */
+static void assert_same_string(const char *a, const char *b) {
+    if (!a || !b) {
+        assert_ptr_equal(a, b);
+        return;
+    }
+    assert_string_equal(a, b);
+}
+
+static void assert_same_mail_options(const lmtp_mail_options *a, const lmtp_mail_options *b) {
+    assert_int_equal(a->struct_size, b->struct_size);
+    assert_int_equal(a->size, b->size);
+    assert_int_equal(a->body, b->body);
+    assert_int_equal(a->smtputf8, b->smtputf8);
+    assert_int_equal(a->ret, b->ret);
+    assert_same_string(a->envid, b->envid);
+    assert_same_string(a->transid, b->transid);
+    assert_same_string(a->extra, b->extra);
+    assert_int_equal(a->flags, b->flags);
+    assert_int_equal(a->transfer, b->transfer);
+}
+
+static void assert_same_rcpt_options(const lmtp_rcpt_options *a, const lmtp_rcpt_options *b) {
+    assert_int_equal(a->struct_size, b->struct_size);
+    assert_int_equal(a->notify, b->notify);
+    assert_same_string(a->orcpt, b->orcpt);
+    assert_same_string(a->orcpt_type, b->orcpt_type);
+    assert_same_string(a->extra, b->extra);
+    assert_int_equal(a->flags, b->flags);
+}
+
+/* lmtp_mail_options_parse fills the struct as lmtp_mail takes it, on a handle not yet connected;
+   lmtp_mail then sends the parameters as the library writes them. */
+static void mail_options_from_the_wire(void **state) {
+    fx *x = *state;
+    fake_lmtp *f = rich_fake(x);
+    lmtp_t *h = NULL;
+    lmtp_mail_options o, before;
+    size_t mark;
+
+    assert_ok(h, lmtp_create(&h, NULL));
+    fx_keep(x, h);
+    lmtp_mail_options_init(&o);
+    o.flags = LMTP_FORCE;
+    o.transfer = LMTP_TRANSFER_DATA;
+    assert_ok(h, lmtp_mail_options_parse(h, &o, "size=1234  BODY=8bitmime SMTPUTF8 RET=hdrs ENVID=a+2Bb+20c "
+                                                "TRANSID=<t@x> XKEY=v XFLAG"));
+    assert_int_equal(o.size, 1234);
+    assert_int_equal(o.body, LMTP_BODY_8BITMIME);
+    assert_int_equal(o.smtputf8, 1);
+    assert_int_equal(o.ret, LMTP_RET_HDRS);
+    assert_string_equal(o.envid, "a+b c");
+    assert_string_equal(o.transid, "t@x");
+    assert_string_equal(o.extra, "XKEY=v XFLAG");
+    assert_int_equal(o.flags, LMTP_FORCE); /* left as they were */
+    assert_int_equal(o.transfer, LMTP_TRANSFER_DATA);
+    assert_int_equal(o.struct_size, sizeof o);
+
+    /* A second parse sets every parameter again: those it does not give go back to their default. */
+    assert_ok(h, lmtp_mail_options_parse(h, &o, "BODY=BINARYMIME ENVID=e"));
+    assert_int_equal(o.size, 0);
+    assert_int_equal(o.body, LMTP_BODY_BINARYMIME);
+    assert_int_equal(o.smtputf8, 0);
+    assert_int_equal(o.ret, LMTP_RET_NONE);
+    assert_string_equal(o.envid, "e");
+    assert_null(o.transid);
+    assert_null(o.extra);
+    assert_ok(h, lmtp_mail_options_parse(h, &o, ""));
+    assert_int_equal(o.body, LMTP_BODY_NONE);
+    assert_null(o.envid);
+
+    /* A malformed word: LMTP_ERR_BAD_INPUT naming it, the struct unchanged. */
+    assert_ok(h, lmtp_mail_options_parse(h, &o, "SIZE=7 RET=FULL"));
+    before = o;
+    assert_status(h, lmtp_mail_options_parse(h, &o, "RET=HDRS SIZE=7x"), LMTP_ERR_BAD_INPUT);
+    assert_has(lmtp_errmsg(h), "'SIZE=7x'");
+    assert_same_mail_options(&o, &before);
+    assert_status(h, lmtp_mail_options_parse(h, &o, "BODY=9BIT"), LMTP_ERR_BAD_INPUT);
+    assert_has(lmtp_errmsg(h), "7BIT, 8BITMIME or BINARYMIME");
+    assert_status(h, lmtp_mail_options_parse(h, &o, "ENVID=a+4"), LMTP_ERR_BAD_INPUT);
+    assert_status(h, lmtp_mail_options_parse(h, &o, "SIZE=1\r\nRSET"), LMTP_ERR_BAD_INPUT);
+    assert_has(lmtp_errmsg(h), "carriage return");
+    assert_status(h, lmtp_mail_options_parse(h, &o, "SMTPUTF8=1"), LMTP_ERR_BAD_INPUT);
+    assert_same_mail_options(&o, &before);
+    assert_status(h, lmtp_mail_options_parse(h, NULL, "SIZE=1"), LMTP_ERR_INVALID_ARGUMENT);
+    assert_status(h, lmtp_mail_options_parse(h, &o, NULL), LMTP_ERR_INVALID_ARGUMENT);
+    before.struct_size = 0;
+    assert_status(h, lmtp_mail_options_parse(h, &before, "SIZE=1"), LMTP_ERR_INVALID_ARGUMENT);
+    assert_int_equal(before.size, 7);
+
+    /* A struct of an older, shorter kind: nothing is written past its end. */
+    {
+        lmtp_mail_options shorter;
+        lmtp_mail_options_init(&shorter);
+        shorter.struct_size = offsetof(lmtp_mail_options, envid);
+        shorter.envid = "kept";
+        assert_ok(h, lmtp_mail_options_parse(h, &shorter, "RET=FULL ENVID=x"));
+        assert_int_equal(shorter.ret, LMTP_RET_FULL);
+        assert_string_equal(shorter.envid, "kept");
+    }
+
+    /* What lmtp_mail sends with parsed options. */
+    assert_ok(h, lmtp_connect(h, fake_host(f), fake_port(f)));
+    assert_ok(h, lmtp_mail_options_parse(h, &o, "SIZE=10 RET=FULL BODY=8BITMIME SMTPUTF8 ENVID=q+2B1 XKEY=v XFLAG"));
+    o.flags = 0;
+    mark = transcript_len(f);
+    assert_status(h, lmtp_mail(h, "s@x", &o), LMTP_ERR_REJECTED); /* the fake does not know XKEY */
+    assert_transcript_from(f, mark, "MAIL FROM:<s@x> SIZE=10 RET=FULL BODY=8BITMIME SMTPUTF8 ENVID=q+2B1 XKEY=v XFLAG\r\n");
+    assert_ok(h, lmtp_mail_options_parse(h, &o, "ENVID=q+2B1 RET=HDRS"));
+    mark = transcript_len(f);
+    assert_ok(h, lmtp_mail(h, "s@x", &o));
+    assert_transcript_from(f, mark, "MAIL FROM:<s@x> RET=HDRS ENVID=q+2B1\r\n");
+    assert_ok(h, lmtp_reset(h));
+}
+
+static void rcpt_options_from_the_wire(void **state) {
+    fx *x = *state;
+    fake_lmtp *f = rich_fake(x);
+    lmtp_t *h = fx_connect(x, f, NULL);
+    lmtp_rcpt_options o, before;
+    size_t mark;
+
+    lmtp_rcpt_options_init(&o);
+    assert_ok(h, lmtp_rcpt_options_parse(h, &o, "notify=delay,success ORCPT=rfc822;b+2Bt+20x@x"));
+    assert_int_equal(o.notify, LMTP_NOTIFY_SUCCESS | LMTP_NOTIFY_DELAY);
+    assert_string_equal(o.orcpt, "b+t x@x");
+    assert_string_equal(o.orcpt_type, "rfc822");
+    assert_null(o.extra);
+    assert_ok(h, lmtp_mail(h, "s@x", NULL));
+    mark = transcript_len(f);
+    assert_ok(h, lmtp_to(h, "alice@x", &o));
+    assert_transcript_from(f, mark, "RCPT TO:<alice@x> NOTIFY=SUCCESS,DELAY ORCPT=rfc822;b+2Bt+20x@x\r\n");
+
+    assert_ok(h, lmtp_rcpt_options_parse(h, &o, "NOTIFY=NEVER ORCPT=utf-8;a@x XFLAG"));
+    assert_int_equal(o.notify, LMTP_NOTIFY_NEVER);
+    assert_string_equal(o.orcpt_type, "utf-8");
+    assert_string_equal(o.extra, "XFLAG");
+
+    before = o;
+    assert_status(h, lmtp_rcpt_options_parse(h, &o, "NOTIFY=NEVER,SUCCESS"), LMTP_ERR_BAD_INPUT);
+    assert_has(lmtp_errmsg(h), "NEVER cannot be combined");
+    assert_status(h, lmtp_rcpt_options_parse(h, &o, "NOTIFY=SOMETIMES"), LMTP_ERR_BAD_INPUT);
+    assert_has(lmtp_errmsg(h), "'SOMETIMES' is not a NOTIFY keyword");
+    assert_status(h, lmtp_rcpt_options_parse(h, &o, "ORCPT=a@x"), LMTP_ERR_BAD_INPUT);
+    assert_status(h, lmtp_rcpt_options_parse(h, &o, "ORCPT=rfc822;a+0Ax"), LMTP_ERR_BAD_INPUT);
+    assert_same_rcpt_options(&o, &before);
+
+    /* Parsing sends nothing, also in the middle of a transaction. */
+    mark = transcript_len(f);
+    assert_ok(h, lmtp_rcpt_options_parse(h, &o, ""));
+    assert_int_equal(o.notify, 0);
+    assert_null(o.orcpt);
+    assert_null(o.orcpt_type);
+    assert_nothing_sent(h, f, mark);
+}
+
+static void check_(lmtp_t *h, const lmtp_mail_options *m, const lmtp_rcpt_options *r, const char *want,
+                   const char *file, int line) {
+    const char *missing = "unset";
+    int st = m ? lmtp_mail_options_check(h, m, &missing) : lmtp_rcpt_options_check(h, r, &missing);
+    assert_status_(h, st, want ? LMTP_ERR_NOT_ADVERTISED : LMTP_OK, want ? want : "offered", file, line);
+    if (!want) {
+        _assert_true(missing == NULL, "missing == NULL", file, line);
+        return;
+    }
+    _assert_true(missing != NULL, "missing != NULL", file, line);
+    _assert_string_equal(missing, want, file, line);
+    assert_has_(lmtp_errmsg(h), want, file, line);
+}
+#define check_mail(h, m, want) check_((h), (m), NULL, (want), __FILE__, __LINE__)
+#define check_rcpt(h, r, want) check_((h), NULL, (r), (want), __FILE__, __LINE__)
+
+/* A handle connected to a fake that offers `caps` (lines separated by "\n") besides the defaults. */
+static lmtp_t *connect_offering(fx *x, const char *caps) {
+    fake_config c;
+    test_fake_config(&c);
+    c.extra_caps = caps;
+    return fx_connect(x, fx_fake(x, &c), NULL);
+}
+
+/* lmtp_*_options_check: what the server did not offer, as lmtp_mail would refuse it; and
+   BODY=BINARYMIME without CHUNKING, which lmtp_mail sends but no message could follow. */
+static void options_check_names_what_is_lacking(void **state) {
+    fx *x = *state;
+    fake_lmtp *f = x->fake[0]; /* PIPELINING, ENHANCEDSTATUSCODES, 8BITMIME only */
+    lmtp_t *h = x->h[0];
+    lmtp_mail_options m;
+    lmtp_rcpt_options r;
+    size_t mark = transcript_len(f);
+
+    lmtp_mail_options_init(&m);
+    check_mail(h, NULL, NULL);
+    check_mail(h, &m, NULL);
+    m.body = LMTP_BODY_8BITMIME;
+    check_mail(h, &m, NULL);
+    m.flags = LMTP_FORCE; /* changes nothing here */
+    m.size = 10;
+    check_mail(h, &m, "SIZE");
+    assert_has(lmtp_errmsg(h), "SIZE");
+    assert_status(h, lmtp_mail_options_check(h, &m, NULL), LMTP_ERR_NOT_ADVERTISED);
+    lmtp_mail_options_init(&m);
+    m.body = LMTP_BODY_BINARYMIME;
+    check_mail(h, &m, "BINARYMIME");
+    lmtp_mail_options_init(&m);
+    m.ret = LMTP_RET_FULL;
+    check_mail(h, &m, "DSN");
+    lmtp_mail_options_init(&m);
+    m.smtputf8 = 1;
+    check_mail(h, &m, "SMTPUTF8");
+    lmtp_mail_options_init(&m);
+    m.transid = "t@x";
+    check_mail(h, &m, "CHECKPOINT");
+    lmtp_mail_options_init(&m);
+    m.extra = "xkey=1";
+    check_mail(h, &m, "XKEY");
+    m.extra = "xkey=";
+    assert_status(h, lmtp_mail_options_check(h, &m, NULL), LMTP_ERR_BAD_INPUT);
+    lmtp_mail_options_init(&m);
+    m.envid = "a\r\nRSET";
+    assert_status(h, lmtp_mail_options_check(h, &m, NULL), LMTP_ERR_BAD_INPUT);
+    m.envid = NULL;
+    m.body = 9;
+    assert_status(h, lmtp_mail_options_check(h, &m, NULL), LMTP_ERR_INVALID_ARGUMENT);
+    m.struct_size = 0;
+    assert_status(h, lmtp_mail_options_check(h, &m, NULL), LMTP_ERR_INVALID_ARGUMENT);
+
+    lmtp_rcpt_options_init(&r);
+    check_rcpt(h, &r, NULL);
+    check_rcpt(h, NULL, NULL);
+    r.notify = LMTP_NOTIFY_NEVER;
+    check_rcpt(h, &r, "DSN");
+    lmtp_rcpt_options_init(&r);
+    r.orcpt = "a@x";
+    check_rcpt(h, &r, "DSN");
+    lmtp_rcpt_options_init(&r);
+    r.extra = "XFLAG";
+    check_rcpt(h, &r, "XFLAG");
+    r.notify = 64;
+    assert_status(h, lmtp_rcpt_options_check(h, &r, NULL), LMTP_ERR_INVALID_ARGUMENT);
+    r.notify = LMTP_NOTIFY_NEVER | LMTP_NOTIFY_DELAY;
+    assert_status(h, lmtp_rcpt_options_check(h, &r, NULL), LMTP_ERR_BAD_INPUT);
+    assert_nothing_sent(h, f, mark);
+
+    /* BINARYMIME without CHUNKING: its message could only go by BDAT. */
+    lmtp_mail_options_init(&m);
+    m.body = LMTP_BODY_BINARYMIME;
+    m.ret = LMTP_RET_HDRS;
+    h = connect_offering(x, "BINARYMIME\nDSN");
+    check_mail(h, &m, "CHUNKING");
+    assert_has(lmtp_errmsg(h), "BODY");
+    m.ret = LMTP_RET_NONE;
+    check_mail(connect_offering(x, "BINARYMIME\nCHUNKING"), &m, NULL);
+}
+
+/* lmtp_reply_class: the class of the last reply, as the library reads it. */
+static void reply_class_of_the_last_reply(void **state) {
+    fx *x = *state;
+    fake_config c;
+    fake_lmtp *f;
+    lmtp_t *h = NULL;
+
+    test_fake_config(&c);
+    c.fault_on = "VRFY";
+    c.fault_reply = "450 4.2.0 later\r\n";
+    f = fx_fake(x, &c);
+    assert_ok(h, lmtp_create(&h, NULL));
+    fx_keep(x, h);
+    assert_int_equal(lmtp_reply_class(h), LMTP_REPLY_NONE);
+    assert_ok(h, lmtp_connect(h, fake_host(f), fake_port(f)));
+    assert_int_equal(lmtp_reply_class(h), LMTP_REPLY_COMPLETION); /* LHLO's */
+    assert_ok(h, lmtp_mail(h, "s@x", NULL));
+    assert_status(h, lmtp_to(h, "nosuch@x", NULL), LMTP_ERR_REJECTED);
+    assert_int_equal(lmtp_reply_class(h), LMTP_REPLY_PERMANENT);
+    assert_ok(h, lmtp_to(h, "alice@x", NULL));
+    assert_int_equal(lmtp_reply_class(h), LMTP_REPLY_COMPLETION);
+    assert_ok(h, lmtp_data_start(h));
+    assert_int_equal(lmtp_code(h), 354);
+    assert_int_equal(lmtp_reply_class(h), LMTP_REPLY_INTERMEDIATE);
+    assert_ok(h, lmtp_data_write(h, "m\n", 2));
+    assert_ok(h, lmtp_data_end(h));
+    assert_int_equal(lmtp_reply_class(h), LMTP_REPLY_COMPLETION);
+    assert_status(h, lmtp_verify(h, "a@x"), LMTP_ERR_REJECTED);
+    assert_int_equal(lmtp_reply_class(h), LMTP_REPLY_TRANSIENT);
+    assert_status(h, lmtp_mail(h, "s@x\n", NULL), LMTP_ERR_BAD_INPUT); /* no reply: nothing was sent */
+    assert_int_equal(lmtp_code(h), 0);
+    assert_int_equal(lmtp_reply_class(h), LMTP_REPLY_NONE);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(step_by_step_transaction, fx_setup_default, fx_teardown),
@@ -902,6 +1192,10 @@ int main(void) {
         cmocka_unit_test_setup_teardown(parameters_not_advertised, fx_setup_default, fx_teardown),
         cmocka_unit_test_setup_teardown(body_needs_8bitmime, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(size_over_the_limit, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(mail_options_from_the_wire, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(rcpt_options_from_the_wire, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(options_check_names_what_is_lacking, fx_setup_default, fx_teardown),
+        cmocka_unit_test_setup_teardown(reply_class_of_the_last_reply, fx_setup, fx_teardown),
     };
     return cmocka_run_group_tests_name("capi_commands", tests, NULL, NULL);
 }

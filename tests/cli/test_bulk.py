@@ -50,6 +50,15 @@ def test_maildir_every_message_one_connection(fakes, tmp_path):
     assert f.sent().count(b"LHLO") == 1 and f.sent().count(b"MAIL FROM:<me@x>") == 7
 
 
+def test_maildir_messages_declare_their_size_on_the_wire(fakes, tmp_path):
+    bodies, _ = make_maildir(tmp_path / "Maildir", 3)
+    f = fakes("--size", "100000")
+    r = bulk(f, "--maildir", tmp_path / "Maildir")
+    assert r.returncode == 0, r.stderr
+    mails = [l for l in f.sent().split(b"\r\n") if l.startswith(b"MAIL ")]
+    assert mails == [b"MAIL FROM:<me@x> SIZE=%d" % len(crlf(b)) for b in bodies]
+
+
 def test_maildir_failures_reported_per_message_and_recipient(fakes, tmp_path):
     bodies, names = make_maildir(tmp_path / "Maildir", 3)
     f = fakes("--rules", RULES)

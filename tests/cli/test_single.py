@@ -359,7 +359,8 @@ def test_null_sender(fakes, msg):
 def test_size_declared_for_a_file_and_too_big_is_65(fakes, msg, tmp_path):
     f = fakes("--size", "1000")
     assert send(f, msg).returncode == 0
-    assert f"MAIL FROM:<me@x> SIZE={len(MSG)}\r\n".encode() in f.sent()
+    # The size on the wire: every LF of the file becomes CRLF.
+    assert f"MAIL FROM:<me@x> SIZE={len(crlf(MSG))}\r\n".encode() in f.sent()
     big = tmp_path / "big.eml"
     big.write_bytes(b"x" * 2000 + b"\n")
     r = send(f, big, to=["alice@x", "bob@x"])
@@ -367,6 +368,61 @@ def test_size_declared_for_a_file_and_too_big_is_65(fakes, msg, tmp_path):
     out = lines(r.stdout)
     assert len(out) == 2 and out[0].startswith("alice@x unknown - - ") and "SIZE" in out[0]
     assert f.stop()["MESSAGES"] == 1
+
+
+@pytest.mark.parametrize("body", [
+    b"Subject: lf\n\nline\n.dot\n",            # LF line ends: each one more octet on the wire
+    b"Subject: crlf\r\n\r\nline\r\n",         # already CRLF: the file's own size
+    b"Subject: cr\r\rmixed\r\nends\n",         # a bare CR, CRLF and LF
+    b"Subject: open\n\nno final line end",      # the final CRLF the library adds counts too
+    b"",
+])
+def test_size_is_the_size_on_the_wire(fakes, tmp_path, body):
+    f = fakes("--size", "100000")
+    path = tmp_path / "m.eml"
+    path.write_bytes(body)
+    r = send(f, path)
+    assert r.returncode == 0, r.stderr
+    [mail] = [l for l in f.sent().split(b"\r\n") if l.startswith(b"MAIL ")]
+    if body:
+        [stored] = f.messages()
+        assert mail == b"MAIL FROM:<me@x> SIZE=%d" % len(stored), (mail, stored)
+    else:
+        assert mail == b"MAIL FROM:<me@x>"  # an empty file declares nothing, as before
+
+
+def test_size_counts_line_ends_against_the_limit(fakes, tmp_path):
+    # 990 octets in the file, 1089 on the wire: over a limit of 1000, refused before MAIL.
+    path = tmp_path / "m.eml"
+    path.write_bytes(b"xxxxxxxxx\n" * 99)
+    assert path.stat().st_size == 990
+    f = fakes("--size", "1000")
+    r = send(f, path)
+    assert r.returncode == 65, r.stderr
+    assert "1089 octets" in r.stdout + r.stderr
+    assert b"MAIL" not in f.sent()
+
+
+def test_size_not_declared_for_a_pipe(fakes):
+    f = fakes("--size", "100000")
+    r = send(f, "-", stdin=b"Subject: piped\n\nbody\n")
+    assert r.returncode == 0, r.stderr
+    assert b"MAIL FROM:<me@x>\r\n" in f.sent()
+
+
+def test_notify_and_ret_are_read_by_the_library(fakes, msg):
+    f = fakes("--cap", "DSN")
+    assert send(f, msg, "--notify", "Delay,SUCCESS", "--ret", "HDRS").returncode == 0
+    assert b"MAIL FROM:<me@x> RET=HDRS\r\nRCPT TO:<alice@x> NOTIFY=SUCCESS,DELAY\r\n" in f.sent()
+    for args, says in [(["--notify", "success,sometimes"], "'SOMETIMES' is not a NOTIFY keyword"),
+                       (["--notify", "never,delay"], "NEVER cannot be combined"),
+                       (["--notify", "success XFOO"], "--notify"),
+                       (["--notify", ""], "--notify"),
+                       (["--ret", "full SIZE=1"], "--ret"),
+                       (["--ret", "body"], "RET is FULL or HDRS")]:
+        r = send(f, msg, *args)
+        assert r.returncode == 64, (args, r.stderr)
+        assert says in r.stderr, (args, r.stderr)
 
 
 @pytest.mark.parametrize("mode,caps,verb,code", [

@@ -642,6 +642,38 @@ TEST(CanonicalLength, IsTheSizeOfTheCanonicalForm) {
     EXPECT_EQ(lmtp::canonical_length("a\nb"), 6u);  // a CRLF b CRLF
 }
 
+TEST(CanonicalLength, InPiecesSplitAnywhere) {
+    // Every split of each message in two and in three pieces, empty pieces
+    // included: a CRLF cut between two pieces is still one line end.
+    const char* cases[] = {"", "a", "a\n", "a\r\n", "a\r", "\r\n", "\r\r\n", "a\rb\nc\r\nd", "x\r\n\r\ny"};
+    std::vector<std::string> messages(std::begin(cases), std::end(cases));
+    messages.push_back(std::string("\0", 1));  // ends in a NUL: still needs its final CRLF
+    messages.push_back(std::string("a\r\0", 3));
+    for (const std::string& m : messages) {
+        const std::uint64_t whole = lmtp::canonical_length(m);
+        for (std::size_t i = 0; i <= m.size(); ++i) {
+            for (std::size_t j = i; j <= m.size(); ++j) {
+                lmtp::CanonicalLength c;
+                c.add(std::string_view(m).substr(0, i));
+                c.add(std::string_view(m).substr(i, j - i));
+                c.add(std::string_view(m).substr(j));
+                ASSERT_EQ(c.total(), whole) << "split at " << i << ", " << j << " of size " << m.size();
+            }
+        }
+    }
+    EXPECT_EQ(lmtp::CanonicalLength().total(), 0u);
+    // Long pieces, across the 64-octet blocks, against the encoder.
+    std::mt19937 rng(11);
+    const char alphabet[] = {'\r', '\n', 'a', '.'};
+    std::string in(5000, 'x');
+    for (char& ch : in) ch = alphabet[rng() % sizeof alphabet];
+    for (std::size_t piece : {1u, 63u, 64u, 65u, 1000u}) {
+        lmtp::CanonicalLength c;
+        for (std::size_t at = 0; at < in.size(); at += piece) c.add(std::string_view(in).substr(at, piece));
+        EXPECT_EQ(c.total(), lmtp::canonical_length(in)) << piece;
+    }
+}
+
 TEST(CanonicalLength, LongInputsAcrossEveryBlockBoundary) {
     // 64 octets at a time, with a CR ending one block and its LF starting the next, and every mix.
     std::mt19937 rng(7);

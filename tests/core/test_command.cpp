@@ -14,6 +14,8 @@
 #include <utility>
 #include <vector>
 
+#include "lmtp/capabilities.hpp"
+#include "lmtp/reply.hpp"
 #include "lmtp/status.hpp"
 
 namespace {
@@ -798,6 +800,324 @@ TEST(CommandLength, ArgumentCommands) {
             EXPECT_TOO_LONG(r.f(arg + "a", limit));
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// Parameters as written on the wire: parse_mail_params, parse_rcpt_params
+
+MailParams mail_with(const std::function<void(MailParams&)>& set) {
+    MailParams p;
+    set(p);
+    return p;
+}
+
+RcptParams rcpt_with(const std::function<void(RcptParams&)>& set) {
+    RcptParams p;
+    set(p);
+    return p;
+}
+
+// Runs `f`, which must throw Error(bad_input) with `part` in its message.
+::testing::AssertionResult refused_with(const std::function<void()>& f, const std::string& part) {
+    try {
+        f();
+    } catch (const lmtp::Error& e) {
+        if (e.status() != Status::bad_input)
+            return ::testing::AssertionFailure() << "status " << status_str(e.status()) << ": " << e.what();
+        if (std::string(e.what()).find(part) == std::string::npos)
+            return ::testing::AssertionFailure() << "message '" << e.what() << "' lacks '" << part << "'";
+        if (std::string(e.what()).find_first_of("\r\n") != std::string::npos)
+            return ::testing::AssertionFailure() << "message has a line break: " << show(e.what());
+        return ::testing::AssertionSuccess();
+    } catch (...) {
+        return ::testing::AssertionFailure() << "threw something else";
+    }
+    return ::testing::AssertionFailure() << "did not throw";
+}
+
+TEST(ParseParams, Mail) {
+    struct Row {
+        const char* wire;
+        MailParams want;
+    };
+    const std::vector<Row> rows = {
+        {"", {}},
+        {"   ", {}},
+        {"SIZE=1234", mail_with([](MailParams& p) { p.size = 1234; })},
+        {"size=0", mail_with([](MailParams& p) { p.size = 0; })},
+        {"SIZE=18446744073709551615", mail_with([](MailParams& p) { p.size = 18446744073709551615ull; })},
+        {"BODY=7BIT", mail_with([](MailParams& p) { p.body = BodyType::seven_bit; })},
+        {"body=8bitmime", mail_with([](MailParams& p) { p.body = BodyType::eight_bit_mime; })},
+        {"BODY=BinaryMime", mail_with([](MailParams& p) { p.body = BodyType::binary_mime; })},
+        {"SMTPUTF8", mail_with([](MailParams& p) { p.smtputf8 = true; })},
+        {"RET=FULL", mail_with([](MailParams& p) { p.ret = Ret::full; })},
+        {"ret=hdrs", mail_with([](MailParams& p) { p.ret = Ret::hdrs; })},
+        {"ENVID=QQ314159", mail_with([](MailParams& p) { p.envid = "QQ314159"; })},
+        {"ENVID=a+2Bb+3Dc+20d", mail_with([](MailParams& p) { p.envid = "a+b=c d"; })},
+        {"ENVID=caf+c3+a9", mail_with([](MailParams& p) { p.envid = "caf\xC3\xA9"; })},
+        {"TRANSID=<t@h>", mail_with([](MailParams& p) { p.transid = "t@h"; })},
+        {"TRANSID=t@h", mail_with([](MailParams& p) { p.transid = "t@h"; })},
+        {"XFOO=bar", mail_with([](MailParams& p) {
+             p.extra = {{"XFOO", "bar"}};
+         })},
+        {"x-foo", mail_with([](MailParams& p) {
+             p.extra = {{"x-foo", std::nullopt}};
+         })},
+        {"AUTH=<>", mail_with([](MailParams& p) {
+             p.extra = {{"AUTH", "<>"}};
+         })},
+        {"XU=caf\xC3\xA9", mail_with([](MailParams& p) {
+             p.extra = {{"XU", "caf\xC3\xA9"}};
+         })},
+        {"SIZE=1 SIZE=2", mail_with([](MailParams& p) { p.size = 2; })},
+        {"  SIZE=5   BODY=8BITMIME  ", mail_with([](MailParams& p) {
+             p.size = 5;
+             p.body = BodyType::eight_bit_mime;
+         })},
+        {"XB=2 SIZE=7 XA RET=HDRS X-C=3 SMTPUTF8 ENVID=e TRANSID=<t@h> BODY=7BIT", mail_with([](MailParams& p) {
+             p.size = 7;
+             p.ret = Ret::hdrs;
+             p.smtputf8 = true;
+             p.envid = "e";
+             p.transid = "t@h";
+             p.body = BodyType::seven_bit;
+             p.extra = {{"XB", "2"}, {"XA", std::nullopt}, {"X-C", "3"}};
+         })},
+        // NOTIFY and ORCPT belong to RCPT: here they are other parameters.
+        {"NOTIFY=NEVER", mail_with([](MailParams& p) {
+             p.extra = {{"NOTIFY", "NEVER"}};
+         })},
+    };
+    for (const Row& r : rows) {
+        SCOPED_TRACE(show(r.wire));
+        EXPECT_TRUE(lmtp::parse_mail_params(r.wire) == r.want);
+    }
+}
+
+TEST(ParseParams, MailErrors) {
+    struct Row {
+        std::string wire;
+        std::string says;  // part of the message
+    };
+    const std::vector<Row> rows = {
+        {"SIZE", "SIZE needs a value"},
+        {"SIZE=", "SIZE is empty"},
+        {"SIZE=12a", "'SIZE=12a': the size is not a number"},
+        {"SIZE=-1", "not a number"},
+        {"SIZE=18446744073709551616", "does not fit in 64 bits"},
+        {"SIZE=99999999999999999999999", "does not fit in 64 bits"},
+        {"BODY=9BIT", "'BODY=9BIT': the body type is not 7BIT, 8BITMIME or BINARYMIME"},
+        {"BODY", "BODY needs a value"},
+        {"SMTPUTF8=yes", "SMTPUTF8 takes no value"},
+        {"RET=BODY", "RET is FULL or HDRS"},
+        {"ENVID", "ENVID needs a value"},
+        {"ENVID=a+2", "'+XX'"},
+        {"ENVID=a+ZZb", "malformed '+XX' escape"},
+        {"ENVID=caf\xC3\xA9", "not xtext"},
+        {"ENVID=a+0Ab", "line feed"},
+        {"TRANSID=<a<b>", "outside a quoted string"},
+        {"XKEY=a=b", "contains '='"},
+        {"=x", "not a valid keyword"},
+        {"X_KEY=1", "'X_KEY' is not a valid keyword"},
+        {"SIZE=10\r\nRSET", "carriage return"},
+        {"SIZE=10\nRSET", "line feed"},
+        {std::string("X=a\0b", 5), "NUL"},
+        {"SIZE=1\tBODY=7BIT", "control character 0x09"},
+    };
+    for (const Row& r : rows) {
+        SCOPED_TRACE(show(r.wire));
+        EXPECT_TRUE(refused_with([&] { lmtp::parse_mail_params(r.wire); }, r.says));
+    }
+    // The message names the word and the command.
+    EXPECT_TRUE(refused_with([] { lmtp::parse_mail_params("SIZE=1 BODY=9BIT"); }, "MAIL FROM parameter 'BODY=9BIT'"));
+}
+
+TEST(ParseParams, Rcpt) {
+    struct Row {
+        const char* wire;
+        RcptParams want;
+    };
+    const std::vector<Row> rows = {
+        {"", {}},
+        {"NOTIFY=NEVER", rcpt_with([](RcptParams& p) { p.notify = lmtp::notify_never; })},
+        {"notify=success,failure,delay",
+         rcpt_with([](RcptParams& p) { p.notify = lmtp::notify_success | lmtp::notify_failure | lmtp::notify_delay; })},
+        {"NOTIFY=DELAY,Success",
+         rcpt_with([](RcptParams& p) { p.notify = lmtp::notify_success | lmtp::notify_delay; })},
+        {"NOTIFY=FAILURE,FAILURE", rcpt_with([](RcptParams& p) { p.notify = lmtp::notify_failure; })},
+        {"ORCPT=rfc822;a@b", rcpt_with([](RcptParams& p) { p.orcpt = "a@b"; })},
+        {"ORCPT=RFC822;a+2Bb+3Dc+20d@e", rcpt_with([](RcptParams& p) {
+             p.orcpt = "a+b=c d@e";
+             p.orcpt_type = "RFC822";
+         })},
+        {"ORCPT=utf-8;x;y", rcpt_with([](RcptParams& p) {
+             p.orcpt = "x;y";
+             p.orcpt_type = "utf-8";
+         })},
+        {"XFOO=1 XBAR", rcpt_with([](RcptParams& p) {
+             p.extra = {{"XFOO", "1"}, {"XBAR", std::nullopt}};
+         })},
+        {"NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;x@y XFOO=1", rcpt_with([](RcptParams& p) {
+             p.notify = lmtp::notify_success | lmtp::notify_failure;
+             p.orcpt = "x@y";
+             p.extra = {{"XFOO", "1"}};
+         })},
+        // SIZE belongs to MAIL: here it is another parameter.
+        {"SIZE=abc", rcpt_with([](RcptParams& p) {
+             p.extra = {{"SIZE", "abc"}};
+         })},
+    };
+    for (const Row& r : rows) {
+        SCOPED_TRACE(show(r.wire));
+        EXPECT_TRUE(lmtp::parse_rcpt_params(r.wire) == r.want);
+    }
+}
+
+TEST(ParseParams, RcptErrors) {
+    struct Row {
+        std::string wire;
+        std::string says;
+    };
+    const std::vector<Row> rows = {
+        {"NOTIFY", "NOTIFY needs a value"},
+        {"NOTIFY=SOMETIMES", "'SOMETIMES' is not a NOTIFY keyword"},
+        {"NOTIFY=never,success", "NEVER cannot be combined"},
+        {"NOTIFY=DELAY,NEVER", "NEVER cannot be combined"},
+        {"NOTIFY=SUCCESS,,FAILURE", "an empty NOTIFY keyword"},
+        {"NOTIFY=SUCCESS,", "an empty NOTIFY keyword"},
+        {"ORCPT=a@b", "an address type, ';' and the address"},
+        {"ORCPT=rfc822;", "an address type, ';' and the address"},
+        {"ORCPT=;a@b", "the address type '' is not a valid keyword"},
+        {"ORCPT=rfc822;a+4", "'+XX'"},
+        {"ORCPT=rfc822;a+00b", "NUL"},
+        {"NOTIFY=SUCCESS\r\nRSET", "carriage return"},
+        {"X-B=1\n", "line feed"},
+    };
+    for (const Row& r : rows) {
+        SCOPED_TRACE(show(r.wire));
+        EXPECT_TRUE(refused_with([&] { lmtp::parse_rcpt_params(r.wire); }, r.says));
+    }
+    EXPECT_TRUE(
+        refused_with([] { lmtp::parse_rcpt_params("NOTIFY=NEVER,DELAY"); }, "RCPT TO parameter 'NOTIFY=NEVER,DELAY'"));
+}
+
+TEST(ParseParams, WordsAloneKeepKnownKeywords) {
+    EXPECT_TRUE(lmtp::parse_params("SIZE=abc XFLAG  BODY=x") ==
+                (std::vector<Param>{{"SIZE", "abc"}, {"XFLAG", std::nullopt}, {"BODY", "x"}}));
+    EXPECT_TRUE(lmtp::parse_params("").empty());
+    EXPECT_TRUE(refused_with([] { lmtp::parse_params("XKEY="); }, "XKEY is empty"));
+    EXPECT_TRUE(refused_with([] { lmtp::parse_params("XKEY=1\r"); }, "carriage return"));
+}
+
+// What cmd::mail / cmd::rcpt put after the address, without the CRLF.
+std::string wire_of(const std::string& line, const std::string& head) {
+    EXPECT_EQ(line.compare(0, head.size(), head), 0) << line;
+    EXPECT_EQ(line.substr(line.size() - 2), "\r\n");
+    return line.substr(head.size(), line.size() - head.size() - 2);
+}
+
+TEST(ParseParams, RoundTripThroughTheFormatter) {
+    // parse(format(p)) == p for the command builder's own output.
+    std::mt19937 rng(2033);
+    auto raw_text = [&](std::size_t max) {
+        std::string s(1 + rng() % max, 'x');
+        for (char& c : s) c = static_cast<char>(0x20 + rng() % (0x100 - 0x20));
+        for (char& c : s)
+            if (c == '\x7f') c = '~';
+        return s;
+    };
+    auto keyword = [&] {
+        static const char chars[] = "ABCXYZabcxyz0123456789-";
+        std::string k = "X";
+        for (std::size_t i = rng() % 6; i > 0; --i) k += chars[rng() % (sizeof chars - 1)];
+        return k;
+    };
+    auto value = [&] {
+        std::string v(1 + rng() % 8, 'v');
+        for (char& c : v) {
+            c = static_cast<char>(33 + rng() % 94);
+            if (c == '=') c = '+';
+        }
+        return v;
+    };
+    for (int round = 0; round < 500; ++round) {
+        SCOPED_TRACE(round);
+        MailParams m;
+        if (rng() % 2) m.size = (static_cast<std::uint64_t>(rng()) << 32) | rng();
+        m.body = static_cast<BodyType>(rng() % 4);
+        m.smtputf8 = rng() % 2;
+        m.ret = static_cast<Ret>(rng() % 3);
+        if (rng() % 2) m.envid = raw_text(30);
+        if (rng() % 3 == 0) m.transid = "t" + std::to_string(round) + "@h";
+        for (std::size_t i = rng() % 3; i > 0; --i)
+            m.extra.push_back({keyword(), rng() % 2 ? std::optional<std::string>(value()) : std::nullopt});
+        const std::string line = cmd::mail(MailVerb::mail, "a@b", m, 4096);
+        const std::string wire = wire_of(line, "MAIL FROM:<a@b>");
+        EXPECT_TRUE(lmtp::parse_mail_params(wire) == m) << show(line);
+
+        RcptParams r;
+        static const unsigned notifies[] = {0, lmtp::notify_never, lmtp::notify_success, lmtp::notify_delay,
+                                            lmtp::notify_success | lmtp::notify_failure | lmtp::notify_delay};
+        r.notify = notifies[rng() % 5];
+        if (rng() % 2) {
+            r.orcpt = raw_text(40);
+            if (rng() % 2) r.orcpt_type = "utf-8";
+        }
+        for (std::size_t i = rng() % 3; i > 0; --i)
+            r.extra.push_back({keyword(), rng() % 2 ? std::optional<std::string>(value()) : std::nullopt});
+        const std::string rline = cmd::rcpt("a@b", r, 4096);
+        EXPECT_TRUE(lmtp::parse_rcpt_params(wire_of(rline, "RCPT TO:<a@b>")) == r) << show(rline);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// unoffered: what a server cannot take
+
+lmtp::Capabilities offering(std::vector<std::string> keywords) {
+    lmtp::Reply r;
+    r.code = 250;
+    r.lines.push_back("lmtp.example");
+    for (auto& k : keywords) r.lines.push_back(k);
+    return lmtp::Capabilities::parse(r);
+}
+
+TEST(Unoffered, Mail) {
+    const lmtp::Capabilities none = offering({});
+    const lmtp::Capabilities all =
+        offering({"SIZE 1000", "8BITMIME", "BINARYMIME", "CHUNKING", "SMTPUTF8", "DSN", "CHECKPOINT", "XFOO"});
+    struct Row {
+        const char* wire;
+        Needs lacking;  // with nothing offered
+    };
+    const std::vector<Row> rows = {
+        {"", {}},
+        {"SIZE=1", {{"SIZE", "SIZE"}}},
+        {"BODY=7BIT", {{"8BITMIME", "BODY"}}},
+        {"BODY=8BITMIME", {{"8BITMIME", "BODY"}}},
+        {"BODY=BINARYMIME", {{"BINARYMIME", "BODY"}, {"CHUNKING", "BODY"}}},
+        {"SMTPUTF8", {{"SMTPUTF8", "SMTPUTF8"}}},
+        {"RET=FULL ENVID=x", {{"DSN", "RET"}, {"DSN", "ENVID"}}},
+        {"TRANSID=<t@h>", {{"CHECKPOINT", "TRANSID"}}},
+        {"xfoo=1", {{"XFOO", "XFOO"}}},
+    };
+    for (const Row& r : rows) {
+        SCOPED_TRACE(r.wire);
+        const MailParams p = lmtp::parse_mail_params(r.wire);
+        EXPECT_EQ(lmtp::unoffered(p, none), r.lacking);
+        EXPECT_TRUE(lmtp::unoffered(p, all).empty());
+    }
+    // BINARYMIME alone is not enough: its message needs BDAT.
+    EXPECT_EQ(lmtp::unoffered(lmtp::parse_mail_params("BODY=BINARYMIME"), offering({"BINARYMIME"})),
+              (Needs{{"CHUNKING", "BODY"}}));
+    EXPECT_EQ(lmtp::unoffered(lmtp::parse_mail_params("SIZE=1 BODY=BINARYMIME SMTPUTF8"), offering({"SIZE"})),
+              (Needs{{"BINARYMIME", "BODY"}, {"CHUNKING", "BODY"}, {"SMTPUTF8", "SMTPUTF8"}}));
+}
+
+TEST(Unoffered, Rcpt) {
+    const RcptParams p = lmtp::parse_rcpt_params("NOTIFY=NEVER ORCPT=rfc822;a@b XBAR");
+    EXPECT_EQ(lmtp::unoffered(p, offering({})), (Needs{{"DSN", "NOTIFY"}, {"DSN", "ORCPT"}, {"XBAR", "XBAR"}}));
+    EXPECT_EQ(lmtp::unoffered(p, offering({"dsn"})), (Needs{{"XBAR", "XBAR"}}));
+    EXPECT_TRUE(lmtp::unoffered(p, offering({"DSN", "XBAR"})).empty());
 }
 
 }  // namespace

@@ -65,6 +65,25 @@ int lmtp_header_check(void)
     /* Since 1.1 (symbol version LMTP_1.1). */
     const char *(*status_name)(int) = lmtp_status_name;
     int (*status_reply_code)(int) = lmtp_status_reply_code;
+    int (*mail_options_parse)(lmtp_t *, lmtp_mail_options *, const char *) = lmtp_mail_options_parse;
+    int (*rcpt_options_parse)(lmtp_t *, lmtp_rcpt_options *, const char *) = lmtp_rcpt_options_parse;
+    int (*mail_options_check)(lmtp_t *, const lmtp_mail_options *, const char **) = lmtp_mail_options_check;
+    int (*rcpt_options_check)(lmtp_t *, const lmtp_rcpt_options *, const char **) = lmtp_rcpt_options_check;
+    int (*reply_class)(lmtp_t *) = lmtp_reply_class;
+    unsigned long long (*canonical_length)(const void *, size_t) = lmtp_canonical_length;
+    int (*canonical_length_stream)(lmtp_read_fn, void *, unsigned long long *) = lmtp_canonical_length_stream;
+    int (*connect_start)(lmtp_t *, const char *, unsigned) = lmtp_connect_start;
+    int (*adopt_fd)(lmtp_t *, int, const char *) = lmtp_adopt_fd;
+    int (*fd_fn)(const lmtp_t *) = lmtp_fd;
+    int (*want)(const lmtp_t *) = lmtp_want;
+    int (*timeout_ms)(const lmtp_t *) = lmtp_timeout_ms;
+    int (*process)(lmtp_t *, int) = lmtp_process;
+    int (*submit)(lmtp_t *, const struct lmtp_message *, lmtp_done_fn, void *) = lmtp_submit;
+    size_t (*pending)(const lmtp_t *) = lmtp_pending;
+    int (*open_bytes)(lmtp_t *, const char *, int) = lmtp_open_bytes;
+    int (*feed)(lmtp_t *, const void *, size_t) = lmtp_feed;
+    size_t (*output)(lmtp_t *, const void **) = lmtp_output;
+    int (*output_done)(lmtp_t *, size_t) = lmtp_output_done;
     void (*options_init)(lmtp_options *) = lmtp_options_init;
     int (*create)(lmtp_t **, const lmtp_options *) = lmtp_create;
     int (*new_fn)(lmtp_t **, const char *, unsigned, const lmtp_options *) = lmtp_new;
@@ -90,7 +109,12 @@ int lmtp_header_check(void)
     return (status == LMTP_OK) + (opts.struct_size == sizeof(lmtp_options)) +
            (mopts.struct_size == sizeof(lmtp_mail_options)) +
            (ropts.struct_size == sizeof(lmtp_rcpt_options)) + (read_fn != 0) + (version != 0) +
-           (version_num != 0) + (strerror_fn != 0) + (status_name != 0) + (status_reply_code != 0) + (options_init != 0) + (create != 0) +
+           (version_num != 0) + (strerror_fn != 0) + (status_name != 0) + (status_reply_code != 0) +
+           (mail_options_parse != 0) + (rcpt_options_parse != 0) + (mail_options_check != 0) +
+           (rcpt_options_check != 0) + (reply_class != 0) + (canonical_length != 0) +
+           (canonical_length_stream != 0) + LMTP_REPLY_COMPLETION + (connect_start != 0) + (adopt_fd != 0) +
+           (fd_fn != 0) + (want != 0) + (timeout_ms != 0) + (process != 0) + (submit != 0) + (pending != 0) +
+           (open_bytes != 0) + (feed != 0) + (output != 0) + (output_done != 0) + LMTP_IO_READ + LMTP_IO_WRITE + (options_init != 0) + (create != 0) +
            (new_fn != 0) + (free_fn != 0) + (deliver != 0) + (deliver_stream != 0) +
            (result_count != 0) + (result_code != 0) + (result_address != 0) +
            (is_connected != 0) + (size_limit != 0) + LMTP_TRACE_INFO + LMTP_STAGE_DATA +

@@ -78,6 +78,9 @@ SMTPConnectError = smtplib.SMTPConnectError
 SMTPHeloError = smtplib.SMTPHeloError
 SMTPAuthenticationError = smtplib.SMTPAuthenticationError
 
+# For a refusal liblmtp makes before anything is sent, the code a server would have answered with.
+_LOCAL_CODE = {name: code for name, _value, code, _text in _lmtp.statuses if code}
+
 log = logging.getLogger("lmtp")
 _DEFAULT_TIMEOUT = _lmtp.default_timeout  # seconds: the library's default deadline
 _LONGEST_TIMEOUT = 4294967.0  # seconds: the longest deadline the library holds
@@ -201,7 +204,7 @@ def _error(err, sender=None):
     if status == "not_advertised":
         return SMTPNotSupportedError(message)
     if status == "too_big":
-        return SMTPSenderRefused(552, message.encode(), sender)
+        return SMTPSenderRefused(_LOCAL_CODE[status], message.encode(), sender)
     if status == "resolve":
         return socket.gaierror(message)
     if status == "certificate":
@@ -255,96 +258,43 @@ def _pair(reply):
 
 
 # ---------------------------------------------------------------------------
-# ESMTP options given as smtplib's strings ("SIZE=100", "NOTIFY=SUCCESS,DELAY")
+# ESMTP options given as smtplib's strings ("SIZE=100", "NOTIFY=SUCCESS,DELAY"): smtplib puts
+# them on the wire joined by spaces, and liblmtp parses and checks that.
 
-_NOTIFY = {"NEVER": 1, "SUCCESS": 2, "FAILURE": 4, "DELAY": 8}
-_XTEXT = re.compile(rb"\+([0-9A-Fa-f]{2})")
-
-
-def _xtext_decode(value):
-    return _XTEXT.sub(lambda m: bytes([int(m.group(1), 16)]), value.encode("ascii", "surrogateescape"))
-
-
-def _split_option(option):
-    if not isinstance(option, str):
-        raise TypeError("ESMTP options are strings, not %s" % type(option).__name__)
-    key, eq, value = option.partition("=")
-    return key.upper(), (value if eq else None)
-
-
-def _mail_options(options):
-    p = {"size": None, "body": "", "smtputf8": False, "ret": "", "envid": "", "transid": "", "extra": []}
+def _wire(options):
     for option in options:
-        key, value = _split_option(option)
-        if key == "SIZE" and value is not None and value.isdigit():
-            p["size"] = int(value)
-        elif key == "BODY" and value is not None:
-            p["body"] = value.upper()
-        elif key == "SMTPUTF8" and value is None:
-            p["smtputf8"] = True
-        elif key == "RET" and value is not None:
-            p["ret"] = value.upper()
-        elif key == "ENVID" and value is not None:  # given as xtext, as on the wire
-            p["envid"] = _xtext_decode(value).decode("latin-1")
-        elif key == "TRANSID" and value is not None:
-            p["transid"] = value
-        else:
-            p["extra"].append((option.partition("=")[0], value))
-    return p
+        if not isinstance(option, str):
+            raise TypeError("ESMTP options are strings, not %s" % type(option).__name__)
+    return " ".join(options)
 
 
-def _rcpt_options(options):
-    p = {"notify": 0, "orcpt": "", "orcpt_type": "", "extra": []}
-    for option in options:
-        key, value = _split_option(option)
-        if key == "NOTIFY" and value is not None:
-            for word in value.split(","):
-                flag = _NOTIFY.get(word.strip().upper())
-                if flag is None:
-                    raise ValueError("unknown NOTIFY keyword %r" % word)
-                p["notify"] |= flag
-        elif key == "ORCPT" and value is not None and ";" in value:  # type;xtext
-            kind, _, addr = value.partition(";")
-            p["orcpt_type"] = kind
-            p["orcpt"] = _xtext_decode(addr).decode("latin-1")
-        else:
-            p["extra"].append((option.partition("=")[0], value))
-    return p
-
-
-def _check_inputs(addresses, options):
-    """Raise ValueError for a line break or NUL in any address or option, before anything is sent."""
+def _check_inputs(addresses, mail_options, rcpt_options):
+    """Raise ValueError for a line break or NUL in any address, or a malformed option, before
+    anything is sent."""
     for address in addresses:
         _quoteaddr(address)
-    _check_options(options)
+    _params(mail_options, rcpt_options)
 
 
-def _check_options(options):
-    for option in options:
-        if isinstance(option, str) and ("\r" in option or "\n" in option or "\0" in option):
-            raise ValueError("ESMTP option contains a line break or a NUL: %r" % (option,))
-
-
-# The core's parameters for a set of option strings, made once: (params, SMTPUTF8 asked for).
+# The core's parameters for a set of option strings, made once.
 _PARAMS = {}
 
 
 def _params(mail_options, rcpt_options):
-    """The core's MAIL and RCPT parameters for smtplib-style option strings (None: none at all), and
-    whether SMTPUTF8 is asked for. Made once per set of options."""
+    """The core's MAIL and RCPT parameters for smtplib-style option strings (None: none at all),
+    made once per set of options; ValueError for a malformed one."""
     if not mail_options and not rcpt_options:
-        return None, False
+        return None
     try:
         key = (tuple(mail_options), tuple(rcpt_options))
         made = _PARAMS.get(key)
     except TypeError:  # an option that is no string: parsing it says so
         key = made = None
     if made is None:
-        mp = _mail_options(mail_options)
-        rp = _rcpt_options(rcpt_options)
-        made = (_lmtp.Params(mp["size"], mp["body"], mp["smtputf8"], mp["ret"], mp["envid"], mp["transid"],
-                             mp["extra"], rp["notify"], rp["orcpt"], rp["orcpt_type"], rp["extra"], True),
-                mp["smtputf8"])
+        try:
+            made = _lmtp.Params(_wire(mail_options), _wire(rcpt_options), True)
+        except _lmtp.Error as err:
+            _raise(err)
         if key is not None and len(_PARAMS) < 256:
             _PARAMS[key] = made
     return made
@@ -547,7 +497,7 @@ class LMTP:
                 self.local_hostname = "[%s]" % addr
         if host:
             code, msg = self.connect(host, port)
-            if code != 220:
+            if not self._client.banner.completion:  # the greeting refused the connection
                 self.close()
                 raise SMTPConnectError(code, msg)
 
@@ -558,9 +508,9 @@ class LMTP:
 
     def __exit__(self, *args):
         try:
-            code, message = self.quit()
-            if code != 221:
-                raise SMTPResponseException(code, message)
+            reply = self._quit()
+            if not reply.completion:
+                raise SMTPResponseException(*_pair(reply))
         except SMTPServerDisconnected:
             pass
         finally:
@@ -676,6 +626,9 @@ class LMTP:
 
     def quit(self):
         """Send QUIT, close, and return its reply as ``(code, message)``."""
+        return _pair(self._quit())
+
+    def _quit(self):
         client = self._live()
         reply = self._call(client.quit)
         self.ehlo_resp = self.helo_resp = None
@@ -684,7 +637,7 @@ class LMTP:
         self.close()
         if not reply.code:  # it hung up without a word, which smtplib reports so
             raise SMTPServerDisconnected("Connection unexpectedly closed")
-        return _pair(reply)
+        return reply
 
     # --- LHLO ----------------------------------------------------------------------------
 
@@ -693,7 +646,7 @@ class LMTP:
         client = self._live()
         reply = self._call(client.hello, name or self.local_hostname)
         self.ehlo_resp = reply.message
-        if reply.code == 250:
+        if reply.completion:
             self._hello_done(reply)
         return _pair(reply)
 
@@ -709,7 +662,7 @@ class LMTP:
         """Send LHLO if it was not sent yet; SMTPHeloError if the server refuses it."""
         if self.helo_resp is None and self.ehlo_resp is None:
             code, resp = self.ehlo()
-            if not 200 <= code <= 299:
+            if not self._client.last_reply.completion:
                 raise SMTPHeloError(code, resp)
 
     def has_extn(self, opt):
@@ -744,7 +697,7 @@ class LMTP:
         self.ehlo_resp = self.helo_resp = None
         self.esmtp_features = {}
         self.does_esmtp = False
-        if reply.code == 250:
+        if reply.completion:
             self._hello_done(reply)
         return _pair(client.starttls_reply)
 
@@ -783,22 +736,19 @@ class LMTP:
 
     def mail(self, sender, options=()):
         """MAIL FROM:<sender> with smtplib-style option strings; returns ``(code, message)``."""
-        p = _mail_options(options)
-        if p["smtputf8"]:
-            if not self.has_extn("smtputf8"):
-                raise SMTPNotSupportedError("SMTPUTF8 not supported by server")
+        params = _params(options, ())
+        if params is not None and params.smtputf8:
+            self._refuse_smtputf8(params)
             self.command_encoding = "utf-8"
         client = self._live()
-        reply = self._call(client.mail, "MAIL", self._encode_address(sender), p["size"], p["body"], p["smtputf8"],
-                           p["ret"], p["envid"], p["transid"], p["extra"], True, sender=sender)
+        reply = self._call(client.mail, "MAIL", self._encode_address(sender), params, True, sender=sender)
         return _pair(reply)
 
     def rcpt(self, recip, options=()):
         """RCPT TO:<recip> with smtplib-style option strings; returns ``(code, message)``."""
-        p = _rcpt_options(options)
+        params = _params((), options)
         client = self._live()
-        reply = self._call(client.rcpt, self._encode_address(recip), p["notify"], p["orcpt"], p["orcpt_type"],
-                           p["extra"], True)
+        reply = self._call(client.rcpt, self._encode_address(recip), params, True)
         return _pair(reply)
 
     def data(self, msg):
@@ -814,7 +764,7 @@ class LMTP:
         source = _source(msg)  # a str that is not ASCII fails here, before DATA
         client = self._live()
         reply = self._call(client.data_start)
-        if reply.code != 354:
+        if not client.data_accepted:
             raise SMTPDataError(reply.code, reply.message)
         try:
             if isinstance(source, (bytes, str)):
@@ -921,20 +871,18 @@ class LMTP:
         # Everything the caller gave is checked before LHLO or anything else goes out.
         sender = _quoteaddr(from_addr)
         rcpts = [_quoteaddr(a) for a in to_addrs]
-        if mail_options or rcpt_options:
-            _check_options(mail_options)
-            _check_options(rcpt_options)
+        params = _params(mail_options, rcpt_options)
         source = _source(msg)
         try:
             self.ehlo_or_helo_if_needed()
-            params, smtputf8 = self._server_params(mail_options, rcpt_options)
+            self._refuse_smtputf8(params)
             client = self._live()
         except SMTPServerDisconnected as err:  # no connection: nothing was sent
             self.last_results = _unsent(to_addrs, str(err))
             err.results = list(self.last_results)
             raise
         try:
-            self._check_encoding(sender, rcpts, smtputf8)
+            self._check_encoding(sender, rcpts, params)
             # SIZE (when offered and not given) is the message's size with CRLF line ends, as on the wire.
             fields = client.deliver(sender, rcpts, source, params, True, transfer, canonical)
         except _lmtp.Error as err:
@@ -947,16 +895,16 @@ class LMTP:
         results = self.last_results = [Result(*f) for f in fields]
         return list(results)
 
-    def _server_params(self, mail_options, rcpt_options):
-        """_params, and the server's consent when SMTPUTF8 is asked for."""
-        params, smtputf8 = _params(mail_options, rcpt_options)
-        if smtputf8 and not self.has_extn("smtputf8"):
+    def _refuse_smtputf8(self, params):
+        """SMTPNotSupportedError, as smtplib raises it, when the parameters ask for SMTPUTF8 and
+        liblmtp finds it not offered (smtplib sends every other option as given)."""
+        if params is not None and params.smtputf8 and (
+                self._client is None or "SMTPUTF8" in self._client.unoffered(params)):
             raise SMTPNotSupportedError("SMTPUTF8 not supported by server")
-        return params, smtputf8
 
-    def _check_encoding(self, sender, rcpts, smtputf8):
+    def _check_encoding(self, sender, rcpts, params):
         """UnicodeEncodeError, as smtplib, for an address that must be ASCII and is not."""
-        encoding = "utf-8" if smtputf8 else self.command_encoding
+        encoding = "utf-8" if params is not None and params.smtputf8 else self.command_encoding
         for address in (sender, *rcpts):
             if not address.isascii():
                 address.encode(encoding)
@@ -987,10 +935,10 @@ class LMTP:
             if isinstance(to_addrs, str):
                 to_addrs = [to_addrs]
             batch.append((_quoteaddr(from_addr), [_quoteaddr(a) for a in to_addrs], msg, to_addrs))
-        _check_options([*mail_options, *rcpt_options])
+        params = _params(mail_options, rcpt_options)
         try:
             self.ehlo_or_helo_if_needed()
-            params, smtputf8 = self._server_params(mail_options, rcpt_options)
+            self._refuse_smtputf8(params)
             client = self._live()
         except SMTPServerDisconnected as err:  # no connection: nothing was sent
             err.results = [_unsent(t, str(err)) for _, _, _, t in batch]
@@ -1000,7 +948,7 @@ class LMTP:
         try:
             wire = []
             for sender, rcpts, m, _ in batch:
-                self._check_encoding(sender, rcpts, smtputf8)
+                self._check_encoding(sender, rcpts, params)
                 wire.append((sender, rcpts, _source(m)))
         finally:
             self.command_encoding = "ascii"
@@ -1040,7 +988,7 @@ class LMTP:
         if isinstance(to_addrs, str):
             to_addrs = [to_addrs]
         if not to_addrs:
-            _check_inputs([from_addr], [*mail_options, *rcpt_options])
+            _check_inputs([from_addr], mail_options, rcpt_options)
             raise SMTPRecipientsRefused({})  # nobody to send to: nothing is sent
         try:
             results = self._deliver(from_addr, to_addrs, msg, mail_options, rcpt_options)
@@ -1051,8 +999,9 @@ class LMTP:
             refused = {r.address: _refusal(r) for r in results if not r.ok}
             if any(r.ok for r in results):
                 return refused  # who got it did; the others are each a temporary failure
-            # A 421 to a RCPT ends the session: smtplib calls that a refusal of the recipients.
-            if any(r.code == 421 for r in results if r.stage == "rcpt"):
+            # A RCPT answered with the server closing the connection (421) ends the session:
+            # smtplib calls that a refusal of the recipients.
+            if any(_lmtp.closes_connection(r.code) for r in results if r.stage == "rcpt"):
                 raise SMTPRecipientsRefused(refused) from err
             err.recipients = refused
             raise
@@ -1061,9 +1010,7 @@ class LMTP:
             return refused
         first = results[0]
         if first.stage == "mail":
-            if first.code == 421:
-                self.close()
-            raise SMTPSenderRefused(first.code, first.message, from_addr)
+            raise SMTPSenderRefused(first.code, first.message, from_addr)  # (a 421 has closed the connection)
         after_data = [r for r in results if r.stage == "data"]
         if self._client is not None and self._client.connected:
             try:
@@ -1093,7 +1040,7 @@ class LMTP:
             to_addrs = [a[1] for a in email.utils.getaddresses(fields)]
         if isinstance(to_addrs, str):
             to_addrs = [to_addrs]
-        _check_inputs([from_addr, *to_addrs], [*mail_options, *rcpt_options])
+        _check_inputs([from_addr, *to_addrs], mail_options, rcpt_options)
         self.ehlo_or_helo_if_needed()
         copy_ = copy.copy(msg)
         del copy_["Bcc"]

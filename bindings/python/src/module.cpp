@@ -53,42 +53,6 @@ std::chrono::milliseconds to_ms(double seconds) {
     return std::chrono::milliseconds(static_cast<std::int64_t>(ms));
 }
 
-lmtp::MailParams mail_params(std::optional<std::uint64_t> size, const std::string& body, bool smtputf8,
-                             const std::string& ret, const std::string& envid, const std::string& transid,
-                             const std::vector<std::pair<std::string, std::optional<std::string>>>& extra) {
-    lmtp::MailParams p;
-    p.size = size;
-    if (body == "7BIT")
-        p.body = lmtp::BodyType::seven_bit;
-    else if (body == "8BITMIME")
-        p.body = lmtp::BodyType::eight_bit_mime;
-    else if (body == "BINARYMIME")
-        p.body = lmtp::BodyType::binary_mime;
-    else if (!body.empty())
-        throw py::value_error("BODY must be 7BIT, 8BITMIME or BINARYMIME, not " + body);
-    p.smtputf8 = smtputf8;
-    if (ret == "FULL")
-        p.ret = lmtp::Ret::full;
-    else if (ret == "HDRS")
-        p.ret = lmtp::Ret::hdrs;
-    else if (!ret.empty())
-        throw py::value_error("RET must be FULL or HDRS, not " + ret);
-    p.envid = envid;
-    p.transid = transid;
-    for (const auto& [k, v] : extra) p.extra.push_back({k, v});
-    return p;
-}
-
-lmtp::RcptParams rcpt_params(unsigned notify, const std::string& orcpt, const std::string& orcpt_type,
-                             const std::vector<std::pair<std::string, std::optional<std::string>>>& extra) {
-    lmtp::RcptParams p;
-    p.notify = notify;
-    p.orcpt = orcpt;
-    if (!orcpt_type.empty()) p.orcpt_type = orcpt_type;
-    for (const auto& [k, v] : extra) p.extra.push_back({k, v});
-    return p;
-}
-
 // A message held in memory as the core takes it, without a copy: bytes, or a
 // str of ASCII characters only (CPython keeps those one byte per character:
 // the str's own buffer is the message on the wire). Empty when it is neither.
@@ -151,17 +115,9 @@ struct Pieces {
     }
     // What SIZE declares: the whole message's size with CRLF line ends.
     std::uint64_t canonical_length() const {
-        std::uint64_t n = 0;
-        char prev = 0;  // the last octet of the pieces so far
-        for (std::string_view v : views) {
-            if (v.empty()) continue;
-            n += lmtp::canonical_length(v);
-            if (v.back() != '\n' && v.back() != '\r') n -= 2;  // the final CRLF: only at the very end
-            if (prev == '\r' && v.front() == '\n') n -= 2;       // a CRLF across two pieces
-            prev = v.back();
-        }
-        if (prev && prev != '\n' && prev != '\r') n += 2;
-        return n;
+        lmtp::CanonicalLength n;
+        for (std::string_view v : views) n.add(v);
+        return n.total();
     }
 };
 
@@ -219,12 +175,18 @@ py::list results_fields(const std::vector<lmtp::RecipientResult>& rs) {
     return out;
 }
 
-// MAIL and RCPT parameters made once for a set of option strings (lmtp/__init__.py keeps them).
+// MAIL and RCPT parameters made once for a set of option strings (lmtp/__init__.py keeps
+// them), parsed by the core from their wire form.
 struct Params {
     lmtp::MailParams mail;
     lmtp::RcptParams rcpt;
     bool force = true;
 };
+
+const Params& params_or_none(const Params* params) {
+    static const Params none;
+    return params ? *params : none;
+}
 
 lmtp::Transfer to_transfer(const std::string& transfer) {
     if (transfer == "data") return lmtp::Transfer::data;
@@ -448,8 +410,6 @@ private:
     py::object trace_;
 };
 
-using Extra = std::vector<std::pair<std::string, std::optional<std::string>>>;
-
 }  // namespace
 
 PYBIND11_MODULE(_lmtp, m) {
@@ -506,19 +466,20 @@ PYBIND11_MODULE(_lmtp, m) {
                                    return l;
                                })
         .def_property_readonly("message", &reply_message)
+        .def_property_readonly("completion", &lmtp::Reply::completion, "2xx: done.")
+        .def_property_readonly("closing", &lmtp::Reply::closing, "421: the server is closing the connection.")
         .def_property_readonly("text", [](const lmtp::Reply& r) { return py::bytes(r.text()); });
 
-    py::class_<Params>(m, "Params", "MAIL and RCPT parameters, made once for a set of options.")
-        .def(py::init([](std::optional<std::uint64_t> size, const std::string& body, bool smtputf8,
-                         const std::string& ret, const std::string& envid, const std::string& transid,
-                         const Extra& mail_extra, unsigned notify, const std::string& orcpt,
-                         const std::string& orcpt_type, const Extra& rcpt_extra, bool force) {
-                 return Params{mail_params(size, body, smtputf8, ret, envid, transid, mail_extra),
-                               rcpt_params(notify, orcpt, orcpt_type, rcpt_extra), force};
+    py::class_<Params>(m, "Params",
+                       "MAIL and RCPT parameters as written on the wire (\"SIZE=1 BODY=8BITMIME\"), parsed once.")
+        .def(py::init([](const std::string& mail, const std::string& rcpt, bool force) {
+                 return Params{lmtp::parse_mail_params(mail), lmtp::parse_rcpt_params(rcpt), force};
              }),
-             "size"_a = py::none(), "body"_a = "", "smtputf8"_a = false, "ret"_a = "", "envid"_a = "",
-             "transid"_a = "", "mail_extra"_a = Extra{}, "notify"_a = 0, "orcpt"_a = "", "orcpt_type"_a = "",
-             "rcpt_extra"_a = Extra{}, "force"_a = true);
+             "mail"_a = "", "rcpt"_a = "", "force"_a = true)
+        .def_property_readonly("smtputf8", [](const Params& p) { return p.mail.smtputf8; });
+
+    m.def("closes_connection", &lmtp::closes_connection, "code"_a,
+          "Whether a reply with this code means the server is closing the connection (421).");
 
     py::class_<PyClient>(m, "Client")
         .def(py::init<const std::string&, double, std::optional<double>, const std::string&, unsigned, std::size_t,
@@ -582,27 +543,37 @@ PYBIND11_MODULE(_lmtp, m) {
              [](PyClient& c, const std::string& d) { return c.blocking([&] { return c.client().hello(d); }); })
         .def(
             "mail",
-            [](PyClient& c, const std::string& verb, const std::string& from, std::optional<std::uint64_t> size,
-               const std::string& body, bool smtputf8, const std::string& ret, const std::string& envid,
-               const std::string& transid, const Extra& extra, bool force) {
-                lmtp::MailParams p = mail_params(size, body, smtputf8, ret, envid, transid, extra);
+            [](PyClient& c, const std::string& verb, const std::string& from, const Params* params, bool force) {
                 lmtp::MailVerb v = verb == "SEND"   ? lmtp::MailVerb::send
                                    : verb == "SOML" ? lmtp::MailVerb::soml
                                    : verb == "SAML" ? lmtp::MailVerb::saml
                                                     : lmtp::MailVerb::mail;
+                const lmtp::MailParams& p = params_or_none(params).mail;
                 return c.blocking([&] { return c.client().mail(v, from, p, force); });
             },
-            "verb"_a, "sender"_a, "size"_a = py::none(), "body"_a = "", "smtputf8"_a = false, "ret"_a = "",
-            "envid"_a = "", "transid"_a = "", "extra"_a = Extra{}, "force"_a = false)
+            "verb"_a, "sender"_a, "params"_a = py::none(), "force"_a = false)
         .def(
             "rcpt",
-            [](PyClient& c, const std::string& to, unsigned notify, const std::string& orcpt,
-               const std::string& orcpt_type, const Extra& extra, bool force) {
-                lmtp::RcptParams p = rcpt_params(notify, orcpt, orcpt_type, extra);
+            [](PyClient& c, const std::string& to, const Params* params, bool force) {
+                const lmtp::RcptParams& p = params_or_none(params).rcpt;
                 return c.blocking([&] { return c.client().rcpt(to, p, force); });
             },
-            "recipient"_a, "notify"_a = 0, "orcpt"_a = "", "orcpt_type"_a = "", "extra"_a = Extra{},
-            "force"_a = false)
+            "recipient"_a, "params"_a = py::none(), "force"_a = false)
+        .def(
+            "unoffered",
+            [](PyClient& c, const Params& params) {
+                // The extensions the server's LHLO reply lacks for these parameters, MAIL's then RCPT's.
+                std::vector<std::string> out;
+                for (const auto& gap : lmtp::unoffered(params.mail, c.client().capabilities()))
+                    out.push_back(gap.first);
+                for (const auto& gap : lmtp::unoffered(params.rcpt, c.client().capabilities()))
+                    out.push_back(gap.first);
+                return out;
+            },
+            "params"_a)
+        .def_property_readonly(
+            "data_accepted", [](PyClient& c) { return c.client().transaction().data_accepted(); },
+            "DATA was answered 354: the server waits for the message.")
         .def("rset", [](PyClient& c) { return c.blocking([&] { return c.client().rset(); }); })
         .def("noop", [](PyClient& c) { return c.blocking([&] { return c.client().noop(); }); })
         .def("verify",
@@ -630,9 +601,8 @@ PYBIND11_MODULE(_lmtp, m) {
             "deliver",
             [](PyClient& c, const std::string& from, const std::vector<std::string>& rcpts, py::object source,
                const Params* params, bool declare_size, const std::string& transfer, bool canonical) {
-                static const Params defaults;
-                return c.deliver(from, rcpts, source, params ? *params : defaults, declare_size,
-                                 to_transfer(transfer), canonical);
+                return c.deliver(from, rcpts, source, params_or_none(params), declare_size, to_transfer(transfer),
+                                 canonical);
             },
             "sender"_a, "recipients"_a, "source"_a, "params"_a = py::none(), "declare_size"_a = false,
             "transfer"_a = "auto", "canonical"_a = false)
@@ -640,8 +610,7 @@ PYBIND11_MODULE(_lmtp, m) {
             "deliver_many",
             [](PyClient& c, const std::vector<std::tuple<std::string, std::vector<std::string>, py::object>>& messages,
                const Params* params, const std::string& transfer) {
-                static const Params defaults;
-                return c.deliver_many(messages, params ? *params : defaults, to_transfer(transfer));
+                return c.deliver_many(messages, params_or_none(params), to_transfer(transfer));
             },
             "messages"_a, "params"_a = py::none(), "transfer"_a = "auto")
         .def_property_readonly("results", [](PyClient& c) { return results_fields(c.client().transaction().recipients); });

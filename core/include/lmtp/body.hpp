@@ -60,6 +60,20 @@ private:
 // size RFC 1870 asks SIZE to declare.
 std::uint64_t canonical_length(std::string_view body) noexcept;
 
+// The same for a message that comes in pieces, split anywhere (a CRLF may
+// straddle two of them): add() each piece in order, then total().
+class CanonicalLength {
+public:
+    void add(std::string_view piece) noexcept;
+    // The size so far, with the final CRLF when the pieces do not end with a line end.
+    std::uint64_t total() const noexcept;
+
+private:
+    std::uint64_t n_ = 0;  // octets so far with CRLF line ends, no final CRLF added
+    char last_ = 0;        // the last octet so far (0 before any)
+    bool any_ = false;     // a piece that was not empty came
+};
+
 // The encoder's reference: what encode() over the whole message and then
 // finish() give, computed plainly a byte at a time (body_reference.cpp). Not
 // for the delivery path; the tests and the fuzzer hold the encoder to it.

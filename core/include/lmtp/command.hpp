@@ -40,6 +40,8 @@ enum Notify : unsigned {
 struct Param {
     std::string keyword;
     std::optional<std::string> value;
+
+    friend bool operator==(const Param& a, const Param& b) { return a.keyword == b.keyword && a.value == b.value; }
 };
 
 // Sent in this order: SIZE, RET, BODY, SMTPUTF8, TRANSID, ENVID, extras
@@ -52,6 +54,11 @@ struct MailParams {
     std::string envid;                  // ENVID= (RFC 3461), given raw, sent as xtext
     std::string transid;                // TRANSID= (RFC 1845 CHECKPOINT), an address
     std::vector<Param> extra;           // sent after the others, in order
+
+    friend bool operator==(const MailParams& a, const MailParams& b) {
+        return a.size == b.size && a.body == b.body && a.smtputf8 == b.smtputf8 && a.ret == b.ret &&
+               a.envid == b.envid && a.transid == b.transid && a.extra == b.extra;
+    }
 };
 
 struct RcptParams {
@@ -59,7 +66,29 @@ struct RcptParams {
     std::string orcpt;                  // ORCPT= original recipient, given raw, sent as xtext
     std::string orcpt_type = "rfc822";  // its address type
     std::vector<Param> extra;
+
+    friend bool operator==(const RcptParams& a, const RcptParams& b) {
+        return a.notify == b.notify && a.orcpt == b.orcpt && a.orcpt_type == b.orcpt_type && a.extra == b.extra;
+    }
 };
+
+// The parameters of MAIL FROM and RCPT TO as they are written on the wire, after
+// the address: words separated by spaces, each KEYWORD or KEYWORD=VALUE
+// ("SIZE=1234 BODY=8BITMIME", "NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;a+2Bb@c").
+// Keywords, and the values of BODY, RET and NOTIFY, are read in any case. The
+// parameters the structs name fill their fields: ENVID and the address of ORCPT
+// are xtext on the wire and come out decoded, TRANSID loses its brackets. Any
+// other word goes to `extra`, in order. A keyword given twice: the last counts.
+// Throws Error(bad_input), with a sentence naming the word, for a CR, LF, NUL
+// or other control character anywhere, a number that is none or too big for 64
+// bits, a BODY, RET or NOTIFY keyword that does not exist, NEVER with another
+// NOTIFY keyword, malformed xtext, a known parameter without its value (or
+// SMTPUTF8 with one), and a word that is no esmtp-param (RFC 5321 4.1.2).
+MailParams parse_mail_params(std::string_view wire);
+RcptParams parse_rcpt_params(std::string_view wire);
+// The words alone, each checked as an esmtp-param and kept as it is, a known
+// keyword included: what goes after the parameters a caller set one by one.
+std::vector<Param> parse_params(std::string_view wire);
 
 // The extension each parameter needs, as (extension keyword, parameter name):
 // SIZE needs SIZE, BODY needs 8BITMIME (BINARYMIME for BODY=BINARYMIME),
@@ -67,6 +96,16 @@ struct RcptParams {
 // CHECKPOINT, and an extra parameter needs the extension of its own name.
 std::vector<std::pair<std::string, std::string>> required_extensions(const MailParams& p);
 std::vector<std::pair<std::string, std::string>> required_extensions(const RcptParams& p);
+
+class Capabilities;
+// The parameters of `p` the server whose LHLO reply gave `caps` cannot take,
+// as (extension, parameter) pairs in the order of required_extensions(p): each
+// whose extension it did not offer, and BODY=BINARYMIME when it did not offer
+// CHUNKING (such a message can only go by BDAT, RFC 3030 3), as ("CHUNKING",
+// "BODY"). Empty when it takes them all. What faces ask before they word a
+// refusal of their own (Net::SMTP's "option not supported by host").
+std::vector<std::pair<std::string, std::string>> unoffered(const MailParams& p, const Capabilities& caps);
+std::vector<std::pair<std::string, std::string>> unoffered(const RcptParams& p, const Capabilities& caps);
 
 // RFC 3461 xtext: octets outside 33-126, "+" and "=" become "+XX" (upper-case hex).
 std::string xtext_encode(std::string_view raw);

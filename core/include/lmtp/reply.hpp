@@ -48,6 +48,8 @@ struct Reply {
     bool intermediate() const { return code >= 300 && code < 400; }  // 3xx
     bool transient() const { return code >= 400 && code < 500; }     // 4xx
     bool permanent() const { return code >= 500 && code < 600; }     // 5xx
+    // The server is closing the connection (see closes_connection).
+    bool closing() const;
 
     // The lines joined with '\n', each without its leading enhanced code.
     std::string text() const;
@@ -56,6 +58,15 @@ struct Reply {
     // "550 5.1.1 No such user" on one line (multi-line text joined by "; ").
     std::string summary() const;
 };
+
+// 421: the server is closing the connection (RFC 5321 3.8); whatever the
+// reply answered, nothing more will come on this connection.
+constexpr bool closes_connection(int code) {
+    return code == 421;
+}
+inline bool Reply::closing() const {
+    return closes_connection(code);
+}
 
 // Parses an enhanced code at the start of `text` for a reply of class
 // `reply_class` (2, 4 or 5). On success stores it and returns the number of

@@ -97,6 +97,8 @@ struct Transaction {
     bool finished = false;                    // every recipient has its verdict
 
     bool all_delivered() const;
+    // DATA was answered 354: the server took the message, or waits for it.
+    bool data_accepted() const { return data_reply.code == 354; }
 };
 
 enum class TraceDir {

@@ -47,6 +47,8 @@ use constant {
     OPT_AUTH_ALLOW_PLAINTEXT => 16,
     OPT_STRICT_REPLIES       => 32,
 };
+# lmtp_reply_class's answer for a 2xx reply (lmtp.h's LMTP_REPLY_COMPLETION).
+use constant REPLY_COMPLETION => 2;
 
 # The LHLO name when none is given: this host's fully qualified name, as
 # Net::LMTP 0.02 sent it (Net::Domain's hostfqdn).
@@ -115,7 +117,6 @@ sub new {
             ${*$obj}{net_lmtp_banner} = (defined $first ? $first : '') . "\n";
             (${*$obj}{net_lmtp_domain}) = ${*$obj}{net_lmtp_banner} =~ /\A\s*(\S+)/;
             ${*$obj}{net_lmtp_hello_domain} = $hello;
-            $obj->_record_capabilities;
             return $obj;
         }
         $obj->_status($st);
@@ -254,7 +255,7 @@ sub _bytes {
     utf8::downgrade($copy, 1)
         or Carp::croak(ref($self) . "::$what: wide character in '$value'; encode it to bytes first");
     if (index($copy, "\0") >= 0) {
-        $self->set_status(501, '[' . ref($self) . "] $what contains a NUL byte");
+        $self->set_status($LOCAL_CODE{BAD_INPUT}, '[' . ref($self) . "] $what contains a NUL byte");
         return;
     }
     $copy;
@@ -283,23 +284,14 @@ sub banner { my $self = shift; ${*$self}{net_lmtp_banner} || undef }
 sub domain { my $self = shift; ${*$self}{net_lmtp_domain} || undef }
 sub host   { my $self = shift; ${*$self}{net_lmtp_host} }
 
-sub _record_capabilities {
-    my $self = shift;
-    my %esmtp;
-    foreach my $line ($self->message) {
-        $esmtp{uc $1} = $2 if $line =~ /([-\w]+)\b[= \t]*([^\n]*)/;
-    }
-    ${*$self}{net_lmtp_esmtp} = \%esmtp;
-}
-
 # The parameters of a service extension from the LHLO reply ("" when it has
 # none), or undef when it was not offered (then the optional code and
-# message become the last reply, as in Net::SMTP).
+# message become the last reply, as in Net::SMTP). liblmtp reads the reply.
 sub supports {
     my $self = shift;
     my $cmd  = uc shift;
-    my $esmtp = ${*$self}{net_lmtp_esmtp} || {};
-    return $esmtp->{$cmd} if exists $esmtp->{$cmd};
+    my $params = ${*$self}{net_lmtp_xs}->capability($cmd);
+    return $params if defined $params;
     $self->set_status(@_) if @_;
     return;
 }
@@ -354,7 +346,6 @@ sub hello {
     defined($domain = $self->_bytes('hello', $domain)) or return;
     $self->_status(${*$self}{net_lmtp_xs}->hello($domain)) or return;
     ${*$self}{net_lmtp_hello_domain} = $domain;
-    $self->_record_capabilities;
     my @msg = $self->message;
     $msg[0] =~ /\A\s*(\S+)/;
     return ($1 || ' ');
@@ -366,129 +357,161 @@ sub etrn {
     $self->_simple('ETRN', join(' ', @_));
 }
 
-my %BITS = ('8' => 2, binary => 3);
-
+# Net::SMTP's options, each as its parameter on the wire (Envelope as the raw
+# ENVID it is); liblmtp parses them and says whether the server offered what
+# each needs. One it did not is left out with Net::SMTP's warning: its words,
+# the extension liblmtp names unless Net::SMTP used words of its own.
 sub mail {
     my $self = shift;
     $self->_end_data;
     my $addr = $self->_bytes('mail', $self->_addr(shift));
     defined $addr or return 0;
     my %opt = @_;
-    my ($size, $body, $ret, $envid, $transid, @extra) = (0, 0, 0);
+    my (@words, $envelope);
     my $pkg = ref($self) . '::mail';
-    my $has = sub { defined $self->supports($_[0]) };
+    my $xs  = ${*$self}{net_lmtp_xs};
+    my $st  = 0;
+    # True when the option may go; false when it is left out (warned) or, $st set, unusable.
+    my $take = sub {
+        my ($wording, $word, $raw) = @_;
+        for my $s ($word, $raw) {
+            next if !defined $s || defined($s = $self->_bytes('mail', $s));
+            $st = -1;    # a NUL byte: _bytes set the status
+            return 0;
+        }
+        my ($check, $missing) = $xs->mail_check($word, $raw);
+        return 1 if $check == $STATUS{OK};
+        if (defined $missing) {
+            Carp::carp("$pkg: " . (defined $wording ? $wording : "$missing option") . ' not supported by host');
+        }
+        else {
+            $st = $check;
+        }
+        return 0;
+    };
     if (%opt) {
         my $v;
         if (defined($v = delete $opt{Size})) {
-            $has->('SIZE') ? ($size = $v + 0) : Carp::carp("$pkg: SIZE option not supported by host");
+            my $w = sprintf('SIZE=%d', $v + 0);
+            push @words, $w if $take->(undef, $w);
         }
         if (defined($v = delete $opt{Return})) {
-            $has->('DSN') ? ($ret = uc($v) eq 'FULL' ? 1 : 2) : Carp::carp("$pkg: DSN option not supported by host");
+            my $w = 'RET=' . (uc($v) eq 'FULL' ? 'FULL' : 'HDRS');
+            push @words, $w if $take->(undef, $w);
         }
         if (defined($v = delete $opt{Bits})) {
-            if ($v eq '8') {
-                $has->('8BITMIME') ? ($body = 2) : Carp::carp("$pkg: 8BITMIME option not supported by host");
-            }
-            elsif ($v eq 'binary') {
-                $has->('BINARYMIME') && $has->('CHUNKING')
-                    ? ($body = 3)
-                    : Carp::carp("$pkg: BINARYMIME option not supported by host");
-            }
-            elsif ($has->('8BITMIME') || $has->('BINARYMIME')) {
-                $body = 1;
-            }
-            else {
-                Carp::carp("$pkg: 8BITMIME and BINARYMIME options not supported by host");
-            }
+            my ($w, $wording) = $v eq '8'      ? ('BODY=8BITMIME',   '8BITMIME option')
+                              : $v eq 'binary' ? ('BODY=BINARYMIME', 'BINARYMIME option')
+                              :                  ('BODY=7BIT',       '8BITMIME and BINARYMIME options');
+            push @words, $w if $take->($wording, $w);
         }
         if (defined($v = delete $opt{Transaction})) {
-            $has->('CHECKPOINT') ? ($transid = '<' . $self->_addr($v) . '>')
-                                 : Carp::carp("$pkg: CHECKPOINT option not supported by host");
+            my $w = 'TRANSID=<' . $self->_addr($v) . '>';
+            push @words, $w if $take->(undef, $w);
         }
         if (defined($v = delete $opt{Envelope})) {
-            $has->('DSN') ? ($envid = $v) : Carp::carp("$pkg: DSN option not supported by host");
+            $envelope = $v if $take->(undef, undef, $v);
         }
         if (defined($v = delete $opt{ENVID})) {    # already xtext, as RFC 3461 writes it
-            if ($has->('DSN')) {
-                ($envid = $v) =~ s/\+([0-9A-Fa-f]{2})/chr hex $1/ge;
-            }
-            else {
-                Carp::carp("$pkg: DSN option not supported by host");
+            my $w = "ENVID=$v";
+            if ($take->(undef, $w)) {
+                push @words, $w;
+                $envelope = undef;
             }
         }
         if (exists $opt{AUTH}) {
             my $v = delete $opt{AUTH};
-            $has->('AUTH') ? push(@extra, 'AUTH=' . (defined $v && length $v ? $v : '<>'))
-                           : Carp::carp("$pkg: AUTH option not supported by host");
+            my $w = 'AUTH=' . (defined $v && length $v ? $v : '<>');
+            push @words, $w if $take->(undef, $w);
         }
         if (defined($v = delete $opt{XVERP})) {
-            $has->('XVERP') ? push(@extra, 'XVERP') : Carp::carp("$pkg: XVERP option not supported by host");
+            push @words, 'XVERP' if $take->(undef, 'XVERP');
         }
         Carp::carp("$pkg: unknown option(s) " . join(' ', keys %opt) . ' - ignored') if %opt;
     }
-    for my $s ($envid, $transid, @extra) {
-        next unless defined $s;
-        defined($s = $self->_bytes('mail', $s)) or return 0;
+    return 0 if $st < 0;
+    if ($st) {    # an option liblmtp refused: nothing is sent
+        $self->_status($st);
+        return 0;
     }
-    $self->_status(${*$self}{net_lmtp_xs}->mail('MAIL', $addr, $size, $body, $ret, $envid, $transid,
-                                                 @extra ? join(' ', @extra) : undef, 0));
+    $self->_status($xs->mail('MAIL', $addr, @words ? join(' ', @words) : undef, $envelope, 0));
 }
 
 sub _old_mail {
     my ($self, $verb, $addr) = @_;
     $self->_end_data;
     defined($addr = $self->_bytes(lc $verb, $self->_addr($addr))) or return 0;
-    $self->_status(${*$self}{net_lmtp_xs}->mail($verb, $addr, 0, 0, 0, undef, undef, undef, 0));
+    $self->_status(${*$self}{net_lmtp_xs}->mail($verb, $addr, undef, undef, 0));
 }
 sub send          { $_[0]->_old_mail('SEND', $_[1]) }
 sub send_or_mail  { $_[0]->_old_mail('SOML', $_[1]) }
 sub send_and_mail { $_[0]->_old_mail('SAML', $_[1]) }
 
-my %NOTIFY = (NEVER => 1, SUCCESS => 2, FAILURE => 4, DELAY => 8);
-
+# Notify and ORcpt as their parameters on the wire (an ORcpt without ";" as
+# the raw rfc822 address it is); liblmtp knows NOTIFY's keywords and whether
+# the server offers DSN.
 sub recipient {
     my $self = shift;
     $self->_end_data;
-    my ($notify, $orcpt, $orcpt_type, $skip_bad) = (0);
+    my (@words, $orcpt, $skip_bad);
     my $pkg = ref($self) . '::recipient';
+    my $xs  = ${*$self}{net_lmtp_xs};
+    my $st  = 0;
     if (@_ && ref $_[-1]) {
         my %opt = %{pop @_};
         $skip_bad = delete $opt{SkipBad};
         my $v;
         if (defined($v = delete $opt{Notify})) {
-            if (defined $self->supports('DSN')) {
-                foreach my $w (ref $v ? @$v : split /\s*,\s*/, $v) {
-                    my $flag = $NOTIFY{uc $w};
-                    $flag ? ($notify |= $flag) : Carp::carp("$pkg: unknown Notify value '$w' - ignored");
+            my (@known, @unknown, $missing);
+            foreach my $w (ref $v ? @$v : split /\s*,\s*/, $v) {
+                my $b = $self->_bytes('recipient', "NOTIFY=$w");
+                defined $b or return $skip_bad ? () : 0;
+                my ($check, $lacking) = $xs->rcpt_check($b, undef);
+                if ($check == $STATUS{OK} || defined $lacking) {
+                    push @known, $w;
+                    $missing = $lacking if defined $lacking;
+                }
+                else {
+                    push @unknown, $w;
                 }
             }
+            if (defined $missing) {
+                Carp::carp("$pkg: $missing option not supported by host");
+            }
             else {
-                Carp::carp("$pkg: DSN option not supported by host");
+                Carp::carp("$pkg: unknown Notify value '$_' - ignored") for @unknown;
+                push @words, 'NOTIFY=' . join(',', @known) if @known;
             }
         }
         if (defined($v = delete $opt{ORcpt})) {    # "type;xtext", as RFC 3461 writes it
-            if (!defined $self->supports('DSN')) {
-                Carp::carp("$pkg: DSN option not supported by host");
+            my ($w, $raw) = $v =~ /;/ ? ("ORCPT=$v", undef) : (undef, $v);
+            for my $s ($w, $raw) {
+                next unless defined $s;
+                defined($s = $self->_bytes('recipient', $s)) or return $skip_bad ? () : 0;
             }
-            elsif ($v =~ /^([^;]+);(.*)$/s) {
-                ($orcpt_type, $orcpt) = ($1, $2);
-                $orcpt =~ s/\+([0-9A-Fa-f]{2})/chr hex $1/ge;
+            my ($check, $missing) = $xs->rcpt_check($w, $raw);
+            if ($check == $STATUS{OK}) {
+                push @words, $w if defined $w;
+                $orcpt = $raw;
+            }
+            elsif (defined $missing) {
+                Carp::carp("$pkg: $missing option not supported by host");
             }
             else {
-                ($orcpt_type, $orcpt) = ('rfc822', $v);
+                $st = $check;
             }
         }
         Carp::carp("$pkg: unknown option(s) " . join(' ', keys %opt) . ' - ignored') if %opt;
     }
-    for my $s ($orcpt, $orcpt_type) {
-        next unless defined $s;
-        defined($s = $self->_bytes('recipient', $s)) or return $skip_bad ? () : 0;
+    if ($st) {    # an option liblmtp refused: no address is tried
+        $self->_status($st);
+        return $skip_bad ? () : 0;
     }
+    my $wire = @words ? join(' ', @words) : undef;
     my @ok;
-    my $xs = ${*$self}{net_lmtp_xs};
     foreach my $addr (@_) {
         my $path = $self->_bytes('recipient', $self->_addr($addr));
-        if (defined $path && $self->_status($xs->rcpt($path, $notify, $orcpt, $orcpt_type, 0))) {
+        if (defined $path && $self->_status($xs->rcpt($path, $wire, $orcpt, 0))) {
             push @ok, $addr if $skip_bad;
         }
         elsif (!$skip_bad) {
@@ -581,7 +604,7 @@ sub _end_status {
     else {
         $self->_status($st) or return 0;
     }
-    $self->status == CMD_OK;
+    $xs->reply_class == REPLY_COMPLETION;
 }
 
 # Each recipient's outcome in the current (or last) transaction, in RCPT
@@ -658,7 +681,6 @@ sub starttls {
         return;
     }
     $self->_status($xs->starttls) or return;
-    $self->_record_capabilities;    # what the server offers now, over TLS
     my @msg = $self->message;
     $msg[0] =~ /\A\s*(\S+)/;
     return ($1 || ' ');
