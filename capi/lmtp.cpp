@@ -70,6 +70,7 @@ struct lmtp_handle {
     };
     std::deque<Submitted> submitted;
     int in_callback = 0;       // a lmtp_done_fn is running
+    bool submitted_inside = false;  // lmtp_submit ran inside a callback: the engine goes on after it
     bool close_after = false;  // lmtp_close inside a callback: when it returns
     bool free_after = false;   // lmtp_free inside a callback: when it returns
 
@@ -1023,9 +1024,24 @@ int process_call(lmtp_t* h, F&& f) {
     if (!h) return LMTP_ERR_INVALID_ARGUMENT;
     int st = call(h, std::forward<F>(f));
     if (h->in_callback) return st;
-    const int os_error = h->os_error;
+    int os_error = h->os_error;
     std::string errmsg = h->errmsg;
-    if (!run_callbacks(h)) return st;
+    for (;;) {
+        h->submitted_inside = false;
+        if (!run_callbacks(h)) return st;
+        if (!h->submitted_inside || !h->driven()) break;
+        // Messages submitted by the callbacks: their first bytes are queued (and written if the
+        // socket takes them) before the call returns, so that lmtp_want asks for the write.
+        int again = call(h, [&]() -> int {
+            h->nb->process(0, lmtp::Clock::now());
+            return LMTP_OK;
+        });
+        if (again != LMTP_OK && st == LMTP_OK) {
+            st = again;
+            os_error = h->os_error;
+            errmsg = h->errmsg;
+        }
+    }
     h->status = st;
     h->os_error = os_error;
     h->errmsg = std::move(errmsg);
@@ -1115,9 +1131,13 @@ int lmtp_submit(lmtp_t* h, const struct lmtp_message* msg, lmtp_done_fn done, vo
             h->submitted.pop_back();
             throw;
         }
-        // Its first bytes are queued now, so that lmtp_want asks for the write. A connection that
-        // breaks here reports the message through its callback, at the next processing call.
-        if (!h->in_callback) h->client.engine().run(lmtp::Clock::now());
+        // Its first bytes are queued now, so that lmtp_want asks for the write (inside a callback:
+        // when the callbacks are done). A connection that breaks here reports the message through
+        // its callback, at the next processing call.
+        if (h->in_callback)
+            h->submitted_inside = true;
+        else
+            h->client.engine().run(lmtp::Clock::now());
         return LMTP_OK;
     });
 }

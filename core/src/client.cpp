@@ -168,9 +168,10 @@ void Client::read_in() {
             break;
         } catch (const Error& e) {
             if (e.status() != Status::timeout) engine_.io_failed(e, false);
-            // A reply already readable is read before the deadline is declared passed.
+            // A reply already readable is read before the deadline is declared passed;
+            // otherwise the transport's word that the deadline passed is taken.
             if (transport_->readable()) continue;
-            engine_.on_time(Clock::now());
+            engine_.on_time(std::max(Clock::now(), engine_.deadline().value_or(Clock::now())));
         }
     }
     engine_.feed(rbuf_.data(), n, Clock::now());

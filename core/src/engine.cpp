@@ -436,8 +436,11 @@ bool Engine::step(Deadline now) {
                                      (parser_.in_reply() ? "in the middle of " : "while we waited for ") +
                                      session_.awaited());
     }
+    // Output appearing where there was none starts a wait (a slow message source is not the server's time).
+    const bool had_output = output_size() > 0;
     bool progress = deliveries_step(now);
     seal();
+    if (!had_output && output_size() > 0) activity_ = now;
     return progress;
 }
 
@@ -727,6 +730,15 @@ void Engine::start_next() {
         slots_.push_back({p.token, 0, false, 0, status, why});
     };
     if (p.refused) return refuse(p.refused->status(), p.refused->what());
+    // SIZE (RFC 1870) from the octets that will go on the wire, when the server offers it and the
+    // caller declared none: a message in memory is counted, one from a source is not. A message
+    // over the server's limit goes undeclared: the server's own refusal, one per recipient, is
+    // its verdict (a declared SIZE over the limit is refused here, before anything is sent).
+    if (m.bytes && !m.mail_params.size && session_.supports("SIZE")) {
+        const std::uint64_t size = m.canonical ? m.bytes->size() : canonical_length(*m.bytes);
+        const std::uint64_t limit = session_.capabilities().size_limit();
+        if (!limit || size <= limit) m.mail_params.size = size;
+    }
     Active a;
     a.size_hint = m.size_hint;
     if (p.single || !session_.supports("PIPELINING")) {

@@ -140,28 +140,43 @@ Connector::Connector(const std::string& host, std::uint16_t port, const ConnectO
     name_ = host;
     if (name_.size() > 2 && name_.front() == '[' && name_.back() == ']') name_ = name_.substr(1, name_.size() - 2);
     service_ = std::to_string(port);
+    add_targets(name_, service_, 0);
+    if (targets_.empty()) give_up();
+    start(now);
+}
 
+Connector::Connector(const std::vector<std::pair<std::string, std::uint16_t>>& addresses, const ConnectOptions& options,
+                     Deadline now)
+    : host_("the addresses given"), options_(options) {
+    for (const auto& [ip, port] : addresses) add_targets(ip, std::to_string(port), AI_NUMERICHOST);
+    if (targets_.empty()) give_up();
+    start(now);
+}
+
+// The addresses of `name` (flags: AI_NUMERICHOST for IP literals only), each with the local
+// address of its family when one is set.
+void Connector::add_targets(const std::string& name, const std::string& service, int flags) {
     addrinfo hints{};
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_NUMERICSERV;
+    hints.ai_flags = AI_NUMERICSERV | flags;
     AddrInfo found;
-    int rc = getaddrinfo(name_.c_str(), service_.c_str(), &hints, &found.list);
+    int rc = getaddrinfo(name.c_str(), service.c_str(), &hints, &found.list);
     if (rc != 0)
-        throw Error(Status::resolve, "cannot resolve host '" + host + "': " +
+        throw Error(Status::resolve, "cannot resolve host '" + name + "': " +
                                          (rc == EAI_SYSTEM ? errno_text(errno) : std::string(gai_strerror(rc))));
     AddrInfo locals;
-    if (!options.local_address.empty() || options.local_port) {
+    if (!options_.local_address.empty() || options_.local_port) {
         addrinfo lh{};
         lh.ai_family = AF_UNSPEC;
         lh.ai_socktype = SOCK_STREAM;
         lh.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE;
-        std::string lport = std::to_string(options.local_port);
-        rc = getaddrinfo(options.local_address.empty() ? nullptr : options.local_address.c_str(), lport.c_str(), &lh,
+        std::string lport = std::to_string(options_.local_port);
+        rc = getaddrinfo(options_.local_address.empty() ? nullptr : options_.local_address.c_str(), lport.c_str(), &lh,
                          &locals.list);
         if (rc != 0)
             throw Error(Status::invalid_argument,
-                        "local address '" + options.local_address + "' is not an IP address: " + gai_strerror(rc));
+                        "local address '" + options_.local_address + "' is not an IP address: " + gai_strerror(rc));
     }
     for (addrinfo* ai = found.list; ai; ai = ai->ai_next) {
         Target t;
@@ -182,8 +197,6 @@ Connector::Connector(const std::string& host, std::uint16_t port, const ConnectO
         }
         targets_.push_back(std::move(t));
     }
-    if (targets_.empty()) give_up();
-    start(now);
 }
 
 Connector::~Connector() {

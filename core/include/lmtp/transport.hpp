@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <utility>
 #include <vector>
 #include <string>
 #include <string_view>
@@ -77,6 +78,9 @@ public:
     // Error(resolve / invalid_argument), or the connect error when no address
     // can even be tried.
     Connector(const std::string& host, std::uint16_t port, const ConnectOptions& options, Deadline now);
+    // The same over IP literals given with their ports, tried in this order.
+    Connector(const std::vector<std::pair<std::string, std::uint16_t>>& addresses, const ConnectOptions& options,
+              Deadline now);
     ~Connector();
     Connector(const Connector&) = delete;
     Connector& operator=(const Connector&) = delete;
@@ -101,6 +105,7 @@ public:
 
 private:
     struct Target;
+    void add_targets(const std::string& name, const std::string& service, int flags);
     void start(Deadline now);
     void next(Deadline now, const std::string& what, bool timed_out, int err);
     [[noreturn]] void give_up();
