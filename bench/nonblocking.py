@@ -7,9 +7,12 @@ median time of each over the runs (alternated), the ideal N*D/K beside it, and t
                          [--delay-us 5000] [--runs 5] [--connections 1,8,64]
 """
 import argparse
+import os
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 
 
 def start_sink(sink, delay_us):
@@ -22,8 +25,8 @@ def start_sink(sink, delay_us):
     return p, int(line.split()[1])
 
 
-def run(bench, port, n, k, mode):
-    out = subprocess.run([bench, "127.0.0.1", str(port), str(n), str(k), mode],
+def run(bench, port, n, k, mode, body):
+    out = subprocess.run([bench, "127.0.0.1", str(port), str(n), str(k), mode, body],
                          capture_output=True, text=True, timeout=600)
     fields = dict(f.split("=") for f in out.stdout.split()[1:]) if out.stdout.startswith("RESULT") else {}
     if out.returncode != 0 or int(fields.get("ok", -1)) != n:
@@ -41,16 +44,20 @@ def main():
     ap.add_argument("--connections", default="1,8,64")
     a = ap.parse_args()
     ks = [int(k) for k in a.connections.split(",")]
+    tmp = tempfile.mkdtemp()
+    body = os.path.join(tmp, "body")
+    subprocess.run([a.sink, "--make-body", "2048", body], check=True)
     sink, port = start_sink(a.sink, a.delay_us)
     cases = [("blocking", 1)] + [("nb", k) for k in ks]
     times = {c: [] for c in cases}
     try:
         for _ in range(a.runs):
             for mode, k in cases:
-                times[(mode, k)].append(run(a.bench_nb, port, a.messages, k, mode))
+                times[(mode, k)].append(run(a.bench_nb, port, a.messages, k, mode, body))
     finally:
         sink.stdin.close()
         sink.wait(timeout=30)
+        shutil.rmtree(tmp)
     d = a.delay_us / 1e6
     print("N = %d messages of 2 KB, reply delay D = %.1f ms, %d runs (median), one message in flight per connection"
           % (a.messages, d * 1000, a.runs))

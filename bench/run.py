@@ -259,7 +259,7 @@ def run_encoder(o):
             name = b.get("run_name", b["name"])  # BM_Encode/text/1024
             _, kind, size = name.split("/")[:3]
             rows.append({"input": kind, "size": int(size), "gb_per_s": b["bytes_per_second"] / 1e9,
-                         "wire_per_input": b.get("wire_per_input", 0.0)})
+                         "wire_per_input": b.get("wire_per_input")})  # none for the scan alone
     return rows
 
 
@@ -352,16 +352,18 @@ def markdown(o, report):
         L.append("|---|" + "---:|" * (len(sizes) + 1))
         for k in kinds:
             cells = []
-            wire = 0.0
+            wire = None
             for s in sizes:
                 e = next((e for e in enc if e["input"] == k and e["size"] == s), None)
                 cells.append("%.2f" % e["gb_per_s"] if e else "")
                 if e:
                     wire = e["wire_per_input"]
-            L.append("| %s | %s | %.2f |" % (k, " | ".join(cells), wire))
+            L.append("| %s | %s | %s |" % (k, " | ".join(cells), "" if wire is None else "%.2f" % wire))
         L.append("")
         L.append("Fed in 64 KiB pieces (as a client streams a message) in DATA mode (dot-stuffing), "
-                 "text_canonical in BDAT mode. wire/input: output octets per input octet.")
+                 "text_canonical in BDAT mode. wire/input: output octets per input octet. "
+                 "scan_*: the encoder's scan alone (where bytes are added, nothing written); "
+                 "scan_text_scalar a byte at a time.")
     L.append("")
     return "\n".join(L)
 

@@ -2,8 +2,9 @@
  * (lmtp_connect_start, lmtp_submit, one poll() loop), or over one blocking connection
  * (lmtp_deliver per message) for comparison.
  *
- *   bench-nb HOST PORT MESSAGES CONNECTIONS nb|blocking [BODY_BYTES]
+ *   bench-nb HOST PORT MESSAGES CONNECTIONS nb|blocking BODY_FILE
  *
+ * (BODY_FILE: the message, e.g. made by lmtp-sink --make-body, which checks every body.)
  * Each connection keeps one message in flight (lmtp_options.max_in_flight = 1): a message costs
  * it one round trip, so that K connections should take about N * D / K against a server that
  * waits D before each flush of replies. Prints "RESULT seconds=S ok=N failed=N". */
@@ -42,13 +43,15 @@ int main(int argc, char **argv) {
     lmtp_options o = LMTP_OPTIONS_INIT;
     const char *host;
     unsigned port;
-    long n, k, i, size;
+    long n, k, i;
+    size_t size = 0;
     int blocking;
     char *body;
+    FILE *bf;
     struct lmtp_message msg;
     double t0;
-    if (argc < 6) {
-        fprintf(stderr, "usage: bench-nb HOST PORT MESSAGES CONNECTIONS nb|blocking [BODY_BYTES]\n");
+    if (argc < 7) {
+        fprintf(stderr, "usage: bench-nb HOST PORT MESSAGES CONNECTIONS nb|blocking BODY_FILE\n");
         return 64;
     }
     host = argv[1];
@@ -56,21 +59,23 @@ int main(int argc, char **argv) {
     n = atol(argv[3]);
     k = atol(argv[4]);
     blocking = strcmp(argv[5], "blocking") == 0;
-    size = argc > 6 ? atol(argv[6]) : 2048;
-    if (n < 1 || k < 1 || size < 16) return 64;
-    body = malloc((size_t)size + 1);
-    if (!body) return 70;
-    memset(body, 'x', (size_t)size);
-    memcpy(body, "Subject: bench\r\n\r\n", 18);
-    for (i = 76; i < size - 1; i += 78) { body[i] = '\r'; body[i + 1] = '\n'; }
-    body[size - 2] = '\r';
-    body[size - 1] = '\n';
+    if (n < 1 || k < 1) return 64;
+    if (!(bf = fopen(argv[6], "rb"))) {
+        perror(argv[6]);
+        return 66;
+    }
+    fseek(bf, 0, SEEK_END);
+    size = (size_t)ftell(bf);
+    rewind(bf);
+    body = malloc(size + 1);
+    if (!body || fread(body, 1, size, bf) != size) return 66;
+    fclose(bf);
     lmtp_message_init(&msg);
     msg.from = "sender@example.org";
     msg.rcpts = rcpts;
     msg.nrcpts = 1;
     msg.data = body;
-    msg.len = (size_t)size;
+    msg.len = size;
     o.timeout_ms = 60000;
     o.hello = "bench.example.org";
     o.max_in_flight = 1;
@@ -82,7 +87,7 @@ int main(int argc, char **argv) {
             fprintf(stderr, "bench-nb: %s\n", h ? lmtp_errmsg(h) : "out of memory");
             return 1;
         }
-        for (i = 0; i < n; i++) count(h, lmtp_deliver(h, msg.from, rcpts, 1, body, (size_t)size, NULL, NULL));
+        for (i = 0; i < n; i++) count(h, lmtp_deliver(h, msg.from, rcpts, 1, body, size, NULL, NULL));
         lmtp_quit(h);
         lmtp_free(h);
     } else {

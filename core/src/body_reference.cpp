@@ -1,7 +1,8 @@
 // The reference of the body encoder: what BodyEncoder::encode() over the whole
 // message, then finish(), must give, written as plainly as possible, one byte
-// at a time. The encoder (body.cpp) is fast and intricate; this is its
-// definition. The tests and the fuzzer compare the two.
+// at a time. The encoder (body.cpp, over the scan of body_scan.cpp) is fast
+// and intricate; this is its definition. The tests and the fuzzer compare the
+// two.
 #include "lmtp/body.hpp"
 
 namespace lmtp {

@@ -21,7 +21,7 @@ my ($root, $dist) = map { File::Spec->rel2abs($_) } @ARGV;
 -f "$dist/MANIFEST" or die "bundle.pl: $dist has no MANIFEST\n";
 
 my @groups = (
-    ['bundled liblmtp: the core', sort(glob("$root/core/src/*.cpp")), sort(glob("$root/core/include/lmtp/*.{hpp,h}"))],
+    ['bundled liblmtp: the core', sort(glob("$root/core/src/*.{cpp,hpp}")), sort(glob("$root/core/include/lmtp/*.{hpp,h}"))],
     ['bundled liblmtp: the C API', "$root/capi/lmtp.cpp", "$root/capi/include/lmtp.h"],
     ['bundled test servers (make test builds t/bin/)',
      map { "$root/tests/support/$_" }

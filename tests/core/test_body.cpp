@@ -13,6 +13,8 @@
 #include <string_view>
 #include <vector>
 
+#include "body_scan.hpp"
+
 namespace {
 
 using lmtp::BodyDecoder;
@@ -689,5 +691,65 @@ TEST(CanonicalLength, LongInputsAcrossEveryBlockBoundary) {
             enc.finish(out);
             ASSERT_EQ(lmtp::canonical_length(in), out.size()) << "size " << size << " round " << round;
         }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The encoder's scan (core/src/body_scan.hpp): the 64-bytes-at-once scan()
+// gives what the byte-at-a-time scan_scalar() gives, block for block and
+// call for call.
+
+namespace {
+
+// Both scans over in[from, to), every way the encoder starts one: DATA or
+// BDAT, at a line start or in a line, a few blocks a call or one.
+void expect_scans_agree(std::string_view in, std::size_t from, std::size_t to) {
+    using lmtp::detail::scan_trace;
+    const char* begin = in.data() + from;
+    const char* end = in.data() + to;
+    for (bool stuff : {true, false}) {
+        for (bool line_start : {true, false}) {
+            for (std::size_t max : {1u, 3u}) {
+                ASSERT_TRUE(scan_trace(lmtp::detail::scan, begin, end, stuff, line_start, max) ==
+                            scan_trace(lmtp::detail::scan_scalar, begin, end, stuff, line_start, max))
+                    << show(in.substr(from, to - from)) << " from " << from << " to " << to << (stuff ? " DATA" : " BDAT")
+                    << (line_start ? " at a line start" : " in a line") << ", " << max << " a call";
+            }
+        }
+    }
+}
+
+}  // namespace
+
+// CR, LF and dot where 16-byte loads and 64-byte blocks meet (15/16/17,
+// 63/64/65, 127/128/129 from where the buffer starts), and the scans started
+// at every offset (so every alignment and every place in a block) and ended
+// at every later one.
+TEST(BodyScan, SimdAgreesWithScalarAtEveryOffsetAndAlignment) {
+    const char* marks[] = {"\r", "\n", ".", "\r\n", "\n.", "\r.", "\r\r", "\n\r", ".\r\n"};
+    for (const char* mark : marks) {
+        std::string in(150, 'x');
+        for (std::size_t at : {15u, 16u, 17u, 63u, 64u, 65u, 127u, 128u, 129u}) in.replace(at, std::strlen(mark), mark);
+        for (std::size_t from = 0; from < in.size(); ++from)
+            for (std::size_t to = from; to <= in.size(); ++to) {
+                expect_scans_agree(in, from, to);
+                if (::testing::Test::HasFatalFailure()) return;
+            }
+    }
+}
+
+TEST(BodyScan, SimdAgreesWithScalarOnRandomInputs) {
+    // Mostly CR, LF and dots, some long runs without a line end (a long line
+    // the scan skips with memchr), of every length up to a few blocks.
+    std::mt19937 rng(6409);
+    const char alphabet[] = {'\r', '\n', '.', 'a', '\r', '\n'};
+    for (int round = 0; round < 3000; ++round) {
+        std::string in(rng() % 400, 'x');
+        if (round % 2 == 0)
+            for (char& c : in) c = alphabet[rng() % sizeof alphabet];
+        else
+            for (int k = 0; k < 4 && !in.empty(); ++k) in[rng() % in.size()] = alphabet[rng() % sizeof alphabet];
+        expect_scans_agree(in, 0, in.size());
+        if (::testing::Test::HasFatalFailure()) return;
     }
 }

@@ -2,18 +2,21 @@
 // reference's (lmtp::encode_reference, the plain byte-at-a-time definition),
 // the wire form has only CRLF line ends, every line starting with "." is
 // stuffed, the decoder gives back the input with CRLF line ends, and the
-// output is the same as in one piece.
+// output is the same as in one piece. And the encoder's scan, 64 bytes at
+// once, gives what its byte-at-a-time definition gives (body_scan.hpp).
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <string>
 
+#include "body_scan.hpp"
 #include "fuzz_util.hpp"
 #include "lmtp/body.hpp"
 
 namespace {
 
 using fuzz::canonical;
+using fuzz::require;
 
 std::string encode(const std::string& in, std::size_t step, lmtp::BodyEncoder::Mode mode) {
     lmtp::BodyEncoder enc(mode);
@@ -53,5 +56,20 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     // Canonical mode: the same message, without stuffing or terminator; and its size.
     if (encode(in, step, lmtp::BodyEncoder::Mode::canonical) != canonical(in)) std::abort();
     if (lmtp::canonical_length(in) != canonical(in).size()) std::abort();
+    // The scan, in both modes, at a line start and in a line, over the input
+    // and over what follows one of its first 16 bytes, which the first byte
+    // chooses (every alignment of the scan's loads over a run).
+    using lmtp::detail::scan_trace;
+    const std::size_t max = 1 + data[0] % 3;  // blocks a call
+    for (std::size_t from : {std::size_t{0}, std::size_t{1} + data[0] / 17 % 15}) {
+        if (from > in.size()) break;
+        const char* begin = in.data() + from;
+        const char* end = in.data() + in.size();
+        for (bool stuff : {true, false})
+            for (bool line_start : {true, false})
+                require(scan_trace(lmtp::detail::scan, begin, end, stuff, line_start, max) ==
+                            scan_trace(lmtp::detail::scan_scalar, begin, end, stuff, line_start, max),
+                        "scan() and scan_scalar() differ");
+    }
     return 0;
 }

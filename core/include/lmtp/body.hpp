@@ -69,9 +69,9 @@ public:
     std::uint64_t total() const noexcept;
 
 private:
-    std::uint64_t n_ = 0;  // octets so far with CRLF line ends, no final CRLF added
-    char last_ = 0;        // the last octet so far (0 before any)
-    bool any_ = false;     // a piece that was not empty came
+    std::uint64_t n_ = 0;      // octets so far with CRLF line ends, no final CRLF added
+    bool line_start_ = true;   // the next octet starts a line
+    bool after_cr_ = false;    // the last octet was a CR (its LF counted): an LF next is the same line end
 };
 
 // The encoder's reference: what encode() over the whole message and then
