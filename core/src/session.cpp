@@ -123,7 +123,7 @@ std::string Session::describe(const Expect& e) const {
         case Cmd::bdat: return "the reply to a BDAT chunk";
         case Cmd::bdat_last: return "the final replies after BDAT LAST";
         case Cmd::bdat_sync:
-            return e.index == 2 ? "the reply to RSET (after BDAT LAST with no recipient)"
+            return e.sync == Sync::rset ? "the reply to RSET (after BDAT LAST with no recipient)"
                                 : "the reply to NOOP (after BDAT LAST with no recipient)";
     }
     return "a reply";
@@ -353,7 +353,7 @@ Session::Event Session::on_reply(const Reply& reply) {
         case Cmd::bdat_last: break;  // never answered itself: resolve_front() turns it into the final replies
 
         case Cmd::bdat_sync:
-            if (e.index == 2) {
+            if (e.sync == Sync::rset) {
                 // In a batch: a refusal is the server's answer to BDAT LAST (Dovecot 2.3) and the
                 // RSET's reply comes next; a 2xx is the RSET's own (an RFC server said nothing).
                 if (reply.completion() && !expect_.empty() && expect_.front().cmd == Cmd::rset) {
@@ -366,8 +366,8 @@ Session::Event Session::on_reply(const Reply& reply) {
             // A refusal first is the server's answer to BDAT LAST; the NOOP's comes next. The
             // server may still hold the transaction (Dovecot 2.3 does, and answers the next MAIL
             // with "503 5.5.0 MAIL already given"): RSET before the next one.
-            if (e.index == 0 && !reply.completion()) {
-                expect_.push_front({Cmd::bdat_sync, 1, {}});
+            if (e.sync == Sync::noop && !reply.completion()) {
+                expect_.push_front({Cmd::bdat_sync, 0, {}, 0, Sync::after_refusal});
                 server_txn_ = true;
             }
             break;
@@ -921,7 +921,7 @@ void Session::resolve_front() {
         if (txn_.accepted.empty() && batch_) {
             // The RSET queued after BDAT LAST settles it (see batch_begin in session.hpp).
             finish_transaction();
-            expect_.push_front({Cmd::bdat_sync, 2, {}, id});
+            expect_.push_front({Cmd::bdat_sync, 0, {}, id, Sync::rset});
         } else if (txn_.accepted.empty()) {
             // RFC 2033 4.3: with no accepted recipient BDAT LAST gets no reply
             // at all; but some servers (Dovecot 2.3) refuse it with one. A
@@ -931,6 +931,7 @@ void Session::resolve_front() {
             mail_ok_ = false;
             phase_ = Phase::ready;
             queue(cmd::noop(), Cmd::bdat_sync, 0);
+            expect_.back().sync = Sync::noop;
         } else {
             for (auto it = txn_.accepted.rbegin(); it != txn_.accepted.rend(); ++it)
                 expect_.push_front({Cmd::final, *it, {}, id});

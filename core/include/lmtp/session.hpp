@@ -140,7 +140,7 @@ public:
     };
     struct Event {
         Cmd cmd = Cmd::other;
-        std::size_t index = 0;  // recipient index for rcpt and final
+        std::size_t index = 0;  // recipient index for rcpt and final (0 for the others)
     };
 
     explicit Session(const SessionLimits& limits = {});
@@ -319,11 +319,19 @@ public:
     void set_limits(const SessionLimits& l) { limits_ = l; }
 
 private:
+    // What a bdat_sync expectation settles (see resolve_front).
+    enum class Sync : std::uint8_t {
+        none,
+        noop,             // the NOOP after BDAT LAST with nobody accepted
+        after_refusal,    // the NOOP's reply, after the server refused that BDAT LAST
+        rset,             // in a batch: the RSET after it
+    };
     struct Expect {
         Cmd cmd;
-        std::size_t index;
+        std::size_t index;       // the recipient, for rcpt and final
         std::string verb;        // for Cmd::other: the command's verb, for messages
         std::uint64_t txn = 0;   // the batch transaction it belongs to; 0: none (the current one)
+        Sync sync = Sync::none;  // for bdat_sync: which reply it is
     };
     struct Plan;
     struct Queued {
