@@ -782,8 +782,7 @@ static lmtp::BatchMessage core_message(const lmtp_message_t* m, std::size_t i) {
     b.from = need(m->from, "sender");
     b.recipients = recipients(m->rcpts, m->nrcpts);
     if (m->data) {
-        b.bytes = std::string_view(static_cast<const char*>(m->data), m->len);
-        b.source = lmtp::memory_source(*b.bytes);
+        b.bytes = std::string_view(static_cast<const char*>(m->data), m->len);  // read in place
         b.size_hint = m->len;
     } else if (m->read) {
         b.source = reader(m->read, m->read_user);

@@ -126,7 +126,13 @@ void Client::drive(Done&& done) {
                 return;
             }
             if (engine_.output_size() > 0) {
-                write_out();
+                // Before a large write, replies already here are taken first, so that the
+                // server, writing them, never waits for us while we write.
+                if (engine_.output_size() >= options_.write_chunk && engine_.waiting_for_server() &&
+                    transport_->readable())
+                    read_in();
+                else
+                    write_out();
             } else if (engine_.waiting_for_server()) {
                 read_in();
             } else {

@@ -182,12 +182,15 @@ void Engine::end_session(Status status, const std::string& why) {
         Slot s = std::move(slots_.front());
         slots_.pop_front();
         Delivered d{s.token, {}, s.status, s.why};
+        bool finished = d.txn.finished;
         if (s.plan) {
-            d.txn = session_.transaction();
+            finished = session_.transaction().finished;
+            if (!s.single) d.txn = session_.transaction();
         } else if (s.id && session_.batch_has_finished()) {
             d.txn = session_.batch_take().second;
+            finished = d.txn.finished;
         }
-        if ((s.plan || s.id) && !d.txn.finished) {
+        if ((s.plan || s.id) && !finished) {
             d.status = status;
             d.why = why;
         }
@@ -656,7 +659,6 @@ void Engine::auth_reply(const Reply& reply) {
 // --- deliveries ---------------------------------------------------------------------------
 
 std::uint64_t Engine::submit(BatchMessage message, bool single) {
-    if (!message.source && message.bytes) message.source = memory_source(*message.bytes);
     const std::uint64_t token = next_token_++;
     waiting_.push_back({token, std::move(message), single, std::nullopt});
     return token;
@@ -727,7 +729,7 @@ void Engine::start_next() {
     BatchMessage& m = p.m;
     // Refused before anything of it was queued: reported in its turn, without results.
     auto refuse = [&](Status status, const std::string& why) {
-        slots_.push_back({p.token, 0, false, 0, status, why});
+        slots_.push_back({p.token, 0, false, false, 0, status, why});
     };
     if (p.refused) return refuse(p.refused->status(), p.refused->what());
     // SIZE (RFC 1870) from the octets that will go on the wire, when the server offers it and the
@@ -754,8 +756,9 @@ void Engine::start_next() {
             delivered_.push_back({p.token, session_.transaction(), s, e.what()});
             return;
         }
-        slots_.push_back({p.token, 0, true, 0, Status::ok, {}});
+        slots_.push_back({p.token, 0, true, p.single, 0, Status::ok, {}});
         a.source = std::move(m.source);
+        a.bytes = m.bytes.value_or(std::string_view());
         a.plan = true;
         active_ = std::move(a);
         return;
@@ -768,13 +771,15 @@ void Engine::start_next() {
         }
     }
     const bool bdat = session_.would_bdat(m.mail_params, m.transfer);
+    a.source = std::move(m.source);
+    a.bytes = m.bytes.value_or(std::string_view());
     std::size_t n = 0;
     if (bdat) {
         // The first chunk is read before anything of the message is queued: a
         // source that fails there fails this message alone.
         chunk_.resize(read_size(std::max<std::size_t>(opt_.bdat_chunk, 1), m.size_hint));
         std::string why;
-        if (!fill(m.source, n, why)) return refuse(Status::aborted, why + "; nothing of the message was sent");
+        if (!fill(a, n, why)) return refuse(Status::aborted, why + "; nothing of the message was sent");
     }
     std::uint64_t id = 0;
     try {
@@ -783,8 +788,7 @@ void Engine::start_next() {
     } catch (const Error& e) {
         return refuse(e.status(), e.what());  // nothing was queued
     }
-    slots_.push_back({p.token, id, false, 0, Status::ok, {}});
-    a.source = std::move(m.source);
+    slots_.push_back({p.token, id, false, false, 0, Status::ok, {}});
     a.started = true;
     if (n > 0) {
         hold_chunk(n);
@@ -797,10 +801,16 @@ void Engine::start_next() {
     active_ = std::move(a);
 }
 
-bool Engine::read_source(const BodySource& source, char* buf, std::size_t cap, std::size_t& n, std::string& why) {
+bool Engine::read_source(Active& a, char* buf, std::size_t cap, std::size_t& n, std::string& why) {
     n = 0;
+    if (!a.source) {  // a message in memory
+        n = std::min(cap, a.bytes.size());
+        if (n) std::memcpy(buf, a.bytes.data(), n);
+        a.bytes.remove_prefix(n);
+        return true;
+    }
     try {
-        n = source ? source(buf, cap) : 0;
+        n = a.source(buf, cap);
         if (n > cap) why = "the message source returned more bytes than asked for";
     } catch (const std::exception& e) {
         why = std::string("the message source failed: ") + e.what();
@@ -810,13 +820,13 @@ bool Engine::read_source(const BodySource& source, char* buf, std::size_t cap, s
     return why.empty();
 }
 
-// Fills chunk_ (at its size) from the source; a source may give a few bytes
+// Fills chunk_ (at its size) from the message; a source may give a few bytes
 // per call. `n`: the bytes read. False when the source failed (`why`).
-bool Engine::fill(const BodySource& source, std::size_t& n, std::string& why) {
+bool Engine::fill(Active& a, std::size_t& n, std::string& why) {
     n = 0;
     std::size_t got = 1;
     while (got && n < chunk_.size()) {
-        if (!read_source(source, chunk_.data() + n, chunk_.size() - n, got, why)) return false;
+        if (!read_source(a, chunk_.data() + n, chunk_.size() - n, got, why)) return false;
         n += got;
     }
     return true;
@@ -826,7 +836,7 @@ bool Engine::fill(const BodySource& source, std::size_t& n, std::string& why) {
 // its source failed (the message is then being abandoned).
 bool Engine::next_chunk(Active& a, std::size_t& n) {
     std::string why;
-    if (fill(a.source, n, why)) return true;
+    if (fill(a, n, why)) return true;
     abort_message(why);
     return false;
 }
@@ -894,7 +904,7 @@ bool Engine::push_data(Active& a) {
     chunk_.resize(read_size(opt_.write_chunk, a.size_hint));
     std::size_t n = 0;
     std::string why;
-    if (!read_source(a.source, chunk_.data(), chunk_.size(), n, why)) {
+    if (!read_source(a, chunk_.data(), chunk_.size(), n, why)) {
         abort_message(why);
         return true;
     }
@@ -945,7 +955,7 @@ void Engine::report() {
         Delivered d{s.token, {}, s.status, s.why};
         if (s.plan) {
             if (!session_.transaction().finished || active_) break;
-            d.txn = session_.transaction();
+            if (!s.single) d.txn = session_.transaction();  // (a single one's stay in the session)
         } else if (s.id) {
             if (!session_.batch_has_finished()) break;
             d.txn = session_.batch_take().second;

@@ -263,12 +263,14 @@ private:
         std::uint64_t token = 0;
         std::uint64_t id = 0;   // the session's batch transaction; 0: none
         bool plan = false;      // a transaction of its own (session.deliver)
+        bool single = false;    // ... whose results the caller reads in session().transaction()
         std::uint64_t end = 0;  // queued_bytes() once the whole message was queued
         Status status = Status::ok;
         std::string why;
     };
     struct Active {
-        BodySource source;
+        BodySource source;        // the message's bytes; none: `bytes`
+        std::string_view bytes;   // what is left of a message in memory
         std::size_t size_hint = 0;
         bool bdat = false;      // the body goes as BDAT chunks; held_ has the next one
         bool started = false;   // the body has begun (plan: the session wanted it)
@@ -303,8 +305,8 @@ private:
     void message_queued();
     void report();
     void abort_message(const std::string& why);
-    bool read_source(const BodySource& source, char* buf, std::size_t cap, std::size_t& n, std::string& why);
-    bool fill(const BodySource& source, std::size_t& n, std::string& why);
+    bool read_source(Active& a, char* buf, std::size_t cap, std::size_t& n, std::string& why);
+    bool fill(Active& a, std::size_t& n, std::string& why);
     bool next_chunk(Active& a, std::size_t& n);
     void hold_chunk(std::size_t n);
     std::uint64_t queued_bytes() const { return written_ + session_.output_size(); }
