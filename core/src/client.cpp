@@ -113,10 +113,13 @@ void Client::require_connection() const {
 // --- driving the engine ---------------------------------------------------------------
 
 template <typename Done>
-void Client::drive(Done&& done) {
+void Client::drive(Done&& done, bool flush_first) {
+    bool read_first = false;  // read before the pending write already
     try {
         for (;;) {
-            if (done()) return;
+            // A call ends with its commands written, even when a server answered ahead of them
+            // (a batch, which asks for its next message with output still queued, flushes at its end).
+            if ((!flush_first || engine_.output_size() == 0) && done()) return;
             if (engine_.step(Clock::now())) continue;
             if (!engine_.is_open()) {  // QUIT answered, or the server said 421
                 if (transport_) {
@@ -126,13 +129,16 @@ void Client::drive(Done&& done) {
                 return;
             }
             if (engine_.output_size() > 0) {
-                // Before a large write, replies already here are taken first, so that the
-                // server, writing them, never waits for us while we write.
-                if (engine_.output_size() >= options_.write_chunk && engine_.waiting_for_server() &&
-                    transport_->readable())
+                // Before a large write, replies already here are read first (once), so that
+                // the server, writing them, never waits for us while we write.
+                if (!read_first && engine_.output_size() >= options_.write_chunk &&
+                    engine_.waiting_for_server() && transport_->readable()) {
                     read_in();
-                else
+                    read_first = true;
+                } else {
                     write_out();
+                    read_first = false;
+                }
             } else if (engine_.waiting_for_server()) {
                 read_in();
             } else {
@@ -159,6 +165,7 @@ void Client::write_out() {
     try {
         transport_->write_pieces(pieces, count, engine_.deadline().value_or(Clock::now() + options_.timeout));
     } catch (const Error& e) {
+        engine_.discard_output();
         take_replies_left();
         engine_.io_failed(e, true);
     }
@@ -593,9 +600,8 @@ bool Client::deliver_batch(std::size_t count, const BatchSource& next, const Bat
                 run();  // the replies still owed (the RSET after the last BDAT LAST)
                 break;
             }
-            drive([&] {
-                return engine_.has_delivered() || (!stopped && given < count && engine_.waiting_count() == 0);
-            });
+            drive([&] { return engine_.has_delivered() || (!stopped && given < count && engine_.waiting_count() == 0); },
+                  false);
             if (!engine_.is_open()) {
                 report();
                 throw Error(Status::closed, "the server ended the session: " + engine_.last_reply().summary());

@@ -247,6 +247,12 @@ void Engine::io_failed(const Error& e, bool writing) {
     fail(e.status(), why, e.os_error());
 }
 
+void Engine::discard_output() noexcept {
+    if (session_.output_size() > 0) session_.consumed(session_.output_size());
+    cipher_.clear();
+    cipher_pos_ = 0;
+}
+
 std::string Engine::take_last_words() {
     std::string w;
     w.swap(last_words_);
@@ -432,7 +438,12 @@ void Engine::seal() {
 
 bool Engine::step(Deadline now) {
     if (!open_) return false;
-    if (session_.awaiting() > 0) {
+    // A reply is taken once the commands queued before it are written: one that came
+    // earlier cannot answer them (what a lockstep server says is read in its turn).
+    // At the end of the stream what is left to send never will be: the replies that came are
+    // taken as they are.
+    if (eof_ && output_size() > 0 && tls_ != Tls::handshake) discard_output();
+    if (session_.awaiting() > 0 && output_size() == 0) {
         if (in_pos_ < in_.size() && apply_one(now)) return true;
         if (eof_ && tls_ != Tls::handshake)
             fail(Status::closed, std::string("the server closed the connection ") +

@@ -145,6 +145,7 @@ bool EventDriver::write_some(Deadline now) {
         n = socket_->try_write_pieces(pieces, count);
     } catch (const Error& e) {
         // The replies the server sent before it went are here: their verdicts are kept.
+        engine_.discard_output();
         try {
             while (engine_.is_open() && read_some(now)) {
             }

@@ -189,10 +189,11 @@ private:
     // begin_command, queue the command, run until its reply is in.
     template <typename Queue>
     const Reply& one(Queue&& queue);
-    // Runs the engine until `done()`: applies what came, writes what it has,
-    // reads what it waits for, each within the engine's deadline.
+    // Runs the engine until `done()` (and, with flush_first, everything queued
+    // is written): applies what came, writes what it has, reads what it waits
+    // for, each within the engine's deadline.
     template <typename Done>
-    void drive(Done&& done);
+    void drive(Done&& done, bool flush_first = true);
     void run();
     void settle_pending();
     void flush();

@@ -179,6 +179,9 @@ public:
     // The driver's clock passed deadline() (after feeding what was readable):
     // fails with Status::timeout, saying what was awaited.
     void on_time(Deadline now);
+    // A write failed: what was still to go is dropped, so that the replies the server sent
+    // before it went can be taken (their verdicts kept) before io_failed.
+    void discard_output() noexcept;
     // The driver's read or write failed: closes, reports, throws.
     [[noreturn]] void io_failed(const Error& e, bool writing);
     // Bytes a broken session leaves to send if the server still reads (the
