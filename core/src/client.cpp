@@ -114,7 +114,7 @@ void Client::require_connection() const {
 
 template <typename Done>
 void Client::drive(Done&& done, bool flush_first) {
-    bool read_first = false;  // read before the pending write already
+    int read_first = 0;  // reads made before the pending write
     try {
         for (;;) {
             // A call ends with its commands written, even when a server answered ahead of them
@@ -129,15 +129,15 @@ void Client::drive(Done&& done, bool flush_first) {
                 return;
             }
             if (engine_.output_size() > 0) {
-                // Before a large write, replies already here are read first (once), so that
-                // the server, writing them, never waits for us while we write.
-                if (!read_first && engine_.output_size() >= options_.write_chunk &&
+                // Before a large write, replies already here are read first (up to 64 reads),
+                // so that the server, writing them, never waits for us while we write.
+                if (read_first < 64 && engine_.output_size() >= options_.write_chunk &&
                     engine_.waiting_for_server() && transport_->readable()) {
                     read_in();
-                    read_first = true;
+                    ++read_first;
                 } else {
                     write_out();
-                    read_first = false;
+                    read_first = 0;
                 }
             } else if (engine_.waiting_for_server()) {
                 read_in();

@@ -237,7 +237,20 @@ void Engine::fail(Status status, const std::string& why, int os_error) {
     throw *failure_;
 }
 
+// The connection is breaking: the replies already here are taken first (what is left to send
+// never will be), so that the verdicts they carry are kept. Errors there end it the same way.
+void Engine::take_buffered() noexcept {
+    discard_output();
+    try {
+        while (open_ && session_.awaiting() > 0 && in_pos_ < in_.size() && apply_one(activity_)) {
+        }
+    } catch (...) {
+    }
+}
+
 void Engine::io_failed(const Error& e, bool writing) {
+    take_buffered();
+    if (!open_ && failure_) throw *failure_;  // a reply taken there broke the session already
     std::string why = e.what();
     if (e.status() == Status::timeout)
         why = timeout_text() + (writing ? "writing to the server (it stopped reading)"
@@ -317,8 +330,11 @@ void Engine::on_time(Deadline now) {
     std::optional<Deadline> d = deadline();
     if (!d || now < *d) return;
     if (tls_ == Tls::handshake) fail(Status::timeout, timeout_text() + "during the TLS handshake", ETIMEDOUT);
-    if (output_size() > 0)
+    if (output_size() > 0) {
+        take_buffered();  // the verdicts that came while the write waited are kept
+        if (!open_ && failure_) throw *failure_;
         fail(Status::timeout, timeout_text() + "writing to the server (it stopped reading)", ETIMEDOUT);
+    }
     fail(Status::timeout, timeout_text() + "waiting for " + session_.awaited(), ETIMEDOUT);
 }
 

@@ -284,6 +284,7 @@ private:
     };
 
     [[noreturn]] void fail(Status status, const std::string& why, int os_error = 0);
+    void take_buffered() noexcept;
     void end_session(Status status, const std::string& why);
     void job_done();
     [[noreturn]] void job_fatal(Status status, const std::string& why);
