@@ -1068,10 +1068,9 @@ int lmtp_connect_start(lmtp_t* h, const char* host, unsigned port) {
 }
 
 int lmtp_adopt_fd(lmtp_t* h, int fd, const char* tls_name) {
-    if (h && h->in_callback) return call(h, [] { return LMTP_OK; });
-    if (!h) {
-        if (fd >= 0) ::close(fd);  // owned from the call on
-        return LMTP_ERR_INVALID_ARGUMENT;
+    if (!h || h->in_callback) {
+        if (fd >= 0) ::close(fd);  // handed over with the call, even one refused
+        return h ? call(h, [] { return LMTP_OK; }) : LMTP_ERR_INVALID_ARGUMENT;
     }
     return call(h, [&]() -> int {
         restart(h);

@@ -59,8 +59,12 @@ void EventDriver::adopt_fd(int fd, const std::string& tls_name, Deadline now) {
     socket_ = std::make_unique<SocketTransport>(fd, local, "socket " + std::to_string(fd));  // owned from here
     host_ = tls_name;
     mode_ = Mode::socket;
-    engine_.check_setup();
-    engine_.open(now, host_, local);
+    try {
+        engine_.open(now, host_, local);
+    } catch (...) {
+        close();  // the socket too: it was handed over
+        throw;
+    }
 }
 
 void EventDriver::start_bytes(const std::string& tls_name, bool local, Deadline now) {

@@ -10,6 +10,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <sys/socket.h>
@@ -478,6 +479,20 @@ static void adopted_socket(void **state) {
     assert_int_equal(run_loop(&h, 1, 10000), 0);
     assert_int_equal(a.status, LMTP_OK);
     assert_status(h, lmtp_adopt_fd(h, -1, NULL), LMTP_ERR_INVALID_ARGUMENT);
+    /* A handle whose options cannot be used: the call fails, and the socket handed over is closed. */
+    {
+        lmtp_options bad;
+        lmtp_t *h2;
+        test_options(&bad);
+        bad.hello = "two words";
+        assert_int_equal(lmtp_create(&h2, &bad), LMTP_OK);
+        fx_keep(x, h2);
+        fd = connect_to(f);
+        assert_status(h2, lmtp_adopt_fd(h2, fd, NULL), LMTP_ERR_BAD_INPUT);
+        assert_int_equal(fcntl(fd, F_GETFD), -1);
+        assert_int_equal(lmtp_want(h2), 0);
+        assert_int_equal(lmtp_fd(h2), -1);
+    }
 }
 
 int main(void) {
