@@ -1056,7 +1056,6 @@ void restart(lmtp_t* h) {
 }  // namespace
 
 int lmtp_connect_start(lmtp_t* h, const char* host, unsigned port) {
-    if (h && h->in_callback) return call(h, [] { return LMTP_OK; });
     return call(h, [&]() -> int {
         if (port > 65535)
             throw lmtp::Error(Status::invalid_argument, "port " + std::to_string(port) + " is out of range");
@@ -1080,7 +1079,6 @@ int lmtp_adopt_fd(lmtp_t* h, int fd, const char* tls_name) {
 }
 
 int lmtp_open_bytes(lmtp_t* h, const char* tls_name, int local) {
-    if (h && h->in_callback) return call(h, [] { return LMTP_OK; });
     return call(h, [&]() -> int {
         restart(h);
         driver(h).start_bytes(text(tls_name), local != 0, lmtp::Clock::now());

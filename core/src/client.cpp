@@ -560,8 +560,8 @@ void report_unreached(std::size_t from, std::size_t count, const BatchSource& ne
 bool Client::deliver_batch(std::size_t count, const BatchSource& next, const BatchDone& done) {
     try {
         begin_command();
-        if (session_.phase() == Phase::connected && supports("PIPELINING"))
-            throw Error(Status::bad_sequence, "batch: the server has not accepted LHLO");
+        // A batch the session cannot begin fails whole, before any message is asked for.
+        if (supports("PIPELINING")) session_.check_batch();
     } catch (const Error& e) {
         report_unreached(0, count, next, done, e);
         throw;

@@ -124,16 +124,19 @@ std::string Engine::hello_name() const {
     return name;
 }
 
-std::string Engine::timeout_text() const {
-    return "timed out after " + std::to_string(opt_.timeout.count()) + " ms ";
+// Why a wait timed out: writing, or waiting for what is awaited.
+std::string Engine::timed_out(bool writing) const {
+    return "timed out after " + std::to_string(opt_.timeout.count()) + " ms " +
+           (writing ? "writing to the server (it stopped reading)" : "waiting for " + session_.awaited());
 }
 
 // --- the connection ---------------------------------------------------------------
 
-void Engine::check_setup() const {
-    hello_name();  // a bad name fails before anything is sent
+std::string Engine::check_setup() const {
+    std::string name = hello_name();  // a bad name fails before anything is sent
     if (opt_.send_hello && !opt_.auth_user.empty())  // and so do bad AUTH options
         check_auth_args(opt_.auth_user, opt_.auth_password, opt_.auth_mechanism);
+    return name;
 }
 
 void Engine::open(Deadline now, const std::string& host, bool local) {
@@ -145,8 +148,7 @@ void Engine::open(Deadline now, const std::string& host, bool local) {
         waiting_.swap(waiting);
     }
     last_ = Reply{};
-    check_setup();
-    hello_ = hello_name();
+    hello_ = check_setup();
     host_ = host;
     local_ = local;
     if (opt_.implicit_tls) tls_setup_.emplace(TlsSetup::make(opt_.tls, host_, local_));
@@ -253,8 +255,7 @@ void Engine::io_failed(const Error& e, bool writing) {
     if (!open_ && failure_) throw *failure_;  // a reply taken there broke the session already
     std::string why = e.what();
     if (e.status() == Status::timeout)
-        why = timeout_text() + (writing ? "writing to the server (it stopped reading)"
-                                        : "waiting for " + session_.awaited());
+        why = timed_out(writing);
     else if (!writing)
         why += " (waiting for " + session_.awaited() + ")";
     fail(e.status(), why, e.os_error());
@@ -329,13 +330,15 @@ std::optional<Deadline> Engine::deadline() const {
 void Engine::on_time(Deadline now) {
     std::optional<Deadline> d = deadline();
     if (!d || now < *d) return;
-    if (tls_ == Tls::handshake) fail(Status::timeout, timeout_text() + "during the TLS handshake", ETIMEDOUT);
-    if (output_size() > 0) {
+    if (tls_ == Tls::handshake)
+        fail(Status::timeout,
+             "timed out after " + std::to_string(opt_.timeout.count()) + " ms during the TLS handshake", ETIMEDOUT);
+    const bool writing = output_size() > 0;
+    if (writing) {
         take_buffered();  // the verdicts that came while the write waited are kept
         if (!open_ && failure_) throw *failure_;
-        fail(Status::timeout, timeout_text() + "writing to the server (it stopped reading)", ETIMEDOUT);
     }
-    fail(Status::timeout, timeout_text() + "waiting for " + session_.awaited(), ETIMEDOUT);
+    fail(Status::timeout, timed_out(writing), ETIMEDOUT);
 }
 
 void Engine::check_unsolicited() {

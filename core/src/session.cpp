@@ -731,12 +731,16 @@ void Session::start_message(Plan plan, bool canonical) {
 
 // --- a batch ---------------------------------------------------------------------------
 
-void Session::batch_begin() {
+void Session::check_batch() const {
     require_command_phase("batch");
     if (phase_ == Phase::connected) throw Error(Status::bad_sequence, "batch: the server has not accepted LHLO");
     if (!expect_.empty()) throw Error(Status::bad_sequence, "batch: replies to earlier commands are still owed");
     if (!caps_.has("PIPELINING"))
         throw Error(Status::not_advertised, "a batch needs the PIPELINING extension, which the server did not advertise");
+}
+
+void Session::batch_begin() {
+    check_batch();
     batch_ = true;
     batch_reset_ = server_txn_;
     batch_current_ = stamp_ = 0;

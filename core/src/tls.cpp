@@ -7,17 +7,13 @@
 #include <openssl/x509v3.h>
 
 #include <cstring>
+#include <memory>
 
 #include "lmtp/status.hpp"
 
 namespace lmtp {
 
-namespace {
-
-constexpr std::size_t kBuffer = 64 * 1024;
-
-// OpenSSL's queued errors, as one sentence (and the queue emptied).
-std::string openssl_errors() {
+std::string tls_errors() {
     std::string out;
     while (unsigned long e = ERR_get_error()) {
         char buf[256];
@@ -27,6 +23,8 @@ std::string openssl_errors() {
     }
     return out.empty() ? std::string("no detail from OpenSSL") : out;
 }
+
+namespace {
 
 bool is_ip_literal(const std::string& s) {
     unsigned char buf[16];
@@ -44,7 +42,7 @@ SSL_CTX* make_context(const TlsOptions& o) {
     // Thread-safe and done once by OpenSSL itself (1.1 and later).
     OPENSSL_init_ssl(OPENSSL_INIT_LOAD_SSL_STRINGS | OPENSSL_INIT_LOAD_CRYPTO_STRINGS, nullptr);
     std::unique_ptr<SSL_CTX, CtxDeleter> ctx(SSL_CTX_new(TLS_client_method()));
-    if (!ctx) throw Error(Status::tls, "cannot create a TLS context: " + openssl_errors());
+    if (!ctx) throw Error(Status::tls, "cannot create a TLS context: " + tls_errors());
     int min = o.min_version ? o.min_version : TLS1_2_VERSION;
     if (min != TLS1_2_VERSION && min != TLS1_3_VERSION)
         throw Error(Status::invalid_argument, "minimum TLS version must be 1.2 (0x0303) or 1.3 (0x0304)");
@@ -70,18 +68,18 @@ SSL_CTX* make_context(const TlsOptions& o) {
                                               o.ca_dir.empty() ? nullptr : o.ca_dir.c_str()) != 1)
                 throw Error(Status::invalid_argument, "cannot load the CA certificates (" +
                                                           (o.ca_file.empty() ? o.ca_dir : o.ca_file) +
-                                                          "): " + openssl_errors());
+                                                          "): " + tls_errors());
         } else if (o.ca_pem.empty() && SSL_CTX_set_default_verify_paths(ctx.get()) != 1) {
-            throw Error(Status::tls, "cannot load the system's CA certificates: " + openssl_errors());
+            throw Error(Status::tls, "cannot load the system's CA certificates: " + tls_errors());
         }
     }
     if (!o.cert_file.empty()) {
         const std::string& key = o.key_file.empty() ? o.cert_file : o.key_file;
         if (SSL_CTX_use_certificate_chain_file(ctx.get(), o.cert_file.c_str()) != 1)
             throw Error(Status::invalid_argument,
-                        "cannot load the client certificate " + o.cert_file + ": " + openssl_errors());
+                        "cannot load the client certificate " + o.cert_file + ": " + tls_errors());
         if (SSL_CTX_use_PrivateKey_file(ctx.get(), key.c_str(), SSL_FILETYPE_PEM) != 1)
-            throw Error(Status::invalid_argument, "cannot load the client key " + key + ": " + openssl_errors());
+            throw Error(Status::invalid_argument, "cannot load the client key " + key + ": " + tls_errors());
         if (SSL_CTX_check_private_key(ctx.get()) != 1)
             throw Error(Status::invalid_argument, "the client key does not match the certificate " + o.cert_file);
     }
@@ -89,16 +87,6 @@ SSL_CTX* make_context(const TlsOptions& o) {
 }
 
 }  // namespace
-
-TlsTransport::TlsTransport(std::unique_ptr<Transport> inner, SSL_CTX* ctx, SSL* ssl)
-    : inner_(std::move(inner)), ctx_(ctx), ssl_(ssl), rbio_(SSL_get_rbio(ssl)), wbio_(SSL_get_wbio(ssl)) {
-    buf_.resize(kBuffer);
-}
-
-TlsTransport::~TlsTransport() {
-    SSL_free(ssl_);  // frees both memory BIOs
-    SSL_CTX_free(ctx_);
-}
 
 TlsSetup::TlsSetup(TlsSetup&& other) noexcept : ctx_(other.ctx_), ssl_(other.ssl_) {
     other.ctx_ = nullptr;
@@ -129,7 +117,7 @@ TlsSetup TlsSetup::make(const TlsOptions& options, const std::string& host, bool
     try {
         ctx.reset(make_context(options));
         ssl.reset(SSL_new(ctx.get()));
-        if (!ssl) throw Error(Status::tls, "cannot create a TLS session: " + openssl_errors());
+        if (!ssl) throw Error(Status::tls, "cannot create a TLS session: " + tls_errors());
         BIO* rbio = BIO_new(BIO_s_mem());
         BIO* wbio = BIO_new(BIO_s_mem());
         if (!rbio || !wbio) {
@@ -171,53 +159,6 @@ TlsSetup TlsSetup::make(const TlsOptions& options, const std::string& host, bool
     return TlsSetup(ctx.release(), ssl.release());
 }
 
-std::unique_ptr<TlsTransport> TlsTransport::handshake(std::unique_ptr<Transport> inner, const TlsOptions& options,
-                                                      const std::string& host, Deadline deadline) {
-    TlsSetup setup = [&] {
-        try {
-            return TlsSetup::make(options, host, inner->is_local());
-        } catch (...) {
-            inner->close();
-            throw;
-        }
-    }();
-    return handshake(std::move(inner), std::move(setup), deadline);
-}
-
-std::unique_ptr<TlsTransport> TlsTransport::handshake(std::unique_ptr<Transport> inner, TlsSetup setup,
-                                                      Deadline deadline) {
-    ERR_clear_error();
-    SSL_CTX* ctx = setup.ctx_;
-    SSL* ssl = setup.ssl_;
-    setup.ctx_ = nullptr;
-    setup.ssl_ = nullptr;
-    std::unique_ptr<TlsTransport> t(new TlsTransport(std::move(inner), ctx, ssl));
-    try {
-        for (;;) {
-            int rc = SSL_do_handshake(t->ssl_);
-            t->flush_out(deadline);
-            if (rc == 1) break;
-            int err = SSL_get_error(t->ssl_, rc);
-            if (err == SSL_ERROR_WANT_READ) {
-                if (!t->fill_in(deadline))
-                    throw Error(Status::closed, "the server closed the connection during the TLS handshake");
-                continue;
-            }
-            if (err == SSL_ERROR_WANT_WRITE) continue;
-            throw tls_handshake_error(t->ssl_);
-        }
-    } catch (...) {
-        ERR_clear_error();
-        t->close();
-        throw;
-    }
-    return t;
-}
-
-std::string tls_errors() {
-    return openssl_errors();
-}
-
 Error tls_handshake_error(SSL* ssl) {
     long verify = SSL_get_verify_result(ssl);
     if (verify != X509_V_OK) {
@@ -225,7 +166,7 @@ Error tls_handshake_error(SSL* ssl) {
         ERR_clear_error();
         return Error(Status::certificate, "the server's certificate was refused: " + what);
     }
-    return Error(Status::tls, "TLS handshake failed: " + openssl_errors());
+    return Error(Status::tls, "TLS handshake failed: " + tls_errors());
 }
 
 std::string tls_description(SSL* ssl) {
@@ -233,104 +174,11 @@ std::string tls_description(SSL* ssl) {
     return std::string(SSL_get_version(ssl)) + " " + (cipher ? cipher : "?");
 }
 
-std::string TlsTransport::description() const {
-    return tls_description(ssl_);
-}
-
 std::pair<SSL_CTX*, SSL*> TlsSetup::release() noexcept {
     std::pair<SSL_CTX*, SSL*> p{ctx_, ssl_};
     ctx_ = nullptr;
     ssl_ = nullptr;
     return p;
-}
-
-void TlsTransport::flush_out(Deadline deadline) {
-    while (BIO_ctrl_pending(wbio_) > 0) {
-        int n = BIO_read(wbio_, buf_.data(), static_cast<int>(buf_.size()));
-        if (n <= 0) break;
-        inner_->write(std::string_view(buf_.data(), static_cast<std::size_t>(n)), deadline);
-    }
-}
-
-bool TlsTransport::fill_in(Deadline deadline) {
-    std::size_t n = inner_->read(buf_.data(), buf_.size(), deadline);
-    if (n == 0) {
-        eof_ = true;
-        return false;
-    }
-    BIO_write(rbio_, buf_.data(), static_cast<int>(n));
-    return true;
-}
-
-std::size_t TlsTransport::read(char* buf, std::size_t cap, Deadline deadline) {
-    if (!inner_) throw Error(Status::not_connected, "not connected");
-    for (;;) {
-        ERR_clear_error();
-        int n = SSL_read(ssl_, buf, static_cast<int>(std::min<std::size_t>(cap, 1 << 30)));
-        if (n > 0) return static_cast<std::size_t>(n);
-        int err = SSL_get_error(ssl_, n);
-        if (err == SSL_ERROR_ZERO_RETURN) return 0;  // close_notify
-        if (err == SSL_ERROR_WANT_READ) {
-            flush_out(deadline);  // TLS may have something to say first (a key update)
-            if (eof_ || !fill_in(deadline)) return 0;
-            continue;
-        }
-        if (err == SSL_ERROR_WANT_WRITE) {
-            flush_out(deadline);
-            continue;
-        }
-        throw Error(Status::tls, "TLS read from " + peer() + " failed: " + openssl_errors());
-    }
-}
-
-void TlsTransport::write(std::string_view data, Deadline deadline) {
-    if (!inner_) throw Error(Status::not_connected, "not connected");
-    while (!data.empty()) {
-        ERR_clear_error();
-        int n = SSL_write(ssl_, data.data(), static_cast<int>(std::min<std::size_t>(data.size(), 1 << 30)));
-        if (n > 0) {
-            data.remove_prefix(static_cast<std::size_t>(n));
-            flush_out(deadline);
-            continue;
-        }
-        int err = SSL_get_error(ssl_, n);
-        if (err == SSL_ERROR_WANT_READ) {
-            flush_out(deadline);
-            if (!fill_in(deadline)) throw Error(Status::closed, "the server closed the TLS connection");
-            continue;
-        }
-        if (err == SSL_ERROR_WANT_WRITE) {
-            flush_out(deadline);
-            continue;
-        }
-        throw Error(Status::tls, "TLS write to " + peer() + " failed: " + openssl_errors());
-    }
-}
-
-bool TlsTransport::readable() {
-    if (!inner_) return false;
-    if (SSL_pending(ssl_) > 0 || eof_) return true;
-    // Take in what has arrived, without waiting, and let TLS process it: a
-    // record may hold no application data (a TLS 1.3 session ticket).
-    while (inner_->readable()) {
-        std::size_t n = inner_->read(buf_.data(), buf_.size(), Clock::now());
-        if (n == 0) {
-            eof_ = true;
-            return true;
-        }
-        BIO_write(rbio_, buf_.data(), static_cast<int>(n));
-    }
-    ERR_clear_error();
-    char c;
-    int r = SSL_peek(ssl_, &c, 1);
-    if (r > 0) return true;
-    int err = SSL_get_error(ssl_, r);
-    ERR_clear_error();
-    return err != SSL_ERROR_WANT_READ;
-}
-
-void TlsTransport::close() noexcept {
-    if (inner_) inner_->close();
 }
 
 }  // namespace lmtp

@@ -231,7 +231,7 @@ public:
     // reported in its turn with this error and no results.
     std::uint64_t submit_refused(Status status, std::string why);
     // Messages queued and not finished; those not started.
-    std::size_t deliveries() const { return waiting_.size() + slots_.size() + (active_ ? 1 : 0); }
+    std::size_t deliveries() const { return waiting_.size() + slots_.size(); }  // (the active one has its slot)
     std::size_t waiting_count() const { return waiting_.size(); }
     // Forgets the messages not yet started (no report for them); returns how many.
     std::size_t drop_waiting();
@@ -248,7 +248,8 @@ public:
     // The LHLO name as the options give it, checked (throws Error(bad_input)).
     std::string hello_name() const;
     // What open() checks before anything is sent: the LHLO name, the AUTH settings.
-    void check_setup() const;
+    // Returns the LHLO name.
+    std::string check_setup() const;
     void reset_input();
     // A line for the trace callback (a throwing callback is ignored).
     void trace(TraceDir dir, std::string_view text) const noexcept;
@@ -314,7 +315,7 @@ private:
     bool next_chunk(Active& a, std::size_t& n);
     void hold_chunk(std::size_t n);
     std::uint64_t queued_bytes() const { return written_ + session_.output_size(); }
-    std::string timeout_text() const;
+    std::string timed_out(bool writing) const;
 
     const ClientOptions& opt_;
     Session session_;

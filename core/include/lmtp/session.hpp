@@ -281,6 +281,8 @@ public:
     // in flight over as finished-or-not: those with recipients still waiting
     // are marked unknown and have `finished` false.
     void batch_begin();
+    // What batch_begin checks, without beginning: throws as it would.
+    void check_batch() const;
     // Queues [RSET] MAIL and every RCPT, then DATA, or with BDAT wants the
     // first chunk at once (bdat_chunk, or bdat_to_data for an empty message).
     // Checks like deliver() and queues nothing when a check fails. Returns

@@ -1,15 +1,13 @@
-// TLS over any Transport, with OpenSSL. The TLS engine works on memory
-// buffers; the ciphertext goes through the inner transport, so every wait
-// keeps its deadline and a closed peer never raises SIGPIPE.
+// TLS settings and the client session prepared from them, with OpenSSL. The
+// engine (engine.hpp) runs the session over memory buffers: the ciphertext
+// goes through whatever carries the connection, so every wait keeps its
+// deadline and a closed peer never raises SIGPIPE.
 #pragma once
 
-#include <memory>
 #include <string>
 #include <utility>
 
 #include "lmtp/status.hpp"
-
-#include "lmtp/transport.hpp"
 
 typedef struct ssl_st SSL;
 typedef struct ssl_ctx_st SSL_CTX;
@@ -53,7 +51,6 @@ public:
     std::pair<SSL_CTX*, SSL*> release() noexcept;
 
 private:
-    friend class TlsTransport;
     TlsSetup(SSL_CTX* ctx, SSL* ssl) : ctx_(ctx), ssl_(ssl) {}
     SSL_CTX* ctx_ = nullptr;
     SSL* ssl_ = nullptr;
@@ -67,48 +64,5 @@ std::string tls_description(SSL* ssl);
 // certificate was refused (the reason: expired, name mismatch, unknown CA...),
 // Error(tls) with OpenSSL's errors otherwise. Empties OpenSSL's error queue.
 Error tls_handshake_error(SSL* ssl);
-
-class TlsTransport final : public Transport {
-public:
-    // Runs the client handshake prepared by `setup` over `inner` before
-    // `deadline`. Throws Error(certificate) when the server's certificate is
-    // refused (the reason: expired, name mismatch, unknown CA...), Error(tls)
-    // for other handshake failures, Error(timeout), Error(closed). On failure
-    // `inner` is closed.
-    static std::unique_ptr<TlsTransport> handshake(std::unique_ptr<Transport> inner, TlsSetup setup,
-                                                   Deadline deadline);
-    // TlsSetup::make, then the handshake above. On failure `inner` is closed.
-    static std::unique_ptr<TlsTransport> handshake(std::unique_ptr<Transport> inner, const TlsOptions& options,
-                                                   const std::string& host, Deadline deadline);
-    ~TlsTransport() override;
-    TlsTransport(const TlsTransport&) = delete;
-    TlsTransport& operator=(const TlsTransport&) = delete;
-
-    std::size_t read(char* buf, std::size_t cap, Deadline deadline) override;
-    void write(std::string_view data, Deadline deadline) override;
-    bool readable() override;
-    // Closes the socket without a TLS close_notify: nothing is sent, so a
-    // forked child may drop its copy safely.
-    void close() noexcept override;
-    bool is_open() const override { return inner_ && inner_->is_open(); }
-    bool is_local() const override { return inner_ && inner_->is_local(); }
-    std::string peer() const override { return inner_ ? inner_->peer() : std::string(); }
-    bool is_tls() const override { return true; }
-    // "TLSv1.3 TLS_AES_256_GCM_SHA384"
-    std::string description() const;
-
-private:
-    TlsTransport(std::unique_ptr<Transport> inner, SSL_CTX* ctx, SSL* ssl);
-    void flush_out(Deadline deadline);
-    bool fill_in(Deadline deadline);  // false at end of stream
-
-    std::unique_ptr<Transport> inner_;
-    SSL_CTX* ctx_;
-    SSL* ssl_;
-    BIO* rbio_;  // ciphertext from the server, for OpenSSL to read
-    BIO* wbio_;  // ciphertext from OpenSSL, to send
-    std::string buf_;
-    bool eof_ = false;
-};
 
 }  // namespace lmtp
