@@ -274,7 +274,11 @@ enum { LMTP_TRANSFER_AUTO = 0, LMTP_TRANSFER_DATA = 1, LMTP_TRANSFER_BDAT = 2 };
 
 typedef struct lmtp_mail_options {
     size_t struct_size;
-    unsigned long long size; /* SIZE= (RFC 1870); 0: not sent */
+    unsigned long long size; /* SIZE= (RFC 1870); 0: not sent by lmtp_mail. Since 1.1, 0 lets
+                                lmtp_deliver, lmtp_deliver_batch and lmtp_submit declare the
+                                length of a message given in memory (data/len, CRLF line ends
+                                counted) when the server offers SIZE and the message is within its
+                                limit (over it, the server's own refusal stays the verdict) */
     int body;                /* LMTP_BODY_*: BODY= (RFC 6152) */
     int smtputf8;            /* non-zero: SMTPUTF8 (RFC 6531) */
     int ret;                 /* LMTP_RET_*: RET= (RFC 3461) */
