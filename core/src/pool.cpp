@@ -435,7 +435,10 @@ void PoolPlanner::abandon(Status status, const std::string& why) {
     for (auto& [id, m] : messages_) {
         for (Rcpt& r : m.rcpts) {
             // Recipients in flight: their message may be on its way: unknown.
-            if (r.in_flight) r.result.outcome = Outcome::unknown;
+            if (r.in_flight) {
+                r.result.outcome = Outcome::unknown;
+                m.answered = true;
+            }
             r.in_flight = false;
         }
         report(id, m, status, why);
