@@ -98,6 +98,26 @@ static void add(lmtp_pool *p, fake_lmtp *f) {
     assert_int_equal(lmtp_pool_add_server(p, fake_host(f), fake_port(f)), LMTP_OK);
 }
 
+/* A fresh book, a fake server with `c` and a pool to it (the fake in *f). */
+static lmtp_pool *start_case(fx *x, book *b, const fake_config *c, const lmtp_pool_options *po, unsigned timeout_ms,
+                             fake_lmtp **f) {
+    lmtp_pool *p;
+    memset(b, 0, sizeof *b);
+    *f = fx_fake(x, c);
+    p = new_pool(b, po, timeout_ms);
+    add(p, *f);
+    return p;
+}
+
+/* The test defaults plus a fault (fake_lmtp.h: fault_on, fault_skip, fault_times, fault_action). */
+static void fault_config(fake_config *c, const char *on, unsigned long skip, unsigned long times, int action) {
+    test_fake_config(c);
+    c->fault_on = on;
+    c->fault_skip = skip;
+    c->fault_times = times;
+    c->fault_action = action;
+}
+
 /* A port where nobody listens. */
 static unsigned dead_port(fx *x) {
     fake_config c;
@@ -127,14 +147,11 @@ static void blocking_many(void **state) {
     book *b = fx_alloc(x, sizeof *b);
     lmtp_pool *p;
     int i;
-    memset(b, 0, sizeof *b);
     test_fake_config(&c);
     c.reply_delay_ms = 5;
-    f = fx_fake(x, &c);
     po.connections = 4;
     po.mailbox_concurrency = 40;
-    p = new_pool(b, &po, 0);
-    add(p, f);
+    p = start_case(x, b, &c, &po, 0, &f);
     for (i = 0; i < 40; i++) message(&msgs[i], RCPTS3, 3);
     assert_int_equal(lmtp_pool_deliver(p, msgs, 40, done_cb, b), LMTP_OK);
     assert_int_equal(b->total, 40);
@@ -183,13 +200,10 @@ static void retries_until_ok(void **state) {
     size_t len;
     const char *t;
     long t0 = now_ms();
-    memset(b, 0, sizeof *b);
     fake_config_init(&c);
     c.rules = "later@x=250,451*2;busy@x=451*1";
-    f = fx_fake(x, &c);
     po.retry_delay_ms = 30;
-    p = new_pool(b, &po, 0);
-    add(p, f);
+    p = start_case(x, b, &c, &po, 0, &f);
     message(&m, rcpts, 3);
     assert_int_equal(lmtp_pool_deliver(p, &m, 1, done_cb, b), LMTP_OK);
     assert_int_equal(b->m[0].calls, 1);
@@ -209,14 +223,11 @@ static void retries_until_ok(void **state) {
     lmtp_pool_free(p);
 
     /* Retries spent: the last 451 stays. */
-    memset(b, 0, sizeof *b);
     fake_config_init(&c);
     c.rules = "temp@x=250,451";
-    f = fx_fake(x, &c);
     po.retries = 2;
     po.retry_delay_ms = 10;
-    p = new_pool(b, &po, 0);
-    add(p, f);
+    p = start_case(x, b, &c, &po, 0, &f);
     {
         static const char *const one[] = {"temp@x"};
         message(&m, one, 1);
@@ -243,16 +254,9 @@ static void killed_mid_run(void **state) {
     book *b = fx_alloc(x, sizeof *b);
     lmtp_pool *p;
     int i, unknown = 0;
-    memset(b, 0, sizeof *b);
-    test_fake_config(&c);
-    c.fault_on = ".";
-    c.fault_skip = 2;
-    c.fault_times = 1;
-    c.fault_action = FAKE_CLOSE;
-    f = fx_fake(x, &c);
+    fault_config(&c, ".", 2, 1, FAKE_CLOSE);
     po.connections = 1;
-    p = new_pool(b, &po, 0);
-    add(p, f);
+    p = start_case(x, b, &c, &po, 0, &f);
     for (i = 0; i < 6; i++) message(&msgs[i], rcpts, 2);
     assert_int_equal(lmtp_pool_deliver(p, msgs, 6, done_cb, b), LMTP_OK);
     assert_int_equal(b->total, 6);
@@ -274,15 +278,8 @@ static void killed_mid_run(void **state) {
     lmtp_pool_free(p);
 
     /* Broken before the end (at DATA): the server cannot have it: sent again, delivered. */
-    memset(b, 0, sizeof *b);
-    test_fake_config(&c);
-    c.fault_on = "DATA";
-    c.fault_skip = 1;
-    c.fault_times = 1;
-    c.fault_action = FAKE_CLOSE;
-    f = fx_fake(x, &c);
-    p = new_pool(b, &po, 0);
-    add(p, f);
+    fault_config(&c, "DATA", 1, 1, FAKE_CLOSE);
+    p = start_case(x, b, &c, &po, 0, &f);
     assert_int_equal(lmtp_pool_deliver(p, msgs, 3, done_cb, b), LMTP_OK);
     for (i = 0; i < 3; i++) {
         assert_int_equal(b->m[i].status, LMTP_OK);
@@ -293,14 +290,9 @@ static void killed_mid_run(void **state) {
     lmtp_pool_free(p);
 
     /* A poison message: every connection breaks before its end: reported with the break. */
-    memset(b, 0, sizeof *b);
-    test_fake_config(&c);
-    c.fault_on = "DATA";
-    c.fault_action = FAKE_CLOSE;
-    f = fx_fake(x, &c);
+    fault_config(&c, "DATA", 0, 0, FAKE_CLOSE);
     po.retries = 2;
-    p = new_pool(b, &po, 0);
-    add(p, f);
+    p = start_case(x, b, &c, &po, 0, &f);
     assert_int_equal(lmtp_pool_deliver(p, msgs, 1, done_cb, b), LMTP_OK);
     assert_int_equal(b->m[0].calls, 1);
     assert_int_equal(b->m[0].status, LMTP_ERR_CLOSED);
@@ -323,15 +315,9 @@ static void stalling_server(void **state) {
     lmtp_pool *p;
     int i;
     long t0 = now_ms();
-    memset(b, 0, sizeof *b);
-    test_fake_config(&c);
-    c.fault_on = ".";
-    c.fault_times = 1;
-    c.fault_action = FAKE_HANG;
-    f = fx_fake(x, &c);
+    fault_config(&c, ".", 0, 1, FAKE_HANG);
     po.connections = 1;
-    p = new_pool(b, &po, 300);
-    add(p, f);
+    p = start_case(x, b, &c, &po, 300, &f);
     for (i = 0; i < 3; i++) message(&msgs[i], rcpts, 1);
     assert_int_equal(lmtp_pool_deliver(p, msgs, 3, done_cb, b), LMTP_OK);
     assert_int_equal(b->total, 3);
@@ -453,13 +439,10 @@ static void nonblocking_loop(void **state) {
     book *b = fx_alloc(x, sizeof *b);
     lmtp_pool *p;
     int i;
-    memset(b, 0, sizeof *b);
     test_fake_config(&c);
     c.reply_delay_ms = 2;
-    f = fx_fake(x, &c);
     po.connections = 3;
-    p = new_pool(b, &po, 0);
-    add(p, f);
+    p = start_case(x, b, &c, &po, 0, &f);
     message(&m, RCPTS3, 3);
     message(&b->extra, RCPTS3, 1);
     b->try_rules = 1;
@@ -495,13 +478,10 @@ static void free_with_pending(void **state) {
     book *b = fx_alloc(x, sizeof *b);
     lmtp_pool *p;
     int i;
-    memset(b, 0, sizeof *b);
     test_fake_config(&c);
     c.fault_on = "";
     c.fault_action = FAKE_HANG; /* no banner: nothing goes */
-    f = fx_fake(x, &c);
-    p = new_pool(b, NULL, 0);
-    add(p, f);
+    p = start_case(x, b, &c, NULL, 0, &f);
     message(&m, RCPTS3, 3);
     for (i = 0; i < 3; i++) assert_int_equal(lmtp_pool_submit(p, &m, done_cb, b, NULL), LMTP_OK);
     run_loop(p, 100, NULL);
@@ -514,11 +494,8 @@ static void free_with_pending(void **state) {
     }
 
     /* Freed inside the first callback: the others still get theirs, once. */
-    memset(b, 0, sizeof *b);
     test_fake_config(&c);
-    f = fx_fake(x, &c);
-    p = new_pool(b, NULL, 0);
-    add(p, f);
+    p = start_case(x, b, &c, NULL, 0, &f);
     for (i = 0; i < 4; i++) assert_int_equal(lmtp_pool_submit(p, &m, done_cb, b, NULL), LMTP_OK);
     b->free_inside = 1;
     {
