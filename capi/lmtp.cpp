@@ -9,6 +9,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <map>
+#include <set>
 #include <memory>
 #include <cstdio>
 #include <new>
@@ -20,6 +22,7 @@
 
 #include "lmtp/client.hpp"
 #include "lmtp/event_driver.hpp"
+#include "lmtp/pool.hpp"
 
 using lmtp::Status;
 
@@ -86,6 +89,10 @@ struct lmtp_handle {
     std::string s_res_enhanced, s_res_text, s_res_rcpt_text;
     // During a lmtp_deliver_batch callback: the transaction the results describe.
     const lmtp::Transaction* view = nullptr;
+    // The `r` of a pool's callbacks (lmtp_pool_done_fn): never freed or closed by the caller;
+    // `attempts` per recipient during the call.
+    bool pool_view = false;
+    const std::vector<unsigned>* attempts = nullptr;
     // What lmtp_mail_options_parse and lmtp_rcpt_options_parse point a caller's struct at,
     // and the extension lmtp_*_options_check names.
     std::string p_envid, p_transid, p_mail_extra, p_orcpt, p_orcpt_type, p_rcpt_extra;
@@ -108,13 +115,9 @@ namespace {
 #define LMTP_HAS(o, field) \
     ((o)->struct_size >= offsetof(std::remove_pointer_t<decltype(o)>, field) + sizeof((o)->field))
 
-// Runs f with every exception turned into a status (any time, even inside a callback).
-template <typename F>
-int call_any(lmtp_t* h, F&& f) {
-    if (!h) return LMTP_ERR_INVALID_ARGUMENT;
-    h->status = LMTP_OK;
-    h->os_error = 0;
-    h->errmsg.clear();
+// f's status, every exception turned into one and kept by `h` (a handle or a pool) with fail().
+template <typename H, typename F>
+int guarded(H* h, F&& f) {
     try {
         return f();
     } catch (const lmtp::Error& e) {
@@ -126,6 +129,16 @@ int call_any(lmtp_t* h, F&& f) {
     } catch (...) {
         return h->fail(LMTP_ERR_INTERNAL, "internal error: unknown exception");
     }
+}
+
+// Runs f with every exception turned into a status (any time, even inside a callback).
+template <typename F>
+int call_any(lmtp_t* h, F&& f) {
+    if (!h) return LMTP_ERR_INVALID_ARGUMENT;
+    h->status = LMTP_OK;
+    h->os_error = 0;
+    h->errmsg.clear();
+    return guarded(h, std::forward<F>(f));
 }
 
 // A call that changes the handle: not inside a lmtp_done_fn (lmtp.h, rule N6).
@@ -341,64 +354,75 @@ void lmtp_message_init(struct lmtp_message* msg) {
     *msg = lmtp_message_t LMTP_MESSAGE_INIT;
 }
 
+namespace {
+
+// The ClientOptions an lmtp_options struct gives (lmtp_create, lmtp_pool_new); `bad` says why
+// they are unusable, `fn` and `user` are its trace callback.
+lmtp::ClientOptions client_options(const lmtp_options* opts, std::string& bad, lmtp_trace_fn& fn, void*& user) {
+    lmtp::ClientOptions o;
+    if (opts && opts->struct_size < sizeof(std::size_t)) {
+        bad = "lmtp_options.struct_size is not set (initialise the struct with LMTP_OPTIONS_INIT)";
+    } else if (opts) {
+        if (LMTP_HAS(opts, timeout_ms) && opts->timeout_ms) o.timeout = std::chrono::milliseconds(opts->timeout_ms);
+        if (LMTP_HAS(opts, connect_timeout_ms) && opts->connect_timeout_ms)
+            o.connect_timeout = std::chrono::milliseconds(opts->connect_timeout_ms);
+        if (LMTP_HAS(opts, hello) && opts->hello) o.hello = opts->hello;
+        if (LMTP_HAS(opts, local_address) && opts->local_address) o.local_address = opts->local_address;
+        if (LMTP_HAS(opts, local_port)) {
+            if (opts->local_port > 65535)
+                bad = "lmtp_options.local_port " + std::to_string(opts->local_port) + " is out of range";
+            else
+                o.local_port = static_cast<std::uint16_t>(opts->local_port);
+        }
+        if (LMTP_HAS(opts, max_reply_line) && opts->max_reply_line)
+            o.limits.reply.max_reply_line = opts->max_reply_line;
+        if (LMTP_HAS(opts, max_reply_size) && opts->max_reply_size)
+            o.limits.reply.max_reply_size = opts->max_reply_size;
+        if (LMTP_HAS(opts, max_command_line) && opts->max_command_line)
+            o.limits.max_command_line = opts->max_command_line;
+        if (LMTP_HAS(opts, trace)) fn = opts->trace;
+        if (LMTP_HAS(opts, trace_user)) user = opts->trace_user;
+        if (LMTP_HAS(opts, flags)) {
+            o.limits.reply.accept_bare_lf = (opts->flags & LMTP_OPT_ACCEPT_BARE_LF) != 0;
+            o.send_hello = (opts->flags & LMTP_OPT_NO_HELLO) == 0;
+            o.implicit_tls = (opts->flags & LMTP_OPT_IMPLICIT_TLS) != 0;
+            o.auth_allow_plaintext = (opts->flags & LMTP_OPT_AUTH_ALLOW_PLAINTEXT) != 0;
+            o.strict_replies = (opts->flags & LMTP_OPT_STRICT_REPLIES) != 0;
+        }
+        if (LMTP_HAS(opts, starttls)) {
+            switch (opts->starttls) {
+                case LMTP_STARTTLS_OFF: o.starttls = lmtp::StartTls::off; break;
+                case LMTP_STARTTLS_OPPORTUNISTIC: o.starttls = lmtp::StartTls::opportunistic; break;
+                case LMTP_STARTTLS_REQUIRED: o.starttls = lmtp::StartTls::required; break;
+                default:
+                    bad = "lmtp_options.starttls " + std::to_string(opts->starttls) +
+                          " is not an LMTP_STARTTLS_ value";
+            }
+        }
+        try {
+            o.tls = tls_options(opts);
+        } catch (const lmtp::Error& e) {
+            if (bad.empty()) bad = e.what();
+        }
+        if (LMTP_HAS(opts, auth_user)) o.auth_user = text(opts->auth_user);
+        if (LMTP_HAS(opts, auth_password)) o.auth_password = text(opts->auth_password);
+        if (LMTP_HAS(opts, auth_mechanism)) o.auth_mechanism = text(opts->auth_mechanism);
+        if (LMTP_HAS(opts, bdat_chunk_size) && opts->bdat_chunk_size) o.bdat_chunk = opts->bdat_chunk_size;
+        if (LMTP_HAS(opts, max_in_flight) && opts->max_in_flight) o.max_in_flight = opts->max_in_flight;
+    }
+    return o;
+}
+
+}  // namespace
+
 int lmtp_create(lmtp_t** out, const lmtp_options* opts) {
     if (!out) return LMTP_ERR_INVALID_ARGUMENT;
     *out = nullptr;
     try {
-        lmtp::ClientOptions o;
         lmtp_trace_fn fn = nullptr;
         void* user = nullptr;
         std::string bad;  // why the options are unusable
-        if (opts && opts->struct_size < sizeof(std::size_t)) {
-            bad = "lmtp_options.struct_size is not set (initialise the struct with LMTP_OPTIONS_INIT)";
-        } else if (opts) {
-            if (LMTP_HAS(opts, timeout_ms) && opts->timeout_ms) o.timeout = std::chrono::milliseconds(opts->timeout_ms);
-            if (LMTP_HAS(opts, connect_timeout_ms) && opts->connect_timeout_ms)
-                o.connect_timeout = std::chrono::milliseconds(opts->connect_timeout_ms);
-            if (LMTP_HAS(opts, hello) && opts->hello) o.hello = opts->hello;
-            if (LMTP_HAS(opts, local_address) && opts->local_address) o.local_address = opts->local_address;
-            if (LMTP_HAS(opts, local_port)) {
-                if (opts->local_port > 65535)
-                    bad = "lmtp_options.local_port " + std::to_string(opts->local_port) + " is out of range";
-                else
-                    o.local_port = static_cast<std::uint16_t>(opts->local_port);
-            }
-            if (LMTP_HAS(opts, max_reply_line) && opts->max_reply_line)
-                o.limits.reply.max_reply_line = opts->max_reply_line;
-            if (LMTP_HAS(opts, max_reply_size) && opts->max_reply_size)
-                o.limits.reply.max_reply_size = opts->max_reply_size;
-            if (LMTP_HAS(opts, max_command_line) && opts->max_command_line)
-                o.limits.max_command_line = opts->max_command_line;
-            if (LMTP_HAS(opts, trace)) fn = opts->trace;
-            if (LMTP_HAS(opts, trace_user)) user = opts->trace_user;
-            if (LMTP_HAS(opts, flags)) {
-                o.limits.reply.accept_bare_lf = (opts->flags & LMTP_OPT_ACCEPT_BARE_LF) != 0;
-                o.send_hello = (opts->flags & LMTP_OPT_NO_HELLO) == 0;
-                o.implicit_tls = (opts->flags & LMTP_OPT_IMPLICIT_TLS) != 0;
-                o.auth_allow_plaintext = (opts->flags & LMTP_OPT_AUTH_ALLOW_PLAINTEXT) != 0;
-                o.strict_replies = (opts->flags & LMTP_OPT_STRICT_REPLIES) != 0;
-            }
-            if (LMTP_HAS(opts, starttls)) {
-                switch (opts->starttls) {
-                    case LMTP_STARTTLS_OFF: o.starttls = lmtp::StartTls::off; break;
-                    case LMTP_STARTTLS_OPPORTUNISTIC: o.starttls = lmtp::StartTls::opportunistic; break;
-                    case LMTP_STARTTLS_REQUIRED: o.starttls = lmtp::StartTls::required; break;
-                    default:
-                        bad = "lmtp_options.starttls " + std::to_string(opts->starttls) +
-                              " is not an LMTP_STARTTLS_ value";
-                }
-            }
-            try {
-                o.tls = tls_options(opts);
-            } catch (const lmtp::Error& e) {
-                if (bad.empty()) bad = e.what();
-            }
-            if (LMTP_HAS(opts, auth_user)) o.auth_user = text(opts->auth_user);
-            if (LMTP_HAS(opts, auth_password)) o.auth_password = text(opts->auth_password);
-            if (LMTP_HAS(opts, auth_mechanism)) o.auth_mechanism = text(opts->auth_mechanism);
-            if (LMTP_HAS(opts, bdat_chunk_size) && opts->bdat_chunk_size) o.bdat_chunk = opts->bdat_chunk_size;
-            if (LMTP_HAS(opts, max_in_flight) && opts->max_in_flight) o.max_in_flight = opts->max_in_flight;
-        }
+        lmtp::ClientOptions o = client_options(opts, bad, fn, user);
         if (!bad.empty()) {
             // A handle all the same, so that lmtp_errmsg() can say which option.
             auto* h = new lmtp_handle(lmtp::ClientOptions{});
@@ -476,13 +500,14 @@ bool run_callbacks(lmtp_t* h) {
 }  // namespace
 
 void lmtp_free(lmtp_t* h) {
-    if (!h) return;
+    if (!h || h->pool_view) return;
     h->free_after = true;
     if (h->in_callback) return;  // when the callback returns
     run_callbacks(h);
 }
 
 int lmtp_close(lmtp_t* h) {
+    if (h && h->pool_view) return h->fail(LMTP_ERR_BAD_SEQUENCE, "a pool's result handle cannot be closed");
     if (h && h->in_callback) {
         h->close_after = true;
         return LMTP_OK;
@@ -1170,3 +1195,307 @@ int lmtp_output_done(lmtp_t* h, size_t n) {
         return LMTP_OK;
     });
 }
+
+// --- the delivery pool --------------------------------------------------------------------------
+
+struct lmtp_pool {
+    lmtp_pool(lmtp::ClientOptions o, lmtp::PoolOptions po) : pool(std::move(o), std::move(po)), view(lmtp::ClientOptions{}) {
+        view.pool_view = true;
+        view.in_callback = 1;  // only its getters
+    }
+
+    lmtp::Pool pool;
+    lmtp_handle view;  // `r` in the callbacks
+    struct Sub {
+        lmtp_pool_done_fn done;
+        void* user;
+        std::size_t index;
+    };
+    std::map<std::size_t, Sub> subs;  // by the core's message id
+    std::size_t next_index = 0;       // lmtp_pool_submit's numbers
+    int in_callback = 0;
+    bool kick_after = false;  // lmtp_pool_submit inside a callback: decisions when they are done
+    bool free_after = false;
+    int status = LMTP_OK;
+    std::string errmsg;
+
+    int fail(int st, const std::string& message, int /*os_error*/ = 0) {
+        status = st;
+        errmsg = message;
+        return st;
+    }
+};
+
+namespace {
+
+template <typename F>
+int pool_call_any(lmtp_pool* p, F&& f) {
+    if (!p) return LMTP_ERR_INVALID_ARGUMENT;
+    p->status = LMTP_OK;
+    p->errmsg.clear();
+    return guarded(p, std::forward<F>(f));
+}
+
+// A pool call that is not allowed inside a callback (lmtp.h, P8).
+template <typename F>
+int pool_call(lmtp_pool* p, F&& f) {
+    if (p && p->in_callback)
+        return p->fail(LMTP_ERR_BAD_SEQUENCE, "this call is not allowed inside a pool callback (lmtp.h, rule P8)");
+    return pool_call_any(p, std::forward<F>(f));
+}
+
+// One message's callback, `r` describing it.
+void pool_report(lmtp_pool* p, const lmtp_pool::Sub& sub, int status, const std::string& why,
+                 const lmtp::Transaction* txn, const std::vector<unsigned>* attempts) {
+    if (!sub.done) return;
+    lmtp_handle& v = p->view;
+    v.view = txn;
+    v.attempts = attempts;
+    v.status = status;
+    v.errmsg = why;
+    ++p->in_callback;
+    sub.done(sub.user, p, sub.index, &v, status);
+    --p->in_callback;
+    v.view = nullptr;
+    v.attempts = nullptr;
+    v.status = LMTP_OK;
+    v.errmsg.clear();
+}
+
+// The callbacks due, each message's once; then the decisions that submissions inside them
+// call for (which may finish more). False when the pool was freed.
+bool pool_callbacks(lmtp_pool* p) {
+    for (;;) {
+        while (p->pool.has_report()) {
+            lmtp::PoolReport rep = p->pool.take_report();
+            auto it = p->subs.find(rep.id);
+            if (it == p->subs.end()) continue;
+            lmtp_pool::Sub sub = it->second;
+            p->subs.erase(it);
+            lmtp::Transaction txn;
+            txn.recipients = std::move(rep.recipients);
+            pool_report(p, sub, static_cast<int>(rep.status), rep.why, &txn, &rep.attempts);
+        }
+        if (p->free_after) {
+            p->free_after = false;
+            p->pool.abandon(Status::closed, "the pool was freed");
+            if (p->pool.has_report()) {
+                p->free_after = true;  // their callbacks first (each once), then the pool goes
+                continue;
+            }
+            delete p;
+            return false;
+        }
+        if (!p->kick_after) return true;
+        p->kick_after = false;
+        p->pool.kick(lmtp::Clock::now());
+    }
+}
+
+lmtp::PoolOptions pool_options(const lmtp_pool_options* o) {
+    lmtp::PoolOptions po;
+    if (!o) return po;
+    if (o->struct_size < sizeof(std::size_t))
+        throw lmtp::Error(Status::invalid_argument,
+                          "lmtp_pool_options.struct_size is not set (initialise the struct with LMTP_POOL_OPTIONS_INIT)");
+    using ms = std::chrono::milliseconds;
+    const unsigned flags = LMTP_HAS(o, flags) ? o->flags : 0;
+    if (LMTP_HAS(o, connections) && o->connections) po.connections = o->connections;
+    if (LMTP_HAS(o, retries) && o->retries) po.retries = o->retries;
+    if (flags & LMTP_POOL_NO_RETRIES) po.retries = 0;
+    if (LMTP_HAS(o, retry_delay_ms) && o->retry_delay_ms) po.retry_delay = ms(o->retry_delay_ms);
+    if (LMTP_HAS(o, retry_delay_max_ms) && o->retry_delay_max_ms) po.retry_delay_max = ms(o->retry_delay_max_ms);
+    if (po.retry_delay_max < po.retry_delay)
+        throw lmtp::Error(Status::invalid_argument, "lmtp_pool_options.retry_delay_max_ms " +
+                                                        std::to_string(po.retry_delay_max.count()) +
+                                                        " is less than retry_delay_ms " +
+                                                        std::to_string(po.retry_delay.count()));
+    if (LMTP_HAS(o, max_messages_per_connection) && o->max_messages_per_connection)
+        po.max_messages_per_connection = o->max_messages_per_connection;
+    if (flags & LMTP_POOL_NO_MESSAGE_LIMIT) po.max_messages_per_connection = 0;
+    if (LMTP_HAS(o, max_connection_age_ms) && o->max_connection_age_ms) po.max_connection_age = ms(o->max_connection_age_ms);
+    if (flags & LMTP_POOL_NO_AGE_LIMIT) po.max_connection_age = ms(0);
+    if (LMTP_HAS(o, idle_timeout_ms) && o->idle_timeout_ms) po.idle_timeout = ms(o->idle_timeout_ms);
+    if (flags & LMTP_POOL_NO_IDLE_TIMEOUT) po.idle_timeout = ms(0);
+    if (LMTP_HAS(o, mailbox_concurrency) && o->mailbox_concurrency) po.mailbox_concurrency = o->mailbox_concurrency;
+    if (flags & LMTP_POOL_NO_MAILBOX_LIMIT) po.mailbox_concurrency = 0;
+    po.resend_unknown = (flags & LMTP_POOL_RESEND_UNKNOWN) != 0;
+    return po;
+}
+
+}  // namespace
+
+extern "C" {
+
+void lmtp_pool_options_init(lmtp_pool_options* popts) {
+    if (!popts) return;
+    *popts = lmtp_pool_options LMTP_POOL_OPTIONS_INIT;
+}
+
+int lmtp_pool_new(lmtp_pool** out, const lmtp_options* opts, const lmtp_pool_options* popts) {
+    if (!out) return LMTP_ERR_INVALID_ARGUMENT;
+    *out = nullptr;
+    try {
+        lmtp_trace_fn fn = nullptr;
+        void* user = nullptr;
+        std::string bad;
+        lmtp::ClientOptions o = client_options(opts, bad, fn, user);
+        lmtp::PoolOptions po;
+        if (bad.empty()) {
+            try {
+                po = pool_options(popts);
+            } catch (const lmtp::Error& e) {
+                bad = e.what();
+            }
+        }
+        if (!bad.empty()) {
+            auto* p = new lmtp_pool(lmtp::ClientOptions{}, lmtp::PoolOptions{});
+            *out = p;
+            return p->fail(LMTP_ERR_INVALID_ARGUMENT, bad);
+        }
+        if (fn) {
+            o.trace = [fn, user](lmtp::TraceDir dir, std::string_view line) {
+                fn(user, static_cast<int>(dir), line.empty() ? "" : line.data(), line.size());
+            };
+        }
+        *out = new lmtp_pool(std::move(o), std::move(po));
+        return LMTP_OK;
+    } catch (const std::bad_alloc&) {
+        return LMTP_ERR_NO_MEMORY;
+    } catch (...) {
+        return LMTP_ERR_INTERNAL;
+    }
+}
+
+int lmtp_pool_add_server(lmtp_pool* p, const char* host, unsigned port) {
+    return pool_call(p, [&]() -> int {
+        if (port > 65535) throw lmtp::Error(Status::invalid_argument, "port " + std::to_string(port) + " is out of range");
+        p->pool.add_server(need(host, "host"), static_cast<std::uint16_t>(port));
+        return LMTP_OK;
+    });
+}
+
+void lmtp_pool_free(lmtp_pool* p) {
+    if (!p) return;
+    p->free_after = true;
+    if (p->in_callback) return;  // when the callbacks are done
+    pool_callbacks(p);
+}
+
+const char* lmtp_pool_errmsg(const lmtp_pool* p) {
+    return p ? p->errmsg.c_str() : "";
+}
+
+int lmtp_pool_errcode(const lmtp_pool* p) {
+    return p ? p->status : LMTP_ERR_INVALID_ARGUMENT;
+}
+
+int lmtp_pool_submit(lmtp_pool* p, const struct lmtp_message* msg, lmtp_pool_done_fn done, void* user,
+                     size_t* index) {
+    return pool_call_any(p, [&]() -> int {
+        if (p->free_after) throw lmtp::Error(Status::bad_sequence, "the pool is being freed");
+        if (!msg) throw lmtp::Error(Status::invalid_argument, "message is NULL");
+        lmtp::BatchMessage m = core_message(msg, p->next_index);
+        const lmtp::Deadline now = lmtp::Clock::now();
+        std::size_t id = p->pool.submit(std::move(m), now);
+        const std::size_t number = p->next_index++;
+        p->subs[id] = {done, user, number};
+        if (index) *index = number;
+        if (p->in_callback)
+            p->kick_after = true;
+        else
+            p->pool.kick(now);  // its connection starts now, so that lmtp_pool_fds has it
+        return LMTP_OK;
+    });
+}
+
+size_t lmtp_pool_pending(const lmtp_pool* p) {
+    return p ? p->subs.size() : 0;
+}
+
+size_t lmtp_pool_fds(const lmtp_pool* p, int* fds, int* wants, size_t cap) {
+    if (!p) return 0;
+    if (!fds || !wants) cap = 0;
+    try {
+        std::vector<lmtp::Pool::Wait> w(cap);
+        std::size_t n = p->pool.fds(w.data(), cap);
+        for (std::size_t i = 0; i < n && i < cap; ++i) {
+            fds[i] = w[i].fd;
+            wants[i] = static_cast<int>(w[i].want);
+        }
+        return n;
+    } catch (...) {
+        return 0;
+    }
+}
+
+int lmtp_pool_timeout_ms(const lmtp_pool* p) {
+    if (!p) return -1;
+    const lmtp::Deadline now = lmtp::Clock::now();
+    std::optional<lmtp::Deadline> d = p->pool.deadline(now);
+    if (!d) return -1;
+    auto left = *d - now;
+    if (left <= lmtp::Clock::duration::zero()) return 0;
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(left + std::chrono::microseconds(999)).count();
+    return ms > INT_MAX ? INT_MAX : static_cast<int>(ms);
+}
+
+int lmtp_pool_process(lmtp_pool* p, const int* fds, const int* events, size_t n) {
+    int st = pool_call(p, [&]() -> int {
+        if (n && (!fds || !events)) throw lmtp::Error(Status::invalid_argument, "fds or events is NULL");
+        std::vector<lmtp::Pool::Wait> ev;
+        ev.reserve(n);
+        for (std::size_t i = 0; i < n; ++i)
+            ev.push_back({fds[i], static_cast<unsigned>(events[i]) & (LMTP_IO_READ | LMTP_IO_WRITE)});
+        p->pool.process(ev.data(), ev.size(), lmtp::Clock::now());
+        return LMTP_OK;
+    });
+    if (p && !p->in_callback) {
+        const std::string errmsg = p->errmsg;
+        if (!pool_callbacks(p)) return st;
+        p->status = st;
+        p->errmsg = errmsg;
+    }
+    return st;
+}
+
+int lmtp_pool_deliver(lmtp_pool* p, const struct lmtp_message* msgs, size_t n, lmtp_pool_done_fn done, void* user) {
+    int st = pool_call(p, [&]() -> int {
+        if (!msgs && n) throw lmtp::Error(Status::invalid_argument, "message list is NULL");
+        if (p->pool.server_count() == 0) throw lmtp::Error(Status::bad_sequence, "the pool has no server: lmtp_pool_add_server first");
+        std::set<std::size_t> mine;  // the core's ids of these messages
+        for (std::size_t i = 0; i < n; ++i) {
+            lmtp::BatchMessage m;
+            try {
+                m = core_message(&msgs[i], i);
+                std::size_t id = p->pool.submit(std::move(m), lmtp::Clock::now());
+                p->subs[id] = {done, user, i};
+                mine.insert(id);
+            } catch (const lmtp::Error& e) {
+                pool_report(p, {done, user, i}, static_cast<int>(e.status()), e.what(), nullptr, nullptr);
+            }
+        }
+        p->pool.kick(lmtp::Clock::now());
+        auto left = [&] {
+            for (std::size_t id : mine)
+                if (p->subs.count(id)) return true;
+            return false;
+        };
+        for (;;) {
+            if (!pool_callbacks(p)) return LMTP_OK;  // freed by a callback: nothing more to wait for
+            if (!left()) break;
+            p->pool.run_once();
+        }
+        return LMTP_OK;
+    });
+    return st;
+}
+
+int lmtp_result_attempts(lmtp_t* h, size_t i) {
+    if (!h) return 0;
+    if (i >= h->results().recipients.size()) return 0;
+    if (h->attempts) return i < h->attempts->size() ? static_cast<int>((*h->attempts)[i]) : 0;
+    return 1;
+}
+
+}  // extern "C"

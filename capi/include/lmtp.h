@@ -51,7 +51,7 @@ extern "C" {
 #endif
 
 #define LMTP_VERSION_MAJOR 1
-#define LMTP_VERSION_MINOR 1
+#define LMTP_VERSION_MINOR 2
 #define LMTP_VERSION_PATCH 0
 #define LMTP_VERSION_NUM ((LMTP_VERSION_MAJOR * 65536u) + (LMTP_VERSION_MINOR * 256u) + LMTP_VERSION_PATCH)
 
@@ -94,7 +94,7 @@ typedef enum lmtp_status {
 } lmtp_status;
 /* -- end of the status table -- */
 
-/* "1.1.0": the version of the library actually loaded. */
+/* "1.2.0": the version of the library actually loaded. */
 LMTP_API const char *lmtp_version(void);
 /* LMTP_VERSION_NUM of the library actually loaded. */
 LMTP_API unsigned lmtp_version_num(void);
@@ -675,6 +675,166 @@ LMTP_API int lmtp_feed(lmtp_t *h, const void *buf, size_t len);
 LMTP_API size_t lmtp_output(lmtp_t *h, const void **ptr);
 /* n of those bytes were sent. Since 1.1. */
 LMTP_API int lmtp_output_done(lmtp_t *h, size_t n);
+
+/* ---- a delivery pool: many messages over up to K connections --------------------------------
+ *
+ * A pool delivers messages over up to K connections to a list of servers, each message in a
+ * transaction of its own, retrying temporary failures, and says once per message what became of
+ * each recipient. It has a blocking face (lmtp_pool_deliver) and a non-blocking one driven by the
+ * caller's loop, like a handle's (Since 1.2.):
+ *
+ *     lmtp_pool *p;
+ *     lmtp_pool_new(&p, &opts, &popts);           (both may be NULL)
+ *     lmtp_pool_add_server(p, "/run/dovecot/lmtp", 0);
+ *     lmtp_pool_deliver(p, msgs, n, done, user);  (blocking: every message's callback, then returns)
+ *   or
+ *     lmtp_pool_submit(p, &msg, done, user, NULL);
+ *     while (lmtp_pool_pending(p) > 0) {
+ *         n = lmtp_pool_fds(p, fds, wants, cap);  (then poll on them, as for lmtp_fd/lmtp_want)
+ *         poll(..., lmtp_pool_timeout_ms(p));
+ *         lmtp_pool_process(p, ready_fds, ready_events, k);    (k 0 after a timeout)
+ *     }
+ *     lmtp_pool_free(p);
+ *
+ * Rules of the pool
+ *  P1. Connections open as messages wait for one, up to lmtp_pool_options.connections. Each
+ *      carries one message at a time (MAIL ... its final replies), so a break leaves at most one
+ *      message's recipients uncertain. A connection ends politely (QUIT) after
+ *      max_messages_per_connection messages, once it is max_connection_age_ms old (after its
+ *      message), or after idle_timeout_ms without work. LHLO is always sent (LMTP_OPT_NO_HELLO is
+ *      ignored); STARTTLS, AUTH and every other lmtp_options field apply to each connection.
+ *  P2. Servers are tried in the order added. One that fails to connect or to set up (banner or
+ *      LHLO refused, TLS failure, a deadline) is skipped for the back-off and the next is tried;
+ *      when all have failed the back-off doubles from retry_delay_ms up to retry_delay_max_ms
+ *      (lmtp_pool_timeout_ms waits for it: never 0 in a loop). Until one connection is set up,
+ *      one connect is under way at a time. After retries + 1 such rounds in a row, every message
+ *      not on a connection gets its callback with the connect error (LMTP_ERR_CONNECT, _TIMEOUT,
+ *      _REJECTED...) and NO results: nothing of it was sent, trying again later is safe.
+ *  P3. A recipient refused with 4xx (at RCPT, or its final reply; or the whole message at MAIL or
+ *      DATA) is sent again, up to `retries` times, after retry_delay_ms doubled at each re-send of
+ *      that message (capped at retry_delay_max_ms): a new transaction with only the recipients
+ *      that got the 4xx. Retries spent, it keeps its last 4xx (LMTP_RESULT_TEMPFAIL). 2xx and
+ *      5xx are final. lmtp_result_attempts says how many transactions included a recipient.
+ *  P4. A connection that breaks (a deadline, the server gone, a protocol violation) is dropped
+ *      and replaced; only the message on it is touched. If its end (the final "." or BDAT LAST)
+ *      was written, its recipients without a verdict are LMTP_RESULT_UNKNOWN (the server may
+ *      have delivered it) and are never sent again, unless LMTP_POOL_RESEND_UNKNOWN (a re-send
+ *      may deliver twice; it then counts as a retry). If the break came before the end, the
+ *      server cannot have it: those recipients go again at once; a message that breaks
+ *      retries + 1 connections in a row before its end gets its callback with the break's status,
+ *      those recipients UNKNOWN.
+ *  P5. mailbox_concurrency: at most that many messages in flight at once to one address (the
+ *      domain compared without case, the local part as it is), as Dovecot's
+ *      lmtp_user_concurrency_limit wants. A message goes with those of its recipients whose
+ *      mailbox is free, the others in a later transaction; later messages may pass one that waits,
+ *      and the oldest that can go goes first.
+ *  P6. Each message gets exactly one callback. Its status: LMTP_OK when every recipient has a
+ *      verdict (OK, TEMPFAIL, PERMFAIL, or UNKNOWN after its end was written: look at the
+ *      results); otherwise the error that kept the rest from being sent: a refusal made before
+ *      anything was sent (LMTP_ERR_BAD_INPUT, _TOO_BIG, _NOT_ADVERTISED...; no results), the
+ *      connect error (P2), the break of P4, LMTP_ERR_CLOSED when lmtp_pool_free dropped it. The
+ *      results, when there are any, have one entry per recipient IN THE ORDER GIVEN; a recipient
+ *      never sent (a message given up after a break) is LMTP_RESULT_PENDING.
+ *  P7. The message's data (or its read callback and read_user) must stay valid until its
+ *      callback: a retry sends it again. A message given by a read callback is sent once: its
+ *      4xx recipients stay TEMPFAIL (attempts 1), and a break before its end leaves them UNKNOWN
+ *      with the break's status; give the data in memory to have it retried.
+ *  P8. Callbacks run only at the end of lmtp_pool_process, lmtp_pool_deliver (between its waits)
+ *      and lmtp_pool_free, never in the middle of the pool's work. Inside one, `r` and the pool
+ *      allow only the getters (lmtp_result_*, lmtp_errcode, lmtp_errmsg on `r`; lmtp_pool_pending,
+ *      lmtp_pool_errmsg...), lmtp_pool_submit and lmtp_pool_free (which takes effect when the
+ *      callbacks are done; the messages still pending then get theirs, with LMTP_ERR_CLOSED).
+ *      Any other pool call returns LMTP_ERR_BAD_SEQUENCE; `r` is valid during the call only and
+ *      is never to be freed.
+ *  P9. One pool is used by one thread at a time. A server given by host NAME is looked up with
+ *      getaddrinfo() (blocking) each time a connection to it starts: give IP addresses or unix
+ *      socket paths to a non-blocking pool.
+ */
+typedef struct lmtp_pool lmtp_pool;
+
+/* lmtp_pool_options.flags. Since 1.2. */
+enum {
+    LMTP_POOL_RESEND_UNKNOWN = 1u,   /* send again the recipients UNKNOWN after the end (P4): may deliver twice */
+    LMTP_POOL_NO_RETRIES = 2u,       /* no re-send after a 4xx (retries 0); one connect round (P2) */
+    LMTP_POOL_NO_MESSAGE_LIMIT = 4u, /* no max_messages_per_connection */
+    LMTP_POOL_NO_AGE_LIMIT = 8u,     /* no max_connection_age_ms */
+    LMTP_POOL_NO_MAILBOX_LIMIT = 16u, /* no mailbox_concurrency */
+    LMTP_POOL_NO_IDLE_TIMEOUT = 32u  /* idle connections stay open until the server closes them */
+};
+
+/* The pool's limits (P1-P5); a zero field means its default. Since 1.2. */
+typedef struct lmtp_pool_options {
+    size_t struct_size;                   /* sizeof(lmtp_pool_options) */
+    unsigned connections;                 /* K; 0: 4 */
+    unsigned retries;                     /* re-sends after a 4xx; 0: 3 (LMTP_POOL_NO_RETRIES for none) */
+    unsigned retry_delay_ms;              /* before the first re-send, doubling; 0: 1000 */
+    unsigned retry_delay_max_ms;          /* 0: 60000 */
+    unsigned max_messages_per_connection; /* then QUIT; 0: 100 (LMTP_POOL_NO_MESSAGE_LIMIT) */
+    unsigned max_connection_age_ms;       /* then QUIT after its message; 0: 300000 (LMTP_POOL_NO_AGE_LIMIT) */
+    unsigned idle_timeout_ms;             /* then QUIT; 0: 10000 (LMTP_POOL_NO_IDLE_TIMEOUT) */
+    unsigned mailbox_concurrency;         /* messages in flight per address; 0: 2 (LMTP_POOL_NO_MAILBOX_LIMIT) */
+    unsigned flags;                       /* LMTP_POOL_* */
+} lmtp_pool_options;
+#define LMTP_POOL_OPTIONS_INIT { sizeof(lmtp_pool_options), 0, 0, 0, 0, 0, 0, 0, 0, 0 }
+/* Since 1.2. */
+LMTP_API void lmtp_pool_options_init(lmtp_pool_options *popts);
+
+/* A pool without servers. `opts`: each connection's options (as lmtp_create takes them; copied,
+ * the strings too), may be NULL; `popts` may be NULL. As lmtp_create, *out is set even when the
+ * options are unusable (LMTP_ERR_INVALID_ARGUMENT; lmtp_pool_errmsg says which): free it with
+ * lmtp_pool_free. Since 1.2. */
+LMTP_API int lmtp_pool_new(lmtp_pool **out, const lmtp_options *opts, const lmtp_pool_options *popts);
+/* Adds a server, tried after those added before (P2): host as for lmtp_connect (a unix socket
+ * path: port ignored). Nothing is connected yet. Since 1.2. */
+LMTP_API int lmtp_pool_add_server(lmtp_pool *p, const char *host, unsigned port);
+/* Drops every connection (without QUIT, as lmtp_free) and frees the pool. Each message still
+ * pending first gets its callback, with LMTP_ERR_CLOSED (its recipients on a connection then
+ * UNKNOWN). Inside a callback: when the callbacks are done (P8). NULL is allowed. Since 1.2. */
+LMTP_API void lmtp_pool_free(lmtp_pool *p);
+/* The last pool call's status and a sentence about it ("" after a success); for NULL,
+ * LMTP_ERR_INVALID_ARGUMENT and "". Since 1.2. */
+LMTP_API const char *lmtp_pool_errmsg(const lmtp_pool *p);
+LMTP_API int lmtp_pool_errcode(const lmtp_pool *p);
+
+/* Called once per message (P6, P8). `index`: its position in lmtp_pool_deliver's array, or the
+ * number lmtp_pool_submit gave it. `r` describes that message: lmtp_result_count, _address,
+ * _status, _stage, _code, _enhanced, _text, _rcpt_code, _rcpt_text, lmtp_result_attempts;
+ * lmtp_errcode(r) is `status`, lmtp_errmsg(r) its sentence. Since 1.2. */
+typedef void (*lmtp_pool_done_fn)(void *user, lmtp_pool *p, size_t index, lmtp_t *r, int status);
+
+/* Delivers msgs[0..n-1] (struct lmtp_message, as lmtp_deliver_batch takes them) and waits: `done`
+ * (may be NULL) is called for each as it finishes, in any order. A message unusable as given gets
+ * its callback with the error (LMTP_ERR_INVALID_ARGUMENT...) and no results. Returns LMTP_OK once
+ * every one had its callback, whatever the verdicts; an error, and no callback, for an unusable
+ * call (NULL msgs with n > 0, no server added, inside a callback). Messages submitted before
+ * progress too (their callbacks come as they finish). Since 1.2. */
+LMTP_API int lmtp_pool_deliver(lmtp_pool *p, const struct lmtp_message *msgs, size_t n,
+                               lmtp_pool_done_fn done, void *user);
+/* Queues one message without waiting (connections start now when needed: rule P9). `*index`
+ * (when `index` is not NULL) gets its number, 0, 1, 2... in the order submitted, which its
+ * callback gets. LMTP_OK: done is called once, later; an error and no callback for a message
+ * unusable as given (no recipient, a NULL field) or a pool without servers. Allowed inside a
+ * callback. Since 1.2. */
+LMTP_API int lmtp_pool_submit(lmtp_pool *p, const struct lmtp_message *msg, lmtp_pool_done_fn done,
+                              void *user, size_t *index);
+/* Messages queued (by either call) whose callback has not come yet. Since 1.2. */
+LMTP_API size_t lmtp_pool_pending(const lmtp_pool *p);
+/* The sockets to wait on: up to `cap` of them in fds[i] with what to wait for in wants[i]
+ * (LMTP_IO_READ | LMTP_IO_WRITE); returns how many there are (more than `cap`: call again with
+ * bigger arrays). The set changes after every call that processes: ask again each time. fds and
+ * wants may be NULL when cap is 0. Since 1.2. */
+LMTP_API size_t lmtp_pool_fds(const lmtp_pool *p, int *fds, int *wants, size_t cap);
+/* Milliseconds the wait may last: -1 no limit, 0 call lmtp_pool_process now. Includes each
+ * connection's deadline, retries due and the connect back-off (P2). Since 1.2. */
+LMTP_API int lmtp_pool_timeout_ms(const lmtp_pool *p);
+/* What the wait found: n pairs (fds[i], events[i] LMTP_IO_READ | LMTP_IO_WRITE; POLLHUP and
+ * POLLERR count as LMTP_IO_READ), n 0 after a timeout. Never blocks (but rule P9); then runs the
+ * callbacks due (P8). A connection's failure is not this call's: it goes to its message (P4).
+ * LMTP_OK, or LMTP_ERR_INVALID_ARGUMENT / _BAD_SEQUENCE for an unusable call. Since 1.2. */
+LMTP_API int lmtp_pool_process(lmtp_pool *p, const int *fds, const int *events, size_t n);
+/* In a lmtp_pool_done_fn: how many transactions included recipient i (P3); on other handles 1
+ * for each recipient of the results; 0 for an index out of range. Since 1.2. */
+LMTP_API int lmtp_result_attempts(lmtp_t *h, size_t i);
 
 #ifdef __cplusplus
 }

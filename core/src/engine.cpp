@@ -183,7 +183,7 @@ void Engine::end_session(Status status, const std::string& why) {
     while (!slots_.empty()) {
         Slot s = std::move(slots_.front());
         slots_.pop_front();
-        Delivered d{s.token, {}, s.status, s.why};
+        Delivered d{s.token, {}, s.status, s.why, end_written(s)};
         bool finished = d.txn.finished;
         if (s.plan) {
             finished = session_.transaction().finished;
@@ -982,7 +982,7 @@ bool Engine::push_bdat(Active& a) {
 void Engine::report() {
     while (!slots_.empty()) {
         Slot& s = slots_.front();
-        Delivered d{s.token, {}, s.status, s.why};
+        Delivered d{s.token, {}, s.status, s.why, end_written(s)};
         if (s.plan) {
             if (!session_.transaction().finished || active_) break;
             if (!s.single) d.txn = session_.transaction();  // (a single one's stay in the session)

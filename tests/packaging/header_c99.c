@@ -84,6 +84,24 @@ int lmtp_header_check(void)
     int (*feed)(lmtp_t *, const void *, size_t) = lmtp_feed;
     size_t (*output)(lmtp_t *, const void **) = lmtp_output;
     int (*output_done)(lmtp_t *, size_t) = lmtp_output_done;
+    /* Since 1.2 (symbol version LMTP_1.2). */
+    lmtp_pool_options popts = LMTP_POOL_OPTIONS_INIT;
+    lmtp_pool_done_fn pool_done = 0;
+    void (*pool_options_init)(lmtp_pool_options *) = lmtp_pool_options_init;
+    int (*pool_new)(lmtp_pool **, const lmtp_options *, const lmtp_pool_options *) = lmtp_pool_new;
+    int (*pool_add_server)(lmtp_pool *, const char *, unsigned) = lmtp_pool_add_server;
+    void (*pool_free)(lmtp_pool *) = lmtp_pool_free;
+    const char *(*pool_errmsg)(const lmtp_pool *) = lmtp_pool_errmsg;
+    int (*pool_errcode)(const lmtp_pool *) = lmtp_pool_errcode;
+    int (*pool_deliver)(lmtp_pool *, const struct lmtp_message *, size_t, lmtp_pool_done_fn, void *) =
+        lmtp_pool_deliver;
+    int (*pool_submit)(lmtp_pool *, const struct lmtp_message *, lmtp_pool_done_fn, void *, size_t *) =
+        lmtp_pool_submit;
+    size_t (*pool_pending)(const lmtp_pool *) = lmtp_pool_pending;
+    size_t (*pool_fds)(const lmtp_pool *, int *, int *, size_t) = lmtp_pool_fds;
+    int (*pool_timeout_ms)(const lmtp_pool *) = lmtp_pool_timeout_ms;
+    int (*pool_process)(lmtp_pool *, const int *, const int *, size_t) = lmtp_pool_process;
+    int (*result_attempts)(lmtp_t *, size_t) = lmtp_result_attempts;
     void (*options_init)(lmtp_options *) = lmtp_options_init;
     int (*create)(lmtp_t **, const lmtp_options *) = lmtp_create;
     int (*new_fn)(lmtp_t **, const char *, unsigned, const lmtp_options *) = lmtp_new;
@@ -118,5 +136,9 @@ int lmtp_header_check(void)
            (new_fn != 0) + (free_fn != 0) + (deliver != 0) + (deliver_stream != 0) +
            (result_count != 0) + (result_code != 0) + (result_address != 0) +
            (is_connected != 0) + (size_limit != 0) + LMTP_TRACE_INFO + LMTP_STAGE_DATA +
-           LMTP_RESULT_UNKNOWN;
+           LMTP_RESULT_UNKNOWN + (popts.struct_size == sizeof(lmtp_pool_options)) + (pool_done == 0) +
+           (pool_options_init != 0) + (pool_new != 0) + (pool_add_server != 0) + (pool_free != 0) +
+           (pool_errmsg != 0) + (pool_errcode != 0) + (pool_deliver != 0) + (pool_submit != 0) +
+           (pool_pending != 0) + (pool_fds != 0) + (pool_timeout_ms != 0) + (pool_process != 0) +
+           (result_attempts != 0) + LMTP_POOL_RESEND_UNKNOWN + LMTP_POOL_NO_IDLE_TIMEOUT;
 }

@@ -75,6 +75,9 @@
  *    e.g. "alice@x=250,250;full@x=250,552;temp@x=250,452;nosuch@x=550:No such user here"
  *  - ADDRESS is compared case-insensitively with what is inside <> in RCPT TO. Unlisted addresses,
  *    and a missing DATACODE, mean 250.
+ *  - CODE*N (either code): that code the first N times this address gets that reply, counted over
+ *    all connections of the server (fake_clear does not reset it), then 250 with its default text:
+ *    "temp@x=250,451*2" answers 451 after the first two messages to temp@x, 250 after the third.
  *  - Default texts include the address, like Dovecot: "250 2.1.5 <alice@x> OK",
  *    "550 5.1.1 <nosuch@x> User doesn't exist", "250 2.0.0 <alice@x> Saved",
  *    "552 5.2.2 <full@x> Quota exceeded", "452 4.2.2 <temp@x> Mailbox is full, try again later".

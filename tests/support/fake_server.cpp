@@ -148,9 +148,19 @@ bool parse_code(const std::string &s, int &code) {
 }
 
 // "CODE[:text]"
-bool parse_code_text(const std::string &s, int &code, std::string &text) {
+bool parse_code_text(const std::string &s, int &code, std::string &text, unsigned long *times = nullptr) {
     std::size_t colon = s.find(':');
-    if (!parse_code(trim(s.substr(0, colon)), code)) return false;
+    std::string c = trim(s.substr(0, colon));
+    std::size_t star = c.find('*');
+    if (star != std::string::npos) {
+        if (!times || star + 1 >= c.size()) return false;
+        for (std::size_t i = star + 1; i < c.size(); ++i)
+            if (!std::isdigit(static_cast<unsigned char>(c[i]))) return false;
+        *times = std::stoul(c.substr(star + 1));
+        if (*times == 0) return false;
+        c = c.substr(0, star);
+    }
+    if (!parse_code(c, code)) return false;
     text = colon == std::string::npos ? std::string() : s.substr(colon + 1);
     return true;
 }
@@ -350,12 +360,12 @@ bool parse_rules(const std::string &spec, std::vector<Rule> &out, std::string &e
         std::string codes = entry.substr(eq + 1);
         std::size_t comma = codes.find(',');
         std::string first = codes.substr(0, comma);
-        if (r.address.empty() || !parse_code_text(first, r.rcpt_code, r.rcpt_text)) {
+        if (r.address.empty() || !parse_code_text(first, r.rcpt_code, r.rcpt_text, &r.rcpt_times)) {
             err = "bad rule: " + entry;
             return false;
         }
         if (comma != std::string::npos &&
-            !parse_code_text(codes.substr(comma + 1), r.data_code, r.data_text)) {
+            !parse_code_text(codes.substr(comma + 1), r.data_code, r.data_text, &r.data_times)) {
             err = "bad DATA code in rule: " + entry;
             return false;
         }
@@ -1246,6 +1256,7 @@ void Session::dispatch(const std::string &verb, const std::string &arg) {
             queue(reply(553, "5.6.7", "<" + addr + "> Non-ASCII address needs SMTPUTF8"), verb);
         } else {
             const Rule *r = find_rule(addr);
+            if (r && !srv_.rule_applies(*r, false)) r = nullptr;
             int code = r ? r->rcpt_code : 250;
             queue(rule_reply(Ctx::Rcpt, code, r ? r->rcpt_text : std::string(), addr), verb);
             if (code / 100 == 2) rcpts_.push_back(addr);
@@ -1495,6 +1506,7 @@ void Session::finish_message(const std::string &verb) {
     long n = 0;
     for (const std::string &addr : rcpts_) {
         const Rule *r = find_rule(addr);
+        if (r && !too_big && !srv_.rule_applies(*r, true)) r = nullptr;
         std::string one = too_big ? reply(552, "5.3.4", "<" + addr + "> Message too big")
                                   : rule_reply(Ctx::Data, r ? r->data_code : 250, r ? r->data_text : std::string(), addr);
         if (n++ < o_.fault_replies) before_fault += one;
@@ -2183,6 +2195,13 @@ void Server::add_auth(bool ok, const std::string &mechanism, const std::string &
 void Server::add_violation() {
     std::lock_guard<std::mutex> lock(rec_.mu);
     ++rec_.violations;
+}
+
+bool Server::rule_applies(const Rule &r, bool data) {
+    const unsigned long times = data ? r.data_times : r.rcpt_times;
+    if (times == 0) return true;
+    std::lock_guard<std::mutex> lock(rule_mu_);
+    return ++rule_uses_[{&r, data}] <= times;
 }
 
 bool Server::fault_fires() {

@@ -12,6 +12,7 @@
 #include <functional>
 #include <list>
 #include <memory>
+#include <map>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -30,6 +31,8 @@ struct Rule {
     std::string rcpt_text;  // empty: the default text
     int data_code = 250;
     std::string data_text;
+    unsigned long rcpt_times = 0;  // CODE*N: the code the first N times only (then 250); 0: always
+    unsigned long data_times = 0;
 };
 
 // Parse "addr=CODE[:text][,CODE[:text]];..." (see fake_lmtp.h). False and err set on bad syntax.
@@ -190,6 +193,8 @@ public:
     void add_violation();
     // Whether the fault fires for this match (counts matches; call once per matching event).
     bool fault_fires();
+    // Whether rule r's RCPT (data false) or DATA code applies this time (CODE*N: the first N).
+    bool rule_applies(const Rule &r, bool data);
 
 private:
     Server() = default;
@@ -205,6 +210,8 @@ private:
 
     Options opt_;
     std::vector<Rule> rules_;
+    std::mutex rule_mu_;
+    std::map<std::pair<const Rule *, bool>, unsigned long> rule_uses_;  // under rule_mu_
     std::vector<std::string> caps_;
     ssl_ctx_st *tls_ctx_ = nullptr;
     std::string scram_stored_key_;

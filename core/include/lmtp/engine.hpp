@@ -137,6 +137,9 @@ struct Delivered {
     Transaction txn;
     Status status = Status::ok;
     std::string why;
+    // The message's end (the final "." of DATA, or BDAT LAST) was written: a server
+    // may have delivered it although no final reply came. False: it cannot have.
+    bool end_sent = false;
 };
 
 class Engine {
@@ -315,6 +318,7 @@ private:
     bool next_chunk(Active& a, std::size_t& n);
     void hold_chunk(std::size_t n);
     std::uint64_t queued_bytes() const { return written_ + session_.output_size(); }
+    bool end_written(const Slot& s) const { return s.end != 0 && written_ >= s.end; }
     std::string timed_out(bool writing) const;
 
     const ClientOptions& opt_;

@@ -11,7 +11,7 @@ use Carp ();
 use Symbol ();
 use XSLoader;
 
-our $VERSION = '1.001';
+our $VERSION = '1.002';
 XSLoader::load('Net::LMTP', $VERSION);
 
 # Net::Cmd's reply classes, as returned by response() and status().
