@@ -1,5 +1,5 @@
-// The blocking client over real sockets, against a scripted peer: exact
-// transcripts, write counts (round trips), deadlines, broken servers.
+// The blocking client over real sockets, against the fake server playing an
+// exact script: transcripts, write counts (round trips), deadlines, broken servers.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -8,14 +8,12 @@
 #include <chrono>
 #include <csignal>
 #include <cstring>
-#include <mutex>
 #include <netinet/in.h>
-#include <poll.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <thread>
 #include <unistd.h>
 
+#include "fake_lmtp.h"
 #include "lmtp/client.hpp"
 
 using namespace lmtp;
@@ -26,7 +24,13 @@ namespace {
 struct Step {
     std::string expect;  // bytes the client must send next, exactly
     std::string reply;   // then these are sent back
-    enum Then { go_on, close_after, hang, stop_reading, drip } then = go_on;
+    enum Then {
+        go_on = FAKE_CONTINUE,
+        close_after = FAKE_CLOSE,
+        hang = FAKE_HANG,
+        stop_reading = FAKE_STOP_READING,
+        drip = FAKE_DRIP
+    } then = go_on;
     int delay_ms = 0;       // wait before replying (drip: between repeats)
     int byte_delay_ms = 0;  // send the reply one byte at a time
     bool exclusive = true;  // nothing more may arrive before the reply (lockstep)
@@ -80,178 +84,72 @@ private:
     std::atomic<std::size_t>& most_pieces_;
 };
 
-// A server that follows a script on its own thread.
-class Peer {
+// The fake server (tests/support, fake_lmtp.h) playing an exact script: it checks that the client
+// sends exactly each step's `expect` and answers `reply`; error() tells the first departure.
+class ScriptedFake {
 public:
-    // Over a socketpair.
-    explicit Peer(std::vector<Step> steps) : steps_(std::move(steps)) {
-        int sv[2];
-        EXPECT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-        client_fd_ = sv[0];
-        thread_ = std::thread([this, fd = sv[1]] { serve(fd); });
-    }
-    // Listening on loopback (AF_INET, AF_INET6) or on a unix path.
-    Peer(std::vector<Step> steps, int family, const std::string& path = {}) : steps_(std::move(steps)) {
-        int fd = ::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        EXPECT_GE(fd, 0);
-        if (family == AF_INET) {
-            sockaddr_in a{};
-            a.sin_family = AF_INET;
-            a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-            EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-        } else if (family == AF_INET6) {
-            sockaddr_in6 a{};
-            a.sin6_family = AF_INET6;
-            a.sin6_addr = in6addr_loopback;
-            EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-        } else {
-            sockaddr_un a{};
-            a.sun_family = AF_UNIX;
-            std::strncpy(a.sun_path, path.c_str(), sizeof a.sun_path - 1);
-            ::unlink(path.c_str());
-            EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-            path_ = path;
+    // Over a socketpair (transport()), or listening on loopback (AF_INET, AF_INET6) or on a unix path.
+    explicit ScriptedFake(const std::vector<Step>& steps, int family = AF_UNSPEC, const std::string& path = {}) {
+        std::vector<fake_step> script;
+        for (const Step& s : steps) {
+            fake_step f{};
+            f.expect = s.expect.c_str();
+            f.expect_len = s.expect.size();
+            f.reply = s.reply.c_str();
+            f.reply_len = s.reply.size();
+            f.then = s.then;
+            f.delay_ms = s.delay_ms;
+            f.byte_delay_ms = s.byte_delay_ms;
+            f.allow_early = s.exclusive ? 0 : 1;
+            script.push_back(f);
         }
-        EXPECT_EQ(::listen(fd, 4), 0);
-        sockaddr_storage ss{};
-        socklen_t len = sizeof ss;
-        getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
-        if (family == AF_INET) port_ = ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
-        if (family == AF_INET6) port_ = ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
-        thread_ = std::thread([this, fd] {
-            pollfd p{fd, POLLIN, 0};
-            while (!stop_ && ::poll(&p, 1, 20) == 0) {
-            }
-            if (stop_) {
-                ::close(fd);
-                return;
-            }
-            sockaddr_storage from{};
-            socklen_t flen = sizeof from;
-            int c = ::accept(fd, reinterpret_cast<sockaddr*>(&from), &flen);
-            if (from.ss_family == AF_INET) {
-                char buf[64];
-                inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(&from)->sin_addr, buf, sizeof buf);
-                std::lock_guard<std::mutex> g(mu_);
-                peer_address_ = buf;
-            }
-            ::close(fd);
-            if (c >= 0) serve(c);
-        });
+        fake_config cfg;
+        fake_config_init(&cfg);
+        if (family != AF_UNSPEC) cfg.family = family;
+        if (!path.empty()) cfg.unix_path = path.c_str();
+        cfg.script = script.data();
+        cfg.script_len = script.size();
+        fake_ = fake_start(&cfg);
+        if (!fake_) ADD_FAILURE() << "fake_start: " << fake_start_error();
     }
-    ~Peer() {
-        stop_ = true;
-        if (thread_.joinable()) thread_.join();
-        if (client_fd_ >= 0) ::close(client_fd_);
-        if (!path_.empty()) ::unlink(path_.c_str());
+    // Every test holds the client to its script: a departure the test did not look at fails it too.
+    ~ScriptedFake() {
+        if (fake_ && fake_wait_idle(fake_, 1, 2000)) {
+            EXPECT_EQ(std::string(fake_script_error(fake_)), "");
+        }
+        fake_stop(fake_);
     }
+    ScriptedFake(const ScriptedFake&) = delete;
+    ScriptedFake& operator=(const ScriptedFake&) = delete;
 
+    // The client's end of a new connection, its writes counted.
     std::unique_ptr<Transport> transport() {
-        auto t = std::make_unique<SocketTransport>(client_fd_, true, "peer");
-        client_fd_ = -1;
+        int fd = fake_ ? fake_socketpair(fake_) : -1;
+        EXPECT_GE(fd, 0);
+        auto t = std::make_unique<SocketTransport>(fd, true, "peer");
         return std::make_unique<CountingTransport>(std::move(t), writes, biggest, most_pieces);
     }
-    std::uint16_t port() const { return port_; }
+    std::uint16_t port() const { return fake_ ? static_cast<std::uint16_t>(fake_port(fake_)) : 0; }
+    // Waits until the client has gone (the script's verdict is then complete).
     void finish() {
-        stop_ = true;
-        if (thread_.joinable()) thread_.join();
+        EXPECT_TRUE(fake_ && fake_wait_idle(fake_, 1, 5000)) << "the connection is still open";
     }
     std::string received() {
-        std::lock_guard<std::mutex> g(mu_);
-        return received_;
+        std::size_t len = 0;
+        const char* p = fake_ ? fake_transcript(fake_, &len) : "";
+        return std::string(p, len);
     }
-    std::string error() {
-        std::lock_guard<std::mutex> g(mu_);
-        return error_;
-    }
+    std::string error() { return fake_ ? fake_script_error(fake_) : "no fake server"; }
     std::string peer_address() {
-        std::lock_guard<std::mutex> g(mu_);
-        return peer_address_;
+        const char* a = fake_ ? fake_peer_address(fake_, 0) : nullptr;
+        return a ? a : "";
     }
     std::atomic<int> writes{0};
     std::atomic<std::size_t> biggest{0};
     std::atomic<std::size_t> most_pieces{0};  // in one write_pieces call
 
 private:
-    // Reads what is there (waiting up to `ms`); false at EOF or stop.
-    bool pull(int fd, std::string& got, int ms) {
-        pollfd p{fd, POLLIN, 0};
-        int n = ::poll(&p, 1, ms);
-        if (n <= 0) return !stop_;
-        char buf[65536];
-        ssize_t r = ::recv(fd, buf, sizeof buf, 0);
-        if (r <= 0) return false;
-        got.append(buf, static_cast<std::size_t>(r));
-        std::lock_guard<std::mutex> g(mu_);
-        received_.append(buf, static_cast<std::size_t>(r));
-        return true;
-    }
-    void fail(const std::string& why) {
-        std::lock_guard<std::mutex> g(mu_);
-        if (error_.empty()) error_ = why;
-    }
-    void send_all(int fd, const std::string& s, int byte_delay_ms) {
-        if (byte_delay_ms == 0) {
-            std::size_t off = 0;
-            while (off < s.size()) {
-                ssize_t n = ::send(fd, s.data() + off, s.size() - off, MSG_NOSIGNAL);
-                if (n <= 0) return;
-                off += static_cast<std::size_t>(n);
-            }
-            return;
-        }
-        for (char c : s) {
-            if (stop_ || ::send(fd, &c, 1, MSG_NOSIGNAL) != 1) return;
-            std::this_thread::sleep_for(std::chrono::milliseconds(byte_delay_ms));
-        }
-    }
-    void serve(int fd) {
-        std::string got;
-        for (const Step& s : steps_) {
-            auto give_up = Clock::now() + 5s;
-            while (got.size() < s.expect.size() && !stop_ && Clock::now() < give_up)
-                if (!pull(fd, got, 20)) break;
-            if (got.compare(0, s.expect.size(), s.expect) != 0 || got.size() < s.expect.size()) {
-                fail("expected '" + printable(s.expect, 300) + "' but got '" + printable(got, 300) + "'");
-                break;
-            }
-            got.erase(0, s.expect.size());
-            if (s.exclusive) {
-                pull(fd, got, 5);
-                if (!got.empty()) fail("the client sent '" + printable(got) + "' before its reply");
-            }
-            if (s.delay_ms && s.then != Step::drip) std::this_thread::sleep_for(std::chrono::milliseconds(s.delay_ms));
-            if (s.then == Step::drip) {
-                while (!stop_) {
-                    send_all(fd, s.reply, 0);
-                    std::this_thread::sleep_for(std::chrono::milliseconds(s.delay_ms));
-                }
-                break;
-            }
-            send_all(fd, s.reply, s.byte_delay_ms);
-            if (s.then == Step::close_after) {
-                ::close(fd);
-                return;
-            }
-            if (s.then == Step::stop_reading) {
-                while (!stop_) std::this_thread::sleep_for(5ms);
-                break;
-            }
-            if (s.then == Step::hang) break;
-        }
-        // Record whatever else comes until the client hangs up.
-        while (!stop_ && pull(fd, got, 20)) {
-        }
-        ::close(fd);
-    }
-
-    std::vector<Step> steps_;
-    std::thread thread_;
-    std::atomic<bool> stop_{false};
-    std::mutex mu_;
-    std::string received_, error_, peer_address_, path_;
-    int client_fd_ = -1;
-    std::uint16_t port_ = 0;
+    fake_lmtp* fake_ = nullptr;
 };
 
 ClientOptions options(int timeout_ms = 3000) {
@@ -276,7 +174,7 @@ bool contains(const std::string& hay, const std::string& needle) { return hay.fi
 }  // namespace
 
 TEST(Client, ConnectReadsBannerAndSendsLhlo) {
-    Peer peer(greeting());
+    ScriptedFake peer(greeting());
     Client c(options());
     c.connect(peer.transport());
     EXPECT_TRUE(c.connected());
@@ -292,7 +190,7 @@ TEST(Client, ConnectReadsBannerAndSendsLhlo) {
 
 TEST(Client, RefusedBannerAndRefusedLhloFailTheConnection) {
     {
-        Peer peer(std::vector<Step>{{"", "554 5.3.2 no service\r\n"}});
+        ScriptedFake peer(std::vector<Step>{{"", "554 5.3.2 no service\r\n"}});
         Client c(options());
         std::string msg;
         EXPECT_EQ(status_of([&] { c.connect(peer.transport()); }, &msg), Status::rejected);
@@ -301,7 +199,7 @@ TEST(Client, RefusedBannerAndRefusedLhloFailTheConnection) {
         EXPECT_EQ(c.last_reply().code, 554);
     }
     {
-        Peer peer(std::vector<Step>{{"", kBanner}, {kLhlo, "500 5.5.1 what\r\n"}});
+        ScriptedFake peer(std::vector<Step>{{"", kBanner}, {kLhlo, "500 5.5.1 what\r\n"}});
         Client c(options());
         EXPECT_EQ(status_of([&] { c.connect(peer.transport()); }), Status::rejected);
         EXPECT_FALSE(c.connected());
@@ -310,7 +208,7 @@ TEST(Client, RefusedBannerAndRefusedLhloFailTheConnection) {
 }
 
 TEST(Client, PipelinedDeliveryTakesTwoWrites) {
-    Peer peer(greeting() + std::vector<Step>{
+    ScriptedFake peer(greeting() + std::vector<Step>{
                                {"MAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\nRCPT TO:<b@x>\r\nRCPT TO:<c@x>\r\nDATA\r\n",
                                 "250 2.1.0 ok\r\n250 2.1.5 ok\r\n550 5.1.1 unknown\r\n250 2.1.5 ok\r\n354 go\r\n"},
                                {"Subject: t\r\n\r\nhello\r\n.\r\n",
@@ -335,7 +233,7 @@ TEST(Client, PipelinedDeliveryTakesTwoWrites) {
 }
 
 TEST(Client, LockstepServerGetsOneCommandAtATime) {
-    Peer peer(greeting(kCapsPlain) + std::vector<Step>{{"MAIL FROM:<s@x>\r\n", "250 ok\r\n"},
+    ScriptedFake peer(greeting(kCapsPlain) + std::vector<Step>{{"MAIL FROM:<s@x>\r\n", "250 ok\r\n"},
                                                        {"RCPT TO:<a@x>\r\n", "250 ok\r\n"},
                                                        {"RCPT TO:<b@x>\r\n", "250 ok\r\n"},
                                                        {"DATA\r\n", "354 go\r\n"},
@@ -354,7 +252,7 @@ TEST(Client, LargeMessageStreamsInBoundedWrites) {
     line += "\r\n";
     std::string body;
     while (body.size() < 3 * 1024 * 1024) body += line;
-    Peer peer(greeting() + std::vector<Step>{{"MAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\nDATA\r\n", "250 ok\r\n250 ok\r\n354 go\r\n"},
+    ScriptedFake peer(greeting() + std::vector<Step>{{"MAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\nDATA\r\n", "250 ok\r\n250 ok\r\n354 go\r\n"},
                                              {body + ".\r\n", "250 saved\r\n", Step::go_on, 0, 0, false}});
     ClientOptions o = options();
     o.write_chunk = 64 * 1024;
@@ -378,7 +276,7 @@ TEST(Client, LargeMessageStreamsInBoundedWrites) {
 }
 
 TEST(Client, SilentServerTimesOutWithinTheDeadline) {
-    Peer peer(std::vector<Step>{{"", "", Step::hang}});
+    ScriptedFake peer(std::vector<Step>{{"", "", Step::hang}});
     Client c(options(200));
     auto t0 = Clock::now();
     std::string msg;
@@ -391,7 +289,7 @@ TEST(Client, SilentServerTimesOutWithinTheDeadline) {
 }
 
 TEST(Client, AReplyThatNeverEndsHitsTheWholeReplyDeadline) {
-    Peer peer(greeting() + std::vector<Step>{{"NOOP\r\n", "250-still going\r\n", Step::drip, 20}});
+    ScriptedFake peer(greeting() + std::vector<Step>{{"NOOP\r\n", "250-still going\r\n", Step::drip, 20}});
     Client c(options(300));
     c.connect(peer.transport());
     auto t0 = Clock::now();
@@ -403,7 +301,7 @@ TEST(Client, AReplyThatNeverEndsHitsTheWholeReplyDeadline) {
 }
 
 TEST(Client, BannerSentOneByteAtATime) {
-    Peer peer(std::vector<Step>{{"", kBanner, Step::go_on, 0, 2}, {kLhlo, kCapsPipelining, Step::go_on, 0, 1}});
+    ScriptedFake peer(std::vector<Step>{{"", kBanner, Step::go_on, 0, 2}, {kLhlo, kCapsPipelining, Step::go_on, 0, 1}});
     Client c(options(5000));
     c.connect(peer.transport());
     EXPECT_EQ(c.domain(), "srv.example");
@@ -411,7 +309,7 @@ TEST(Client, BannerSentOneByteAtATime) {
 }
 
 TEST(Client, ServerClosingMidTransactionLeavesRecipientsUnknown) {
-    Peer peer(greeting() + std::vector<Step>{{"MAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\nRCPT TO:<b@x>\r\nDATA\r\n",
+    ScriptedFake peer(greeting() + std::vector<Step>{{"MAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\nRCPT TO:<b@x>\r\nDATA\r\n",
                                               "250 ok\r\n250 ok\r\n250 ok\r\n354 go\r\n"},
                                              {"m\r\n.\r\n", "250 a saved\r\n", Step::close_after}});
     Client c(options());
@@ -427,7 +325,7 @@ TEST(Client, ServerClosingMidTransactionLeavesRecipientsUnknown) {
 }
 
 TEST(Client, GarbageReplyIsAProtocolErrorAndCloses) {
-    Peer peer(greeting() + std::vector<Step>{{"NOOP\r\n", "hello there\r\n"}});
+    ScriptedFake peer(greeting() + std::vector<Step>{{"NOOP\r\n", "hello there\r\n"}});
     Client c(options());
     c.connect(peer.transport());
     std::string msg;
@@ -438,7 +336,7 @@ TEST(Client, GarbageReplyIsAProtocolErrorAndCloses) {
 
 TEST(Client, OversizedReplyIsRefused) {
     std::string huge = "250 " + std::string(100000, 'a') + "\r\n";
-    Peer peer(greeting() + std::vector<Step>{{"NOOP\r\n", huge}});
+    ScriptedFake peer(greeting() + std::vector<Step>{{"NOOP\r\n", huge}});
     Client c(options());
     c.connect(peer.transport());
     std::string msg;
@@ -447,7 +345,7 @@ TEST(Client, OversizedReplyIsRefused) {
 }
 
 TEST(Client, PerRecipientRepliesComeOneByOneThroughResponse) {
-    Peer peer(greeting(kCapsPlain) + std::vector<Step>{{"MAIL FROM:<s@x>\r\n", "250 ok\r\n"},
+    ScriptedFake peer(greeting(kCapsPlain) + std::vector<Step>{{"MAIL FROM:<s@x>\r\n", "250 ok\r\n"},
                                                        {"RCPT TO:<a@x>\r\n", "250 ok\r\n"},
                                                        {"RCPT TO:<b@x>\r\n", "250 ok\r\n"},
                                                        {"RCPT TO:<c@x>\r\n", "250 ok\r\n"},
@@ -493,7 +391,7 @@ TEST(Client, ABreakAfterSomeFinalRepliesKeepsThemForResponse) {
                 script.push_back({"DATA\r\n", "354 go\r\n"});
                 script.push_back({"hi\r\n.\r\n", replies, k == 3 ? Step::go_on : Step::close_after});
             }
-            Peer peer(script);
+            ScriptedFake peer(script);
             Client c(options());
             c.connect(peer.transport());
             c.mail("s@x");
@@ -533,7 +431,7 @@ TEST(Client, ABreakAfterSomeFinalRepliesKeepsThemForResponse) {
 }
 
 TEST(Client, A421AmongTheFinalRepliesIsThatRecipientsVerdict) {
-    Peer peer(greeting(kCapsPlain) + std::vector<Step>{{"MAIL FROM:<s@x>\r\n", "250 ok\r\n"},
+    ScriptedFake peer(greeting(kCapsPlain) + std::vector<Step>{{"MAIL FROM:<s@x>\r\n", "250 ok\r\n"},
                                                        {"RCPT TO:<a@x>\r\n", "250 ok\r\n"},
                                                        {"RCPT TO:<b@x>\r\n", "250 ok\r\n"},
                                                        {"RCPT TO:<c@x>\r\n", "250 ok\r\n"},
@@ -555,7 +453,7 @@ TEST(Client, A421AmongTheFinalRepliesIsThatRecipientsVerdict) {
 }
 
 TEST(Client, CommandAndResponse) {
-    Peer peer(greeting() + std::vector<Step>{{"XFOO bar\r\n", "250 foo done\r\n"},
+    ScriptedFake peer(greeting() + std::vector<Step>{{"XFOO bar\r\n", "250 foo done\r\n"},
                                              {"VRFY x\r\n", "252 maybe\r\n"},
                                              {"NOOP\r\n", "250 ok\r\n"}});
     Client c(options());
@@ -571,7 +469,7 @@ TEST(Client, CommandAndResponse) {
 }
 
 TEST(Client, AnExtraReplyIsCaughtBeforeTheNextCommand) {
-    Peer peer(greeting() + std::vector<Step>{{"MAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\nDATA\r\n", "250 ok\r\n250 ok\r\n354 go\r\n"},
+    ScriptedFake peer(greeting() + std::vector<Step>{{"MAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\nDATA\r\n", "250 ok\r\n250 ok\r\n354 go\r\n"},
                                              {"m\r\n.\r\n", "250 saved\r\n250 one too many\r\n"}});
     Client c(options());
     c.connect(peer.transport());
@@ -583,7 +481,7 @@ TEST(Client, AnExtraReplyIsCaughtBeforeTheNextCommand) {
 }
 
 TEST(Client, AnUnannounced421IsReportedAsClosed) {
-    Peer peer(greeting() + std::vector<Step>{{"", "421 4.4.2 idle timeout\r\n", Step::close_after, 0, 0, false}});
+    ScriptedFake peer(greeting() + std::vector<Step>{{"", "421 4.4.2 idle timeout\r\n", Step::close_after, 0, 0, false}});
     Client c(options());
     c.connect(peer.transport());
     std::this_thread::sleep_for(50ms);
@@ -593,7 +491,7 @@ TEST(Client, AnUnannounced421IsReportedAsClosed) {
 }
 
 TEST(Client, FailingMessageSourceAbandonsTheTransaction) {
-    Peer peer(greeting() + std::vector<Step>{{"MAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\nDATA\r\n", "250 ok\r\n250 ok\r\n354 go\r\n"}});
+    ScriptedFake peer(greeting() + std::vector<Step>{{"MAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\nDATA\r\n", "250 ok\r\n250 ok\r\n354 go\r\n"}});
     ClientOptions o = options();
     o.write_chunk = 4;
     Client c(o);
@@ -614,7 +512,7 @@ TEST(Client, FailingMessageSourceAbandonsTheTransaction) {
 }
 
 TEST(Client, QuitAcceptsAServerThatJustHangsUp) {
-    Peer peer(greeting() + std::vector<Step>{{"QUIT\r\n", "", Step::close_after}});
+    ScriptedFake peer(greeting() + std::vector<Step>{{"QUIT\r\n", "", Step::close_after}});
     Client c(options());
     c.connect(peer.transport());
     c.quit();
@@ -623,7 +521,7 @@ TEST(Client, QuitAcceptsAServerThatJustHangsUp) {
 
 TEST(Client, WritingToAClosedConnectionNeverRaisesSigpipe) {
     ASSERT_EQ(signal(SIGPIPE, SIG_DFL), SIG_DFL);  // the default: SIGPIPE would kill us
-    Peer peer(greeting() + std::vector<Step>{{"MAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\nDATA\r\n", "250 ok\r\n250 ok\r\n354 go\r\n",
+    ScriptedFake peer(greeting() + std::vector<Step>{{"MAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\nDATA\r\n", "250 ok\r\n250 ok\r\n354 go\r\n",
                                               Step::close_after}});
     Client c(options());
     c.connect(peer.transport());
@@ -634,7 +532,7 @@ TEST(Client, WritingToAClosedConnectionNeverRaisesSigpipe) {
 }
 
 TEST(Client, AServerThatStopsReadingHitsTheWriteDeadline) {
-    Peer peer(greeting() + std::vector<Step>{{"MAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\nDATA\r\n", "250 ok\r\n250 ok\r\n354 go\r\n",
+    ScriptedFake peer(greeting() + std::vector<Step>{{"MAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\nDATA\r\n", "250 ok\r\n250 ok\r\n354 go\r\n",
                                               Step::stop_reading}});
     Client c(options(300));
     c.connect(peer.transport());
@@ -649,7 +547,7 @@ TEST(Client, AServerThatStopsReadingHitsTheWriteDeadline) {
 }
 
 TEST(Client, TraceSeesEveryLine) {
-    Peer peer(greeting() + std::vector<Step>{{"NOOP\r\n", "250-one\r\n250 two\r\n"}});
+    ScriptedFake peer(greeting() + std::vector<Step>{{"NOOP\r\n", "250-one\r\n250 two\r\n"}});
     std::vector<std::string> lines;
     ClientOptions o = options();
     o.trace = [&](TraceDir d, std::string_view l) {
@@ -676,7 +574,7 @@ TEST(Client, OneLargeDataWriteGoesOutInBoundedPiecesTracedAsOne) {
         if (body[i] == '\n' && (i == 0 || body[i - 1] != '\r')) wire += '\r';
         wire += body[i];
     }
-    Peer peer(greeting(kCapsPlain) + std::vector<Step>{{"MAIL FROM:<s@x>\r\n", "250 ok\r\n"},
+    ScriptedFake peer(greeting(kCapsPlain) + std::vector<Step>{{"MAIL FROM:<s@x>\r\n", "250 ok\r\n"},
                                                        {"RCPT TO:<a@x>\r\n", "250 ok\r\n"},
                                                        {"DATA\r\n", "354 go\r\n"},
                                                        {wire + ".\r\n", "250 saved\r\n", Step::go_on, 0, 0, false}});
@@ -709,7 +607,7 @@ TEST(Client, OneLargeDataWriteGoesOutInBoundedPiecesTracedAsOne) {
 }
 
 TEST(Client, AThrowingTraceCallbackLosesNoReply) {
-    Peer peer(greeting() + std::vector<Step>{{"MAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\nDATA\r\n", "250 ok\r\n250 ok\r\n354 go\r\n"},
+    ScriptedFake peer(greeting() + std::vector<Step>{{"MAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\nDATA\r\n", "250 ok\r\n250 ok\r\n354 go\r\n"},
                                              {"m\r\n.\r\n", "250 saved\r\n"},
                                              {"NOOP\r\n", "250 noop\r\n"}});
     ClientOptions o = options();
@@ -724,21 +622,21 @@ TEST(Client, AThrowingTraceCallbackLosesNoReply) {
 
 TEST(Transport, ConnectsOverIPv4IPv6AndUnixSockets) {
     for (const char* host : {"127.0.0.1", "localhost"}) {
-        Peer peer(greeting(), AF_INET);
+        ScriptedFake peer(greeting(), AF_INET);
         Client c(options());
         c.connect(host, peer.port());
         EXPECT_EQ(c.domain(), "srv.example") << host;
         EXPECT_FALSE(c.transport()->is_local());
     }
     for (const char* host : {"::1", "[::1]"}) {
-        Peer peer(greeting(), AF_INET6);
+        ScriptedFake peer(greeting(), AF_INET6);
         Client c(options());
         c.connect(host, peer.port());
         EXPECT_EQ(c.domain(), "srv.example") << host;
         EXPECT_TRUE(contains(c.transport()->peer(), "[::1]"));
     }
     std::string path = "/tmp/lmtp-test-" + std::to_string(getpid()) + ".sock";
-    Peer peer(greeting(), AF_UNIX, path);
+    ScriptedFake peer(greeting(), AF_UNIX, path);
     Client c(options());
     c.connect(path, 0);
     EXPECT_TRUE(c.transport()->is_local());
@@ -746,7 +644,7 @@ TEST(Transport, ConnectsOverIPv4IPv6AndUnixSockets) {
 }
 
 TEST(Transport, LocalAddressIsUsed) {
-    Peer peer(greeting(), AF_INET);
+    ScriptedFake peer(greeting(), AF_INET);
     ClientOptions o = options();
     o.local_address = "127.0.0.1";
     Client c(o);
@@ -862,7 +760,7 @@ TEST(ClientBatch, HundredSmallMessagesByBdatGoInOneWrite) {
         sent += bdat_message(rcpt, body);
         replies += kOneDelivered;
     }
-    Peer peer(greeting(kCapsChunking) + std::vector<Step>{{sent, replies}, {"QUIT\r\n", "221 bye\r\n"}});
+    ScriptedFake peer(greeting(kCapsChunking) + std::vector<Step>{{sent, replies}, {"QUIT\r\n", "221 bye\r\n"}});
     Client c(options());
     c.connect(peer.transport());
     int before = peer.writes;
@@ -894,7 +792,7 @@ TEST(ClientBatch, ByDataEachMessageCostsOneWrite) {
         else
             steps.push_back({body, "450 4.2.0 later\r\n"});
     }
-    Peer peer(greeting() + steps);
+    ScriptedFake peer(greeting() + steps);
     Client c(options());
     c.connect(peer.transport());
     int before = peer.writes;
@@ -917,7 +815,7 @@ TEST(ClientBatch, TheBoundOnOctetsInFlightMakesMessagesWait) {
         b.add("s@x", {"a@x"}, "body\r\n");
         steps.push_back({bdat_message("a@x", "body\r\n"), kOneDelivered});
     }
-    Peer peer(greeting(kCapsChunking) + steps);
+    ScriptedFake peer(greeting(kCapsChunking) + steps);
     ClientOptions o = options();
     o.max_in_flight = 10;
     Client c(o);
@@ -939,7 +837,7 @@ TEST(ClientBatch, ACloseWithSeveralInFlightLeavesEachItsOwnResults) {
         sent += "MAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\nRCPT TO:<b@x>\r\nBDAT 3 LAST\r\nm\r\nRSET\r\n";
     }
     // The first message whole; the second's MAIL, a's RCPT and final; then the server goes.
-    Peer peer(greeting(kCapsChunking) +
+    ScriptedFake peer(greeting(kCapsChunking) +
               std::vector<Step>{{sent,
                                  "250 ok\r\n250 ok\r\n550 5.1.1 no\r\n250 saved\r\n250 reset\r\n"
                                  "250 ok\r\n250 ok\r\n",
@@ -970,7 +868,7 @@ TEST(ClientBatch, ALocalRefusalFailsThatMessageAloneAndSendsNothingOfIt) {
     b.add("s@x", {"bad>@x"}, "two\r\n");
     b.add("s@x", {"c@x"}, "three\r\n");
     b.messages[1].recipients = {"a\r\nRSET@x"};
-    Peer peer(greeting(kCapsChunking) +
+    ScriptedFake peer(greeting(kCapsChunking) +
               std::vector<Step>{{bdat_message("a@x", "one\r\n") + bdat_message("c@x", "three\r\n"),
                                  std::string(kOneDelivered) + kOneDelivered}});
     Client c(options());
@@ -993,7 +891,7 @@ TEST(ClientBatch, ASourceFailingBeforeItsFirstChunkFailsThatMessageAlone) {
     b.add("s@x", {"a@x"}, "one\r\n");
     b.add("s@x", {"b@x"}, "two\r\n");
     b.messages[0].source = [](char*, std::size_t) -> std::size_t { throw std::runtime_error("disk on fire"); };
-    Peer peer(greeting(kCapsChunking) + std::vector<Step>{{bdat_message("b@x", "two\r\n"), kOneDelivered}});
+    ScriptedFake peer(greeting(kCapsChunking) + std::vector<Step>{{bdat_message("b@x", "two\r\n"), kOneDelivered}});
     Client c(options());
     c.connect(peer.transport());
     EXPECT_EQ(b.run(c), Status::ok);
@@ -1012,7 +910,7 @@ TEST(ClientBatch, TheCallbackCanStopTheBatch) {
     b.stop_after = 1;
     ClientOptions o = options();
     o.max_in_flight = 1;  // one message at a time, so that the stop comes before the next is sent
-    Peer peer(greeting(kCapsChunking) + std::vector<Step>{{bdat_message("a@x", "m\r\n"), kOneDelivered}});
+    ScriptedFake peer(greeting(kCapsChunking) + std::vector<Step>{{bdat_message("a@x", "m\r\n"), kOneDelivered}});
     Client c(o);
     c.connect(peer.transport());
     bool whole = true;
@@ -1034,7 +932,7 @@ TEST(ClientBatch, WithoutPipeliningOneMessageAfterTheOther) {
     Batch b;
     b.add("s@x", {"a@x"}, "m\r\n");
     b.add("s@x", {"b@x"}, "n\r\n");
-    Peer peer(greeting(kCapsPlain) + std::vector<Step>{{"MAIL FROM:<s@x>\r\n", "250 ok\r\n"},
+    ScriptedFake peer(greeting(kCapsPlain) + std::vector<Step>{{"MAIL FROM:<s@x>\r\n", "250 ok\r\n"},
                                                        {"RCPT TO:<a@x>\r\n", "250 ok\r\n"},
                                                        {"DATA\r\n", "354 go\r\n"},
                                                        {"m\r\n.\r\n", "250 saved\r\n"},
@@ -1056,7 +954,7 @@ TEST(ClientBdat, EachChunkGoesWithItsLineInOneWriteWithoutBeingJoined) {
     // MAIL, RCPT before the first): one write each, no copy next to the line.
     ClientOptions o = options();
     o.bdat_chunk = 8;
-    Peer peer(greeting(kCapsChunking) +
+    ScriptedFake peer(greeting(kCapsChunking) +
               std::vector<Step>{{"MAIL FROM:<s@x>\r\nRCPT TO:<b@x>\r\nBDAT 8\r\n01234567BDAT 8\r\n89abcdef",
                                  "250 ok\r\n250 ok\r\n250 8\r\n250 8\r\n"},
                                 {"BDAT 5 LAST\r\nXYZ\r\n", "250 2.0.0 saved\r\n"}});
@@ -1112,7 +1010,7 @@ TEST(ClientBatch, ALargeMessageStreamsInChunksBetweenSmallOnes) {
     b.add("s@x", {"a@x"}, "one\r\n");
     b.add("s@x", {"b@x"}, "0123456789abcdefXYZ");  // 8 + 8 + 3 (+ CRLF)
     b.add("s@x", {"c@x"}, "three\r\n");
-    Peer peer(greeting(kCapsChunking) +
+    ScriptedFake peer(greeting(kCapsChunking) +
               std::vector<Step>{{bdat_message("a@x", "one\r\n") +
                                      "MAIL FROM:<s@x>\r\nRCPT TO:<b@x>\r\nBDAT 8\r\n01234567",
                                  "", Step::go_on, 0, 0, false},

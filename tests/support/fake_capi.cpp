@@ -2,6 +2,8 @@
 #include "fake_lmtp.h"
 
 #include <chrono>
+#include <cstring>
+#include <cerrno>
 #include <exception>
 #include <new>
 #include <string>
@@ -13,6 +15,7 @@ struct fake_lmtp {
     std::string transcript;  // snapshot returned by fake_transcript()
     std::string sent;        // snapshot returned by fake_sent()
     std::string tls_version, tls_client_cn, auth_mechanism, auth_user;  // snapshots, likewise
+    std::string peer_address, script_error;                              // likewise
 };
 
 namespace {
@@ -20,6 +23,33 @@ namespace {
 thread_local std::string g_start_error;
 
 std::string str(const char *s) { return s ? std::string(s) : std::string(); }
+
+// A byte string of the C API: len 0 = up to the NUL.
+std::string bytes(const char *s, size_t len) { return s ? std::string(s, len ? len : std::strlen(s)) : std::string(); }
+
+// fake_config.script -> the server's steps; false and g_start_error set if one is malformed.
+bool copy_script(const fake_config &cfg, std::vector<fake::ScriptStep> &out) {
+    if (cfg.script_len > 0 && !cfg.script) {
+        g_start_error = "script is NULL but script_len is " + std::to_string(cfg.script_len);
+        return false;
+    }
+    for (size_t i = 0; i < cfg.script_len; ++i) {
+        const fake_step &in = cfg.script[i];
+        if (in.then < FAKE_CONTINUE || in.then > FAKE_DRIP) {
+            g_start_error = "script[" + std::to_string(i) + "]: bad then " + std::to_string(in.then);
+            return false;
+        }
+        fake::ScriptStep st;
+        st.expect = bytes(in.expect, in.expect_len);
+        st.reply = bytes(in.reply, in.reply_len);
+        st.then = static_cast<fake::Action>(in.then);
+        st.delay_ms = in.delay_ms;
+        st.byte_delay_ms = in.byte_delay_ms;
+        st.allow_early = in.allow_early != 0;
+        out.push_back(std::move(st));
+    }
+    return true;
+}
 
 }  // namespace
 
@@ -114,6 +144,7 @@ fake_lmtp *fake_start(const fake_config *cfg) {
         o.scram_server_nonce = str(cfg->scram_server_nonce);
         o.scram_bad_server_signature = cfg->scram_bad_server_signature != 0;
         o.bdat_fail_chunk = cfg->bdat_fail_chunk;
+        if (!copy_script(*cfg, o.script)) return nullptr;
 
         std::unique_ptr<fake_lmtp> f(new fake_lmtp);
         f->server = fake::Server::start(o, g_start_error);
@@ -143,6 +174,14 @@ int fake_make_test_certs(const char *dir) {
         g_start_error = "unknown exception";
     }
     return -1;
+}
+
+int fake_socketpair(fake_lmtp *f) {
+    if (!f) {
+        errno = EINVAL;
+        return -1;
+    }
+    return f->server->connect_pair();
 }
 
 unsigned fake_port(const fake_lmtp *f) { return f ? f->server->port() : 0; }
@@ -290,6 +329,27 @@ size_t fake_connections(fake_lmtp *f) {
     return r.connections;
 }
 
+const char *fake_peer_address(fake_lmtp *f, size_t i) {
+    fake::Record &r = f->server->record();
+    std::lock_guard<std::mutex> lock(r.mu);
+    if (i >= r.peers.size()) return nullptr;
+    f->peer_address = r.peers[i];
+    return f->peer_address.c_str();
+}
+
+const char *fake_script_error(fake_lmtp *f) {
+    fake::Record &r = f->server->record();
+    std::lock_guard<std::mutex> lock(r.mu);
+    f->script_error = r.script_error;
+    return f->script_error.c_str();
+}
+
+size_t fake_script_done(fake_lmtp *f) {
+    fake::Record &r = f->server->record();
+    std::lock_guard<std::mutex> lock(r.mu);
+    return r.scripts_done;
+}
+
 int fake_wait_idle(fake_lmtp *f, size_t min_connections, int timeout_ms) {
     fake::Record &r = f->server->record();
     std::unique_lock<std::mutex> lock(r.mu);
@@ -317,12 +377,17 @@ void fake_clear(fake_lmtp *f) {
     r.flushes = 0;
     r.violations = 0;
     r.connections = 0;
+    r.peers.clear();
+    r.script_error.clear();
+    r.scripts_done = 0;
     f->transcript.clear();
     f->sent.clear();
     f->tls_version.clear();
     f->tls_client_cn.clear();
     f->auth_mechanism.clear();
     f->auth_user.clear();
+    f->peer_address.clear();
+    f->script_error.clear();
 }
 
 void fake_stop(fake_lmtp *f) {

@@ -186,6 +186,44 @@
  *  - MAIL's AUTH= parameter is accepted when AUTH is advertised (now).
  *  - The transcript keeps exactly what the client sent, credentials included (fake_auth_* below tell
  *    the outcome). fault_on matches the AUTH command line, never the exchange's response lines.
+ *
+ * Script mode (an exact, scripted peer)
+ *  - script / script_len: an array of steps; every connection then plays them in order and does
+ *    nothing else (no greeting, no parser: the bytes are the test). Each step:
+ *      expect    the bytes the client must send next, exactly (NULL or "" = none: e.g. step 0,
+ *                whose reply is the greeting). They are compared as they arrive: the first byte
+ *                that differs is a departure at once; the step waits (without a limit) until all
+ *                of them came, the client closes, or fake_stop.
+ *      reply     then written back, in one write (one flush; NULL or "" = nothing);
+ *                byte_delay_ms > 0: one byte at a time, this long between bytes.
+ *      delay_ms  waited before the reply (the client's bytes are read and recorded meanwhile).
+ *      allow_early  0 (default): lockstep check: nothing more may come before the reply: bytes
+ *                that came with `expect` in the same read, or within 5 ms (or delay_ms if longer)
+ *                after it, are a departure (and a lockstep violation); the script still goes on,
+ *                those bytes count towards the next step. 1: no check (a pipelined group sent in
+ *                several writes, a large body).
+ *      then      after the reply: FAKE_CONTINUE (the next step); only the LAST step may say
+ *                FAKE_CLOSE (close the socket at once: the client's later writes meet a closed
+ *                socket), FAKE_RESET (close with an RST), FAKE_HANG (never answer again, record
+ *                until the client closes), FAKE_STOP_READING (never read again, until the client
+ *                closes or fake_stop) or FAKE_DRIP (send the reply again every delay_ms, forever:
+ *                a reply that never ends; needs a reply and delay_ms > 0).
+ *    After the last step (FAKE_CONTINUE) or a departure the server only records what the client
+ *    sends, until it closes. Lengths: expect_len / reply_len, 0 = strlen.
+ *  - fake_script_error() gives the first departure over all connections ("" if none) with where
+ *    and what, e.g.  connection 0, script[3] of 7: expected "RCPT TO:<a@x>\r\n" but received
+ *    "RCPT TO:<b@x>\r\n"  (a long `expect` shows the offset of the first difference and the
+ *    bytes around it); also "the client closed the connection; expected ...", "the client sent
+ *    ... before it had the reply to ... (lockstep)". fake_script_done() counts the connections
+ *    that reached the last step's reply. A client that leaves before the end of the script is a
+ *    departure, so: close the client, fake_wait_idle(), then check fake_script_error().
+ *  - The transcript, fake_sent(), fake_flushes() (one per step reply; per repeat with FAKE_DRIP),
+ *    fake_lockstep_violations(), fake_connections() and fake_wait_idle() work as usual. What the
+ *    server says comes only from the script: with a script, fake_start() refuses greeting, rules,
+ *    size, extra_caps, the fault options, reply_delay_ms, byte_delay_ms, TLS, AUTH and
+ *    bdat_fail_chunk. The listening options (family, port, unix_path, rcvbuf) and record_limit apply.
+ *  - fake_socketpair(f) hands the caller one end of a new connection without any listening
+ *    socket (an AF_UNIX socketpair served like an accepted connection), in script mode or not.
  */
 #ifndef FAKE_LMTP_H
 #define FAKE_LMTP_H
@@ -205,6 +243,21 @@ typedef struct fake_lmtp fake_lmtp;
 #define FAKE_HANG 2
 #define FAKE_RESET 3
 #define FAKE_STOP_READING 4
+#define FAKE_DRIP 5 /* script steps only (see "Script mode") */
+
+/* One step of a script, see "Script mode" above. Zero-initialised = expect nothing, reply nothing,
+   FAKE_CONTINUE, no delay, lockstep check on. */
+typedef struct fake_step {
+    const char *expect;  /* bytes the client must send next (NULL: none) */
+    size_t expect_len;   /* 0: strlen(expect) */
+    const char *reply;   /* bytes written back (NULL: none) */
+    size_t reply_len;    /* 0: strlen(reply) */
+    int then;            /* FAKE_CONTINUE; on the last step also FAKE_CLOSE, FAKE_RESET, FAKE_HANG,
+                            FAKE_STOP_READING or FAKE_DRIP */
+    int delay_ms;        /* wait before the reply (FAKE_DRIP: between repeats) */
+    int byte_delay_ms;   /* > 0: write the reply one byte at a time, this long between bytes */
+    int allow_early;     /* 1: no lockstep check (more may come before the reply) */
+} fake_step;
 
 typedef struct fake_config {
     /* Where to listen. */
@@ -271,6 +324,10 @@ typedef struct fake_config {
 
     /* CHUNKING: reject the Nth BDAT chunk of each transaction (1-based, 0 = never), see above. */
     unsigned long bdat_fail_chunk;
+
+    /* Script mode, see above: script_len steps (copied by fake_start); NULL / 0 = off. */
+    const fake_step *script;
+    size_t script_len;
 } fake_config;
 
 /* Fill *c with the defaults given above. Always call it first, then set what you need. */
@@ -297,6 +354,12 @@ const char *fake_start_error(void);
    0 on success, -1 on failure (fake_start_error() says why). Takes ~10 ms. */
 int fake_make_test_certs(const char *dir);
 
+/* A new connection to f without a listening socket: one end of an AF_UNIX socketpair is served
+   like an accepted connection (counted by fake_connections; fake_peer_address gives ""), the other
+   end is returned to the caller, who closes it (blocking, close-on-exec). -1 (errno set) on
+   failure. */
+int fake_socketpair(fake_lmtp *f);
+
 unsigned fake_port(const fake_lmtp *f);     /* TCP port (0 for AF_UNIX) */
 const char *fake_host(const fake_lmtp *f);  /* "127.0.0.1", "::1" or the unix socket path */
 
@@ -314,6 +377,16 @@ const char *fake_message(fake_lmtp *f, size_t i, size_t *len);
 size_t fake_flushes(fake_lmtp *f);          /* writes of replies so far = round trips seen */
 int fake_lockstep_violations(fake_lmtp *f); /* see "lockstep" above */
 size_t fake_connections(fake_lmtp *f);      /* connections accepted so far */
+/* The client's IP address of connection i (0-based, in accept order): "127.0.0.1", "::1"; "" for
+   a unix socket or fake_socketpair(); NULL if i is out of range. Valid until the next call of
+   this function, fake_clear() or fake_stop(). */
+const char *fake_peer_address(fake_lmtp *f, size_t i);
+
+/* Script mode: the first departure from the script over all connections, "" if none (see
+   "Script mode"); connections that reached the last step. The string is valid until the next
+   call of this function, fake_clear() or fake_stop(). */
+const char *fake_script_error(fake_lmtp *f);
+size_t fake_script_done(fake_lmtp *f);
 
 /* Per message i (as fake_message): 1 if it was received inside TLS, else 0 (also out of range). */
 int fake_message_tls(fake_lmtp *f, size_t i);
@@ -351,7 +424,7 @@ const char *fake_auth_user(fake_lmtp *f);
 int fake_wait_idle(fake_lmtp *f, size_t min_connections, int timeout_ms);
 
 /* Forget the transcript, the sent bytes, the messages and the counters, TLS and AUTH ones included
-   (not the fault counters). */
+   (not the fault counters), the peer addresses and the script's error and done count. */
 void fake_clear(fake_lmtp *f);
 
 /* Stop: closes the listener and every connection (even hanging ones), joins all threads, removes the

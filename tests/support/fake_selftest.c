@@ -32,13 +32,14 @@
 
 static int failures;
 static int checks;
+static char g_where[200]; /* which table case (and exchange) is running, for failure messages */
 
 #define CHECK(cond)                                                                      \
     do {                                                                                 \
         ++checks;                                                                        \
         if (!(cond)) {                                                                   \
             ++failures;                                                                  \
-            fprintf(stderr, "%s:%d: %s: CHECK failed: %s\n", __FILE__, __LINE__, __func__, #cond); \
+            fprintf(stderr, "%s:%d: %s: %sCHECK failed: %s\n", __FILE__, __LINE__, __func__, g_where, #cond); \
         }                                                                                \
     } while (0)
 
@@ -48,7 +49,7 @@ static int checks;
         ++checks;                                                                        \
         if (!(cond)) {                                                                   \
             ++failures;                                                                  \
-            fprintf(stderr, "%s:%d: %s: REQUIRE failed: %s\n", __FILE__, __LINE__, __func__, #cond); \
+            fprintf(stderr, "%s:%d: %s: %sREQUIRE failed: %s\n", __FILE__, __LINE__, __func__, g_where, #cond); \
             return;                                                                      \
         }                                                                                \
     } while (0)
@@ -58,7 +59,7 @@ static void CHECK_STR_(const char *got, const char *want, int line) {
     ++checks;
     if (!got || strcmp(got, want) != 0) {
         ++failures;
-        fprintf(stderr, "%s:%d: got  \"%s\"\n%s:%d: want \"%s\"\n", __FILE__, line, got ? got : "(null)",
+        fprintf(stderr, "%s:%d: %sgot  \"%s\"\n%s:%d: want \"%s\"\n", __FILE__, line, g_where, got ? got : "(null)",
                 __FILE__, line, want);
     }
 }
@@ -258,401 +259,848 @@ static fake_lmtp *start(const fake_config *cfg) {
 
 static const char *kRules = "alice@x=250,250;full@x=250,552;temp@x=250,452;nosuch@x=550";
 
-static void test_pipelined_transaction(void) {
-    fake_config cfg;
-    fake_lmtp *f;
-    client c;
-    size_t len;
-    const char *t, *m;
-    char expected[4096];
-    const char *lhlo = "LHLO client.example\r\n";
-    const char *batch =
-        "MAIL FROM:<sender@x> BODY=8BITMIME\r\n"
-        "RCPT TO:<alice@x>\r\n"
-        "RCPT TO:<full@x>\r\n"
-        "RCPT TO:<nosuch@x>\r\n"
-        "RCPT TO:<temp@x>\r\n"
-        "RCPT TO:<ALICE@x>\r\n"
-        "DATA\r\n";
-    const char *body =
-        "Subject: dots\r\n"
-        "\r\n"
-        "..leading dot\r\n"
-        "..\r\n"
-        "...\r\n"
-        "a.b\r\n"
-        ".\r\n";
-    const char *quit = "QUIT\r\n";
+/* ---- dialogues: a table of cases run by one driver ---------------------------------------- */
 
-    fake_config_init(&cfg);
-    cfg.rules = kRules;
-    cfg.size = 1000000;
-    cfg.extra_caps = "DSN\nSMTPUTF8";
-    f = start(&cfg);
-    REQUIRE(f != NULL);
-    REQUIRE(cl_connect(&c, f) == 0);
+/* What a case checks on the server, after an exchange or at its end. */
+enum {
+    X_NONE = 0,
+    X_MESSAGES,          /* fake_message_count == n */
+    X_MESSAGE,           /* message n is text, exactly */
+    X_NO_MESSAGE,        /* there is no message n */
+    X_VIOLATIONS,        /* fake_lockstep_violations == n */
+    X_FLUSHES,           /* fake_flushes == n */
+    X_CONNECTIONS,       /* fake_connections == n */
+    X_TRANSCRIPT,        /* the transcript is text: its length, then its bytes */
+    X_TRANSCRIPT_TAIL,   /* the transcript ends with text */
+    X_SENT,              /* fake_sent is text: its length, then its bytes */
+    X_SENT_PREFIX,       /* fake_sent starts with text */
+    X_AUTH_SUCCESSES,    /* fake_auth_successes == n */
+    X_AUTH_FAILURES,     /* fake_auth_failures == n */
+    X_AUTH_USER,         /* fake_auth_user is text */
+    X_AUTH_MECH,         /* fake_auth_mechanism is text */
+    X_MESSAGE_AUTH_USER, /* fake_message_auth_user(n) is text */
+    X_MESSAGE_TLS,       /* fake_message_tls(n) == v */
+    X_SCRIPT_ERROR,      /* fake_script_error is text, exactly */
+    X_SCRIPT_DONE        /* fake_script_done == n */
+};
 
-    EXPECT_REPLY(&c, "220 fake.example LMTP ready\r\n");
-    cl_send(&c, lhlo);
-    EXPECT_REPLY(&c,
-                 "250-fake.example\r\n250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n"
-                 "250-SIZE 1000000\r\n250-DSN\r\n250 SMTPUTF8\r\n");
-    cl_send(&c, batch); /* one write: the server must answer with one flush */
-    EXPECT_REPLY(&c, "250 2.1.0 OK\r\n");
-    EXPECT_REPLY(&c, "250 2.1.5 <alice@x> OK\r\n");
-    EXPECT_REPLY(&c, "250 2.1.5 <full@x> OK\r\n");
-    EXPECT_REPLY(&c, "550 5.1.1 <nosuch@x> User doesn't exist\r\n");
-    EXPECT_REPLY(&c, "250 2.1.5 <temp@x> OK\r\n");
-    EXPECT_REPLY(&c, "250 2.1.5 <ALICE@x> OK\r\n");
-    EXPECT_REPLY(&c, "354 go ahead\r\n");
-    cl_send(&c, body);
-    /* one reply per accepted recipient, in RCPT order, the duplicate included */
-    EXPECT_REPLY(&c, "250 2.0.0 <alice@x> Saved\r\n");
-    EXPECT_REPLY(&c, "552 5.2.2 <full@x> Quota exceeded\r\n");
-    EXPECT_REPLY(&c, "452 4.2.2 <temp@x> Mailbox is full, try again later\r\n");
-    EXPECT_REPLY(&c, "250 2.0.0 <ALICE@x> Saved\r\n");
-    cl_send(&c, quit);
-    EXPECT_REPLY(&c, "221 2.0.0 fake.example closing connection\r\n");
-    CHECK(cl_eof(&c, 2000));
-    cl_close(&c);
-    CHECK(fake_wait_idle(f, 1, 2000) == 1);
+typedef struct outcome {
+    int what;
+    long n;
+    const char *text;
+    long v;
+} outcome;
 
-    CHECK(fake_message_count(f) == 1);
-    m = fake_message(f, 0, &len);
-    CHECK_STR(m, "Subject: dots\r\n\r\n.leading dot\r\n.\r\n..\r\na.b\r\n");
-    CHECK(fake_message(f, 1, &len) == NULL);
+#define NOTHING {.what = X_NONE}
+#define MESSAGES(count) {.what = X_MESSAGES, .n = (count)}
+#define MESSAGE(i, bytes) {.what = X_MESSAGE, .n = (i), .text = (bytes)}
+#define NO_MESSAGE(i) {.what = X_NO_MESSAGE, .n = (i)}
+#define VIOLATIONS(count) {.what = X_VIOLATIONS, .n = (count)}
+#define FLUSHES(count) {.what = X_FLUSHES, .n = (count)}
+#define CONNECTIONS(count) {.what = X_CONNECTIONS, .n = (count)}
+#define TRANSCRIPT(bytes) {.what = X_TRANSCRIPT, .text = (bytes)}
+#define TRANSCRIPT_TAIL(bytes) {.what = X_TRANSCRIPT_TAIL, .text = (bytes)}
+#define SENT(bytes) {.what = X_SENT, .text = (bytes)}
+#define SENT_PREFIX(bytes) {.what = X_SENT_PREFIX, .text = (bytes)}
+#define AUTH_SUCCESSES(count) {.what = X_AUTH_SUCCESSES, .n = (count)}
+#define AUTH_FAILURES(count) {.what = X_AUTH_FAILURES, .n = (count)}
+#define AUTH_USER(name) {.what = X_AUTH_USER, .text = (name)}
+#define AUTH_MECH(name) {.what = X_AUTH_MECH, .text = (name)}
+#define MESSAGE_AUTH_USER(i, name) {.what = X_MESSAGE_AUTH_USER, .n = (i), .text = (name)}
+#define MESSAGE_TLS(i, yes) {.what = X_MESSAGE_TLS, .n = (i), .v = (yes)}
+#define SCRIPT_ERROR(text_) {.what = X_SCRIPT_ERROR, .text = (text_)}
+#define SCRIPT_DONE(count) {.what = X_SCRIPT_DONE, .n = (count)}
 
-    snprintf(expected, sizeof expected, "%s%s%s%s", lhlo, batch, body, quit);
-    t = fake_transcript(f, &len);
-    CHECK(len == strlen(expected));
-    CHECK_STR(t, expected);
-    t = fake_sent(f, &len);
-    CHECK(strncmp(t, "220 fake.example LMTP ready\r\n250-fake.example\r\n", 46) == 0);
-    /* greeting, LHLO, the MAIL..DATA batch, the body, QUIT */
-    CHECK(fake_flushes(f) == 5);
-    CHECK(fake_lockstep_violations(f) == 0);
-    CHECK(fake_connections(f) == 1);
-    fake_stop(f);
+/* How an exchange ends, after its replies. */
+enum {
+    END_NONE = 0,
+    END_EOF,    /* the server closes (cl_eof: whatever else it sent is skipped) */
+    END_CLOSED, /* the server closes, with nothing before the end (cl_reply returns 0) */
+    END_RESET,  /* an RST */
+    END_QUIET   /* no reply within quiet_ms */
+};
+
+/* One exchange: in this order, each part optional. */
+typedef struct exchange {
+    int hangup;              /* close the client and wait until the server saw every connection end */
+    int connect;             /* (close the client and) connect a new one */
+    const char *send;        /* then send send, fill_len copies of fill and tail, in one write */
+    size_t send_len;         /* 0: strlen(send) */
+    char fill;
+    size_t fill_len;
+    const char *tail;
+    int pause_ms;            /* then sleep */
+    const char *replies[10]; /* then read these replies, each exactly */
+    int end;                 /* then END_... */
+    int quiet_ms;
+    outcome now[2];          /* then check these */
+} exchange;
+
+typedef struct dialogue {
+    const char *name;
+    void (*setup)(fake_config *cfg, long arg); /* after fake_config_init (NULL: the defaults) */
+    long arg;
+    exchange x[40];                            /* up to the first empty one; x[0] runs connected */
+    outcome after[10];                         /* once the client closed and the server is idle */
+} dialogue;
+
+static int exchange_empty(const exchange *x) {
+    return !x->hangup && !x->connect && !x->send && !x->fill_len && !x->tail && !x->pause_ms && !x->replies[0] &&
+           !x->end && !x->now[0].what;
 }
 
-/* The body arrives cut at every awkward place: the decoder must keep its state across reads. */
-static void test_body_split(void) {
-    static const char *pieces[] = {"line one\r", "\n.", ".two\r\n.", "\rx\r\n", "end\r\n", ".", "\r", "\n"};
-    fake_lmtp *f = start(NULL);
-    client c;
-    size_t i, len;
-    const char *m;
-    REQUIRE(f != NULL);
-    REQUIRE(cl_connect(&c, f) == 0);
-    EXPECT_REPLY(&c, "220 fake.example LMTP ready\r\n");
-    cl_send(&c, "LHLO a\r\n");
-    EXPECT_REPLY(&c, "250-fake.example\r\n250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n250 8BITMIME\r\n");
-    cl_send(&c, "MAIL FROM:<>\r\nRCPT TO:<bob@y>\r\nDATA\r\n");
-    EXPECT_REPLY(&c, "250 2.1.0 OK\r\n");
-    EXPECT_REPLY(&c, "250 2.1.5 <bob@y> OK\r\n");
-    EXPECT_REPLY(&c, "354 go ahead\r\n");
-    for (i = 0; i < sizeof pieces / sizeof pieces[0]; ++i) {
-        cl_send(&c, pieces[i]);
-        sleep_ms(15);
+static void check_outcome(fake_lmtp *f, const outcome *o) {
+    size_t len = 0, want_len = o->text ? strlen(o->text) : 0;
+    const char *s;
+    switch (o->what) {
+    case X_NONE: break;
+    case X_MESSAGES: CHECK(fake_message_count(f) == (size_t)o->n); break;
+    case X_MESSAGE:
+        s = fake_message(f, (size_t)o->n, &len);
+        CHECK(s != NULL && len == want_len && memcmp(s, o->text, len) == 0);
+        break;
+    case X_NO_MESSAGE: CHECK(fake_message(f, (size_t)o->n, &len) == NULL); break;
+    case X_VIOLATIONS: CHECK(fake_lockstep_violations(f) == (int)o->n); break;
+    case X_FLUSHES: CHECK(fake_flushes(f) == (size_t)o->n); break;
+    case X_CONNECTIONS: CHECK(fake_connections(f) == (size_t)o->n); break;
+    case X_TRANSCRIPT:
+        s = fake_transcript(f, &len);
+        CHECK(len == want_len);
+        CHECK_STR(s, o->text);
+        break;
+    case X_TRANSCRIPT_TAIL:
+        s = fake_transcript(f, &len);
+        CHECK(len > want_len && memcmp(s + len - want_len, o->text, want_len) == 0);
+        break;
+    case X_SENT:
+        s = fake_sent(f, &len);
+        CHECK(len == want_len);
+        CHECK_STR(s, o->text);
+        break;
+    case X_SENT_PREFIX: CHECK(strncmp(fake_sent(f, &len), o->text, want_len) == 0); break;
+    case X_AUTH_SUCCESSES: CHECK(fake_auth_successes(f) == (size_t)o->n); break;
+    case X_AUTH_FAILURES: CHECK(fake_auth_failures(f) == (size_t)o->n); break;
+    case X_AUTH_USER: CHECK_STR(fake_auth_user(f), o->text); break;
+    case X_AUTH_MECH: CHECK_STR(fake_auth_mechanism(f), o->text); break;
+    case X_MESSAGE_AUTH_USER: CHECK_STR(fake_message_auth_user(f, (size_t)o->n), o->text); break;
+    case X_MESSAGE_TLS: CHECK(fake_message_tls(f, (size_t)o->n) == (int)o->v); break;
+    case X_SCRIPT_ERROR: CHECK_STR(fake_script_error(f), o->text); break;
+    case X_SCRIPT_DONE: CHECK(fake_script_done(f) == (size_t)o->n); break;
+    default: CHECK(!"unknown outcome"); break;
     }
-    EXPECT_REPLY(&c, "250 2.0.0 <bob@y> Saved\r\n");
-    /* An empty message: "." right after 354. And a body whose final line lacks nothing. */
-    cl_send(&c, "MAIL FROM:<a@b>\r\nRCPT TO:<bob@y>\r\nDATA\r\n");
-    EXPECT_REPLY(&c, "250 2.1.0 OK\r\n");
-    EXPECT_REPLY(&c, "250 2.1.5 <bob@y> OK\r\n");
-    EXPECT_REPLY(&c, "354 go ahead\r\n");
-    cl_send(&c, ".\r\n");
-    EXPECT_REPLY(&c, "250 2.0.0 <bob@y> Saved\r\n");
-    /* A bare LF does not start a line: "\n.\r\n" is not the end. */
-    cl_send(&c, "MAIL FROM:<a@b>\r\nRCPT TO:<bob@y>\r\nDATA\r\n");
-    EXPECT_REPLY(&c, "250 2.1.0 OK\r\n");
-    EXPECT_REPLY(&c, "250 2.1.5 <bob@y> OK\r\n");
-    EXPECT_REPLY(&c, "354 go ahead\r\n");
-    cl_send(&c, "a\n.\r\nb\r\n.\r\n");
-    EXPECT_REPLY(&c, "250 2.0.0 <bob@y> Saved\r\n");
-    cl_close(&c);
-    CHECK(fake_wait_idle(f, 1, 2000) == 1);
-    REQUIRE(fake_message_count(f) == 3);
-    m = fake_message(f, 0, &len);
-    /* ".\rx" is not the end: the dot is dropped (it starts a line), the CR kept */
-    CHECK_STR(m, "line one\r\n.two\r\n\rx\r\nend\r\n");
-    m = fake_message(f, 1, &len);
-    CHECK(len == 0 && m && m[0] == '\0');
-    m = fake_message(f, 2, &len);
-    CHECK_STR(m, "a\n.\r\nb\r\n");
-    fake_stop(f);
 }
 
-static void test_errors(void) {
+static void send_exchange(client *c, const exchange *x) {
+    size_t n = x->send ? (x->send_len ? x->send_len : strlen(x->send)) : 0;
+    size_t t = x->tail ? strlen(x->tail) : 0;
+    char *buf = malloc(n + x->fill_len + t + 1);
+    if (!buf) return;
+    if (n) memcpy(buf, x->send, n);
+    memset(buf + n, x->fill, x->fill_len);
+    if (t) memcpy(buf + n + x->fill_len, x->tail, t);
+    cl_send_n(c, buf, n + x->fill_len + t);
+    free(buf);
+}
+
+/* Run one case: start the server, play every exchange, check, stop. */
+static void run_dialogue(const dialogue *d) {
     fake_config cfg;
     fake_lmtp *f;
     client c;
-    char line[1600];
+    size_t i, r, connections = 1;
+    char got[256];
     fake_config_init(&cfg);
-    cfg.size = 100;
+    if (d->setup) d->setup(&cfg, d->arg);
+    snprintf(g_where, sizeof g_where, "[%s] ", d->name);
     f = start(&cfg);
     REQUIRE(f != NULL);
     REQUIRE(cl_connect(&c, f) == 0);
-    EXPECT_REPLY(&c, "220 fake.example LMTP ready\r\n");
-    cl_send(&c, "MAIL FROM:<a@b>\r\n");
-    EXPECT_REPLY(&c, "503 5.5.1 LHLO first\r\n");
-    cl_send(&c, "EHLO a\r\n");
-    EXPECT_REPLY(&c, "500 5.5.1 Use LHLO\r\n");
-    cl_send(&c, "HELO a\r\n");
-    EXPECT_REPLY(&c, "500 5.5.1 Use LHLO\r\n");
-    cl_send(&c, "LHLO\r\n");
-    EXPECT_REPLY(&c, "501 5.5.4 Syntax: LHLO hostname\r\n");
-    cl_send(&c, "lhlo a\r\n");
-    EXPECT_REPLY(&c, "250-fake.example\r\n250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n"
-                     "250 SIZE 100\r\n");
-    cl_send(&c, "RCPT TO:<a@b>\r\n");
-    EXPECT_REPLY(&c, "503 5.5.1 MAIL needed first\r\n");
-    cl_send(&c, "DATA\r\n");
-    EXPECT_REPLY(&c, "503 5.5.1 MAIL needed first\r\n");
-    cl_send(&c, "MAIL FROM: <a@b>\r\n");
-    EXPECT_REPLY(&c, "501 5.5.4 Syntax: MAIL FROM:<address> [parameters]\r\n");
-    cl_send(&c, "MAIL FROM:<a@b> RET=FULL\r\n"); /* DSN not advertised */
-    EXPECT_REPLY(&c, "555 5.5.4 Unsupported parameter RET\r\n");
-    cl_send(&c, "MAIL FROM:<a@b> SIZE=101\r\n");
-    EXPECT_REPLY(&c, "552 5.3.4 Message size exceeds fixed maximum message size\r\n");
-    cl_send(&c, "MAIL FROM:<\xc3\xa9@b>\r\n");
-    EXPECT_REPLY(&c, "553 5.6.7 Non-ASCII address needs SMTPUTF8\r\n");
-    cl_send(&c, "mail FROM:<a@b> SIZE=50\r\n");
-    EXPECT_REPLY(&c, "250 2.1.0 OK\r\n");
-    cl_send(&c, "MAIL FROM:<a@b>\r\n");
-    EXPECT_REPLY(&c, "503 5.5.1 MAIL already given\r\n");
-    cl_send(&c, "DATA\r\n");
-    EXPECT_REPLY(&c, "503 5.5.1 No valid recipients\r\n");
-    cl_send(&c, "RCPT TO:<>\r\n");
-    EXPECT_REPLY(&c, "501 5.1.3 Empty recipient\r\n");
-    cl_send(&c, "RCPT TO:<a@b> NOTIFY=NEVER\r\n");
-    EXPECT_REPLY(&c, "555 5.5.4 Unsupported parameter NOTIFY\r\n");
-    cl_send(&c, "rcpt to:<a@b>\r\n");
-    EXPECT_REPLY(&c, "250 2.1.5 <a@b> OK\r\n");
-    cl_send(&c, "DATA\r\n");
-    EXPECT_REPLY(&c, "354 go ahead\r\n");
-    memset(line, 'z', 150);
-    memcpy(line + 150, "\r\n.\r\n", 6);
-    cl_send(&c, line); /* 152 bytes > SIZE 100 */
-    EXPECT_REPLY(&c, "552 5.3.4 <a@b> Message too big\r\n");
-    cl_send(&c, "VRFY x\r\n");
-    EXPECT_REPLY(&c, "252 2.0.0 Cannot VRFY user, but will accept message and attempt delivery\r\n");
-    cl_send(&c, "EXPN list\r\n");
-    EXPECT_REPLY(&c, "250-2.1.5 alpha <alpha@fake.example>\r\n250-2.1.5 beta <beta@fake.example>\r\n"
-                     "250 2.1.5 gamma <gamma@fake.example>\r\n");
-    cl_send(&c, "HELP\r\n");
-    EXPECT_REPLY(&c, "214-2.0.0 fake LMTP server, commands:\r\n"
-                     "214-2.0.0 LHLO MAIL RCPT DATA BDAT RSET NOOP VRFY EXPN HELP ETRN QUIT\r\n"
-                     "214 2.0.0 End of HELP\r\n");
-    cl_send(&c, "ETRN x\r\nNOOP\r\nRSET\r\nSTARTTLS\r\nFOO bar\r\n\r\n");
-    EXPECT_REPLY(&c, "250 2.0.0 Queuing started\r\n");
-    EXPECT_REPLY(&c, "250 2.0.0 OK\r\n");
-    EXPECT_REPLY(&c, "250 2.0.0 OK\r\n");
-    EXPECT_REPLY(&c, "502 5.5.1 Not implemented\r\n");
-    EXPECT_REPLY(&c, "500 5.5.2 Unknown command\r\n");
-    EXPECT_REPLY(&c, "500 5.5.2 Syntax error\r\n");
-    /* A 1500-byte line, then garbage with NULs and high bytes: answered, never fatal. */
-    memset(line, 'A', 1500);
-    memcpy(line + 1500, "\r\n", 3);
-    cl_send(&c, line);
-    EXPECT_REPLY(&c, "500 5.5.2 Line too long\r\n");
-    /* exactly 1000 bytes with CRLF is fine (998 + CRLF = 1000) */
-    memcpy(line, "NOOP ", 5);
-    memset(line + 5, 'a', 993);
-    memcpy(line + 998, "\r\n", 3);
-    cl_send(&c, line);
-    EXPECT_REPLY(&c, "250 2.0.0 OK\r\n");
-    memset(line + 5, 'a', 994);
-    memcpy(line + 999, "\r\n", 3); /* 1001 bytes */
-    cl_send(&c, line);
-    EXPECT_REPLY(&c, "500 5.5.2 Line too long\r\n");
-    cl_send_n(&c, "\x00\xff\x01garbage\r\n", 12);
-    EXPECT_REPLY(&c, "500 5.5.2 Unknown command\r\n");
-    cl_send(&c, "QUIT\r\n");
-    EXPECT_REPLY(&c, "221 2.0.0 fake.example closing connection\r\n");
+    for (i = 0; i < sizeof d->x / sizeof d->x[0] && !exchange_empty(&d->x[i]); ++i) {
+        const exchange *x = &d->x[i];
+        snprintf(g_where, sizeof g_where, "[%s x[%d]] ", d->name, (int)i);
+        if (x->hangup) {
+            cl_close(&c);
+            CHECK(fake_wait_idle(f, connections, 2000) == 1);
+        }
+        if (x->connect) {
+            cl_close(&c);
+            REQUIRE(cl_connect(&c, f) == 0);
+            ++connections;
+        }
+        if (x->send || x->fill_len || x->tail) send_exchange(&c, x);
+        if (x->pause_ms) sleep_ms(x->pause_ms);
+        for (r = 0; r < sizeof x->replies / sizeof x->replies[0] && x->replies[r]; ++r) EXPECT_REPLY(&c, x->replies[r]);
+        if (x->end == END_EOF) CHECK(cl_eof(&c, 2000));
+        if (x->end == END_CLOSED) CHECK(cl_reply(&c, got, sizeof got, 2000) == 0);
+        if (x->end == END_RESET) CHECK(cl_reset(&c));
+        if (x->end == END_QUIET) CHECK(cl_reply(&c, got, sizeof got, x->quiet_ms) == -1);
+        for (r = 0; r < 2; ++r) check_outcome(f, &x->now[r]);
+    }
+    snprintf(g_where, sizeof g_where, "[%s after] ", d->name);
     cl_close(&c);
-    CHECK(fake_message_count(f) == 1);
+    CHECK(fake_wait_idle(f, connections, 3000) == 1);
+    for (i = 0; i < sizeof d->after / sizeof d->after[0]; ++i) check_outcome(f, &d->after[i]);
     fake_stop(f);
+    g_where[0] = '\0';
 }
 
-static void test_no_enhanced_custom_text(void) {
+/* A configuration fake_start() must refuse, and why. */
+typedef struct refusal {
+    const char *name;
+    void (*setup)(fake_config *cfg, long arg);
+    long arg;
+    const char *why; /* a part of fake_start_error() */
+} refusal;
+
+static void run_refusal(const refusal *r) {
     fake_config cfg;
     fake_lmtp *f;
-    client c;
     fake_config_init(&cfg);
-    cfg.enhanced = 0;
-    cfg.eightbitmime = 0;
-    cfg.pipelining = 0;
-    cfg.hostname = "mx.test";
-    cfg.rules = "a@x=250:Fine by me,451:first line|second line;b@x=550:5.7.1 go away";
-    f = start(&cfg);
-    REQUIRE(f != NULL);
-    REQUIRE(cl_connect(&c, f) == 0);
-    EXPECT_REPLY(&c, "220 mx.test LMTP ready\r\n");
-    cl_send(&c, "LHLO a\r\n");
-    EXPECT_REPLY(&c, "250 mx.test\r\n");
-    cl_send(&c, "MAIL FROM:<s@x>\r\n");
-    EXPECT_REPLY(&c, "250 OK\r\n");
-    cl_send(&c, "RCPT TO:<a@x>\r\n");
-    EXPECT_REPLY(&c, "250 Fine by me\r\n");
-    cl_send(&c, "RCPT TO:<b@x>\r\n");
-    EXPECT_REPLY(&c, "550 5.7.1 go away\r\n");
-    cl_send(&c, "DATA\r\n");
-    EXPECT_REPLY(&c, "354 go ahead\r\n");
-    cl_send(&c, "hi\r\n.\r\n");
-    EXPECT_REPLY(&c, "451-first line\r\n451 second line\r\n");
-    cl_close(&c);
-    CHECK(fake_wait_idle(f, 1, 2000) == 1);
-    CHECK(fake_lockstep_violations(f) == 0);
-    fake_stop(f);
-
-    /* same text with enhanced codes on: the derived code goes on every line */
-    fake_config_init(&cfg);
-    cfg.rules = "a@x=250,451:first line|second line";
-    f = start(&cfg);
-    REQUIRE(f != NULL);
-    REQUIRE(cl_connect(&c, f) == 0);
-    EXPECT_REPLY(&c, "220 fake.example LMTP ready\r\n");
-    cl_send(&c, "LHLO a\r\n");
-    EXPECT_REPLY(&c, "250-fake.example\r\n250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n250 8BITMIME\r\n");
-    cl_send(&c, "MAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\nDATA\r\n");
-    EXPECT_REPLY(&c, "250 2.1.0 OK\r\n");
-    EXPECT_REPLY(&c, "250 2.1.5 <a@x> OK\r\n");
-    EXPECT_REPLY(&c, "354 go ahead\r\n");
-    cl_send(&c, "hi\r\n.\r\n");
-    EXPECT_REPLY(&c, "451-4.3.0 first line\r\n451 4.3.0 second line\r\n");
-    cl_close(&c);
-    fake_stop(f);
-
-    /* bad rules are refused with a reason */
-    fake_config_init(&cfg);
-    cfg.rules = "a@x=25";
-    CHECK(fake_start(&cfg) == NULL);
-    CHECK(strstr(fake_start_error(), "bad rule") != NULL);
-    fake_config_init(&cfg);
-    cfg.fault_action = 42;
-    CHECK(fake_start(&cfg) == NULL);
+    r->setup(&cfg, r->arg);
+    snprintf(g_where, sizeof g_where, "[%s] ", r->name);
+    f = fake_start(&cfg);
+    CHECK(f == NULL);
+    CHECK(strstr(fake_start_error(), r->why) != NULL);
+    if (f) fake_stop(f);
+    g_where[0] = '\0';
 }
 
-static void test_lockstep(void) {
-    fake_config cfg;
-    fake_lmtp *f;
-    client c;
-    fake_config_init(&cfg);
-    cfg.pipelining = 0;
-    cfg.reply_delay_ms = 30;
-    f = start(&cfg);
-    REQUIRE(f != NULL);
+#define GREETING "220 fake.example LMTP ready\r\n"
+#define CAPS_HEAD "250-fake.example\r\n250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n"
+#define CAPS CAPS_HEAD "250 8BITMIME\r\n"
+#define CAPS_CHUNKING CAPS_HEAD "250-8BITMIME\r\n250 CHUNKING\r\n"
+#define CAPS_AUTH_PLAIN CAPS_HEAD "250-8BITMIME\r\n250 AUTH PLAIN\r\n"
+#define BYE "221 2.0.0 fake.example closing connection\r\n"
+#define OK_MAIL "250 2.1.0 OK\r\n"
+#define OK_250 "250 2.0.0 OK\r\n"
+#define GO "354 go ahead\r\n"
+#define R_AUTH_OK "235 2.7.0 Authentication successful\r\n"
+#define R_AUTH_BAD "535 5.7.8 Authentication credentials invalid\r\n"
+#define PLAIN_USER_PENCIL "AUTH PLAIN AHVzZXIAcGVuY2ls\r\n" /* \0user\0pencil */
+#define GREET {.replies = {GREETING}}
+#define LHLO_A {.send = "LHLO a\r\n", .replies = {CAPS}}
 
-    /* a client that waits for every reply: no violation */
-    REQUIRE(cl_connect(&c, f) == 0);
-    EXPECT_REPLY(&c, "220 fake.example LMTP ready\r\n");
-    cl_send(&c, "LHLO a\r\n");
-    EXPECT_REPLY(&c, "250-fake.example\r\n250-ENHANCEDSTATUSCODES\r\n250 8BITMIME\r\n");
-    cl_send(&c, "MAIL FROM:<a@b>\r\n");
-    EXPECT_REPLY(&c, "250 2.1.0 OK\r\n");
-    cl_send(&c, "RCPT TO:<c@d>\r\n");
-    EXPECT_REPLY(&c, "250 2.1.5 <c@d> OK\r\n");
-    cl_send(&c, "DATA\r\n");
-    EXPECT_REPLY(&c, "354 go ahead\r\n");
-    cl_send(&c, "x\r\n.\r\n");
-    EXPECT_REPLY(&c, "250 2.0.0 <c@d> Saved\r\n");
-    cl_send(&c, "QUIT\r\n");
-    EXPECT_REPLY(&c, "221 2.0.0 fake.example closing connection\r\n");
-    cl_close(&c);
-    CHECK(fake_wait_idle(f, 1, 2000) == 1);
-    CHECK(fake_lockstep_violations(f) == 0);
-    CHECK(fake_flushes(f) == 7);
+#define PT_LHLO "LHLO client.example\r\n"
+#define PT_BATCH                                                                                       \
+    "MAIL FROM:<sender@x> BODY=8BITMIME\r\nRCPT TO:<alice@x>\r\nRCPT TO:<full@x>\r\nRCPT TO:<nosuch@x>\r\n" \
+    "RCPT TO:<temp@x>\r\nRCPT TO:<ALICE@x>\r\nDATA\r\n"
+#define PT_BODY "Subject: dots\r\n\r\n..leading dot\r\n..\r\n...\r\na.b\r\n.\r\n"
+#define AUTH_SCRIPT                                                                                     \
+    "LHLO a\r\nAUTH PLAIN\r\ndXNlcgB1c2VyAHdyb25n\r\nAUTH PLAIN b3RoZXIAdXNlcgBwZW5jaWw=\r\n"                  \
+    "AUTH PLAIN dXNlcnBlbmNpbA==\r\nAUTH PLAIN !!!!\r\nAUTH PLAIN =\r\nAUTH CRAM-MD5\r\nAUTH\r\n"             \
+    "AUTH LOGIN\r\n*\r\nauth login\r\ndXNlcg==\r\ncGVuY2lM\r\nMAIL FROM:<s@x>\r\nAUTH LOGIN\r\n"             \
+    "RSET\r\nAUTH EXTERNAL =\r\nAUTH LOGIN dXNlcg==\r\ncGVuY2ls\r\nQUIT\r\n"
 
-    /* a client that pipelines without PIPELINING: caught in the same read */
-    REQUIRE(cl_connect(&c, f) == 0);
-    EXPECT_REPLY(&c, "220 fake.example LMTP ready\r\n");
-    cl_send(&c, "LHLO a\r\n");
-    EXPECT_REPLY(&c, "250-fake.example\r\n250-ENHANCEDSTATUSCODES\r\n250 8BITMIME\r\n");
-    cl_send(&c, "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n");
-    EXPECT_REPLY(&c, "250 2.1.0 OK\r\n");
-    EXPECT_REPLY(&c, "250 2.1.5 <c@d> OK\r\n");
-    CHECK(fake_lockstep_violations(f) == 1);
-    /* ... or during the reply delay */
-    cl_send(&c, "RSET\r\n");
-    sleep_ms(5);
-    cl_send(&c, "NOOP\r\n");
-    EXPECT_REPLY(&c, "250 2.0.0 OK\r\n");
-    EXPECT_REPLY(&c, "250 2.0.0 OK\r\n");
-    CHECK(fake_lockstep_violations(f) == 2);
-    cl_close(&c);
-    CHECK(fake_wait_idle(f, 2, 2000) == 1);
-    fake_stop(f);
+static void setup_rules_size_caps(fake_config *cfg, long arg) {
+    (void)arg;
+    cfg->rules = kRules;
+    cfg->size = 1000000;
+    cfg->extra_caps = "DSN\nSMTPUTF8";
+}
+static void setup_size(fake_config *cfg, long arg) { cfg->size = (unsigned long)arg; }
+static void setup_plain_old(fake_config *cfg, long arg) {
+    (void)arg;
+    cfg->enhanced = 0;
+    cfg->eightbitmime = 0;
+    cfg->pipelining = 0;
+    cfg->hostname = "mx.test";
+    cfg->rules = "a@x=250:Fine by me,451:first line|second line;b@x=550:5.7.1 go away";
+}
+static void setup_rules(fake_config *cfg, long arg) {
+    static const char *const rules[] = {"a@x=250,451:first line|second line", "a@x=25"};
+    cfg->rules = rules[arg];
+}
+static void setup_lockstep(fake_config *cfg, long arg) {
+    (void)arg;
+    cfg->pipelining = 0;
+    cfg->reply_delay_ms = 30;
+}
+static void setup_chunking(fake_config *cfg, long arg) {
+    cfg->extra_caps = "CHUNKING";
+    cfg->rules = arg == 1 ? "b@x=250,554" : arg == 2 ? "b@x=250,554;n@x=550" : NULL;
+    if (arg == 3) cfg->bdat_fail_chunk = 2;
+}
+/* The faults of the table, by arg. */
+static void setup_fault(fake_config *cfg, long arg) {
+    switch (arg) {
+    case 0: /* 421 banner, then close */
+        cfg->fault_on = "";
+        cfg->fault_reply = "421 4.3.2 go away\r\n";
+        cfg->fault_action = FAKE_CLOSE;
+        break;
+    case 1: /* a 554 banner only on the first connection (fault_times), then normal */
+        cfg->fault_on = "";
+        cfg->fault_reply = "554 5.3.2 not now\r\n";
+        cfg->fault_action = FAKE_CLOSE;
+        cfg->fault_times = 1;
+        break;
+    case 2: /* garbage instead of the reply to MAIL */
+        cfg->fault_on = "mail from:";
+        cfg->fault_reply = "hello\r\n";
+        break;
+    case 3: /* an extra reply after the per-recipient ones */
+        cfg->fault_on = ".";
+        cfg->fault_reply = "250 2.0.0 <ghost@x> Saved\r\n";
+        cfg->fault_keep = 1;
+        break;
+    case 4: /* fault_skip + fault_times: only the second RCPT fails */
+        cfg->fault_on = "RCPT";
+        cfg->fault_reply = "451 4.3.0 try later\r\n";
+        cfg->fault_skip = 1;
+        cfg->fault_times = 1;
+        break;
+    case 5: /* close at DATA, without a reply */
+        cfg->fault_on = "DATA";
+        cfg->fault_action = FAKE_CLOSE;
+        break;
+    case 6: /* fewer replies than recipients after the final dot, then silence */
+        cfg->fault_on = ".";
+        cfg->fault_reply = "250 2.0.0 <r1@x> Saved\r\n";
+        cfg->fault_action = FAKE_HANG;
+        break;
+    case 7: /* RST at RCPT */
+        cfg->fault_on = "RCPT";
+        cfg->fault_action = FAKE_RESET;
+        break;
+    default: /* not a fault action */
+        cfg->fault_action = 42;
+        break;
+    }
+}
+/* AUTH: arg 0 = all four mechanisms; 1 = PLAIN; 2 = PLAIN, auth_require; 400..599 = PLAIN LOGIN
+   with that auth_fail_code (PLAIN alone if out of range). */
+static void setup_auth(fake_config *cfg, long arg) {
+    cfg->auth_mechanisms = arg == 0 ? "plain, LOGIN SCRAM-SHA-256 external" : arg < 100 ? "PLAIN" : "PLAIN LOGIN";
+    cfg->auth_user = "user";
+    cfg->auth_password = "pencil";
+    cfg->auth_require = arg == 2;
+    if (arg >= 100) cfg->auth_fail_code = (int)arg;
+    if (arg >= 100 && (arg < 400 || arg > 599)) cfg->auth_mechanisms = "PLAIN";
+}
+static void setup_broken_caps(fake_config *cfg, long arg) {
+    (void)arg;
+    cfg->extra_caps = "STARTTLS\nAUTH PLAIN";
+}
+
+/* Script mode: a transaction and the departures from a script. */
+static const fake_step kScriptTransaction[] = {
+    {.reply = "220 s.example ready\r\n"},
+    {.expect = "LHLO a\r\n", .reply = "250 s.example\r\n"},
+    {.expect = "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n", .reply = "250 ok\r\n250 ok\r\n354 go\r\n"},
+    {.expect = "x\r\n.\r\n", .reply = "250 saved\r\n"},
+    {.expect = "QUIT\r\n", .reply = "221 bye\r\n", .then = FAKE_CLOSE},
+};
+static const fake_step kScriptLockstep[] = {
+    {.reply = "220 s\r\n"},
+    {.expect = "LHLO a\r\n", .reply = "250 s\r\n"},
+    {.expect = "MAIL FROM:<a@b>\r\n", .reply = "250 ok\r\n"},
+    {.expect = "RCPT TO:<c@d>\r\n", .reply = "250 ok\r\n"},
+};
+static const fake_step kScriptEarlyAllowed[] = {
+    {.reply = "220 s\r\n"},
+    {.expect = "LHLO a\r\n", .reply = "250 s\r\n"},
+    {.expect = "MAIL FROM:<a@b>\r\n", .reply = "250 ok\r\n", .allow_early = 1},
+    {.expect = "RCPT TO:<c@d>\r\n", .reply = "250 ok\r\n"},
+};
+static const fake_step kScriptBadThen[] = {{.reply = "220 s\r\n", .then = FAKE_CLOSE}, {.expect = "QUIT\r\n"}};
+static const fake_step kScriptDripNoDelay[] = {{.reply = "250-x\r\n", .then = FAKE_DRIP}};
+static const fake_step kScriptThen99[] = {{.reply = "220 s\r\n", .then = 99}};
+static const fake_step kScriptHang[] = {{.reply = "220 h\r\n"}, {.expect = "LHLO a\r\n", .then = FAKE_HANG}};
+static void setup_script(fake_config *cfg, long arg) {
+    switch (arg) {
+    case 0: cfg->script = kScriptTransaction, cfg->script_len = sizeof kScriptTransaction / sizeof kScriptTransaction[0]; break;
+    case 1: cfg->script = kScriptLockstep, cfg->script_len = sizeof kScriptLockstep / sizeof kScriptLockstep[0]; break;
+    case 2: cfg->script = kScriptEarlyAllowed, cfg->script_len = sizeof kScriptEarlyAllowed / sizeof kScriptEarlyAllowed[0]; break;
+    case 3: cfg->script = kScriptBadThen, cfg->script_len = 2; break;
+    case 4: cfg->script = kScriptDripNoDelay, cfg->script_len = 1; break;
+    case 5: cfg->script = kScriptThen99, cfg->script_len = 1; break;
+    case 6: cfg->script = NULL, cfg->script_len = 3; break;
+    case 8: cfg->script = kScriptHang, cfg->script_len = 2; break;
+    case 7: /* a script and rules: the script alone speaks */
+        cfg->script = kScriptLockstep, cfg->script_len = 4;
+        cfg->rules = "a@x=550";
+        break;
+    default: break;
+    }
+}
+
+static const dialogue kDialogues[] = {
+    {"pipelined transaction", setup_rules_size_caps, 0,
+     {GREET,
+      {.send = PT_LHLO, .replies = {CAPS_HEAD "250-8BITMIME\r\n250-SIZE 1000000\r\n250-DSN\r\n250 SMTPUTF8\r\n"}},
+      /* one write: the server must answer with one flush */
+      {.send = PT_BATCH,
+       .replies = {OK_MAIL, "250 2.1.5 <alice@x> OK\r\n", "250 2.1.5 <full@x> OK\r\n",
+                   "550 5.1.1 <nosuch@x> User doesn't exist\r\n", "250 2.1.5 <temp@x> OK\r\n",
+                   "250 2.1.5 <ALICE@x> OK\r\n", GO}},
+      /* one reply per accepted recipient, in RCPT order, the duplicate included */
+      {.send = PT_BODY,
+       .replies = {"250 2.0.0 <alice@x> Saved\r\n", "552 5.2.2 <full@x> Quota exceeded\r\n",
+                   "452 4.2.2 <temp@x> Mailbox is full, try again later\r\n", "250 2.0.0 <ALICE@x> Saved\r\n"}},
+      {.send = "QUIT\r\n", .replies = {BYE}, .end = END_EOF}},
+     {MESSAGES(1),
+      MESSAGE(0, "Subject: dots\r\n\r\n.leading dot\r\n.\r\n..\r\na.b\r\n"),
+      NO_MESSAGE(1),
+      TRANSCRIPT(PT_LHLO PT_BATCH PT_BODY "QUIT\r\n"),
+      SENT_PREFIX(GREETING "250-fake.example\r\n"),
+      FLUSHES(5), /* greeting, LHLO, the MAIL..DATA batch, the body, QUIT */
+      VIOLATIONS(0),
+      CONNECTIONS(1)}},
+
+    /* The body arrives cut at every awkward place: the decoder keeps its state across reads. */
+    {"body split",
+     NULL,
+     0,
+     {GREET,
+      LHLO_A,
+      {.send = "MAIL FROM:<>\r\nRCPT TO:<bob@y>\r\nDATA\r\n", .replies = {OK_MAIL, "250 2.1.5 <bob@y> OK\r\n", GO}},
+      {.send = "line one\r", .pause_ms = 15},
+      {.send = "\n.", .pause_ms = 15},
+      {.send = ".two\r\n.", .pause_ms = 15},
+      {.send = "\rx\r\n", .pause_ms = 15},
+      {.send = "end\r\n", .pause_ms = 15},
+      {.send = ".", .pause_ms = 15},
+      {.send = "\r", .pause_ms = 15},
+      {.send = "\n", .pause_ms = 15, .replies = {"250 2.0.0 <bob@y> Saved\r\n"}},
+      /* An empty message: "." right after 354. */
+      {.send = "MAIL FROM:<a@b>\r\nRCPT TO:<bob@y>\r\nDATA\r\n", .replies = {OK_MAIL, "250 2.1.5 <bob@y> OK\r\n", GO}},
+      {.send = ".\r\n", .replies = {"250 2.0.0 <bob@y> Saved\r\n"}},
+      /* A bare LF does not start a line: "\n.\r\n" is not the end. */
+      {.send = "MAIL FROM:<a@b>\r\nRCPT TO:<bob@y>\r\nDATA\r\n", .replies = {OK_MAIL, "250 2.1.5 <bob@y> OK\r\n", GO}},
+      {.send = "a\n.\r\nb\r\n.\r\n", .replies = {"250 2.0.0 <bob@y> Saved\r\n"}}},
+     {MESSAGES(3),
+      /* ".\rx" is not the end: the dot is dropped (it starts a line), the CR kept */
+      MESSAGE(0, "line one\r\n.two\r\n\rx\r\nend\r\n"),
+      MESSAGE(1, ""),
+      MESSAGE(2, "a\n.\r\nb\r\n")}},
+
+    {"errors",
+     setup_size,
+     100,
+     {GREET,
+      {.send = "MAIL FROM:<a@b>\r\n", .replies = {"503 5.5.1 LHLO first\r\n"}},
+      {.send = "EHLO a\r\n", .replies = {"500 5.5.1 Use LHLO\r\n"}},
+      {.send = "HELO a\r\n", .replies = {"500 5.5.1 Use LHLO\r\n"}},
+      {.send = "LHLO\r\n", .replies = {"501 5.5.4 Syntax: LHLO hostname\r\n"}},
+      {.send = "lhlo a\r\n", .replies = {CAPS_HEAD "250-8BITMIME\r\n250 SIZE 100\r\n"}},
+      {.send = "RCPT TO:<a@b>\r\n", .replies = {"503 5.5.1 MAIL needed first\r\n"}},
+      {.send = "DATA\r\n", .replies = {"503 5.5.1 MAIL needed first\r\n"}},
+      {.send = "MAIL FROM: <a@b>\r\n", .replies = {"501 5.5.4 Syntax: MAIL FROM:<address> [parameters]\r\n"}},
+      {.send = "MAIL FROM:<a@b> RET=FULL\r\n", .replies = {"555 5.5.4 Unsupported parameter RET\r\n"}}, /* no DSN */
+      {.send = "MAIL FROM:<a@b> SIZE=101\r\n",
+       .replies = {"552 5.3.4 Message size exceeds fixed maximum message size\r\n"}},
+      {.send = "MAIL FROM:<\xc3\xa9@b>\r\n", .replies = {"553 5.6.7 Non-ASCII address needs SMTPUTF8\r\n"}},
+      {.send = "mail FROM:<a@b> SIZE=50\r\n", .replies = {OK_MAIL}},
+      {.send = "MAIL FROM:<a@b>\r\n", .replies = {"503 5.5.1 MAIL already given\r\n"}},
+      {.send = "DATA\r\n", .replies = {"503 5.5.1 No valid recipients\r\n"}},
+      {.send = "RCPT TO:<>\r\n", .replies = {"501 5.1.3 Empty recipient\r\n"}},
+      {.send = "RCPT TO:<a@b> NOTIFY=NEVER\r\n", .replies = {"555 5.5.4 Unsupported parameter NOTIFY\r\n"}},
+      {.send = "rcpt to:<a@b>\r\n", .replies = {"250 2.1.5 <a@b> OK\r\n"}},
+      {.send = "DATA\r\n", .replies = {GO}},
+      /* 152 bytes > SIZE 100 */
+      {.fill = 'z', .fill_len = 150, .tail = "\r\n.\r\n", .replies = {"552 5.3.4 <a@b> Message too big\r\n"}},
+      {.send = "VRFY x\r\n", .replies = {"252 2.0.0 Cannot VRFY user, but will accept message and attempt delivery\r\n"}},
+      {.send = "EXPN list\r\n",
+       .replies = {"250-2.1.5 alpha <alpha@fake.example>\r\n250-2.1.5 beta <beta@fake.example>\r\n"
+                   "250 2.1.5 gamma <gamma@fake.example>\r\n"}},
+      {.send = "HELP\r\n",
+       .replies = {"214-2.0.0 fake LMTP server, commands:\r\n"
+                   "214-2.0.0 LHLO MAIL RCPT DATA BDAT RSET NOOP VRFY EXPN HELP ETRN QUIT\r\n"
+                   "214 2.0.0 End of HELP\r\n"}},
+      {.send = "ETRN x\r\nNOOP\r\nRSET\r\nSTARTTLS\r\nFOO bar\r\n\r\n",
+       .replies = {"250 2.0.0 Queuing started\r\n", OK_250, OK_250, "502 5.5.1 Not implemented\r\n",
+                   "500 5.5.2 Unknown command\r\n", "500 5.5.2 Syntax error\r\n"}},
+      /* A 1500-byte line, then garbage with NULs and high bytes: answered, never fatal. */
+      {.fill = 'A', .fill_len = 1500, .tail = "\r\n", .replies = {"500 5.5.2 Line too long\r\n"}},
+      /* exactly 1000 bytes with CRLF is fine (998 + CRLF = 1000); 1001 is not */
+      {.send = "NOOP ", .fill = 'a', .fill_len = 993, .tail = "\r\n", .replies = {OK_250}},
+      {.send = "NOOP ", .fill = 'a', .fill_len = 994, .tail = "\r\n", .replies = {"500 5.5.2 Line too long\r\n"}},
+      {.send = "\x00\xff\x01garbage\r\n", .send_len = 12, .replies = {"500 5.5.2 Unknown command\r\n"}},
+      {.send = "QUIT\r\n", .replies = {BYE}}},
+     {MESSAGES(1)}},
+
+    {"no enhanced codes, custom texts",
+     setup_plain_old,
+     0,
+     {{.replies = {"220 mx.test LMTP ready\r\n"}},
+      {.send = "LHLO a\r\n", .replies = {"250 mx.test\r\n"}},
+      {.send = "MAIL FROM:<s@x>\r\n", .replies = {"250 OK\r\n"}},
+      {.send = "RCPT TO:<a@x>\r\n", .replies = {"250 Fine by me\r\n"}},
+      {.send = "RCPT TO:<b@x>\r\n", .replies = {"550 5.7.1 go away\r\n"}},
+      {.send = "DATA\r\n", .replies = {GO}},
+      {.send = "hi\r\n.\r\n", .replies = {"451-first line\r\n451 second line\r\n"}}},
+     {VIOLATIONS(0)}},
+
+    /* the same text with enhanced codes on: the derived code goes on every line */
+    {"custom multi-line text with enhanced codes",
+     setup_rules,
+     0,
+     {GREET,
+      LHLO_A,
+      {.send = "MAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\nDATA\r\n", .replies = {OK_MAIL, "250 2.1.5 <a@x> OK\r\n", GO}},
+      {.send = "hi\r\n.\r\n", .replies = {"451-4.3.0 first line\r\n451 4.3.0 second line\r\n"}}},
+     {NOTHING}},
+
+    {"lockstep without PIPELINING",
+     setup_lockstep,
+     0,
+     {/* a client that waits for every reply: no violation */
+      GREET,
+      {.send = "LHLO a\r\n", .replies = {"250-fake.example\r\n250-ENHANCEDSTATUSCODES\r\n250 8BITMIME\r\n"}},
+      {.send = "MAIL FROM:<a@b>\r\n", .replies = {OK_MAIL}},
+      {.send = "RCPT TO:<c@d>\r\n", .replies = {"250 2.1.5 <c@d> OK\r\n"}},
+      {.send = "DATA\r\n", .replies = {GO}},
+      {.send = "x\r\n.\r\n", .replies = {"250 2.0.0 <c@d> Saved\r\n"}},
+      {.send = "QUIT\r\n", .replies = {BYE}},
+      {.hangup = 1, .now = {VIOLATIONS(0), FLUSHES(7)}},
+      /* a client that pipelines without PIPELINING: caught in the same read */
+      {.connect = 1, .replies = {GREETING}},
+      {.send = "LHLO a\r\n", .replies = {"250-fake.example\r\n250-ENHANCEDSTATUSCODES\r\n250 8BITMIME\r\n"}},
+      {.send = "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n",
+       .replies = {OK_MAIL, "250 2.1.5 <c@d> OK\r\n"},
+       .now = {VIOLATIONS(1)}},
+      /* ... or during the reply delay */
+      {.send = "RSET\r\n", .pause_ms = 5},
+      {.send = "NOOP\r\n", .replies = {OK_250, OK_250}, .now = {VIOLATIONS(2)}}},
+     {NOTHING}},
 
     /* with PIPELINING: a batch is fine, but not bytes after DATA before 354 */
-    fake_config_init(&cfg);
-    f = start(&cfg);
-    REQUIRE(f != NULL);
-    REQUIRE(cl_connect(&c, f) == 0);
-    EXPECT_REPLY(&c, "220 fake.example LMTP ready\r\n");
-    cl_send(&c, "LHLO a\r\n");
-    EXPECT_REPLY(&c, "250-fake.example\r\n250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n250 8BITMIME\r\n");
-    cl_send(&c, "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nRCPT TO:<e@f>\r\nDATA\r\n");
-    EXPECT_REPLY(&c, "250 2.1.0 OK\r\n");
-    EXPECT_REPLY(&c, "250 2.1.5 <c@d> OK\r\n");
-    EXPECT_REPLY(&c, "250 2.1.5 <e@f> OK\r\n");
-    EXPECT_REPLY(&c, "354 go ahead\r\n");
-    CHECK(fake_lockstep_violations(f) == 0);
-    cl_send(&c, "x\r\n.\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\ny\r\n.\r\nQUIT\r\n");
-    EXPECT_REPLY(&c, "250 2.0.0 <c@d> Saved\r\n");
-    EXPECT_REPLY(&c, "250 2.0.0 <e@f> Saved\r\n");
-    EXPECT_REPLY(&c, "250 2.1.0 OK\r\n");
-    EXPECT_REPLY(&c, "250 2.1.5 <c@d> OK\r\n");
-    EXPECT_REPLY(&c, "354 go ahead\r\n");
-    EXPECT_REPLY(&c, "250 2.0.0 <c@d> Saved\r\n");
-    EXPECT_REPLY(&c, "221 2.0.0 fake.example closing connection\r\n");
-    CHECK(fake_lockstep_violations(f) == 1);
-    CHECK(fake_message_count(f) == 2);
-    cl_close(&c);
-    fake_stop(f);
+    {"lockstep with PIPELINING",
+     NULL,
+     0,
+     {GREET,
+      LHLO_A,
+      {.send = "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nRCPT TO:<e@f>\r\nDATA\r\n",
+       .replies = {OK_MAIL, "250 2.1.5 <c@d> OK\r\n", "250 2.1.5 <e@f> OK\r\n", GO},
+       .now = {VIOLATIONS(0)}},
+      {.send = "x\r\n.\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\ny\r\n.\r\nQUIT\r\n",
+       .replies = {"250 2.0.0 <c@d> Saved\r\n", "250 2.0.0 <e@f> Saved\r\n", OK_MAIL, "250 2.1.5 <c@d> OK\r\n", GO,
+                   "250 2.0.0 <c@d> Saved\r\n", BYE},
+       .now = {VIOLATIONS(1), MESSAGES(2)}}},
+     {NOTHING}},
+
+    {"BDAT",
+     setup_chunking,
+     1,
+     {GREET,
+      {.send = "LHLO a\r\n", .replies = {CAPS_CHUNKING}},
+      /* BDAT without a transaction still swallows its bytes */
+      {.send = "BDAT 6\r\nQUIT\r\n", .replies = {"503 5.5.1 MAIL needed first\r\n"}},
+      {.send = "MAIL FROM:<a@x>\r\nRCPT TO:<a@x>\r\nRCPT TO:<b@x>\r\nBDAT 7\r\n.x\r\nQUI",
+       .replies = {OK_MAIL, "250 2.1.5 <a@x> OK\r\n", "250 2.1.5 <b@x> OK\r\n", "250 2.0.0 7 octets received\r\n"}},
+      {.send = "BDAT 3 LAST\r\nT\r\n", .replies = {"250 2.0.0 <a@x> Saved\r\n", "554 5.6.0 <b@x> Message rejected\r\n"}},
+      {.send = "MAIL FROM:<a@x>\r\nRCPT TO:<a@x>\r\nBDAT 0 LAST\r\n",
+       .replies = {OK_MAIL, "250 2.1.5 <a@x> OK\r\n", "250 2.0.0 <a@x> Saved\r\n"}}},
+     {MESSAGES(2),
+      MESSAGE(0, ".x\r\nQUIT\r\n"), /* no unstuffing in BDAT */
+      MESSAGE(1, ""),
+      VIOLATIONS(0)}},
+
+    /* RFC 2033 4.3 with BDAT: one reply per accepted recipient after LAST, none without one. */
+    {"BDAT reply rules",
+     setup_chunking,
+     2,
+     {GREET,
+      {.send = "LHLO a\r\n", .replies = {CAPS_CHUNKING}},
+      /* no accepted recipient: BDAT n LAST gets no reply at all; the next reply is NOOP's */
+      {.send = "MAIL FROM:<s@x>\r\nRCPT TO:<n@x>\r\nBDAT 5 LAST\r\nhelloNOOP\r\n",
+       .replies = {OK_MAIL, "550 5.1.1 <n@x> User doesn't exist\r\n", OK_250},
+       .end = END_QUIET,
+       .quiet_ms = 200},
+      /* ... and the transaction is over */
+      {.send = "RCPT TO:<a@x>\r\n", .replies = {"503 5.5.1 MAIL needed first\r\n"}},
+      /* a non-LAST chunk without recipients: one 503; then LAST (0 bytes too): nothing */
+      {.send = "MAIL FROM:<s@x>\r\nRCPT TO:<n@x>\r\nBDAT 3\r\nabcBDAT 0 LAST\r\nNOOP\r\n",
+       .replies = {OK_MAIL, "550 5.1.1 <n@x> User doesn't exist\r\n", "503 5.5.1 No valid recipients\r\n", OK_250},
+       .end = END_QUIET,
+       .quiet_ms = 200},
+      /* BDAT LAST without MAIL: one 503 */
+      {.send = "BDAT 2 LAST\r\nxyNOOP\r\n", .replies = {"503 5.5.1 MAIL needed first\r\n", OK_250}},
+      /* three recipients, one refused: two replies after LAST, in order */
+      {.send = "MAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\nRCPT TO:<n@x>\r\nRCPT TO:<b@x>\r\n"
+               "BDAT 4\r\nab\r\nBDAT 4 LAST\r\ncd\r\nNOOP\r\n",
+       .replies = {OK_MAIL, "250 2.1.5 <a@x> OK\r\n", "550 5.1.1 <n@x> User doesn't exist\r\n",
+                   "250 2.1.5 <b@x> OK\r\n", "250 2.0.0 4 octets received\r\n", "250 2.0.0 <a@x> Saved\r\n",
+                   "554 5.6.0 <b@x> Message rejected\r\n", OK_250}}},
+     {MESSAGES(1), MESSAGE(0, "ab\r\ncd\r\n"), VIOLATIONS(0)}},
+
+    /* bdat_fail_chunk 2: the second chunk is rejected, the rest discarded */
+    {"BDAT chunk rejected",
+     setup_chunking,
+     3,
+     {GREET,
+      {.send = "LHLO a\r\n", .replies = {CAPS_CHUNKING}},
+      {.send = "MAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\nRCPT TO:<b@x>\r\nBDAT 3\r\nabcBDAT 3\r\ndefBDAT 3 LAST\r\nghiNOOP\r\n",
+       .replies = {OK_MAIL, "250 2.1.5 <a@x> OK\r\n", "250 2.1.5 <b@x> OK\r\n", "250 2.0.0 3 octets received\r\n",
+                   "552 5.3.4 Message too big for system\r\n", "503 5.5.1 Transaction failed, chunk discarded\r\n",
+                   OK_250},
+       .end = END_QUIET,
+       .quiet_ms = 200},
+      /* a new transaction works; a LAST second chunk is rejected once per recipient */
+      {.send = "MAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\nBDAT 2 LAST\r\nokMAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\n"
+               "RCPT TO:<b@x>\r\nBDAT 1\r\nxBDAT 1 LAST\r\ny",
+       .replies = {OK_MAIL, "250 2.1.5 <a@x> OK\r\n", "250 2.0.0 <a@x> Saved\r\n", OK_MAIL, "250 2.1.5 <a@x> OK\r\n",
+                   "250 2.1.5 <b@x> OK\r\n", "250 2.0.0 1 octets received\r\n",
+                   "552 5.3.4 <a@x> Message too big for system\r\n", "552 5.3.4 <b@x> Message too big for system\r\n"}},
+      {.send = "MAIL FROM:<s@x>\r\n", .replies = {OK_MAIL}}},
+     {MESSAGES(1), MESSAGE(0, "ok")}},
+
+    {"fault: 421 banner, then close", setup_fault, 0, {{.replies = {"421 4.3.2 go away\r\n"}, .end = END_EOF}}, {NOTHING}},
+
+    {"fault: a 554 banner on the first connection only",
+     setup_fault,
+     1,
+     {{.replies = {"554 5.3.2 not now\r\n"}, .end = END_EOF}, {.connect = 1, .replies = {GREETING}}, LHLO_A},
+     {CONNECTIONS(2)}},
+
+    /* MAIL is not executed: RCPT finds no transaction */
+    {"fault: garbage instead of a reply",
+     setup_fault,
+     2,
+     {GREET,
+      LHLO_A,
+      {.send = "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n", .replies = {"hello\r\n", "503 5.5.1 MAIL needed first\r\n"}}},
+     {NOTHING}},
+
+    {"fault: an extra reply after the per-recipient ones (fault_keep)",
+     setup_fault,
+     3,
+     {GREET,
+      LHLO_A,
+      {.send = "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n", .replies = {OK_MAIL, "250 2.1.5 <c@d> OK\r\n", GO}},
+      {.send = "x\r\n.\r\n", .replies = {"250 2.0.0 <c@d> Saved\r\n", "250 2.0.0 <ghost@x> Saved\r\n"}}},
+     {NOTHING}},
+
+    {"fault: fault_skip and fault_times",
+     setup_fault,
+     4,
+     {GREET,
+      LHLO_A,
+      {.send = "MAIL FROM:<a@b>\r\nRCPT TO:<r1@x>\r\nRCPT TO:<r2@x>\r\nRCPT TO:<r3@x>\r\nDATA\r\n",
+       .replies = {OK_MAIL, "250 2.1.5 <r1@x> OK\r\n", "451 4.3.0 try later\r\n", "250 2.1.5 <r3@x> OK\r\n", GO}},
+      {.send = ".\r\n", .replies = {"250 2.0.0 <r1@x> Saved\r\n", "250 2.0.0 <r3@x> Saved\r\n"}}},
+     {NOTHING}},
+
+    {"fault: close at DATA",
+     setup_fault,
+     5,
+     {GREET,
+      LHLO_A,
+      {.send = "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n",
+       .replies = {OK_MAIL, "250 2.1.5 <c@d> OK\r\n"},
+       .end = END_CLOSED}},
+     {MESSAGES(0)}},
+
+    {"fault: fewer final replies, then silence",
+     setup_fault,
+     6,
+     {GREET,
+      LHLO_A,
+      {.send = "MAIL FROM:<a@b>\r\nRCPT TO:<r1@x>\r\nRCPT TO:<r2@x>\r\nDATA\r\n",
+       .replies = {OK_MAIL, "250 2.1.5 <r1@x> OK\r\n", "250 2.1.5 <r2@x> OK\r\n", GO}},
+      {.send = "body\r\n.\r\n",
+       .replies = {"250 2.0.0 <r1@x> Saved\r\n"},
+       .end = END_QUIET,
+       .quiet_ms = 300,
+       .now = {MESSAGES(1), MESSAGE(0, "body\r\n")}},
+      {.send = "QUIT\r\n"}}, /* still read and recorded while hanging */
+     {TRANSCRIPT_TAIL("QUIT\r\n")}},
+
+    {"fault: RST at RCPT",
+     setup_fault,
+     7,
+     {GREET, LHLO_A, {.send = "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n", .replies = {OK_MAIL}, .end = END_RESET}},
+     {NOTHING}},
+
+    /* PLAIN with an initial response; a second AUTH is refused; the message knows the user */
+    {"AUTH PLAIN",
+     setup_auth,
+     0,
+     {GREET,
+      {.send = PLAIN_USER_PENCIL, .replies = {"503 5.5.1 LHLO first\r\n"}},
+      {.send = "LHLO a\r\n", .replies = {CAPS_HEAD "250-8BITMIME\r\n250 AUTH PLAIN LOGIN SCRAM-SHA-256 EXTERNAL\r\n"}},
+      {.send = PLAIN_USER_PENCIL, .replies = {R_AUTH_OK}},
+      {.send = PLAIN_USER_PENCIL, .replies = {"503 5.5.1 Already authenticated\r\n"}},
+      {.send = "MAIL FROM:<s@x> AUTH=<>\r\nRCPT TO:<a@x>\r\nDATA\r\n", .replies = {OK_MAIL, "250 2.1.5 <a@x> OK\r\n", GO}},
+      {.send = "x\r\n.\r\n", .replies = {"250 2.0.0 <a@x> Saved\r\n"}}},
+     {AUTH_USER("user"),
+      AUTH_MECH("PLAIN"),
+      MESSAGE_AUTH_USER(0, "user"),
+      MESSAGE_TLS(0, 0),
+      AUTH_SUCCESSES(1),
+      AUTH_FAILURES(2)}}, /* the 503s */
+
+    /* everything else on one connection, each exchange failing or not */
+    {"AUTH exchanges",
+     setup_auth,
+     0,
+     {GREET,
+      {.send = "LHLO a\r\n", .replies = {CAPS_HEAD "250-8BITMIME\r\n250 AUTH PLAIN LOGIN SCRAM-SHA-256 EXTERNAL\r\n"}},
+      /* PLAIN without initial response, authzid = user */
+      {.send = "AUTH PLAIN\r\n", .replies = {"334 \r\n"}},
+      {.send = "dXNlcgB1c2VyAHdyb25n\r\n", .replies = {R_AUTH_BAD}}, /* user\0user\0wrong */
+      {.send = "AUTH PLAIN b3RoZXIAdXNlcgBwZW5jaWw=\r\n", .replies = {R_AUTH_BAD}}, /* authzid mismatch */
+      {.send = "AUTH PLAIN dXNlcnBlbmNpbA==\r\n", .replies = {"501 5.5.2 Malformed PLAIN response\r\n"}}, /* no NULs */
+      {.send = "AUTH PLAIN !!!!\r\n", .replies = {"501 5.5.2 Invalid base64 data\r\n"}},
+      {.send = "AUTH PLAIN =\r\n", .replies = {"501 5.5.2 Malformed PLAIN response\r\n"}}, /* empty response */
+      {.send = "AUTH CRAM-MD5\r\n", .replies = {"504 5.5.4 Unrecognized authentication type\r\n"}},
+      {.send = "AUTH\r\n", .replies = {"501 5.5.4 Syntax: AUTH mechanism [initial-response]\r\n"}},
+      /* LOGIN: cancel, wrong password, initial response */
+      {.send = "AUTH LOGIN\r\n", .replies = {"334 VXNlcm5hbWU6\r\n"}},
+      {.send = "*\r\n", .replies = {"501 5.7.0 Authentication canceled\r\n"}},
+      {.send = "auth login\r\n", .replies = {"334 VXNlcm5hbWU6\r\n"}},
+      {.send = "dXNlcg==\r\n", .replies = {"334 UGFzc3dvcmQ6\r\n"}},
+      {.send = "cGVuY2lM\r\n", .replies = {R_AUTH_BAD}}, /* penciL */
+      /* inside a transaction */
+      {.send = "MAIL FROM:<s@x>\r\n", .replies = {OK_MAIL}},
+      {.send = "AUTH LOGIN\r\n", .replies = {"503 5.5.1 AUTH not permitted during a mail transaction\r\n"}},
+      {.send = "RSET\r\n", .replies = {OK_250}},
+      /* EXTERNAL without TLS */
+      {.send = "AUTH EXTERNAL =\r\n", .replies = {R_AUTH_BAD}},
+      {.send = "AUTH LOGIN dXNlcg==\r\n", .replies = {"334 UGFzc3dvcmQ6\r\n"}},
+      {.send = "cGVuY2ls\r\n", .replies = {R_AUTH_OK}},
+      {.send = "QUIT\r\n", .replies = {BYE}}},
+     {AUTH_SUCCESSES(1),
+      AUTH_FAILURES(11),
+      AUTH_MECH("LOGIN"),
+      AUTH_USER("user"),
+      TRANSCRIPT(AUTH_SCRIPT), /* exactly what the client sent, secrets included */
+      VIOLATIONS(0)}},
+
+    /* AUTH PLAIN with an initial response may be followed at once (RFC 4954 4), a bare AUTH may not */
+    {"AUTH and pipelining",
+     setup_auth,
+     1,
+     {GREET,
+      {.send = "LHLO a\r\n", .replies = {CAPS_AUTH_PLAIN}},
+      {.send = "AUTH PLAIN AHVzZXIAcGVuY2ls\r\nMAIL FROM:<s@x>\r\n",
+       .replies = {R_AUTH_OK, OK_MAIL},
+       .now = {VIOLATIONS(0)}},
+      {.connect = 1, .replies = {GREETING}},
+      {.send = "LHLO a\r\n", .replies = {CAPS_AUTH_PLAIN}},
+      {.send = "AUTH PLAIN\r\nAHVzZXIAcGVuY2ls\r\n", .replies = {"334 \r\n", R_AUTH_OK}, .now = {VIOLATIONS(1)}}},
+     {NOTHING}},
+
+    {"auth_require: MAIL before AUTH gets 530",
+     setup_auth,
+     2,
+     {GREET,
+      {.send = "LHLO a\r\n", .replies = {CAPS_AUTH_PLAIN}},
+      {.send = "MAIL FROM:<s@x>\r\n", .replies = {"530 5.7.0 Authentication required\r\n"}},
+      {.send = PLAIN_USER_PENCIL, .replies = {R_AUTH_OK}},
+      {.send = "MAIL FROM:<s@x>\r\nRCPT TO:<r@x>\r\nDATA\r\n", .replies = {OK_MAIL, "250 2.1.5 <r@x> OK\r\n", GO}},
+      {.send = "y\r\n.\r\n", .replies = {"250 2.0.0 <r@x> Saved\r\n"}}},
+     {NOTHING}},
+
+#define FORCED_AUTH_FAILURE(code, reply)                                                              \
+    {"auth_fail_code " #code ": the code at once, no 334",                                            \
+     setup_auth,                                                                                      \
+     code,                                                                                            \
+     {GREET,                                                                                          \
+      {.send = "LHLO a\r\n", .replies = {CAPS_HEAD "250-8BITMIME\r\n250 AUTH PLAIN LOGIN\r\n"}},       \
+      {.send = "AUTH LOGIN\r\n", .replies = {reply}},                                                 \
+      {.send = PLAIN_USER_PENCIL, .replies = {reply}}},                                               \
+     {AUTH_FAILURES(2)}}
+    FORCED_AUTH_FAILURE(454, "454 4.7.0 Temporary authentication failure\r\n"),
+    FORCED_AUTH_FAILURE(534, "534 5.7.9 Authentication mechanism is too weak\r\n"),
+    FORCED_AUTH_FAILURE(538, "538 5.7.11 Encryption required for requested authentication mechanism\r\n"),
+
+    /* advertised in extra_caps only: still 502 (an "advertised but broken" server) */
+    {"STARTTLS and AUTH advertised but not implemented",
+     setup_broken_caps,
+     0,
+     {GREET,
+      {.send = "LHLO a\r\n", .replies = {CAPS_HEAD "250-8BITMIME\r\n250-STARTTLS\r\n250 AUTH PLAIN\r\n"}},
+      {.send = "STARTTLS\r\n", .replies = {"502 5.5.1 Not implemented\r\n"}},
+      {.send = PLAIN_USER_PENCIL, .replies = {"502 5.5.1 Not implemented\r\n"}}},
+     {NOTHING}},
+
+    /* Script mode: the exact bytes, the replies, one flush per reply, then the close it says */
+    {"script: a transaction",
+     setup_script,
+     0,
+     {{.replies = {"220 s.example ready\r\n"}},
+      {.send = "LHLO a\r\n", .replies = {"250 s.example\r\n"}},
+      {.send = "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n", .replies = {"250 ok\r\n", "250 ok\r\n", "354 go\r\n"}},
+      {.send = "x\r\n.\r\n", .replies = {"250 saved\r\n"}},
+      {.send = "QUIT\r\n", .replies = {"221 bye\r\n"}, .end = END_CLOSED}},
+     {SCRIPT_ERROR(""),
+      SCRIPT_DONE(1),
+      FLUSHES(5),
+      VIOLATIONS(0),
+      MESSAGES(0), /* no parser: nothing is stored */
+      TRANSCRIPT("LHLO a\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nx\r\n.\r\nQUIT\r\n"),
+      SENT("220 s.example ready\r\n250 s.example\r\n250 ok\r\n250 ok\r\n354 go\r\n250 saved\r\n221 bye\r\n")}},
+
+    /* A departure: the first byte that differs; no reply, the rest is recorded. */
+    {"script: other bytes than expected",
+     setup_script,
+     1,
+     {{.replies = {"220 s\r\n"}},
+      {.send = "LHLO a\r\n", .replies = {"250 s\r\n"}},
+      {.send = "MAIL FROM:<x@b>\r\n", .end = END_QUIET, .quiet_ms = 200},
+      {.send = "NOOP\r\n", .end = END_QUIET, .quiet_ms = 50}},
+     {SCRIPT_ERROR("connection 0, script[2] of 4: expected \"MAIL FROM:<a@b>\\r\\n\" but received "
+                   "\"MAIL FROM:<x@b>\\r\\n\""),
+      SCRIPT_DONE(0),
+      TRANSCRIPT("LHLO a\r\nMAIL FROM:<x@b>\r\nNOOP\r\n")}},
+
+    /* Lockstep: RCPT came before the reply to MAIL; reported, counted, and the script goes on. */
+    {"script: bytes before the reply",
+     setup_script,
+     1,
+     {{.replies = {"220 s\r\n"}},
+      {.send = "LHLO a\r\n", .replies = {"250 s\r\n"}},
+      {.send = "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n", .replies = {"250 ok\r\n", "250 ok\r\n"}}},
+     {SCRIPT_ERROR("connection 0, script[2] of 4: the client sent \"RCPT TO:<c@d>\\r\\n\" before it had "
+                   "the reply to \"MAIL FROM:<a@b>\\r\\n\" (lockstep)"),
+      VIOLATIONS(1),
+      SCRIPT_DONE(1)}},
+
+    {"script: allow_early",
+     setup_script,
+     2,
+     {{.replies = {"220 s\r\n"}},
+      {.send = "LHLO a\r\n", .replies = {"250 s\r\n"}},
+      {.send = "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n", .replies = {"250 ok\r\n", "250 ok\r\n"}}},
+     {SCRIPT_ERROR(""), VIOLATIONS(0), SCRIPT_DONE(1)}},
+
+    /* The client leaves in the middle of a step: said, with what had come. */
+    {"script: the client leaves early",
+     setup_script,
+     1,
+     {{.replies = {"220 s\r\n"}}, {.send = "LHLO a\r\n", .replies = {"250 s\r\n"}}, {.send = "MAIL FROM"}},
+     {SCRIPT_ERROR("connection 0, script[2] of 4: the client closed the connection after sending \"MAIL "
+                   "FROM\" of the expected \"MAIL FROM:<a@b>\\r\\n\""),
+      SCRIPT_DONE(0)}},
+
+    /* FAKE_HANG: no answer, but what the client still sends is recorded */
+    {"script: FAKE_HANG",
+     setup_script,
+     8,
+     {{.replies = {"220 h\r\n"}},
+      {.send = "LHLO a\r\n", .end = END_QUIET, .quiet_ms = 200},
+      {.send = "NOOP\r\n", .pause_ms = 20}},
+     {SCRIPT_ERROR(""), SCRIPT_DONE(1), TRANSCRIPT("LHLO a\r\nNOOP\r\n"), FLUSHES(1)}},
+};
+
+static const refusal kRefusals[] = {
+    {"bad rules", setup_rules, 1, "bad rule"},
+    {"bad fault_action", setup_fault, 99, "bad fault_action"},
+    {"auth_fail_code out of range", setup_auth, 250, "bad auth_fail_code"},
+    {"script: an action before the last step", setup_script, 3, "script[0]: only the last step may end the script"},
+    {"script: FAKE_DRIP without a delay", setup_script, 4, "script[0]: FAKE_DRIP needs a reply and delay_ms > 0"},
+    {"script: a bad then", setup_script, 5, "script[0]: bad then 99"},
+    {"script: NULL with a length", setup_script, 6, "script is NULL but script_len is 3"},
+    {"script: with rules", setup_script, 7, "script mode: the server says only what the script says"},
+};
+
+static void test_tables(void) {
+    size_t i;
+    for (i = 0; i < sizeof kDialogues / sizeof kDialogues[0]; ++i) run_dialogue(&kDialogues[i]);
+    for (i = 0; i < sizeof kRefusals / sizeof kRefusals[0]; ++i) run_refusal(&kRefusals[i]);
 }
 
-static void test_bdat(void) {
-    fake_config cfg;
-    fake_lmtp *f;
-    client c;
-    size_t len;
-    const char *m;
-    fake_config_init(&cfg);
-    cfg.extra_caps = "CHUNKING";
-    cfg.rules = "b@x=250,554";
-    f = start(&cfg);
-    REQUIRE(f != NULL);
-    REQUIRE(cl_connect(&c, f) == 0);
-    EXPECT_REPLY(&c, "220 fake.example LMTP ready\r\n");
-    cl_send(&c, "LHLO a\r\n");
-    EXPECT_REPLY(&c, "250-fake.example\r\n250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n"
-                     "250 CHUNKING\r\n");
-    /* BDAT without a transaction still swallows its bytes */
-    cl_send(&c, "BDAT 6\r\nQUIT\r\n");
-    EXPECT_REPLY(&c, "503 5.5.1 MAIL needed first\r\n");
-    cl_send(&c, "MAIL FROM:<a@x>\r\nRCPT TO:<a@x>\r\nRCPT TO:<b@x>\r\nBDAT 7\r\n.x\r\nQUI");
-    EXPECT_REPLY(&c, "250 2.1.0 OK\r\n");
-    EXPECT_REPLY(&c, "250 2.1.5 <a@x> OK\r\n");
-    EXPECT_REPLY(&c, "250 2.1.5 <b@x> OK\r\n");
-    EXPECT_REPLY(&c, "250 2.0.0 7 octets received\r\n");
-    cl_send(&c, "BDAT 3 LAST\r\nT\r\n");
-    EXPECT_REPLY(&c, "250 2.0.0 <a@x> Saved\r\n");
-    EXPECT_REPLY(&c, "554 5.6.0 <b@x> Message rejected\r\n");
-    cl_send(&c, "MAIL FROM:<a@x>\r\nRCPT TO:<a@x>\r\nBDAT 0 LAST\r\n");
-    EXPECT_REPLY(&c, "250 2.1.0 OK\r\n");
-    EXPECT_REPLY(&c, "250 2.1.5 <a@x> OK\r\n");
-    EXPECT_REPLY(&c, "250 2.0.0 <a@x> Saved\r\n");
-    cl_close(&c);
-    CHECK(fake_wait_idle(f, 1, 2000) == 1);
-    REQUIRE(fake_message_count(f) == 2);
-    m = fake_message(f, 0, &len);
-    CHECK(len == 10 && memcmp(m, ".x\r\nQUIT\r\n", 10) == 0); /* no unstuffing in BDAT */
-    m = fake_message(f, 1, &len);
-    CHECK(len == 0);
-    CHECK(fake_lockstep_violations(f) == 0);
-    fake_stop(f);
-}
 
 /* A transaction up to the replies to RCPT; used by fault tests. */
 static void lhlo(client *c) {
@@ -685,104 +1133,6 @@ static void test_fault_banner(void) {
     CHECK(cl_eof(&c, 1000));
     cl_close(&c);
 
-    /* 421 banner, then close */
-    fake_config_init(&cfg);
-    cfg.fault_on = "";
-    cfg.fault_reply = "421 4.3.2 go away\r\n";
-    cfg.fault_action = FAKE_CLOSE;
-    f = start(&cfg);
-    REQUIRE(f != NULL);
-    REQUIRE(cl_connect(&c, f) == 0);
-    EXPECT_REPLY(&c, "421 4.3.2 go away\r\n");
-    CHECK(cl_eof(&c, 2000));
-    cl_close(&c);
-    CHECK(fake_wait_idle(f, 1, 2000) == 1);
-    fake_stop(f);
-
-    /* a 554 banner only on the first connection (fault_times), then normal */
-    fake_config_init(&cfg);
-    cfg.fault_on = "";
-    cfg.fault_reply = "554 5.3.2 not now\r\n";
-    cfg.fault_action = FAKE_CLOSE;
-    cfg.fault_times = 1;
-    f = start(&cfg);
-    REQUIRE(f != NULL);
-    REQUIRE(cl_connect(&c, f) == 0);
-    EXPECT_REPLY(&c, "554 5.3.2 not now\r\n");
-    CHECK(cl_eof(&c, 2000));
-    cl_close(&c);
-    REQUIRE(cl_connect(&c, f) == 0);
-    lhlo(&c);
-    cl_close(&c);
-    CHECK(fake_wait_idle(f, 2, 2000) == 1);
-    CHECK(fake_connections(f) == 2);
-    fake_stop(f);
-}
-
-static void test_fault_garbage_and_extra(void) {
-    fake_config cfg;
-    fake_lmtp *f;
-    client c;
-
-    /* garbage instead of the reply to MAIL; MAIL is not executed */
-    fake_config_init(&cfg);
-    cfg.fault_on = "mail from:";
-    cfg.fault_reply = "hello\r\n";
-    f = start(&cfg);
-    REQUIRE(f != NULL);
-    REQUIRE(cl_connect(&c, f) == 0);
-    lhlo(&c);
-    cl_send(&c, "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n");
-    c.len = 0;
-    c.buf[0] = '\0';
-    {
-        long deadline = now_ms() + 2000;
-        while (strstr(c.buf, "503") == NULL && now_ms() < deadline) cl_fill(&c, 100);
-    }
-    CHECK_STR(c.buf, "hello\r\n503 5.5.1 MAIL needed first\r\n");
-    cl_close(&c);
-    fake_stop(f);
-
-    /* extra replies after the per-recipient replies (fault_keep) */
-    fake_config_init(&cfg);
-    cfg.fault_on = ".";
-    cfg.fault_reply = "250 2.0.0 <ghost@x> Saved\r\n";
-    cfg.fault_keep = 1;
-    f = start(&cfg);
-    REQUIRE(f != NULL);
-    REQUIRE(cl_connect(&c, f) == 0);
-    lhlo(&c);
-    cl_send(&c, "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
-    EXPECT_REPLY(&c, "250 2.1.0 OK\r\n");
-    EXPECT_REPLY(&c, "250 2.1.5 <c@d> OK\r\n");
-    EXPECT_REPLY(&c, "354 go ahead\r\n");
-    cl_send(&c, "x\r\n.\r\n");
-    EXPECT_REPLY(&c, "250 2.0.0 <c@d> Saved\r\n");
-    EXPECT_REPLY(&c, "250 2.0.0 <ghost@x> Saved\r\n");
-    cl_close(&c);
-    fake_stop(f);
-
-    /* fault_skip + fault_times: only the second RCPT fails */
-    fake_config_init(&cfg);
-    cfg.fault_on = "RCPT";
-    cfg.fault_reply = "451 4.3.0 try later\r\n";
-    cfg.fault_skip = 1;
-    cfg.fault_times = 1;
-    f = start(&cfg);
-    REQUIRE(f != NULL);
-    REQUIRE(cl_connect(&c, f) == 0);
-    lhlo(&c);
-    cl_send(&c, "MAIL FROM:<a@b>\r\nRCPT TO:<r1@x>\r\nRCPT TO:<r2@x>\r\nRCPT TO:<r3@x>\r\nDATA\r\n");
-    EXPECT_REPLY(&c, "250 2.1.0 OK\r\n");
-    EXPECT_REPLY(&c, "250 2.1.5 <r1@x> OK\r\n");
-    EXPECT_REPLY(&c, "451 4.3.0 try later\r\n");
-    EXPECT_REPLY(&c, "250 2.1.5 <r3@x> OK\r\n");
-    EXPECT_REPLY(&c, "354 go ahead\r\n");
-    cl_send(&c, ".\r\n");
-    EXPECT_REPLY(&c, "250 2.0.0 <r1@x> Saved\r\n");
-    EXPECT_REPLY(&c, "250 2.0.0 <r3@x> Saved\r\n");
-    cl_close(&c);
-    fake_stop(f);
 }
 
 static void test_fault_oversized(void) {
@@ -857,73 +1207,6 @@ static void test_fault_oversized(void) {
     cl_close(&c);
 }
 
-static void test_fault_mid_transaction(void) {
-    fake_config cfg;
-    fake_lmtp *f;
-    client c;
-    char buf[256];
-    size_t len;
-
-    /* close at DATA, without a reply */
-    fake_config_init(&cfg);
-    cfg.fault_on = "DATA";
-    cfg.fault_action = FAKE_CLOSE;
-    f = start(&cfg);
-    REQUIRE(f != NULL);
-    REQUIRE(cl_connect(&c, f) == 0);
-    lhlo(&c);
-    cl_send(&c, "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n");
-    EXPECT_REPLY(&c, "250 2.1.0 OK\r\n");
-    EXPECT_REPLY(&c, "250 2.1.5 <c@d> OK\r\n");
-    CHECK(cl_reply(&c, buf, sizeof buf, 2000) == 0); /* EOF */
-    cl_close(&c);
-    CHECK(fake_wait_idle(f, 1, 2000) == 1);
-    CHECK(fake_message_count(f) == 0);
-    fake_stop(f);
-
-    /* fewer replies than recipients after the final dot, then silence */
-    fake_config_init(&cfg);
-    cfg.fault_on = ".";
-    cfg.fault_reply = "250 2.0.0 <r1@x> Saved\r\n";
-    cfg.fault_action = FAKE_HANG;
-    f = start(&cfg);
-    REQUIRE(f != NULL);
-    REQUIRE(cl_connect(&c, f) == 0);
-    lhlo(&c);
-    cl_send(&c, "MAIL FROM:<a@b>\r\nRCPT TO:<r1@x>\r\nRCPT TO:<r2@x>\r\nDATA\r\n");
-    EXPECT_REPLY(&c, "250 2.1.0 OK\r\n");
-    EXPECT_REPLY(&c, "250 2.1.5 <r1@x> OK\r\n");
-    EXPECT_REPLY(&c, "250 2.1.5 <r2@x> OK\r\n");
-    EXPECT_REPLY(&c, "354 go ahead\r\n");
-    cl_send(&c, "body\r\n.\r\n");
-    EXPECT_REPLY(&c, "250 2.0.0 <r1@x> Saved\r\n");
-    CHECK(cl_reply(&c, buf, sizeof buf, 300) == -1); /* nothing more */
-    CHECK(fake_message_count(f) == 1);
-    CHECK_STR(fake_message(f, 0, &len), "body\r\n");
-    cl_send(&c, "QUIT\r\n"); /* still read and recorded while hanging */
-    cl_close(&c);
-    CHECK(fake_wait_idle(f, 1, 2000) == 1);
-    {
-        const char *t = fake_transcript(f, &len);
-        CHECK(len > 6 && memcmp(t + len - 6, "QUIT\r\n", 6) == 0);
-    }
-    fake_stop(f);
-
-    /* RST at RCPT */
-    fake_config_init(&cfg);
-    cfg.fault_on = "RCPT";
-    cfg.fault_action = FAKE_RESET;
-    f = start(&cfg);
-    REQUIRE(f != NULL);
-    REQUIRE(cl_connect(&c, f) == 0);
-    lhlo(&c);
-    cl_send(&c, "MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n");
-    EXPECT_REPLY(&c, "250 2.1.0 OK\r\n");
-    CHECK(cl_reset(&c));
-    cl_close(&c);
-    fake_stop(f);
-}
-
 /* fault_body_bytes: the fault fires in the middle of a message, not at its end. */
 static void test_fault_body_bytes(void) {
     fake_config cfg;
@@ -984,14 +1267,34 @@ static void test_fault_body_bytes(void) {
     fake_stop(f);
 }
 
-static void test_fault_stop_reading(void) {
-    fake_config cfg;
-    fake_lmtp *f;
-    client c;
+/* A server that stopped reading: the client's writes soon block (well before 8 MiB); fake_stop is
+   still prompt. Closes the client and stops f. */
+static void writes_block_then_stop(client *c, fake_lmtp *f) {
     static char chunk[65536];
     size_t sent = 0;
     int blocked = 0;
     long t0;
+    memset(chunk, 'a', sizeof chunk);
+    while (sent < (64u << 20)) {
+        ssize_t n = send(c->fd, chunk, sizeof chunk, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n < 0) {
+            blocked = errno == EAGAIN || errno == EWOULDBLOCK;
+            break;
+        }
+        sent += (size_t)n;
+    }
+    CHECK(blocked);
+    CHECK(sent < (8u << 20));
+    t0 = now_ms();
+    fake_stop(f);
+    CHECK(now_ms() - t0 < 1000);
+    cl_close(c);
+}
+
+static void test_fault_stop_reading(void) {
+    fake_config cfg;
+    fake_lmtp *f;
+    client c;
     int sndbuf = 16384;
 
     fake_config_init(&cfg);
@@ -1008,21 +1311,7 @@ static void test_fault_stop_reading(void) {
     EXPECT_REPLY(&c, "250 2.1.0 OK\r\n");
     EXPECT_REPLY(&c, "250 2.1.5 <c@d> OK\r\n");
     EXPECT_REPLY(&c, "354 go ahead\r\n");
-    memset(chunk, 'a', sizeof chunk);
-    while (sent < (64u << 20)) {
-        ssize_t n = send(c.fd, chunk, sizeof chunk, MSG_DONTWAIT | MSG_NOSIGNAL);
-        if (n < 0) {
-            blocked = errno == EAGAIN || errno == EWOULDBLOCK;
-            break;
-        }
-        sent += (size_t)n;
-    }
-    CHECK(blocked);
-    CHECK(sent < (8u << 20));
-    t0 = now_ms();
-    fake_stop(f);
-    CHECK(now_ms() - t0 < 1000);
-    cl_close(&c);
+    writes_block_then_stop(&c, f);
 }
 
 static void test_byte_delay(void) {
@@ -2037,138 +2326,6 @@ static void lhlo_auth(client *c, const char *caps) {
 static const char *kCapsAuth = "250-fake.example\r\n250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n"
                                "250 AUTH PLAIN LOGIN SCRAM-SHA-256 EXTERNAL\r\n";
 
-static void test_auth_plain_login(void) {
-    fake_config cfg;
-    fake_lmtp *f;
-    client c;
-    size_t len;
-    const char *t;
-    const char *script;
-    fake_config_init(&cfg);
-    cfg.auth_mechanisms = "plain, LOGIN SCRAM-SHA-256 external";
-    cfg.auth_user = "user";
-    cfg.auth_password = "pencil";
-    f = start(&cfg);
-    REQUIRE(f != NULL);
-
-    /* PLAIN with an initial response; a second AUTH is refused; the message knows the user */
-    REQUIRE(cl_connect(&c, f) == 0);
-    EXPECT_REPLY(&c, "220 fake.example LMTP ready\r\n");
-    cl_send(&c, "AUTH PLAIN AHVzZXIAcGVuY2ls\r\n");
-    EXPECT_REPLY(&c, "503 5.5.1 LHLO first\r\n");
-    cl_send(&c, "LHLO a\r\n");
-    EXPECT_REPLY(&c, kCapsAuth);
-    cl_send(&c, "AUTH PLAIN AHVzZXIAcGVuY2ls\r\n"); /* \0user\0pencil */
-    EXPECT_REPLY(&c, "235 2.7.0 Authentication successful\r\n");
-    cl_send(&c, "AUTH PLAIN AHVzZXIAcGVuY2ls\r\n");
-    EXPECT_REPLY(&c, "503 5.5.1 Already authenticated\r\n");
-    cl_send(&c, "MAIL FROM:<s@x> AUTH=<>\r\nRCPT TO:<a@x>\r\nDATA\r\n");
-    EXPECT_REPLY(&c, "250 2.1.0 OK\r\n");
-    EXPECT_REPLY(&c, "250 2.1.5 <a@x> OK\r\n");
-    EXPECT_REPLY(&c, "354 go ahead\r\n");
-    cl_send(&c, "x\r\n.\r\n");
-    EXPECT_REPLY(&c, "250 2.0.0 <a@x> Saved\r\n");
-    cl_close(&c);
-    CHECK(fake_wait_idle(f, 1, 2000) == 1);
-    CHECK_STR(fake_auth_user(f), "user");
-    CHECK_STR(fake_auth_mechanism(f), "PLAIN");
-    CHECK_STR(fake_message_auth_user(f, 0), "user");
-    CHECK(fake_message_tls(f, 0) == 0);
-    CHECK(fake_auth_successes(f) == 1);
-    CHECK(fake_auth_failures(f) == 2); /* the 503s */
-    fake_clear(f);
-
-    /* everything else on one connection, each exchange failing or not */
-    REQUIRE(cl_connect(&c, f) == 0);
-    lhlo_auth(&c, kCapsAuth);
-    /* PLAIN without initial response, authzid = user */
-    cl_send(&c, "AUTH PLAIN\r\n");
-    EXPECT_REPLY(&c, "334 \r\n");
-    cl_send(&c, "dXNlcgB1c2VyAHdyb25n\r\n"); /* user\0user\0wrong */
-    EXPECT_REPLY(&c, "535 5.7.8 Authentication credentials invalid\r\n");
-    cl_send(&c, "AUTH PLAIN b3RoZXIAdXNlcgBwZW5jaWw=\r\n"); /* other\0user\0pencil: authzid mismatch */
-    EXPECT_REPLY(&c, "535 5.7.8 Authentication credentials invalid\r\n");
-    cl_send(&c, "AUTH PLAIN dXNlcnBlbmNpbA==\r\n"); /* no NULs */
-    EXPECT_REPLY(&c, "501 5.5.2 Malformed PLAIN response\r\n");
-    cl_send(&c, "AUTH PLAIN !!!!\r\n");
-    EXPECT_REPLY(&c, "501 5.5.2 Invalid base64 data\r\n");
-    cl_send(&c, "AUTH PLAIN =\r\n"); /* empty initial response */
-    EXPECT_REPLY(&c, "501 5.5.2 Malformed PLAIN response\r\n");
-    cl_send(&c, "AUTH CRAM-MD5\r\n");
-    EXPECT_REPLY(&c, "504 5.5.4 Unrecognized authentication type\r\n");
-    cl_send(&c, "AUTH\r\n");
-    EXPECT_REPLY(&c, "501 5.5.4 Syntax: AUTH mechanism [initial-response]\r\n");
-    /* LOGIN: cancel, wrong password, initial response */
-    cl_send(&c, "AUTH LOGIN\r\n");
-    EXPECT_REPLY(&c, "334 VXNlcm5hbWU6\r\n");
-    cl_send(&c, "*\r\n");
-    EXPECT_REPLY(&c, "501 5.7.0 Authentication canceled\r\n");
-    cl_send(&c, "auth login\r\n");
-    EXPECT_REPLY(&c, "334 VXNlcm5hbWU6\r\n");
-    cl_send(&c, "dXNlcg==\r\n");
-    EXPECT_REPLY(&c, "334 UGFzc3dvcmQ6\r\n");
-    cl_send(&c, "cGVuY2lM\r\n"); /* penciL */
-    EXPECT_REPLY(&c, "535 5.7.8 Authentication credentials invalid\r\n");
-    /* inside a transaction */
-    cl_send(&c, "MAIL FROM:<s@x>\r\n");
-    EXPECT_REPLY(&c, "250 2.1.0 OK\r\n");
-    cl_send(&c, "AUTH LOGIN\r\n");
-    EXPECT_REPLY(&c, "503 5.5.1 AUTH not permitted during a mail transaction\r\n");
-    cl_send(&c, "RSET\r\n");
-    EXPECT_REPLY(&c, "250 2.0.0 OK\r\n");
-    /* EXTERNAL without TLS */
-    cl_send(&c, "AUTH EXTERNAL =\r\n");
-    EXPECT_REPLY(&c, "535 5.7.8 Authentication credentials invalid\r\n");
-    cl_send(&c, "AUTH LOGIN dXNlcg==\r\n");
-    EXPECT_REPLY(&c, "334 UGFzc3dvcmQ6\r\n");
-    cl_send(&c, "cGVuY2ls\r\n");
-    EXPECT_REPLY(&c, "235 2.7.0 Authentication successful\r\n");
-    cl_send(&c, "QUIT\r\n");
-    EXPECT_REPLY(&c, "221 2.0.0 fake.example closing connection\r\n");
-    cl_close(&c);
-    CHECK(fake_wait_idle(f, 1, 2000) == 1);
-    CHECK(fake_auth_successes(f) == 1);
-    CHECK(fake_auth_failures(f) == 11);
-    CHECK_STR(fake_auth_mechanism(f), "LOGIN");
-    CHECK_STR(fake_auth_user(f), "user");
-    /* the transcript is exactly what the client sent, secrets included */
-    script = "LHLO a\r\nAUTH PLAIN\r\ndXNlcgB1c2VyAHdyb25n\r\nAUTH PLAIN b3RoZXIAdXNlcgBwZW5jaWw=\r\n"
-             "AUTH PLAIN dXNlcnBlbmNpbA==\r\nAUTH PLAIN !!!!\r\nAUTH PLAIN =\r\nAUTH CRAM-MD5\r\nAUTH\r\n"
-             "AUTH LOGIN\r\n*\r\nauth login\r\ndXNlcg==\r\ncGVuY2lM\r\nMAIL FROM:<s@x>\r\nAUTH LOGIN\r\n"
-             "RSET\r\nAUTH EXTERNAL =\r\nAUTH LOGIN dXNlcg==\r\ncGVuY2ls\r\nQUIT\r\n";
-    t = fake_transcript(f, &len);
-    CHECK(len == strlen(script));
-    CHECK_STR(t, script);
-    CHECK(fake_lockstep_violations(f) == 0);
-    fake_stop(f);
-
-    /* pipelining: AUTH PLAIN with an initial response may be followed at once (RFC 4954 4), a
-       bare AUTH may not */
-    fake_config_init(&cfg);
-    cfg.auth_mechanisms = "PLAIN";
-    cfg.auth_user = "user";
-    cfg.auth_password = "pencil";
-    f = start(&cfg);
-    REQUIRE(f != NULL);
-    REQUIRE(cl_connect(&c, f) == 0);
-    lhlo_auth(&c, "250-fake.example\r\n250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n"
-                  "250 AUTH PLAIN\r\n");
-    cl_send(&c, "AUTH PLAIN AHVzZXIAcGVuY2ls\r\nMAIL FROM:<s@x>\r\n");
-    EXPECT_REPLY(&c, "235 2.7.0 Authentication successful\r\n");
-    EXPECT_REPLY(&c, "250 2.1.0 OK\r\n");
-    CHECK(fake_lockstep_violations(f) == 0);
-    cl_close(&c);
-    REQUIRE(cl_connect(&c, f) == 0);
-    lhlo_auth(&c, "250-fake.example\r\n250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n"
-                  "250 AUTH PLAIN\r\n");
-    cl_send(&c, "AUTH PLAIN\r\nAHVzZXIAcGVuY2ls\r\n");
-    EXPECT_REPLY(&c, "334 \r\n");
-    EXPECT_REPLY(&c, "235 2.7.0 Authentication successful\r\n");
-    CHECK(fake_lockstep_violations(f) == 1);
-    cl_close(&c);
-    fake_stop(f);
-}
-
 /* The SCRAM-SHA-256 client side, on OpenSSL primitives (RFC 5802 3). */
 static void scram_client(const char *password, const unsigned char *salt, size_t salt_len, int iterations,
                          const char *auth_message, char *proof_b64, char *server_sig_b64) {
@@ -2338,65 +2495,11 @@ static void test_auth_scram(void) {
 }
 
 static void test_auth_policies(void) {
-    static const struct {
-        int code;
-        const char *want;
-    } forced[] = {
-        {454, "454 4.7.0 Temporary authentication failure\r\n"},
-        {534, "534 5.7.9 Authentication mechanism is too weak\r\n"},
-        {538, "538 5.7.11 Encryption required for requested authentication mechanism\r\n"},
-    };
     fake_config cfg;
     fake_lmtp *f;
     client c;
     SSL_CTX *ctx = client_ctx("ca.pem", NULL, NULL);
-    size_t i;
     REQUIRE(ctx != NULL);
-
-    /* auth_require: MAIL before AUTH -> 530 */
-    fake_config_init(&cfg);
-    cfg.auth_mechanisms = "PLAIN";
-    cfg.auth_user = "user";
-    cfg.auth_password = "pencil";
-    cfg.auth_require = 1;
-    f = start(&cfg);
-    REQUIRE(f != NULL);
-    REQUIRE(cl_connect(&c, f) == 0);
-    lhlo_auth(&c, "250-fake.example\r\n250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n"
-                  "250 AUTH PLAIN\r\n");
-    cl_send(&c, "MAIL FROM:<s@x>\r\n");
-    EXPECT_REPLY(&c, "530 5.7.0 Authentication required\r\n");
-    cl_send(&c, "AUTH PLAIN AHVzZXIAcGVuY2ls\r\n");
-    EXPECT_REPLY(&c, "235 2.7.0 Authentication successful\r\n");
-    deliver(&c, "r@x", "y\r\n.\r\n");
-    cl_close(&c);
-    fake_stop(f);
-
-    /* auth_fail_code: the code at once, no 334 */
-    for (i = 0; i < sizeof forced / sizeof forced[0]; ++i) {
-        fake_config_init(&cfg);
-        cfg.auth_mechanisms = "PLAIN LOGIN";
-        cfg.auth_user = "user";
-        cfg.auth_password = "pencil";
-        cfg.auth_fail_code = forced[i].code;
-        f = start(&cfg);
-        REQUIRE(f != NULL);
-        REQUIRE(cl_connect(&c, f) == 0);
-        lhlo_auth(&c, "250-fake.example\r\n250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n"
-                      "250 AUTH PLAIN LOGIN\r\n");
-        cl_send(&c, "AUTH LOGIN\r\n");
-        EXPECT_REPLY(&c, forced[i].want);
-        cl_send(&c, "AUTH PLAIN AHVzZXIAcGVuY2ls\r\n");
-        EXPECT_REPLY(&c, forced[i].want);
-        cl_close(&c);
-        CHECK(fake_wait_idle(f, 1, 2000) == 1);
-        CHECK(fake_auth_failures(f) == 2);
-        fake_stop(f);
-    }
-    fake_config_init(&cfg);
-    cfg.auth_mechanisms = "PLAIN";
-    cfg.auth_fail_code = 250;
-    CHECK(fake_start(&cfg) == NULL);
 
     /* auth_after_tls: not advertised before TLS, 538 if tried; works inside */
     tls_config(&cfg);
@@ -2451,118 +2554,134 @@ static void test_auth_policies(void) {
     CHECK(fake_auth_successes(f) == 2);
     fake_stop(f);
 
-    /* advertised in extra_caps only: still 502 (an "advertised but broken" server) */
-    fake_config_init(&cfg);
-    cfg.extra_caps = "STARTTLS\nAUTH PLAIN";
-    f = start(&cfg);
-    REQUIRE(f != NULL);
-    REQUIRE(cl_connect(&c, f) == 0);
-    EXPECT_REPLY(&c, "220 fake.example LMTP ready\r\n");
-    cl_send(&c, "LHLO a\r\n");
-    EXPECT_REPLY(&c, "250-fake.example\r\n250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n"
-                     "250-STARTTLS\r\n250 AUTH PLAIN\r\n");
-    cl_send(&c, "STARTTLS\r\n");
-    EXPECT_REPLY(&c, "502 5.5.1 Not implemented\r\n");
-    cl_send(&c, "AUTH PLAIN AHVzZXIAcGVuY2ls\r\n");
-    EXPECT_REPLY(&c, "502 5.5.1 Not implemented\r\n");
-    cl_close(&c);
-    fake_stop(f);
     SSL_CTX_free(ctx);
 }
 
-/* RFC 2033 4.3 with BDAT: one reply per accepted recipient after LAST, none without one. */
-static void test_bdat_rules(void) {
+/* ---- script mode beyond a dialogue ------------------------------------------------------- */
+
+/* A reply byte by byte, a delay, a reply that never ends (FAKE_DRIP), over fake_socketpair(). */
+static const fake_step kScriptSlow[] = {
+    {.reply = "220 slow\r\n", .byte_delay_ms = 2},
+    {.expect = "NOOP\r\n", .reply = "250 late\r\n", .delay_ms = 150},
+    {.expect = "DRIP\r\n", .reply = "250-more\r\n", .then = FAKE_DRIP, .delay_ms = 10},
+};
+static const fake_step kScriptReset[] = {{.reply = "220 r\r\n"}, {.expect = "QUIT\r\n", .then = FAKE_RESET}};
+static const fake_step kScriptStopReading[] = {
+    {.reply = "220 s\r\n"},
+    {.expect = "DATA\r\n", .reply = "354 go\r\n", .then = FAKE_STOP_READING},
+};
+
+static void test_script_special(void) {
     fake_config cfg;
     fake_lmtp *f;
     client c;
-    char buf[256];
-    size_t len;
+    long t0;
+    static char expect[303], sent_body[303];
+    fake_step long_step[2];
+    int sndbuf = 16384;
+    const char *e;
+
     fake_config_init(&cfg);
-    cfg.extra_caps = "CHUNKING";
-    cfg.rules = "b@x=250,554;n@x=550";
+    cfg.script = kScriptSlow;
+    cfg.script_len = 3;
     f = start(&cfg);
     REQUIRE(f != NULL);
-    REQUIRE(cl_connect(&c, f) == 0);
-    EXPECT_REPLY(&c, "220 fake.example LMTP ready\r\n");
-    cl_send(&c, "LHLO a\r\n");
-    EXPECT_REPLY(&c, "250-fake.example\r\n250-PIPELINING\r\n250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n"
-                     "250 CHUNKING\r\n");
-    /* no accepted recipient: BDAT n LAST gets no reply at all; the next reply is NOOP's */
-    cl_send(&c, "MAIL FROM:<s@x>\r\nRCPT TO:<n@x>\r\nBDAT 5 LAST\r\nhelloNOOP\r\n");
-    EXPECT_REPLY(&c, "250 2.1.0 OK\r\n");
-    EXPECT_REPLY(&c, "550 5.1.1 <n@x> User doesn't exist\r\n");
-    EXPECT_REPLY(&c, "250 2.0.0 OK\r\n");
-    CHECK(cl_reply(&c, buf, sizeof buf, 200) == -1);
-    /* ... and the transaction is over */
-    cl_send(&c, "RCPT TO:<a@x>\r\n");
-    EXPECT_REPLY(&c, "503 5.5.1 MAIL needed first\r\n");
-    /* a non-LAST chunk without recipients: one 503; then LAST (0 bytes too): nothing */
-    cl_send(&c, "MAIL FROM:<s@x>\r\nRCPT TO:<n@x>\r\nBDAT 3\r\nabcBDAT 0 LAST\r\nNOOP\r\n");
-    EXPECT_REPLY(&c, "250 2.1.0 OK\r\n");
-    EXPECT_REPLY(&c, "550 5.1.1 <n@x> User doesn't exist\r\n");
-    EXPECT_REPLY(&c, "503 5.5.1 No valid recipients\r\n");
-    EXPECT_REPLY(&c, "250 2.0.0 OK\r\n");
-    CHECK(cl_reply(&c, buf, sizeof buf, 200) == -1);
-    /* BDAT LAST without MAIL: one 503 */
-    cl_send(&c, "BDAT 2 LAST\r\nxyNOOP\r\n");
-    EXPECT_REPLY(&c, "503 5.5.1 MAIL needed first\r\n");
-    EXPECT_REPLY(&c, "250 2.0.0 OK\r\n");
-    /* three recipients, one refused: two replies after LAST, in order */
-    cl_send(&c, "MAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\nRCPT TO:<n@x>\r\nRCPT TO:<b@x>\r\n"
-                "BDAT 4\r\nab\r\nBDAT 4 LAST\r\ncd\r\nNOOP\r\n");
-    EXPECT_REPLY(&c, "250 2.1.0 OK\r\n");
-    EXPECT_REPLY(&c, "250 2.1.5 <a@x> OK\r\n");
-    EXPECT_REPLY(&c, "550 5.1.1 <n@x> User doesn't exist\r\n");
-    EXPECT_REPLY(&c, "250 2.1.5 <b@x> OK\r\n");
-    EXPECT_REPLY(&c, "250 2.0.0 4 octets received\r\n");
-    EXPECT_REPLY(&c, "250 2.0.0 <a@x> Saved\r\n");
-    EXPECT_REPLY(&c, "554 5.6.0 <b@x> Message rejected\r\n");
-    EXPECT_REPLY(&c, "250 2.0.0 OK\r\n");
+    memset(&c, 0, sizeof c);
+    c.fd = fake_socketpair(f);
+    REQUIRE(c.fd >= 0);
+    EXPECT_REPLY(&c, "220 slow\r\n");
+    CHECK(c.reads > 3); /* 10 bytes, 2 ms apart: in pieces */
+    t0 = now_ms();
+    cl_send(&c, "NOOP\r\n");
+    EXPECT_REPLY(&c, "250 late\r\n");
+    CHECK(now_ms() - t0 >= 140);
+    cl_send(&c, "DRIP\r\n");
+    t0 = now_ms();
+    c.len = 0;
+    while (c.len < 50 && now_ms() - t0 < 3000) cl_fill(&c, 500);
+    CHECK(strncmp(c.buf, "250-more\r\n250-more\r\n250-more\r\n250-more\r\n250-more\r\n", 50) == 0);
+    CHECK(now_ms() - t0 >= 35); /* 10 ms between repeats */
+    CHECK(fake_script_done(f) == 1);
     cl_close(&c);
-    CHECK(fake_wait_idle(f, 1, 2000) == 1);
-    REQUIRE(fake_message_count(f) == 1);
-    CHECK_STR(fake_message(f, 0, &len), "ab\r\ncd\r\n");
-    CHECK(fake_lockstep_violations(f) == 0);
+    CHECK(fake_wait_idle(f, 1, 2000) == 1); /* the drip ends when the client goes */
+    CHECK_STR(fake_script_error(f), "");
+    CHECK(fake_flushes(f) >= 2 + 5);
+    CHECK_STR(fake_peer_address(f, 0), ""); /* a socketpair */
+    CHECK(fake_peer_address(f, 1) == NULL);
+    CHECK(fake_connections(f) == 1);
     fake_stop(f);
 
-    /* bdat_fail_chunk 2: the second chunk is rejected, the rest discarded */
+    /* Every connection plays the script; FAKE_RESET; a departure names its connection. */
     fake_config_init(&cfg);
-    cfg.extra_caps = "CHUNKING";
-    cfg.bdat_fail_chunk = 2;
+    cfg.script = kScriptReset;
+    cfg.script_len = 2;
     f = start(&cfg);
     REQUIRE(f != NULL);
     REQUIRE(cl_connect(&c, f) == 0);
-    EXPECT_REPLY(&c, "220 fake.example LMTP ready\r\n");
-    cl_send(&c, "LHLO a\r\n");
-    cl_reply(&c, buf, sizeof buf, 3000);
-    cl_send(&c, "MAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\nRCPT TO:<b@x>\r\n"
-                "BDAT 3\r\nabcBDAT 3\r\ndefBDAT 3 LAST\r\nghiNOOP\r\n");
-    EXPECT_REPLY(&c, "250 2.1.0 OK\r\n");
-    EXPECT_REPLY(&c, "250 2.1.5 <a@x> OK\r\n");
-    EXPECT_REPLY(&c, "250 2.1.5 <b@x> OK\r\n");
-    EXPECT_REPLY(&c, "250 2.0.0 3 octets received\r\n");
-    EXPECT_REPLY(&c, "552 5.3.4 Message too big for system\r\n");
-    EXPECT_REPLY(&c, "503 5.5.1 Transaction failed, chunk discarded\r\n");
-    EXPECT_REPLY(&c, "250 2.0.0 OK\r\n");
-    CHECK(cl_reply(&c, buf, sizeof buf, 200) == -1);
-    /* a new transaction works; a LAST second chunk is rejected once per recipient */
-    cl_send(&c, "MAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\nBDAT 2 LAST\r\nokMAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\n"
-                "RCPT TO:<b@x>\r\nBDAT 1\r\nxBDAT 1 LAST\r\ny");
-    EXPECT_REPLY(&c, "250 2.1.0 OK\r\n");
-    EXPECT_REPLY(&c, "250 2.1.5 <a@x> OK\r\n");
-    EXPECT_REPLY(&c, "250 2.0.0 <a@x> Saved\r\n");
-    EXPECT_REPLY(&c, "250 2.1.0 OK\r\n");
-    EXPECT_REPLY(&c, "250 2.1.5 <a@x> OK\r\n");
-    EXPECT_REPLY(&c, "250 2.1.5 <b@x> OK\r\n");
-    EXPECT_REPLY(&c, "250 2.0.0 1 octets received\r\n");
-    EXPECT_REPLY(&c, "552 5.3.4 <a@x> Message too big for system\r\n");
-    EXPECT_REPLY(&c, "552 5.3.4 <b@x> Message too big for system\r\n");
-    cl_send(&c, "MAIL FROM:<s@x>\r\n");
-    EXPECT_REPLY(&c, "250 2.1.0 OK\r\n");
+    EXPECT_REPLY(&c, "220 r\r\n");
+    cl_send(&c, "QUIT\r\n");
+    CHECK(cl_reset(&c));
+    cl_close(&c);
+    REQUIRE(cl_connect(&c, f) == 0);
+    EXPECT_REPLY(&c, "220 r\r\n");
+    cl_send(&c, "QUIX\r\n");
+    sleep_ms(50);
+    cl_close(&c);
+    CHECK(fake_wait_idle(f, 2, 2000) == 1);
+    CHECK_STR(fake_script_error(f), "connection 1, script[1] of 2: expected \"QUIT\\r\\n\" but received \"QUIX\\r\\n\"");
+    CHECK(fake_script_done(f) == 1);
+    CHECK_STR(fake_peer_address(f, 0), "127.0.0.1");
+    CHECK_STR(fake_peer_address(f, 1), "127.0.0.1");
+    fake_clear(f);
+    CHECK_STR(fake_script_error(f), "");
+    CHECK(fake_script_done(f) == 0);
+    CHECK(fake_peer_address(f, 0) == NULL);
+    fake_stop(f);
+
+    /* FAKE_STOP_READING: the client's writes block; fake_stop is still prompt. */
+    fake_config_init(&cfg);
+    cfg.script = kScriptStopReading;
+    cfg.script_len = 2;
+    cfg.rcvbuf = 4096;
+    f = start(&cfg);
+    REQUIRE(f != NULL);
+    memset(&c, 0, sizeof c);
+    c.fd = fake_socketpair(f);
+    REQUIRE(c.fd >= 0);
+    setsockopt(c.fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+    EXPECT_REPLY(&c, "220 s\r\n");
+    cl_send(&c, "DATA\r\n");
+    EXPECT_REPLY(&c, "354 go\r\n");
+    writes_block_then_stop(&c, f);
+
+    /* A long expect: the error gives the offset of the first difference and the bytes around it. */
+    memset(expect, 'a', 300);
+    memcpy(expect + 300, "\r\n", 3);
+    memcpy(sent_body, expect, sizeof expect);
+    sent_body[150] = 'b';
+    memset(long_step, 0, sizeof long_step);
+    long_step[0].reply = "220 l\r\n";
+    long_step[1].expect = expect;
+    long_step[1].reply = "250 ok\r\n";
+    fake_config_init(&cfg);
+    cfg.script = long_step;
+    cfg.script_len = 2;
+    f = start(&cfg);
+    REQUIRE(f != NULL);
+    expect[0] = 'X'; /* fake_start copied the script: changing it now changes nothing */
+    REQUIRE(cl_connect(&c, f) == 0);
+    EXPECT_REPLY(&c, "220 l\r\n");
+    cl_send(&c, sent_body);
+    sleep_ms(50);
     cl_close(&c);
     CHECK(fake_wait_idle(f, 1, 2000) == 1);
-    REQUIRE(fake_message_count(f) == 1);
-    CHECK_STR(fake_message(f, 0, &len), "ok");
+    e = fake_script_error(f);
+    CHECK(strstr(e, "connection 0, script[1] of 2: expected 302 bytes, received bytes differ at byte 150: "
+                    "expected ...\"aaaa") == e);
+#define A10 "aaaaaaaaaa"
+    CHECK(strstr(e, A10 "\"... but received ...\"" A10 A10 A10 A10 "b" A10) != NULL);
+#undef A10
+    CHECK(fake_script_done(f) == 0);
     fake_stop(f);
 }
 
@@ -2593,16 +2712,10 @@ static void remove_certs_dir(void) {
 
 int main(void) {
     signal(SIGPIPE, SIG_IGN); /* the test's TLS client writes with write(); the server never needs it */
-    test_pipelined_transaction();
-    test_body_split();
-    test_errors();
-    test_no_enhanced_custom_text();
-    test_lockstep();
-    test_bdat();
+    test_tables();
+    test_script_special();
     test_fault_banner();
-    test_fault_garbage_and_extra();
     test_fault_oversized();
-    test_fault_mid_transaction();
     test_fault_body_bytes();
     test_fault_stop_reading();
     test_byte_delay();
@@ -2624,9 +2737,7 @@ int main(void) {
         test_auth_policies();
         remove_certs_dir();
     }
-    test_auth_plain_login();
     test_auth_scram();
-    test_bdat_rules();
     printf("fake_selftest: %d checks, %d failures\n", checks, failures);
     return failures ? 1 : 0;
 }

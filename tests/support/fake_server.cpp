@@ -379,7 +379,7 @@ bool parse_rules(const std::string &spec, std::vector<Rule> &out, std::string &e
 
 class Session {
 public:
-    Session(Server &srv, int fd) : srv_(srv), o_(srv.options()), fd_(fd), tcp_(o_.family != AF_UNIX) {}
+    Session(Server &srv, int fd, bool tcp) : srv_(srv), o_(srv.options()), fd_(fd), tcp_(tcp) {}
     ~Session() {
         if (ssl_) SSL_free(ssl_);
         if (fd_ >= 0) ::close(fd_);
@@ -1828,6 +1828,29 @@ std::unique_ptr<Server> Server::start(const Options &opt, std::string &err) {
     for (const std::string &c : o.extra_caps)
         if (!trim(c).empty()) s->caps_.push_back(trim(c));
     if (!s->setup_tls(err) || !s->setup_auth(err)) return nullptr;
+    if (!o.script.empty() && (o.fault || o.has_greeting || !o.rules.empty() || o.size || !o.extra_caps.empty() ||
+                              o.reply_delay_ms || o.byte_delay_ms || !o.tls_cert.empty() ||
+                              !o.auth_mechanisms.empty() || o.bdat_fail_chunk)) {
+        err = "script mode: the server says only what the script says (greeting, rules, caps, faults, delays, "
+              "TLS, AUTH and bdat_fail_chunk do not apply)";
+        return nullptr;
+    }
+    for (std::size_t i = 0; i < o.script.size(); ++i) {
+        const ScriptStep &st = o.script[i];
+        const std::string at = "script[" + std::to_string(i) + "]: ";
+        if (st.then != Action::Continue && i + 1 != o.script.size()) {
+            err = at + "only the last step may end the script (then is not FAKE_CONTINUE)";
+            return nullptr;
+        }
+        if (st.delay_ms < 0 || st.byte_delay_ms < 0) {
+            err = at + "negative delay";
+            return nullptr;
+        }
+        if (st.then == Action::Drip && (st.delay_ms <= 0 || st.reply.empty())) {
+            err = at + "FAKE_DRIP needs a reply and delay_ms > 0";
+            return nullptr;
+        }
+    }
 
     if (::pipe2(s->wake_, O_CLOEXEC | O_NONBLOCK) != 0) {
         err = std::string("pipe2: ") + std::strerror(errno);
@@ -2045,7 +2068,10 @@ void Server::stop() {
         }
     }
     if (acceptor_.joinable()) acceptor_.join();
-    reap(true);
+    {
+        std::lock_guard<std::mutex> lock(conns_mu_);
+        reap(true);
+    }
     if (listen_fd_ >= 0) ::close(listen_fd_);
     listen_fd_ = -1;
     for (int &w : wake_) {
@@ -2084,7 +2110,9 @@ void Server::accept_loop() {
         int r = ::poll(p, 2, -1);
         if (r < 0 && errno == EINTR) continue;
         if (r < 0 || p[1].revents) return;
-        int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        sockaddr_storage from{};
+        socklen_t from_len = sizeof from;
+        int fd = ::accept4(listen_fd_, reinterpret_cast<sockaddr *>(&from), &from_len, SOCK_CLOEXEC | SOCK_NONBLOCK);
         if (fd < 0) {
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
                 pollfd w{wake_[0], POLLIN, 0};
@@ -2092,41 +2120,70 @@ void Server::accept_loop() {
             }
             continue;
         }
+        char address[INET6_ADDRSTRLEN] = "";
+        if (from.ss_family == AF_INET)
+            ::inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in *>(&from)->sin_addr, address, sizeof address);
+        else if (from.ss_family == AF_INET6)
+            ::inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6 *>(&from)->sin6_addr, address, sizeof address);
         if (opt_.family != AF_UNIX) {
             int one = 1;
             ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         }
-        reap(false);
-        {
-            std::lock_guard<std::mutex> lock(rec_.mu);
-            ++rec_.connections;
-            ++rec_.open;
-        }
-        try {
-            conns_.emplace_back();
-            Conn *c = &conns_.back();
-            c->thread = std::thread([this, c, fd] {
-                {
-                    Session s(*this, fd);
-                    try {
-                        s.run();
-                    } catch (...) {
-                        // out of memory in a test helper: drop the connection
-                    }
+        spawn(fd, opt_.family != AF_UNIX, address);
+    }
+}
+
+bool Server::spawn(int fd, bool tcp, const std::string &peer) {
+    std::lock_guard<std::mutex> conns_lock(conns_mu_);
+    reap(false);
+    std::size_t index;
+    {
+        std::lock_guard<std::mutex> lock(rec_.mu);
+        index = rec_.connections++;
+        rec_.peers.push_back(peer);
+        ++rec_.open;
+    }
+    try {
+        conns_.emplace_back();
+        Conn *c = &conns_.back();
+        c->thread = std::thread([this, c, fd, tcp, index] {
+            try {
+                if (!opt_.script.empty()) {
+                    play_script(*this, fd, index);
+                } else {
+                    Session s(*this, fd, tcp);
+                    s.run();
                 }
-                std::lock_guard<std::mutex> lock(rec_.mu);
-                c->done = true;
-                --rec_.open;
-                rec_.cv.notify_all();
-            });
-        } catch (...) {
-            if (!conns_.empty() && !conns_.back().thread.joinable()) conns_.pop_back();
-            ::close(fd);
+            } catch (...) {
+                // out of memory in a test helper: drop the connection
+            }
             std::lock_guard<std::mutex> lock(rec_.mu);
+            c->done = true;
             --rec_.open;
             rec_.cv.notify_all();
-        }
+        });
+        return true;
+    } catch (...) {
+        if (!conns_.empty() && !conns_.back().thread.joinable()) conns_.pop_back();
+        ::close(fd);
+        std::lock_guard<std::mutex> lock(rec_.mu);
+        --rec_.open;
+        rec_.cv.notify_all();
+        return false;
     }
+}
+
+int Server::connect_pair() {
+    int sv[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return -1;
+    ::fcntl(sv[1], F_SETFL, ::fcntl(sv[1], F_GETFL) | O_NONBLOCK);
+    if (opt_.rcvbuf > 0) ::setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &opt_.rcvbuf, sizeof opt_.rcvbuf);
+    if (!spawn(sv[1], false, "")) {
+        ::close(sv[0]);
+        errno = ENOMEM;
+        return -1;
+    }
+    return sv[0];
 }
 
 void Server::add_client_bytes(const char *p, std::size_t n) {
@@ -2202,6 +2259,16 @@ bool Server::rule_applies(const Rule &r, bool data) {
     if (times == 0) return true;
     std::lock_guard<std::mutex> lock(rule_mu_);
     return ++rule_uses_[{&r, data}] <= times;
+}
+
+void Server::add_script_error(const std::string &why) {
+    std::lock_guard<std::mutex> lock(rec_.mu);
+    if (rec_.script_error.empty()) rec_.script_error = why;
+}
+
+void Server::add_script_done() {
+    std::lock_guard<std::mutex> lock(rec_.mu);
+    ++rec_.scripts_done;
 }
 
 bool Server::fault_fires() {

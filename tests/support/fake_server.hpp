@@ -22,7 +22,18 @@ struct ssl_ctx_st;  // OpenSSL's SSL_CTX, kept out of this header
 
 namespace fake {
 
-enum class Action { Continue = 0, Close = 1, Hang = 2, Reset = 3, StopReading = 4 };
+// Drip: script steps only (send the reply again and again).
+enum class Action { Continue = 0, Close = 1, Hang = 2, Reset = 3, StopReading = 4, Drip = 5 };
+
+// One step of an exact script (fake_lmtp.h, "Script mode").
+struct ScriptStep {
+    std::string expect;  // the bytes the client must send next, exactly
+    std::string reply;   // then written back
+    Action then = Action::Continue;
+    int delay_ms = 0;       // before the reply (Drip: between repeats)
+    int byte_delay_ms = 0;  // > 0: the reply one byte at a time
+    bool allow_early = false;  // no lockstep check: more may come before the reply
+};
 
 // One recipient rule: what RCPT and the end of DATA answer for one address.
 struct Rule {
@@ -110,6 +121,9 @@ struct Options {
     // CHUNKING: reject the Nth BDAT chunk of every transaction (1-based; 0 = never).
     unsigned long bdat_fail_chunk = 0;
 
+    // Script mode (fake_lmtp.h): not empty = every connection plays these steps, nothing else.
+    std::vector<ScriptStep> script;
+
     // For the standalone program: called (under the server's lock, from a connection thread) with
     // every chunk the clients send, every chunk the server writes, and every completed message.
     std::function<void(const char *, std::size_t)> on_client_bytes;
@@ -153,12 +167,20 @@ struct Record {
     std::size_t flushes = 0;
     int violations = 0;
     std::size_t connections = 0;
+    std::vector<std::string> peers;  // per connection: the client's IP address ("" if none)
     std::size_t open = 0;
+    std::string script_error;        // the first departure from the script ("" if none)
+    std::size_t scripts_done = 0;    // connections that played the whole script
     unsigned long fault_matches = 0;
     unsigned long fault_fired = 0;
 };
 
 class Session;
+class Server;
+
+// Plays options().script on one connection (fake_script.cpp): reads until each step's bytes came,
+// checks them, replies. Owns fd. `index` names the connection in error messages.
+void play_script(Server &srv, int fd, std::size_t index);
 
 class Server {
 public:
@@ -191,6 +213,11 @@ public:
     void add_tls_failure(const std::string &why);
     void add_auth(bool ok, const std::string &mechanism, const std::string &user, int code);
     void add_violation();
+    void add_script_error(const std::string &why);  // keeps the first
+    void add_script_done();
+    // A new connection over a socketpair: the server serves one end, the caller gets the other
+    // (blocking, close-on-exec). -1 and errno set on failure.
+    int connect_pair();
     // Whether the fault fires for this match (counts matches; call once per matching event).
     bool fault_fires();
     // Whether rule r's RCPT (data false) or DATA code applies this time (CODE*N: the first N).
@@ -201,7 +228,9 @@ private:
     bool setup_tls(std::string &err);
     bool setup_auth(std::string &err);
     void accept_loop();
-    void reap(bool all);
+    void reap(bool all);  // call with conns_mu_ held
+    // Serve fd (non-blocking, owned from here on) on a thread of its own; false if none could start.
+    bool spawn(int fd, bool tcp, const std::string &peer);
 
     struct Conn {
         std::thread thread;
@@ -223,7 +252,8 @@ private:
     bool unlink_path_ = false;
     bool stopped_ = false;
     std::thread acceptor_;
-    std::list<Conn> conns_;  // touched by the acceptor thread only, then by stop() after joining it
+    std::mutex conns_mu_;    // conns_: the acceptor thread, connect_pair() and stop() touch it
+    std::list<Conn> conns_;
     Record rec_;
 };
 
