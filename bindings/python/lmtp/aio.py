@@ -524,6 +524,12 @@ class AsyncLMTP:
         rcpts = [_quoteaddr(a) for a in to_addrs]
         return to_addrs, sender, rcpts, _params(mail_options, rcpt_options), _source(msg)
 
+    def _refuse_smtputf8(self, params):
+        """SMTPNotSupportedError, as LMTP (and smtplib) raise it before anything is sent, when
+        SMTPUTF8 is asked for and not offered (the other options are the engine's to refuse)."""
+        if params is not None and params.smtputf8 and not self.has_extn("smtputf8"):
+            raise SMTPNotSupportedError("SMTPUTF8 not supported by server")
+
     async def deliver(self, from_addr, to_addrs, msg, mail_options=(), rcpt_options=(), *, transfer="auto",
                       canonical=False):
         """Deliver ``msg``; every recipient's ``Result``, in order, as ``LMTP.deliver``.
@@ -540,8 +546,8 @@ class AsyncLMTP:
             self.last_results = _unsent(to_addrs, str(err))
             err.results = list(self.last_results)
             raise
+        self._refuse_smtputf8(params)
         _check_encoding(sender, rcpts, params, "ascii")
-        # (Options the server does not offer, SMTPUTF8 among them, are the engine's to refuse.)
         status, why, records = await connection.deliver_one(sender, rcpts, source, params, transfer, canonical)
         if status == "ok":
             results = self.last_results = _results(records)
@@ -564,6 +570,7 @@ class AsyncLMTP:
             if err.results:
                 self.last_results = list(err.results[-1])
             raise
+        self._refuse_smtputf8(params)
         sources = []
         for sender, rcpts, m, _ in batch:
             _check_encoding(sender, rcpts, params, "ascii")
@@ -601,3 +608,6 @@ class AsyncLMTP:
 
 def _log_trace(direction, line):
     log.debug("%s", _trace_text(direction, line))
+
+
+AsyncLMTP.__module__ = "lmtp"  # documented and re-exported as lmtp.AsyncLMTP
