@@ -24,6 +24,10 @@ dict as ``(421, why)``: retry them) unless nobody is known to have the message;
 a verdict "unknown"); ``data``/``getreply`` give each recipient's reply or
 ``(421, why)``.
 
+``lmtp.AsyncLMTP`` is the same client for asyncio (``lmtp/aio.py``): ``async with
+lmtp.AsyncLMTP(host) as s: await s.deliver(...)``, many tasks pipelined on one
+connection, no thread (an ``asyncio.Protocol`` over the engine's bytes-only mode).
+
 Servers that answer every recipient after the message in one multi-line reply,
 a line each (Net::Server::Mail::LMTP), are read a line per recipient when the
 lines carry different codes or the banner names Net::Server::Mail; a conforming
