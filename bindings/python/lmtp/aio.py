@@ -401,6 +401,8 @@ class AsyncLMTP:
         """
         if host is not None:
             self.host = host
+        if not self.host:
+            self.host = "localhost"
         if port is not None:
             self.port = port
         self.close()

@@ -41,8 +41,12 @@ def run(request):
         pytest.skip("uvloop is not installed")
 
     def runner(fn, *args):
-        with asyncio.Runner(loop_factory=factory) as r:
-            return r.run(fn(*args))
+        loop = factory()
+        try:
+            return loop.run_until_complete(fn(*args))
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
 
     return runner
 
@@ -346,6 +350,40 @@ def test_refusals_at_connect(fake_server, run):
         assert [r.outcome for r in info.value.results] == ["unknown"]
 
     run(main)
+
+
+def test_quit_waits_for_the_deliveries_and_an_exception_skips_it(fake_server):
+    f = fake_server("--rules", RULES, "--reply-delay", "50")
+
+    async def main():
+        s = client(f)
+        assert await s.connect() == (220, b"fake.example LMTP ready")
+        pending = asyncio.ensure_future(s.deliver("me@x", ["alice@x"], MSG))
+        await asyncio.sleep(0)
+        assert await s.quit() == (221, b"2.0.0 fake.example closing connection")
+        assert (await pending)[0].ok  # QUIT went after it
+        assert not s.alive
+        with pytest.raises(RuntimeError):
+            async with client(f):
+                raise RuntimeError("the caller's")
+
+    arun(main)
+    t = f.transcript()
+    assert t.count(b"QUIT\r\n") == 1 and t.index(b"QUIT") > t.index(b"RCPT TO:<alice@x>")
+
+
+def test_the_dialogue_goes_to_the_logger(fake_server, caplog):
+    f = fake_server("--rules", RULES)
+
+    async def main():
+        async with client(f) as s:
+            await s.deliver("me@x", ["alice@x"], MSG)
+
+    with caplog.at_level("DEBUG", logger="lmtp"):
+        arun(main)
+    lines = [r.getMessage() for r in caplog.records if r.name == "lmtp"]
+    assert "send: 'MAIL FROM:<me@x>\\r\\n'" in lines, lines
+    assert any(line.startswith("reply: b'250 2.0.0 <alice@x> Saved") for line in lines), lines
 
 
 # ---------------------------------------------------------------------------
