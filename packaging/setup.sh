@@ -19,6 +19,7 @@ packages=(
     libnet-server-mail-perl                  # Net::Server::Mail::LMTP: a second real LMTP server for tests
     python3-dev pybind11-dev python3-pybind11 # the lmtp Python package (for /usr/bin/python3)
     python3-pytest python3-setuptools python3-pip python3-venv  # its tests and pip install
+    python3-uvloop                           # lmtp.AsyncLMTP's tests run on uvloop's loop too
     dovecot-core dovecot-lmtpd openssl       # a real LMTP server for integration tests and the demo
 )
 case "${1:-}" in

@@ -104,7 +104,7 @@ not
 $expected"
 brs=$(rpmspec -q --buildrequires "$spec")
 for br in cmake gcc-c++ make pkgconfig openssl-devel gtest-devel libcmocka-devel perl-devel \
-          'perl(ExtUtils::MakeMaker)' python3-devel pybind11-devel python3-pytest; do
+          'perl(ExtUtils::MakeMaker)' python3-devel pybind11-devel python3-pytest python3-uvloop; do
     grep -qE "^$(sed 's/[()+.:]/\\&/g' <<<"$br")( |$)" <<<"$brs" || fail "no BuildRequires: $br"
 done
 if grep -q '^dovecot' <<<"$brs"; then fail "dovecot is a build requirement without --with dovecot"; fi

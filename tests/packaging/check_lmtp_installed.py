@@ -52,7 +52,7 @@ def main():
     if lmtp.__version__ != version or dist.version != version:
         errors.append("version %s (metadata %s), lmtp.h says %s" % (lmtp.__version__, dist.version, version))
     files = {str(f) for f in dist.files or []}
-    for name in ("lmtp/__init__.py", "lmtp/__init__.pyi", "lmtp/py.typed"):
+    for name in ("lmtp/__init__.py", "lmtp/aio.py", "lmtp/__init__.pyi", "lmtp/py.typed"):
         if name not in files:
             errors.append("%s is not in the distribution's RECORD" % name)
     if not any(f.startswith("lmtp/_lmtp.") for f in files):

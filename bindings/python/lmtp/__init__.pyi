@@ -172,3 +172,93 @@ class LMTP_SSL(LMTP):
         insecure: bool = ...,
         strict_replies: Optional[bool] = ...,
     ) -> None: ...
+
+class AsyncLMTP:
+    """The asyncio client (lmtp/aio.py): LMTP's deliveries awaited, pipelined across tasks."""
+    host: str
+    port: int
+    local_hostname: str
+    timeout: Optional[float]
+    source_address: Optional[Tuple[str, int]]
+    esmtp_features: dict[str, str]
+    ehlo_resp: Optional[bytes]
+    last_results: list[Result]
+    allow_plaintext_auth: bool
+    strict_replies: bool
+    def __init__(
+        self,
+        host: str = ...,
+        port: int = ...,
+        *,
+        local_hostname: Optional[str] = ...,
+        timeout: Optional[float] = ...,
+        source_address: Optional[Tuple[str, int]] = ...,
+        starttls: Union[bool, Literal["off", "opportunistic", "required"]] = ...,
+        context: Optional[ssl.SSLContext] = ...,
+        cafile: Optional[str] = ...,
+        capath: Optional[str] = ...,
+        certfile: Optional[str] = ...,
+        keyfile: Optional[str] = ...,
+        server_hostname: Optional[str] = ...,
+        insecure: bool = ...,
+        user: Optional[str] = ...,
+        password: Optional[str] = ...,
+        auth_mechanism: Optional[str] = ...,
+        allow_plaintext: bool = ...,
+        implicit_tls: bool = ...,
+        strict_replies: bool = ...,
+        max_in_flight: int = ...,
+    ) -> None: ...
+    async def __aenter__(self) -> "AsyncLMTP": ...
+    async def __aexit__(
+        self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException], tb: Optional[TracebackType]
+    ) -> None: ...
+    @property
+    def alive(self) -> bool: ...
+    @property
+    def idle(self) -> bool: ...
+    async def connect(self, host: Optional[str] = ..., port: Optional[int] = ...) -> Reply: ...
+    def has_extn(self, opt: str) -> bool: ...
+    def close(self) -> None: ...
+    async def quit(self) -> Reply: ...
+    async def starttls(
+        self,
+        keyfile: Optional[str] = ...,
+        certfile: Optional[str] = ...,
+        context: Optional[ssl.SSLContext] = ...,
+        *,
+        cafile: Optional[str] = ...,
+        capath: Optional[str] = ...,
+        server_hostname: Optional[str] = ...,
+        insecure: bool = ...,
+    ) -> Reply: ...
+    async def login(
+        self, user: str, password: str, *, initial_response_ok: bool = ..., allow_plaintext: Optional[bool] = ...
+    ) -> Reply: ...
+    async def deliver(
+        self,
+        from_addr: str,
+        to_addrs: Union[str, Sequence[str]],
+        msg: Message,
+        mail_options: Sequence[str] = ...,
+        rcpt_options: Sequence[str] = ...,
+        *,
+        transfer: Literal["auto", "data", "bdat"] = ...,
+        canonical: bool = ...,
+    ) -> list[Result]: ...
+    async def deliver_many(
+        self,
+        messages: Iterable[Tuple[str, Union[str, Sequence[str]], Message]],
+        mail_options: Sequence[str] = ...,
+        rcpt_options: Sequence[str] = ...,
+        *,
+        transfer: Literal["auto", "data", "bdat"] = ...,
+    ) -> list[list[Result]]: ...
+    async def sendmail(
+        self,
+        from_addr: str,
+        to_addrs: Union[str, Sequence[str]],
+        msg: Message,
+        mail_options: Sequence[str] = ...,
+        rcpt_options: Sequence[str] = ...,
+    ) -> dict[str, Reply]: ...

@@ -79,35 +79,45 @@ def test_stubs_define_every_public_name(stub_dir):
     assert "__version__" in names
 
 
-def test_stubs_define_every_public_method_of_lmtp(stub_dir):
-    members = class_members(stub_class(stub_tree(stub_dir), "LMTP"))
-    missing = [n for n in public_methods(lmtp.LMTP) if n not in members]
-    assert not missing, "LMTP methods missing from the stubs: %s" % missing
-    for name in ("__init__", "__enter__", "__exit__"):
+# The connection classes whose stubs are checked member by member, and their context-manager methods.
+CLASSES = {"LMTP": ("__enter__", "__exit__"), "AsyncLMTP": ("__aenter__", "__aexit__")}
+
+
+@pytest.mark.parametrize("cls", sorted(CLASSES))
+def test_stubs_define_every_public_method(stub_dir, cls):
+    members = class_members(stub_class(stub_tree(stub_dir), cls))
+    missing = [n for n in public_methods(getattr(lmtp, cls)) if n not in members]
+    assert not missing, "%s methods missing from the stubs: %s" % (cls, missing)
+    for name in ("__init__",) + CLASSES[cls]:
         assert name in members
 
 
-def test_stub_signatures_match(stub_dir):
-    members = class_members(stub_class(stub_tree(stub_dir), "LMTP"))
-    for name in public_methods(lmtp.LMTP) + ["__init__"]:
+@pytest.mark.parametrize("cls", sorted(CLASSES))
+def test_stub_signatures_match(stub_dir, cls):
+    real_cls = getattr(lmtp, cls)
+    members = class_members(stub_class(stub_tree(stub_dir), cls))
+    for name in public_methods(real_cls) + ["__init__"]:
         node = members.get(name)
-        if node is None:
+        if node is None or isinstance(inspect.getattr_static(real_cls, name), property):
             continue
         stub_params = [a.arg for a in node.args.args + node.args.kwonlyargs]
-        real = list(inspect.signature(getattr(lmtp.LMTP, name)).parameters)
+        real = list(inspect.signature(getattr(real_cls, name)).parameters)
         assert stub_params == real, name
         # a parameter with a default has one in the stubs too
         stub_defaults = len(node.args.defaults)
-        real_defaults = sum(1 for p in inspect.signature(getattr(lmtp.LMTP, name)).parameters.values()
+        real_defaults = sum(1 for p in inspect.signature(getattr(real_cls, name)).parameters.values()
                             if p.default is not inspect.Parameter.empty and p.kind != p.KEYWORD_ONLY)
         assert stub_defaults == real_defaults, name
+        # a coroutine is one in the stubs too
+        assert isinstance(node, ast.AsyncFunctionDef) == inspect.iscoroutinefunction(getattr(real_cls, name)), name
 
 
-def test_stubs_describe_instance_attributes(stub_dir):
-    members = class_members(stub_class(stub_tree(stub_dir), "LMTP"))
-    attrs = [n for n in vars(lmtp.LMTP()) if not n.startswith("_")]
+@pytest.mark.parametrize("cls", sorted(CLASSES))
+def test_stubs_describe_instance_attributes(stub_dir, cls):
+    members = class_members(stub_class(stub_tree(stub_dir), cls))
+    attrs = [n for n in vars(getattr(lmtp, cls)()) if not n.startswith("_")]
     missing = [n for n in attrs if n not in members]
-    assert not missing, "LMTP attributes missing from the stubs: %s" % missing
+    assert not missing, "%s attributes missing from the stubs: %s" % (cls, missing)
 
 
 def test_stubs_describe_result(stub_dir):
