@@ -706,6 +706,15 @@ std::size_t Engine::drop_waiting() {
     return n;
 }
 
+bool Engine::withdraw(std::uint64_t token) {
+    for (auto it = waiting_.begin(); it != waiting_.end(); ++it)
+        if (it->token == token) {
+            waiting_.erase(it);
+            return true;
+        }
+    return false;
+}
+
 Delivered Engine::take_delivered() {
     Delivered d = std::move(delivered_.front());
     delivered_.pop_front();

@@ -281,6 +281,44 @@ TEST(EngineClock, AnIdleConnectionHasNoDeadline) {
     EXPECT_EQ(*e.deadline(), T0 + std::chrono::hours(10) + ms(100));
 }
 
+TEST(EngineQueue, AMessageNotStartedIsWithdrawnWithoutATrace) {
+    ClientOptions o = options();
+    Engine e(o);
+    e.open(T0, "server.test", false);
+    const std::uint64_t one = e.submit(message("s@x", {"a@x"}, "one\n"));
+    const std::uint64_t two = e.submit(message("s@x", {"b@x"}, "two\n"));
+    const std::uint64_t three = e.submit(message("s@x", {"c@x"}, "three\n"));
+    EXPECT_TRUE(e.withdraw(two));   // queued behind the set-up: nothing of it exists on the wire
+    EXPECT_FALSE(e.withdraw(two));  // once only
+    EXPECT_FALSE(e.withdraw(999));
+    EXPECT_EQ(e.waiting_count(), 2u);
+    std::string reply = kBanner + "250 server.test\r\n";  // no PIPELINING: one message at a time
+    e.feed(reply.data(), reply.size(), T0);
+    e.run(T0);
+    std::string sent = take_output(e, T0);
+    e.run(T0);
+    sent += take_output(e, T0);
+    EXPECT_EQ(sent, "LHLO client.test\r\nMAIL FROM:<s@x>\r\n");
+    EXPECT_FALSE(e.withdraw(one));  // started: only closing abandons it
+    sent.clear();
+    for (std::string line : {"250 ok\r\n", "250 ok\r\n", "354 go\r\n", "250 saved\r\n"}) {
+        e.feed(line.data(), line.size(), T0);
+        e.run(T0);
+        sent += take_output(e, T0);
+    }
+    EXPECT_EQ(sent, "RCPT TO:<a@x>\r\nDATA\r\none\r\n.\r\nMAIL FROM:<s@x>\r\n");
+    EXPECT_FALSE(e.withdraw(three));  // started in its turn
+    ASSERT_TRUE(e.has_delivered());
+    Delivered d = e.take_delivered();
+    EXPECT_EQ(d.token, one);
+    EXPECT_EQ(verdicts(d), "ok: ok 250");
+    EXPECT_FALSE(e.has_delivered());
+    e.close();
+    ASSERT_TRUE(e.has_delivered());
+    EXPECT_EQ(e.take_delivered().token, three);  // the withdrawn one is never reported
+    EXPECT_FALSE(e.has_delivered());
+}
+
 TEST(EngineBytes, TheServerClosingMidReplyNamesWhatWasAwaited) {
     ClientOptions o = options();
     Engine e(o);

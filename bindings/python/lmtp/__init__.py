@@ -49,7 +49,7 @@ import weakref
 from . import _lmtp
 
 __all__ = [
-    "LMTP", "LMTP_SSL", "Result", "LMTP_PORT", "Status",
+    "LMTP", "LMTP_SSL", "AsyncLMTP", "Result", "LMTP_PORT", "Status",
     "LMTPTimeoutError", "LMTPProtocolError", "LMTPDataError", "LMTPTLSError", "LMTPCertificateError",
     "LMTPInsecureError", "SMTPAuthenticationError",
     "SMTPException", "SMTPNotSupportedError", "SMTPServerDisconnected", "SMTPResponseException",
@@ -245,6 +245,33 @@ def _unsent(addresses, why):
     return [Result(_quoteaddr(a), None, 0, None, why, why.encode("utf-8", "replace"), 0, "unknown") for a in addresses]
 
 
+def _check_encoding(sender, rcpts, params, encoding):
+    """UnicodeEncodeError, as smtplib, for an address that must be ASCII and is not (``encoding``
+    unless the parameters ask for SMTPUTF8)."""
+    if params is not None and params.smtputf8:
+        encoding = "utf-8"
+    for address in (sender, *rcpts):
+        if not address.isascii():
+            address.encode(encoding)
+
+
+def _batch(messages):
+    """deliver_many's messages checked: (sender, recipients, message, the caller's recipients)."""
+    batch = []
+    for from_addr, to_addrs, msg in messages:
+        if isinstance(to_addrs, str):
+            to_addrs = [to_addrs]
+        batch.append((_quoteaddr(from_addr), [_quoteaddr(a) for a in to_addrs], msg, to_addrs))
+    return batch
+
+
+def _delivered(status, why, records, to_addrs):
+    """One message's ``Result`` list from the core's report (status, why, records)."""
+    if records or status == "ok":  # verdicts, or what the session knew when it ended
+        return _results(records, why if status in _BROKEN else None)
+    return _unsent(to_addrs, why)  # refused before anything of it was sent
+
+
 def _refusal(result):
     """A recipient that did not get the message, as sendmail's dict says it:
     ``(code, message)``; one without a verdict (the connection broke before the
@@ -255,6 +282,52 @@ def _refusal(result):
 
 def _pair(reply):
     return reply.code, reply.message
+
+
+# ---------------------------------------------------------------------------
+# sendmail's verdict from the results, for LMTP and AsyncLMTP alike
+
+def _sendmail_recipients(from_addr, to_addrs, mail_options, rcpt_options):
+    """The recipients as a list; SMTPRecipientsRefused({}) (nothing sent) for none."""
+    if isinstance(to_addrs, str):
+        to_addrs = [to_addrs]
+    if not to_addrs:
+        _check_inputs([from_addr], mail_options, rcpt_options)
+        raise SMTPRecipientsRefused({})  # nobody to send to: nothing is sent
+    return to_addrs
+
+
+def _sendmail_broken(err):
+    """sendmail when the session broke under the delivery (``err`` carries ``results``): the
+    refused recipients when someone got the message, else the break raised."""
+    results = getattr(err, "results", None)
+    if not results:  # nothing was attempted (no connection)
+        raise err
+    refused = {r.address: _refusal(r) for r in results if not r.ok}
+    if any(r.ok for r in results):
+        return refused  # who got it did; the others are each a temporary failure
+    # A RCPT answered with the server closing the connection (421) ends the session:
+    # smtplib calls that a refusal of the recipients.
+    if any(_lmtp.closes_connection(r.code) for r in results if r.stage == "rcpt"):
+        raise SMTPRecipientsRefused(refused) from err
+    err.recipients = refused
+    raise err
+
+
+def _sendmail_refused(results, from_addr, reset):
+    """sendmail's dict of refused recipients, or the exception smtplib raises when nobody got
+    the message (``reset()`` first, as smtplib sends RSET then)."""
+    refused = {r.address: _refusal(r) for r in results if not r.ok}
+    if any(r.ok for r in results):
+        return refused
+    first = results[0]
+    if first.stage == "mail":
+        raise SMTPSenderRefused(first.code, first.message, from_addr)  # (a 421 has closed the connection)
+    after_data = [r for r in results if r.stage == "data"]
+    reset()
+    if not after_data:
+        raise SMTPRecipientsRefused(refused)
+    raise LMTPDataError(after_data[0].code, after_data[0].message, refused)
 
 
 # ---------------------------------------------------------------------------
@@ -434,6 +507,29 @@ def _weak_trace(obj):
     return trace
 
 
+def _default_hostname():
+    """The LHLO name smtplib uses by default: this machine's FQDN, else its address in brackets."""
+    fqdn = socket.getfqdn()
+    if "." in fqdn:
+        return fqdn
+    try:
+        addr = socket.gethostbyname(socket.gethostname())
+    except socket.gaierror:
+        addr = "127.0.0.1"
+    return "[%s]" % addr
+
+
+def _trace_text(direction, line):
+    """A line of the core's trace as smtplib's debug output says it."""
+    if direction == 0:
+        return "send: %r" % (line.decode("latin-1") + "\r\n")
+    if direction == 1:
+        return "reply: %r" % (line + b"\r\n")
+    if direction == 2:
+        return "data: %r" % line
+    return "note: %s" % line.decode("utf-8", "replace")
+
+
 def _apply_tls(client, keyfile, certfile, context, cafile, capath, server_hostname, insecure):
     """Hands the TLS settings to the core; what an ``ssl.SSLContext`` holds that can be
     read back (its CA certificates, verify_mode, check_hostname, minimum_version) counts."""
@@ -483,18 +579,7 @@ class LMTP:
         self.last_results = []
         self._client = None
         self._tracing = False
-        if local_hostname is not None:
-            self.local_hostname = local_hostname
-        else:
-            fqdn = socket.getfqdn()
-            if "." in fqdn:
-                self.local_hostname = fqdn
-            else:
-                try:
-                    addr = socket.gethostbyname(socket.gethostname())
-                except socket.gaierror:
-                    addr = "127.0.0.1"
-                self.local_hostname = "[%s]" % addr
+        self.local_hostname = local_hostname if local_hostname is not None else _default_hostname()
         if host:
             code, msg = self.connect(host, port)
             if not self._client.banner.completion:  # the greeting refused the connection
@@ -533,14 +618,7 @@ class LMTP:
             print(*args, file=sys.stderr)
 
     def _trace(self, direction, line):
-        if direction == 0:
-            text = "send: %r" % (line.decode("latin-1") + "\r\n")
-        elif direction == 1:
-            text = "reply: %r" % (line + b"\r\n")
-        elif direction == 2:
-            text = "data: %r" % line
-        else:
-            text = "note: %s" % line.decode("utf-8", "replace")
+        text = _trace_text(direction, line)
         if self.debuglevel > 0 and direction != 2:
             self._print_debug(text)
         log.debug("%s", text)
@@ -903,11 +981,7 @@ class LMTP:
             raise SMTPNotSupportedError("SMTPUTF8 not supported by server")
 
     def _check_encoding(self, sender, rcpts, params):
-        """UnicodeEncodeError, as smtplib, for an address that must be ASCII and is not."""
-        encoding = "utf-8" if params is not None and params.smtputf8 else self.command_encoding
-        for address in (sender, *rcpts):
-            if not address.isascii():
-                address.encode(encoding)
+        _check_encoding(sender, rcpts, params, self.command_encoding)
 
     def deliver_many(self, messages, mail_options=(), rcpt_options=(), *, transfer="auto"):
         """Deliver many messages over this connection; return, per message, the
@@ -930,11 +1004,7 @@ class LMTP:
         ``results``: the list as it would have been returned, the messages
         without a verdict ``unknown``.
         """
-        batch = []  # (sender, recipients, message, the caller's recipients)
-        for from_addr, to_addrs, msg in messages:
-            if isinstance(to_addrs, str):
-                to_addrs = [to_addrs]
-            batch.append((_quoteaddr(from_addr), [_quoteaddr(a) for a in to_addrs], msg, to_addrs))
+        batch = _batch(messages)
         params = _params(mail_options, rcpt_options)
         try:
             self.ehlo_or_helo_if_needed()
@@ -953,12 +1023,8 @@ class LMTP:
         finally:
             self.command_encoding = "ascii"
         done, ended = client.deliver_many(wire, params, transfer)
-        results = []
-        for (status, why, recipients), (_, _, _, to_addrs) in zip(done, batch):
-            if recipients or status == "ok":  # verdicts, or what the session knew when it ended
-                results.append(_results(recipients, why if status in _BROKEN else None))
-            else:  # refused before anything of it was sent
-                results.append(_unsent(to_addrs, why))
+        results = [_delivered(status, why, recipients, to_addrs)
+                   for (status, why, recipients), (_, _, _, to_addrs) in zip(done, batch)]
         if results:
             self.last_results = list(results[-1])
         if ended is not None:
@@ -985,41 +1051,19 @@ class LMTP:
         ``LMTPTimeoutError``...) with ``recipients``, that same dict, and
         ``results``.
         """
-        if isinstance(to_addrs, str):
-            to_addrs = [to_addrs]
-        if not to_addrs:
-            _check_inputs([from_addr], mail_options, rcpt_options)
-            raise SMTPRecipientsRefused({})  # nobody to send to: nothing is sent
+        to_addrs = _sendmail_recipients(from_addr, to_addrs, mail_options, rcpt_options)
         try:
             results = self._deliver(from_addr, to_addrs, msg, mail_options, rcpt_options)
         except SMTPServerDisconnected as err:
-            results = getattr(err, "results", None)
-            if not results:  # nothing was attempted (no connection)
-                raise
-            refused = {r.address: _refusal(r) for r in results if not r.ok}
-            if any(r.ok for r in results):
-                return refused  # who got it did; the others are each a temporary failure
-            # A RCPT answered with the server closing the connection (421) ends the session:
-            # smtplib calls that a refusal of the recipients.
-            if any(_lmtp.closes_connection(r.code) for r in results if r.stage == "rcpt"):
-                raise SMTPRecipientsRefused(refused) from err
-            err.recipients = refused
-            raise
-        refused = {r.address: _refusal(r) for r in results if not r.ok}
-        if any(r.ok for r in results):
-            return refused
-        first = results[0]
-        if first.stage == "mail":
-            raise SMTPSenderRefused(first.code, first.message, from_addr)  # (a 421 has closed the connection)
-        after_data = [r for r in results if r.stage == "data"]
+            return _sendmail_broken(err)
+        return _sendmail_refused(results, from_addr, self._rset_quietly)
+
+    def _rset_quietly(self):
         if self._client is not None and self._client.connected:
             try:
                 self.rset()
             except SMTPException:
                 pass
-        if not after_data:
-            raise SMTPRecipientsRefused(refused)
-        raise LMTPDataError(after_data[0].code, after_data[0].message, refused)
 
     def send_message(self, msg, from_addr=None, to_addrs=None, mail_options=(), rcpt_options=()):
         """smtplib's send_message: addresses from the headers (Resent-* when
@@ -1081,3 +1125,6 @@ class LMTP_SSL(LMTP):
                               strict_replies=self.strict_replies)
         _apply_tls(client, *self._tls)
         return client
+
+
+from .aio import AsyncLMTP  # noqa: E402  (it builds on what is above)

@@ -26,17 +26,14 @@
 #include <emmintrin.h>
 #endif
 
+#include "binding.hpp"
 #include "lmtp.h"  // the version macros
 #include "lmtp/client.hpp"
 
 namespace py = pybind11;
 using namespace pybind11::literals;
 
-namespace {
-
-// The Python exception for everything the core reports: args are
-// (status_name, message); lmtp/__init__.py turns it into smtplib's classes.
-PyObject* g_error = nullptr;
+namespace lmtp_python {
 
 py::object enhanced_tuple(const lmtp::EnhancedCode& e) {
     if (!e.present()) return py::none();
@@ -53,9 +50,6 @@ std::chrono::milliseconds to_ms(double seconds) {
     return std::chrono::milliseconds(static_cast<std::int64_t>(ms));
 }
 
-// A message held in memory as the core takes it, without a copy: bytes, or a
-// str of ASCII characters only (CPython keeps those one byte per character:
-// the str's own buffer is the message on the wire). Empty when it is neither.
 std::optional<std::string_view> message_view(py::handle obj) {
     if (PyBytes_Check(obj.ptr())) {
         char* p = nullptr;
@@ -72,54 +66,176 @@ std::optional<std::string_view> message_view(py::handle obj) {
     return std::nullopt;
 }
 
-// A message held in memory as one or more pieces, each bytes or an ASCII str,
-// read in place (lmtp/__init__.py gives a tuple of pieces for an
-// email.message.Message: its folded header block, then its body as it is).
-struct Pieces {
-    std::vector<std::string_view> views;
-    std::size_t size = 0;
-
-    // False when `obj` is neither a message in memory nor a tuple of them.
-    bool take(py::handle obj) {
-        if (std::optional<std::string_view> v = message_view(obj)) {
-            add(*v);
-            return true;
-        }
-        if (!PyTuple_Check(obj.ptr())) return false;
-        for (py::handle piece : py::reinterpret_borrow<py::tuple>(obj)) {
-            std::optional<std::string_view> v = message_view(piece);
-            if (!v) throw py::type_error("a message in pieces is a tuple of bytes or ASCII str");
-            add(*v);
-        }
+bool Pieces::take(py::handle obj) {
+    if (std::optional<std::string_view> v = message_view(obj)) {
+        add(*v);
         return true;
     }
-    void add(std::string_view v) {
-        views.push_back(v);
-        size += v.size();
+    if (!PyTuple_Check(obj.ptr())) return false;
+    for (py::handle piece : py::reinterpret_borrow<py::tuple>(obj)) {
+        std::optional<std::string_view> v = message_view(piece);
+        if (!v) throw py::type_error("a message in pieces is a tuple of bytes or ASCII str");
+        add(*v);
     }
-    lmtp::BodySource source() const {
-        if (views.size() == 1) return lmtp::memory_source(views[0]);
-        auto at = std::make_shared<std::pair<std::size_t, std::size_t>>(0, 0);  // piece, offset in it
-        return [views = views, at](char* buf, std::size_t cap) {
-            std::size_t n = 0;
-            while (n < cap && at->first < views.size()) {
-                std::string_view rest = views[at->first].substr(at->second);
-                std::size_t k = std::min(cap - n, rest.size());
-                if (k) std::memcpy(buf + n, rest.data(), k);
-                n += k;
-                at->second += k;
-                if (at->second == views[at->first].size()) *at = {at->first + 1, 0};
-            }
-            return n;
-        };
+    return true;
+}
+
+lmtp::BodySource Pieces::source() const {
+    if (views.size() == 1) return lmtp::memory_source(views[0]);
+    auto at = std::make_shared<std::pair<std::size_t, std::size_t>>(0, 0);  // piece, offset in it
+    return [views = views, at](char* buf, std::size_t cap) {
+        std::size_t n = 0;
+        while (n < cap && at->first < views.size()) {
+            std::string_view rest = views[at->first].substr(at->second);
+            std::size_t k = std::min(cap - n, rest.size());
+            if (k) std::memcpy(buf + n, rest.data(), k);
+            n += k;
+            at->second += k;
+            if (at->second == views[at->first].size()) *at = {at->first + 1, 0};
+        }
+        return n;
+    };
+}
+
+std::uint64_t Pieces::canonical_length() const {
+    lmtp::CanonicalLength n;
+    for (std::string_view v : views) n.add(v);
+    return n.total();
+}
+
+lmtp::ClientOptions client_options(const std::string& hello, double timeout, std::optional<double> connect_timeout,
+                                   const std::string& local_address, unsigned local_port, std::size_t max_reply_line,
+                                   std::size_t max_reply_size, bool send_hello, bool implicit_tls,
+                                   bool strict_replies) {
+    lmtp::ClientOptions o;
+    o.hello = hello;
+    o.strict_replies = strict_replies;
+    o.send_hello = send_hello;
+    o.implicit_tls = implicit_tls;
+    o.timeout = to_ms(timeout);
+    if (connect_timeout) o.connect_timeout = to_ms(*connect_timeout);
+    o.local_address = local_address;
+    if (local_port > 65535) throw py::value_error("local port out of range");
+    o.local_port = static_cast<std::uint16_t>(local_port);
+    if (max_reply_line) o.limits.reply.max_reply_line = max_reply_line;
+    if (max_reply_size) o.limits.reply.max_reply_size = max_reply_size;
+    return o;
+}
+
+lmtp::BodySource python_reader(PyObject* read) {
+    return [read](char* buf, std::size_t cap) -> std::size_t {
+        py::gil_scoped_acquire gil;
+        std::string why;
+        try {
+            py::object chunk = py::handle(read)(cap);
+            if (chunk.is_none()) return 0;
+            if (!py::isinstance<py::bytes>(chunk)) throw py::type_error("the message source must give bytes");
+            std::string_view v = py::cast<std::string_view>(chunk);
+            if (v.size() > cap) throw py::value_error("the message source gave more bytes than asked for");
+            std::memcpy(buf, v.data(), v.size());
+            return v.size();
+        } catch (py::error_already_set& e) {
+            why = e.what();
+        } catch (const std::exception& e) {
+            why = e.what();
+        }
+        throw lmtp::Error(lmtp::Status::aborted, "the message source raised " + why);
+    };
+}
+
+lmtp::BatchMessage batch_message(const std::string& from, const std::vector<std::string>& rcpts, const Pieces* whole,
+                                 PyObject* read, const Params& params, lmtp::Transfer transfer, bool sized) {
+    lmtp::BatchMessage m;
+    m.from = from;
+    m.recipients = rcpts;
+    m.mail_params = params.mail;
+    m.rcpt_params = params.rcpt;
+    m.force = params.force;
+    m.transfer = transfer;
+    if (whole) {
+        m.source = whole->source();
+        m.size_hint = whole->size;
+        if (sized && !params.mail.size) m.mail_params.size = whole->canonical_length();
+    } else {
+        m.source = python_reader(read);
     }
-    // What SIZE declares: the whole message's size with CRLF line ends.
-    std::uint64_t canonical_length() const {
-        lmtp::CanonicalLength n;
-        for (std::string_view v : views) n.add(v);
-        return n.total();
+    return m;
+}
+
+// Everything lmtp.Result holds, in one tuple: (address, stage, code, enhanced,
+// text, message, rcpt_code, outcome); stage None when there is no verdict.
+// Result.outcome's public names: the core's, but "temporary" and "permanent" for its tempfail and
+// permfail (the one place the Python face renames an outcome).
+namespace {
+
+const char* python_outcome(lmtp::Outcome o) noexcept {
+    switch (o) {
+        case lmtp::Outcome::tempfail: return "temporary";
+        case lmtp::Outcome::permfail: return "permanent";
+        default: return lmtp::outcome_name(o);
     }
-};
+}
+
+py::tuple result_fields(const lmtp::RecipientResult& r) {
+    const std::string text = r.reply.text();
+    PyObject* decoded = PyUnicode_DecodeUTF8(text.data(), static_cast<Py_ssize_t>(text.size()), "replace");
+    if (!decoded) throw py::error_already_set();
+    return py::make_tuple(r.address,
+                          r.stage == lmtp::Stage::none ? py::object(py::none())
+                                                       : py::object(py::str(lmtp::stage_name(r.stage))),
+                          r.reply.code, enhanced_tuple(r.reply.enhanced), py::reinterpret_steal<py::str>(decoded),
+                          reply_message(r.reply), r.rcpt_reply.code, python_outcome(r.outcome));
+}
+
+}  // namespace
+
+py::list results_fields(const std::vector<lmtp::RecipientResult>& rs) {
+    py::list out(rs.size());
+    for (std::size_t i = 0; i < rs.size(); ++i) out[i] = result_fields(rs[i]);
+    return out;
+}
+
+py::list capability_list(const lmtp::Capabilities& caps) {
+    py::list l;
+    for (const auto& e : caps.entries()) l.append(py::make_tuple(e.keyword, e.params));
+    return l;
+}
+
+lmtp::TraceFn python_trace(const py::object* fn) {
+    return [fn](lmtp::TraceDir dir, std::string_view line) {
+        py::gil_scoped_acquire gil;
+        try {
+            (*fn)(static_cast<int>(dir), py::bytes(line.data(), line.size()));
+        } catch (py::error_already_set& e) {
+            e.discard_as_unraisable("lmtp trace callback");
+        }
+    };
+}
+
+const Params& params_or_none(const Params* params) {
+    static const Params none;
+    return params ? *params : none;
+}
+
+lmtp::Transfer to_transfer(const std::string& transfer) {
+    if (transfer == "data") return lmtp::Transfer::data;
+    if (transfer == "bdat") return lmtp::Transfer::bdat;
+    if (transfer == "auto") return lmtp::Transfer::automatic;
+    throw py::value_error("transfer is 'auto', 'data' or 'bdat'");
+}
+
+
+
+}  // namespace lmtp_python
+
+using namespace lmtp_python;
+
+namespace {
+
+// The Python exception for everything the core reports: args are
+// (status_name, message); lmtp/__init__.py turns it into smtplib's classes.
+PyObject* g_error = nullptr;
+
 
 // Whether a line of `text` starts with "From " (the generator's "From " mangling
 // then has work to do): 16 octets at a time, an LF with an F after it.
@@ -146,61 +262,12 @@ bool has_from_line(std::string_view text) {
     return false;
 }
 
-// Everything lmtp.Result holds, in one tuple: (address, stage, code, enhanced,
-// text, message, rcpt_code, outcome); stage None when there is no verdict.
-// Result.outcome's public names: the core's, but "temporary" and "permanent" for its tempfail and
-// permfail (the one place the Python face renames an outcome).
-const char* python_outcome(lmtp::Outcome o) noexcept {
-    switch (o) {
-        case lmtp::Outcome::tempfail: return "temporary";
-        case lmtp::Outcome::permfail: return "permanent";
-        default: return lmtp::outcome_name(o);
-    }
-}
-
-py::tuple result_fields(const lmtp::RecipientResult& r) {
-    const std::string text = r.reply.text();
-    PyObject* decoded = PyUnicode_DecodeUTF8(text.data(), static_cast<Py_ssize_t>(text.size()), "replace");
-    if (!decoded) throw py::error_already_set();
-    return py::make_tuple(r.address,
-                          r.stage == lmtp::Stage::none ? py::object(py::none())
-                                                       : py::object(py::str(lmtp::stage_name(r.stage))),
-                          r.reply.code, enhanced_tuple(r.reply.enhanced), py::reinterpret_steal<py::str>(decoded),
-                          reply_message(r.reply), r.rcpt_reply.code, python_outcome(r.outcome));
-}
-
-py::list results_fields(const std::vector<lmtp::RecipientResult>& rs) {
-    py::list out(rs.size());
-    for (std::size_t i = 0; i < rs.size(); ++i) out[i] = result_fields(rs[i]);
-    return out;
-}
-
-// MAIL and RCPT parameters made once for a set of option strings (lmtp/__init__.py keeps
-// them), parsed by the core from their wire form.
-struct Params {
-    lmtp::MailParams mail;
-    lmtp::RcptParams rcpt;
-    bool force = true;
-};
-
-const Params& params_or_none(const Params* params) {
-    static const Params none;
-    return params ? *params : none;
-}
-
-lmtp::Transfer to_transfer(const std::string& transfer) {
-    if (transfer == "data") return lmtp::Transfer::data;
-    if (transfer == "bdat") return lmtp::Transfer::bdat;
-    if (transfer == "auto") return lmtp::Transfer::automatic;
-    throw py::value_error("transfer is 'auto', 'data' or 'bdat'");
-}
-
 class PyClient {
 public:
     PyClient(const std::string& hello, double timeout, std::optional<double> connect_timeout,
              const std::string& local_address, unsigned local_port, std::size_t max_reply_line,
              std::size_t max_reply_size, bool send_hello, bool implicit_tls, bool strict_replies)
-        : client_(make_options(hello, timeout, connect_timeout, local_address, local_port, max_reply_line,
+        : client_(client_options(hello, timeout, connect_timeout, local_address, local_port, max_reply_line,
                                max_reply_size, send_hello, implicit_tls, strict_replies)) {}
 
     // Marks the client busy for one call; a second thread gets RuntimeError.
@@ -235,14 +302,7 @@ public:
             client_.set_trace(nullptr);
             return;
         }
-        client_.set_trace([this](lmtp::TraceDir dir, std::string_view line) {
-            py::gil_scoped_acquire gil;
-            try {
-                trace_(static_cast<int>(dir), py::bytes(line.data(), line.size()));
-            } catch (py::error_already_set& e) {
-                e.discard_as_unraisable("lmtp trace callback");
-            }
-        });
+        client_.set_trace(python_trace(&trace_));
     }
 
     // The whole transaction; `source` is bytes or an ASCII str (sent from its
@@ -306,10 +366,6 @@ public:
     // session's end (None when it did not end) comes last.
     py::tuple deliver_many(const std::vector<std::tuple<std::string, std::vector<std::string>, py::object>>& messages,
                            const Params& params, lmtp::Transfer transfer) {
-        const lmtp::MailParams& mp = params.mail;
-        const lmtp::RcptParams& rp = params.rcpt;
-        const bool force = params.force;
-        const std::optional<std::uint64_t> size = mp.size;
         Use use(*this);
         struct Done {
             lmtp::Status status;
@@ -326,45 +382,11 @@ public:
             const py::object& src = std::get<2>(messages[i]);
             if (!bytes[i].take(src)) readers[i] = src.ptr();
         }
-        const bool sized = !size && client_.supports("SIZE");
+        const bool sized = client_.supports("SIZE");
         lmtp::BatchSource next = [&](std::size_t i) {
             const auto& [from, rcpts, src] = messages[i];
             (void)src;
-            lmtp::BatchMessage m;
-            m.from = from;
-            m.recipients = rcpts;
-            m.mail_params = mp;
-            m.rcpt_params = rp;
-            m.force = force;
-            m.transfer = transfer;
-            if (!readers[i]) {
-                const Pieces& whole = bytes[i];
-                m.source = whole.source();
-                m.size_hint = whole.size;
-                m.mail_params.size = sized ? std::optional<std::uint64_t>(whole.canonical_length()) : size;
-            } else {
-                PyObject* read = readers[i];
-                m.source = [read](char* buf, std::size_t cap) -> std::size_t {
-                    py::gil_scoped_acquire gil;
-                    std::string why;
-                    try {
-                        py::object chunk = py::handle(read)(cap);
-                        if (chunk.is_none()) return 0;
-                        if (!py::isinstance<py::bytes>(chunk)) throw py::type_error("the message source must give bytes");
-                        std::string_view v = py::cast<std::string_view>(chunk);
-                        if (v.size() > cap) throw py::value_error("the message source gave more bytes than asked for");
-                        std::memcpy(buf, v.data(), v.size());
-                        return v.size();
-                    } catch (py::error_already_set& e) {
-                        why = e.what();
-                    } catch (const std::exception& e) {
-                        why = e.what();
-                    }
-                    throw lmtp::Error(lmtp::Status::aborted, "the message source raised " + why);
-                };
-                m.mail_params.size = size;
-            }
-            return m;
+            return batch_message(from, rcpts, readers[i] ? nullptr : &bytes[i], readers[i], params, transfer, sized);
         };
         lmtp::BatchDone report = [&](std::size_t, const lmtp::Transaction& t, lmtp::Status st, const std::string& why) {
             done.push_back({st, why, t.recipients});
@@ -385,26 +407,6 @@ public:
     }
 
 private:
-    static lmtp::ClientOptions make_options(const std::string& hello, double timeout,
-                                            std::optional<double> connect_timeout, const std::string& local_address,
-                                            unsigned local_port, std::size_t max_reply_line,
-                                            std::size_t max_reply_size, bool send_hello, bool implicit_tls,
-                                            bool strict_replies) {
-        lmtp::ClientOptions o;
-        o.hello = hello;
-        o.strict_replies = strict_replies;
-        o.send_hello = send_hello;
-        o.implicit_tls = implicit_tls;
-        o.timeout = to_ms(timeout);
-        if (connect_timeout) o.connect_timeout = to_ms(*connect_timeout);
-        o.local_address = local_address;
-        if (local_port > 65535) throw py::value_error("local port out of range");
-        o.local_port = static_cast<std::uint16_t>(local_port);
-        if (max_reply_line) o.limits.reply.max_reply_line = max_reply_line;
-        if (max_reply_size) o.limits.reply.max_reply_size = max_reply_size;
-        return o;
-    }
-
     lmtp::Client client_;
     std::atomic<bool> busy_{false};
     py::object trace_;
@@ -481,31 +483,16 @@ PYBIND11_MODULE(_lmtp, m) {
     m.def("closes_connection", &lmtp::closes_connection, "code"_a,
           "Whether a reply with this code means the server is closing the connection (421).");
 
-    py::class_<PyClient>(m, "Client")
+    py::class_<PyClient> client(m, "Client");
+    client
         .def(py::init<const std::string&, double, std::optional<double>, const std::string&, unsigned, std::size_t,
                       std::size_t, bool, bool, bool>(),
              "hello"_a, "timeout"_a, "connect_timeout"_a = py::none(), "local_address"_a = "", "local_port"_a = 0,
              "max_reply_line"_a = 0, "max_reply_size"_a = 0, "send_hello"_a = true, "implicit_tls"_a = false,
              "strict_replies"_a = false)
-        .def(
-            "set_tls",
-            [](PyClient& c, const std::string& ca_file, const std::string& ca_dir, py::bytes ca_pem,
-               const std::string& cert_file, const std::string& key_file, const std::string& server_name,
-               int min_version, bool verify_name, bool insecure) {
-                lmtp::TlsOptions t;
-                t.ca_file = ca_file;
-                t.ca_dir = ca_dir;
-                t.ca_pem = ca_pem;
-                t.cert_file = cert_file;
-                t.key_file = key_file;
-                t.server_name = server_name;
-                t.min_version = min_version;
-                t.verify_name = verify_name;
-                t.insecure_skip_verify = insecure;
-                c.client().set_tls_options(t);
-            },
-            "ca_file"_a = "", "ca_dir"_a = "", "ca_pem"_a = py::bytes(), "cert_file"_a = "", "key_file"_a = "",
-            "server_name"_a = "", "min_version"_a = 0, "verify_name"_a = true, "insecure"_a = false)
+        ;
+    def_set_tls(client, [](PyClient& c, const lmtp::TlsOptions& t) { c.client().set_tls_options(t); });
+    client
         .def("starttls", [](PyClient& c) { return c.blocking([&] { return c.client().starttls(); }); })
         .def_property_readonly("starttls_reply", [](PyClient& c) { return c.client().starttls_reply(); })
         .def_property_readonly("tls_active", [](PyClient& c) { return c.client().tls_active(); })
@@ -529,13 +516,7 @@ PYBIND11_MODULE(_lmtp, m) {
                                })
         .def_property_readonly("banner", [](PyClient& c) { return c.client().banner(); })
         .def_property_readonly("last_reply", [](PyClient& c) { return c.client().last_reply(); })
-        .def_property_readonly("capabilities",
-                               [](PyClient& c) {
-                                   py::list l;
-                                   for (const auto& e : c.client().capabilities().entries())
-                                       l.append(py::make_tuple(e.keyword, e.params));
-                                   return l;
-                               })
+        .def_property_readonly("capabilities", [](PyClient& c) { return capability_list(c.client().capabilities()); })
         .def_property_readonly("size_limit", [](PyClient& c) { return c.client().capabilities().size_limit(); })
         .def("set_timeout", [](PyClient& c, double s) { c.client().set_timeout(to_ms(s)); })
         .def("set_trace", &PyClient::set_trace)
@@ -614,4 +595,6 @@ PYBIND11_MODULE(_lmtp, m) {
             },
             "messages"_a, "params"_a = py::none(), "transfer"_a = "auto")
         .def_property_readonly("results", [](PyClient& c) { return results_fields(c.client().transaction().recipients); });
+
+    bind_aio(m);
 }

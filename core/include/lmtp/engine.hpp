@@ -238,6 +238,10 @@ public:
     std::size_t waiting_count() const { return waiting_.size(); }
     // Forgets the messages not yet started (no report for them); returns how many.
     std::size_t drop_waiting();
+    // Forgets one message not yet started (none of its bytes queued: no report for it, as if
+    // never submitted). False when it has started (or was reported, or is unknown): then only
+    // closing abandons it.
+    bool withdraw(std::uint64_t token);
     // Forgets reports nobody took (after a break the blocking client reported itself).
     void forget_delivered() { delivered_.clear(); }
 
