@@ -3,8 +3,10 @@ import ast
 import email.message
 import inspect
 import io
+import logging
 import os
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -247,6 +249,51 @@ def test_close_and_deliver_again(fake_server):
     pool.close()
     pool.close()
     assert f.stop()["CONNECTIONS"] == 2
+
+
+def test_a_poison_message_is_given_up(fake_server):
+    # Every DATA closes the connection: the message never gets to its end.
+    f = fake_server("--fault-on", "DATA", "--fault-action", "close")
+    with pool_for(f, retries=2) as pool:
+        (a, b), = pool.deliver_many([("s@x", ["a@x", "b@x"], body(0))])
+    for r in (a, b):
+        assert (r.outcome, r.code, r.attempts) == ("unknown", 0, 3)
+        assert r.text and r.message == r.text.encode()
+    assert f.messages() == []
+
+
+# ---------------------------------------------------------------------------
+# TLS, AUTH, the trace
+
+def test_starttls_and_auth_on_every_connection(fake_server, tls_certs):
+    f = fake_server("--tls-cert", tls_certs / "server.pem", "--tls-key", tls_certs / "server.key",
+                    "--auth", "PLAIN", "--auth-after-tls", "--auth-require", "--auth-user", "u",
+                    "--auth-password", "p", "--reply-delay", "20")
+    context = ssl.create_default_context(cafile=str(tls_certs / "ca.pem"))
+    with pool_for(f, connections=3, starttls=True, context=context, user="u", password="p") as pool:
+        results = pool.deliver_many([("s@x", ["a%d@x" % i], body(i)) for i in range(9)])
+    assert all(r.ok for m in results for r in m), fields(results)
+    stats = f.stop()
+    assert stats["TLS_SESSIONS"] == stats["CONNECTIONS"] == stats["AUTH_SUCCESSES"] >= 2
+    assert all(e.split()[2:4] == ["tls=1", "auth=PLAIN:u"] for e in f.events() if e.startswith("MESSAGE"))
+
+
+def test_tls_failure_gives_unknown_results(fake_server, tls_certs):
+    f = fake_server("--tls-cert", tls_certs / "server.pem", "--tls-key", tls_certs / "server.key")
+    with pool_for(f, retries=0, starttls=True) as pool:  # the system's CAs: the test CA is not one
+        (r,), = pool.deliver_many([("s@x", ["a@x"], body(0))])
+    assert (r.outcome, r.code, r.attempts) == ("unknown", 0, 0)
+    assert "certificate" in r.text
+    assert f.messages() == []
+
+
+def test_trace_goes_to_logging(fake, caplog):
+    with caplog.at_level(logging.DEBUG, logger="lmtp"):
+        with pool_for(fake) as pool:
+            assert pool.deliver_many([("s@x", ["alice@x"], body(0))])[0][0].ok
+    lines = [r.getMessage() for r in caplog.records if r.name == "lmtp"]
+    assert "send: 'MAIL FROM:<s@x>\\r\\n'" in lines, lines
+    assert any(line.startswith("reply: b'250 2.0.0 <alice@x> Saved") for line in lines), lines
 
 
 # ---------------------------------------------------------------------------
