@@ -53,7 +53,7 @@ import weakref
 from . import _lmtp
 
 __all__ = [
-    "LMTP", "LMTP_SSL", "AsyncLMTP", "Result", "LMTP_PORT", "Status",
+    "LMTP", "LMTP_SSL", "AsyncLMTP", "Pool", "Result", "LMTP_PORT", "Status",
     "LMTPTimeoutError", "LMTPProtocolError", "LMTPDataError", "LMTPTLSError", "LMTPCertificateError",
     "LMTPInsecureError", "SMTPAuthenticationError",
     "SMTPException", "SMTPNotSupportedError", "SMTPServerDisconnected", "SMTPResponseException",
@@ -152,12 +152,13 @@ class Result:
     (``outcome`` "unknown") ``text`` and ``message`` say why the session ended
     when it broke under the call: such a recipient may or may not have the
     message; treat it as a temporary failure (retrying may deliver it twice,
-    which is better than never).
+    which is better than never). ``attempts``: how many transactions included
+    the recipient (1 from ``LMTP``; ``Pool`` retries).
     """
 
-    __slots__ = ("address", "stage", "code", "enhanced", "text", "message", "rcpt_code", "outcome")
+    __slots__ = ("address", "stage", "code", "enhanced", "text", "message", "rcpt_code", "outcome", "attempts")
 
-    def __init__(self, address, stage, code, enhanced, text, message, rcpt_code, outcome):
+    def __init__(self, address, stage, code, enhanced, text, message, rcpt_code, outcome, attempts=1):
         self.address = address
         self.stage = stage
         self.code = code
@@ -166,6 +167,7 @@ class Result:
         self.message = message
         self.rcpt_code = rcpt_code
         self.outcome = outcome
+        self.attempts = attempts
 
     @property
     def ok(self):
@@ -1132,3 +1134,4 @@ class LMTP_SSL(LMTP):
 
 
 from .aio import AsyncLMTP  # noqa: E402  (it builds on what is above)
+from .pool import Pool  # noqa: E402  (it builds on what is above)

@@ -45,6 +45,7 @@ class Result:
     message: bytes
     rcpt_code: int
     outcome: Literal["pending", "ok", "temporary", "permanent", "unknown"]
+    attempts: int
     @property
     def ok(self) -> bool: ...
     @property
@@ -53,6 +54,58 @@ class Result:
     def permanent(self) -> bool: ...
     @property
     def unknown(self) -> bool: ...
+
+class Pool:
+    timeout: Optional[float]
+    local_hostname: str
+    def __init__(
+        self,
+        host: Optional[str] = ...,
+        port: int = ...,
+        connections: int = ...,
+        retries: int = ...,
+        *,
+        retry_delay: float = ...,
+        retry_delay_max: float = ...,
+        max_messages_per_connection: Optional[int] = ...,
+        max_connection_age: Optional[float] = ...,
+        idle_timeout: Optional[float] = ...,
+        mailbox_concurrency: Optional[int] = ...,
+        resend_unknown: bool = ...,
+        hosts: Optional[Sequence[Union[str, Tuple[str, int]]]] = ...,
+        local_hostname: Optional[str] = ...,
+        source_address: Optional[Tuple[str, int]] = ...,
+        timeout: Optional[float] = ...,
+        strict_replies: bool = ...,
+        starttls: Union[bool, Literal["opportunistic"]] = ...,
+        implicit_tls: bool = ...,
+        context: Optional[ssl.SSLContext] = ...,
+        keyfile: Optional[str] = ...,
+        certfile: Optional[str] = ...,
+        cafile: Optional[str] = ...,
+        capath: Optional[str] = ...,
+        server_hostname: Optional[str] = ...,
+        insecure: bool = ...,
+        user: Optional[str] = ...,
+        password: Optional[str] = ...,
+        allow_plaintext: bool = ...,
+    ) -> None: ...
+    def __enter__(self) -> "Pool": ...
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None: ...
+    def close(self) -> None: ...
+    def deliver_many(
+        self,
+        messages: Iterable[Tuple[str, Union[str, Sequence[str]], Message]],
+        mail_options: Sequence[str] = ...,
+        rcpt_options: Sequence[str] = ...,
+        *,
+        transfer: Literal["auto", "data", "bdat"] = ...,
+    ) -> list[list[Result]]: ...
 
 class LMTP:
     debuglevel: int

@@ -111,4 +111,7 @@ void def_set_tls(py::class_<Class>& cls, Setter set) {
 // The asyncio half: lmtp._lmtp._Conn (aio.cpp).
 void bind_aio(py::module_& m);
 
+// The delivery pool: lmtp._lmtp.Pool (pool.cpp).
+void bind_pool(py::module_& m);
+
 }  // namespace lmtp_python

@@ -597,4 +597,5 @@ PYBIND11_MODULE(_lmtp, m) {
         .def_property_readonly("results", [](PyClient& c) { return results_fields(c.client().transaction().recipients); });
 
     bind_aio(m);
+    bind_pool(m);
 }
