@@ -12,6 +12,7 @@ use Net::LMTP;
 use Net::LMTP::Pool;
 
 need_fake();
+is($Net::LMTP::Pool::VERSION, $Net::LMTP::VERSION, 'Net::LMTP::Pool has the version of the distribution');
 my $RULES = 'alice@x=250,250;full@x=250,552;nosuch@x=550;later@x=450';
 
 # Results without the pool's `attempts`, to compare with Net::LMTP's.
