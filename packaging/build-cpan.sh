@@ -87,7 +87,7 @@ run dist make dist
 
 # What the tarball holds: the bundled sources, and no build products.
 tar -tzf "$dist.tar.gz" > "$work/contents"
-for f in Makefile.PL MANIFEST META.json META.yml LICENSE lib/Net/LMTP.pm LMTP.xs \
+for f in Makefile.PL MANIFEST META.json META.yml LICENSE lib/Net/LMTP.pm lib/Net/LMTP/Pool.pm LMTP.xs \
          liblmtp/capi/include/lmtp.h liblmtp/capi/lmtp.cpp liblmtp/core/src/client.cpp \
          liblmtp/tests/support/fake_main.cpp t/lib/LMTPTest.pm; do
     grep -qx "$dist/$f" "$work/contents" || die "$dist.tar.gz has no $f"

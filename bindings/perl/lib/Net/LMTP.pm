@@ -74,32 +74,18 @@ sub new {
     @_ % 2 == 0 or Carp::croak('Net::LMTP->new: OPTIONS must be key => value pairs');
     my %arg = @_;
 
-    my $timeout = defined $arg{Timeout} ? $arg{Timeout} : Net::LMTP::XS::default_timeout_ms() / 1000;
-    my ($local_addr, $local_port) = ($arg{LocalAddr}, $arg{LocalPort});
-    if (defined $local_addr && !defined $local_port && $local_addr =~ /^(.*):(\d+)$/ && $1 !~ /:/) {
-        ($local_addr, $local_port) = ($1, $2);
-    }
-    my $obj = Symbol::gensym();
-    bless $obj, $type;
-    ${*$obj}{net_lmtp_arg} = \%arg;
-    ${*$obj}{net_lmtp_exact_addr} = $arg{ExactAddresses};
-    ${*$obj}{net_lmtp_timeout} = $timeout;
-
     my $port_number = _port_number($port);
     unless (defined $port_number) {
         $@ = "$type: unknown port '$port'";
         return;
     }
-    my $hello = $arg{Hello} || _default_hello();
-    utf8::downgrade($hello, 1) or Carp::croak("$type->new: wide character in Hello; encode it to bytes first");
-    if ($hello =~ /[\0\r\n]/) {
-        $@ = "$type: Hello contains a line break or a NUL byte";
-        return;
-    }
-    my $xs = Net::LMTP::XS->create(_timeout_ms($timeout), $hello, $local_addr, $local_port || 0,
-                                   ($arg{SSL} ? OPT_IMPLICIT_TLS : 0) | ($arg{StrictReplies} ? OPT_STRICT_REPLIES : 0));
+    my $conn = _connection_options($type, \%arg) or return;
+    my $obj = _object($type, \%arg);
+    ${*$obj}{net_lmtp_timeout} = $conn->{timeout};
+    my $hello = $conn->{create}[1];
+    my $xs = Net::LMTP::XS->create(@{ $conn->{create} });
     ${*$obj}{net_lmtp_xs} = $xs;
-    if (my $st = _apply_ssl($xs, \%arg)) {    # SSL options that cannot be used
+    if (my $st = $xs->set_tls(@{ $conn->{tls} })) {    # SSL options that cannot be used
         $@ = "$type: " . $xs->errmsg;
         return;
     }
@@ -136,17 +122,49 @@ sub new {
     return;
 }
 
-# IO::Socket::SSL's arguments, as Net::SMTP users pass them, for liblmtp's TLS.
+# The object of new (and of Net::LMTP::Pool->new, which shares the Net::Cmd view of replies):
+# a glob, as Net::Cmd's objects are.
+sub _object {
+    my ($type, $arg) = @_;
+    my $obj = Symbol::gensym();
+    bless $obj, $type;
+    ${*$obj}{net_lmtp_arg} = $arg;
+    ${*$obj}{net_lmtp_exact_addr} = $arg->{ExactAddresses};
+    $obj;
+}
 
-sub _apply_ssl {
-    my ($xs, $arg) = @_;
+# The options of new that make each connection (Hello, Timeout, LocalAddr, LocalPort, SSL and the
+# SSL_* options, StrictReplies), as liblmtp takes them; Net::LMTP::Pool->new takes the same.
+# Returns { timeout => SECONDS, create => [Net::LMTP::XS->create's arguments], tls => [set_tls's] },
+# or nothing with the reason in $@; croaks on a wide character.
+sub _connection_options {
+    my ($type, $arg) = @_;
+    my $timeout = defined $arg->{Timeout} ? $arg->{Timeout} : Net::LMTP::XS::default_timeout_ms() / 1000;
+    my ($local_addr, $local_port) = ($arg->{LocalAddr}, $arg->{LocalPort});
+    if (defined $local_addr && !defined $local_port && $local_addr =~ /^(.*):(\d+)$/ && $1 !~ /:/) {
+        ($local_addr, $local_port) = ($1, $2);
+    }
+    my $hello = $arg->{Hello} || _default_hello();
+    utf8::downgrade($hello, 1) or Carp::croak("$type->new: wide character in Hello; encode it to bytes first");
+    if ($hello =~ /[\0\r\n]/) {
+        $@ = "$type: Hello contains a line break or a NUL byte";
+        return;
+    }
+    my $flags = ($arg->{SSL} ? OPT_IMPLICIT_TLS : 0) | ($arg->{StrictReplies} ? OPT_STRICT_REPLIES : 0);
+    return { timeout => $timeout, create => [_timeout_ms($timeout), $hello, $local_addr, $local_port || 0, $flags],
+      tls => [_tls_options($arg)] };
+}
+
+# IO::Socket::SSL's arguments, as Net::SMTP users pass them, for liblmtp's TLS: set_tls's arguments.
+sub _tls_options {
+    my $arg = shift;
     my $flags = (defined $arg->{SSL_verify_mode} && !$arg->{SSL_verify_mode}) ? OPT_TLS_INSECURE : 0;
     $flags |= OPT_IMPLICIT_TLS if $arg->{SSL};
     # TLS 1.2 at least in any case; 1.3 when SSL_version asks for it alone or excludes 1.2.
     my $v = defined $arg->{SSL_version} ? $arg->{SSL_version} : '';
     my $min = ($v =~ /^\s*TLSv1[._]3\s*$/ || $v =~ /!TLSv1[._]2/) ? 0x0304 : 0;
-    $xs->set_tls($flags, $arg->{SSL_ca_file}, $arg->{SSL_ca_path}, $arg->{SSL_cert_file}, $arg->{SSL_key_file},
-                 defined $arg->{SSL_hostname} ? $arg->{SSL_hostname} : $arg->{SSL_verifycn_name}, $min);
+    ($flags, $arg->{SSL_ca_file}, $arg->{SSL_ca_path}, $arg->{SSL_cert_file}, $arg->{SSL_key_file},
+     defined $arg->{SSL_hostname} ? $arg->{SSL_hostname} : $arg->{SSL_verifycn_name}, $min);
 }
 
 sub _port_number {
@@ -231,20 +249,32 @@ sub _status {
         $self->_take_reply;
         return $name eq 'OK';
     }
-    if ($name eq 'TIMEOUT') {
-        $self->set_status(DEF_REPLY_CODE, "[$pkg] Timeout");
-    }
-    elsif (my $code = $LOCAL_CODE{$name}) {
-        $self->set_status($code, "[$pkg] " . $xs->errmsg);
-    }
-    else {
-        $self->set_status(DEF_REPLY_CODE, "[$pkg] Connection closed: " . $xs->errmsg);
-    }
+    $self->_set_failure($name, $xs->errmsg);
     if ($self->debug && $name ne 'REJECTED') {
         Carp::carp("$pkg: " . $xs->errmsg);
     }
     return 0;
 }
+
+# Sets code and message for a failure of status NAME (no reply to take) with the library's
+# words WHY, as Net::Cmd reports it: 421 and "[PKG] Timeout" or "[PKG] Connection closed: WHY",
+# or for a refusal made here the code a server would have used.
+sub _set_failure {
+    my ($self, $name, $why) = @_;
+    my $pkg = ref $self;
+    if ($name eq 'TIMEOUT') {
+        $self->set_status(DEF_REPLY_CODE, "[$pkg] Timeout");
+    }
+    elsif (my $code = $LOCAL_CODE{$name}) {
+        $self->set_status($code, "[$pkg] $why");
+    }
+    else {
+        $self->set_status(DEF_REPLY_CODE, "[$pkg] Connection closed: $why");
+    }
+}
+
+# The name of liblmtp status ST (OK, TIMEOUT, REJECTED...), INTERNAL for one it does not know.
+sub _status_name { $NAME{ $_[0] } || 'INTERNAL' }
 
 # Checks a string argument: bytes only (Perl's wide characters cannot go on
 # the wire), and no NUL (C strings would silently cut it).
@@ -319,14 +349,19 @@ sub debug {
         $class_debug{$pkg} = $level;
         return $old;
     }
-    if ($level && !$version_shown{$pkg}++) {
-        no strict 'refs';
-        print STDERR "$pkg>>> $pkg(" . (${"${pkg}::VERSION"} || '') . ")\n";
-        print STDERR "$pkg>>>   liblmtp(" . Net::LMTP::XS::library_version() . ")\n";
-    }
+    _show_versions($pkg) if $level;
     ${*$self}{net_cmd_debug} = $level;
     ${*$self}{net_lmtp_xs}->set_debug($level ? "$self" : undef);
     $old;
+}
+
+# The first Debug lines of a class, once: its version and liblmtp's, as Net::Cmd prints them.
+sub _show_versions {
+    my $pkg = shift;
+    return if $version_shown{$pkg}++;
+    no strict 'refs';
+    print STDERR "$pkg>>> $pkg(" . (${"${pkg}::VERSION"} || '') . ")\n";
+    print STDERR "$pkg>>>   liblmtp(" . Net::LMTP::XS::library_version() . ")\n";
 }
 
 # ---------------------------------------------------------------------------
@@ -649,20 +684,29 @@ sub _message {
     [$f, \@rcpts, $data];
 }
 
+# deliver_many's messages as _message makes them (an array ref), or undef (the status set) when
+# an address cannot be sent; croaks when one is no [FROM, [TO...], DATA]. Net::LMTP::Pool's
+# deliver_many takes them the same way ($who names the object in the usage message).
+sub _messages {
+    my ($self, $who, @messages) = @_;
+    my @batch;
+    foreach my $m (@messages) {
+        ref $m eq 'ARRAY' && ref $m->[1] eq 'ARRAY'
+            or Carp::croak("usage: $who->deliver_many([FROM, [TO, ...], DATA], ...)");
+        my $one = $self->_message('deliver_many', @$m) or return;
+        push @batch, $one;
+    }
+    \@batch;
+}
+
 # Many messages, each [FROM, [TO...], DATA], pipelined back to back over this
 # connection; returns, per message, an array ref of its results (as deliver
 # returns them). See the POD.
 sub deliver_many {
     my ($self, @messages) = @_;
     $self->_end_data;
-    my @batch;
-    foreach my $m (@messages) {
-        ref $m eq 'ARRAY' && ref $m->[1] eq 'ARRAY'
-            or Carp::croak('usage: $lmtp->deliver_many([FROM, [TO, ...], DATA], ...)');
-        my $one = $self->_message('deliver_many', @$m) or return;
-        push @batch, $one;
-    }
-    my ($st, @done) = ${*$self}{net_lmtp_xs}->deliver_batch(\@batch);
+    my $batch = $self->_messages('$lmtp', @messages) or return;
+    my ($st, @done) = ${*$self}{net_lmtp_xs}->deliver_batch($batch);
     $self->_status($st);
     map { $_->[2] } @done;
 }
@@ -676,7 +720,7 @@ sub starttls {
     my %args = (%{ ${*$self}{net_lmtp_arg} || {} }, @_);
     $self->_end_data;
     my $xs = ${*$self}{net_lmtp_xs};
-    if (my $st = _apply_ssl($xs, \%args)) {
+    if (my $st = $xs->set_tls(_tls_options(\%args))) {
         $self->_status($st);
         return;
     }
@@ -691,13 +735,8 @@ sub starttls {
 # third argument. PLAIN and LOGIN are refused over unencrypted TCP (code 538)
 # unless new() was given AuthAllowPlaintext => 1.
 sub auth {
-    my ($self, $username, $password, $mechanism) = @_;
-    if (ref $username && eval { $username->isa('Authen::SASL') }) {
-        my $sasl = $username;
-        my $cb = $sasl->{callback} || {};
-        ($username, $password) = map { ref $_ eq 'CODE' ? $_->() : $_ } @{$cb}{qw(user pass)};
-        $mechanism = $sasl->{mechanism} if !defined $mechanism && ($sasl->{mechanism} || '') =~ /^[-\w]+$/;
-    }
+    my $self = shift;
+    my ($username, $password, $mechanism) = _credentials(@_);
     $self->_end_data;
     # As Net::SMTP: no AUTH offered, nothing is sent.
     defined($self->supports('AUTH', 500, ["Command unknown: 'AUTH'"])) or return 0;
@@ -705,6 +744,19 @@ sub auth {
     defined($password = $self->_bytes('auth', defined $password ? $password : '')) or return 0;
     my $flags = ${*$self}{net_lmtp_arg}{AuthAllowPlaintext} ? OPT_AUTH_ALLOW_PLAINTEXT : 0;
     $self->_status(${*$self}{net_lmtp_xs}->auth($username, $password, $mechanism, $flags));
+}
+
+# auth's arguments, (USER, PASSWORD [, MECHANISM]) or (Authen::SASL object [, MECHANISM]), as
+# (USER, PASSWORD, MECHANISM); Net::LMTP::Pool's Auth option takes the same.
+sub _credentials {
+    my ($username, $password, $mechanism) = @_;
+    if (ref $username && eval { $username->isa('Authen::SASL') }) {
+        my $sasl = $username;
+        my $cb = $sasl->{callback} || {};
+        ($username, $password) = map { ref $_ eq 'CODE' ? $_->() : $_ } @{$cb}{qw(user pass)};
+        $mechanism = $sasl->{mechanism} if !defined $mechanism && ($sasl->{mechanism} || '') =~ /^[-\w]+$/;
+    }
+    ($username, $password, $mechanism);
 }
 
 # BDAT (CHUNKING): the data is sent exactly as given, as Net::SMTP sends it.
