@@ -728,11 +728,14 @@ LMTP_API int lmtp_output_done(lmtp_t *h, size_t n);
  *      lmtp_user_concurrency_limit wants. A message goes with those of its recipients whose
  *      mailbox is free, the others in a later transaction; later messages may pass one that waits,
  *      and the oldest that can go goes first.
- *  P6. Each message gets exactly one callback. Its status: LMTP_OK when every recipient has a
- *      verdict (OK, TEMPFAIL, PERMFAIL, or UNKNOWN after its end was written: look at the
- *      results); otherwise the error that kept the rest from being sent: a refusal made before
- *      anything was sent (LMTP_ERR_BAD_INPUT, _TOO_BIG, _NOT_ADVERTISED...; no results), the
- *      connect error (P2), the break of P4, LMTP_ERR_CLOSED when lmtp_pool_free dropped it. The
+ *  P6. Each message gets exactly one callback. Its status: LMTP_OK when every recipient has the
+ *      server's verdict (OK, TEMPFAIL, PERMFAIL: look at the results); the error of the break
+ *      (P4: LMTP_ERR_CLOSED, _IO, _TIMEOUT, _PROTOCOL; lmtp_errmsg(r) says what happened) when
+ *      a recipient is UNKNOWN because the connection broke after the message's end went out,
+ *      the other recipients' verdicts kept, as lmtp_deliver_batch reports a session that ended
+ *      under a message; otherwise the error that kept the rest from being sent: a refusal made
+ *      before anything was sent (LMTP_ERR_BAD_INPUT, _TOO_BIG, _NOT_ADVERTISED...; no results),
+ *      the connect error (P2), the break of P4, LMTP_ERR_CLOSED when lmtp_pool_free dropped it. The
  *      results, when there are any, have one entry per recipient IN THE ORDER GIVEN; a recipient
  *      never sent (a message given up after a break) is LMTP_RESULT_PENDING.
  *  P7. The message's data (or its read callback and read_user) must stay valid until its

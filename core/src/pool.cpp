@@ -356,9 +356,16 @@ void PoolPlanner::finished(ConnId conn, const Delivered& d, Deadline now) {
 // Reports `m` when every recipient has its final verdict.
 void PoolPlanner::settle(std::size_t id, Message& m, Deadline now) {
     (void)now;
-    for (const Rcpt& r : m.rcpts)
+    bool unknown = false;
+    for (const Rcpt& r : m.rcpts) {
         if (!r.final) return;
-    report(id, m, Status::ok, {});
+        unknown = unknown || r.result.outcome == Outcome::unknown;
+    }
+    // A recipient left unknown by a break: the break's status says why, as a batch's does.
+    if (unknown && m.last_status != Status::ok)
+        report(id, m, m.last_status, m.last_why);
+    else
+        report(id, m, Status::ok, {});
     messages_.erase(id);
 }
 

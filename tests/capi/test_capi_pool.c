@@ -262,12 +262,15 @@ static void killed_mid_run(void **state) {
     assert_int_equal(b->total, 6);
     for (i = 0; i < 6; i++) {
         assert_int_equal(b->m[i].calls, 1);
-        assert_int_equal(b->m[i].status, LMTP_OK);
         if (b->m[i].result[0] == LMTP_RESULT_UNKNOWN) {
             unknown++;
+            /* The break's status: the server closed the connection after the message's end. */
+            assert_int_equal(b->m[i].status, LMTP_ERR_CLOSED);
+            assert_true(b->m[i].errmsg[0] != '\0');
             assert_int_equal(b->m[i].result[1], LMTP_RESULT_UNKNOWN);
             assert_int_equal(b->m[i].attempts[0], 1);
         } else {
+            assert_int_equal(b->m[i].status, LMTP_OK);
             assert_int_equal(b->m[i].result[0], LMTP_RESULT_OK);
             assert_int_equal(b->m[i].result[1], LMTP_RESULT_OK);
         }
@@ -322,7 +325,9 @@ static void stalling_server(void **state) {
     assert_int_equal(lmtp_pool_deliver(p, msgs, 3, done_cb, b), LMTP_OK);
     assert_int_equal(b->total, 3);
     assert_int_equal(b->m[0].result[0], LMTP_RESULT_UNKNOWN);
+    assert_int_equal(b->m[0].status, LMTP_ERR_TIMEOUT);
     assert_int_equal(b->m[1].result[0], LMTP_RESULT_OK);
+    assert_int_equal(b->m[1].status, LMTP_OK);
     assert_int_equal(b->m[2].result[0], LMTP_RESULT_OK);
     assert_true(now_ms() - t0 >= 290);
     assert_true(now_ms() - t0 < (test_under_valgrind() ? 20000 : 3000));

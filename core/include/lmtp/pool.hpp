@@ -43,9 +43,12 @@
 //    resets the rounds.
 //  - A connection that breaks while idle (the server's own idle timeout) is simply
 //    dropped: no back-off.
-//  - Status of a report: ok when every recipient has a verdict (ok, tempfail,
-//    permfail, or unknown after the end); otherwise the error that kept the rest
-//    from being sent (a local refusal, the connect error, a poison break, closed).
+//  - Status of a report: ok when every recipient has the server's verdict (ok,
+//    tempfail, permfail); a recipient left unknown by a break after the end makes
+//    it the break's status and reason (as a batch reports a session that ended
+//    under a message), the verdicts that came kept; otherwise the error that kept
+//    the rest from being sent (a local refusal, the connect error, a poison break,
+//    closed).
 #pragma once
 
 #include <chrono>
