@@ -9,6 +9,9 @@
 #
 # Users (passwd-file): alice, bob (deliver), full (552 at DATA: quota),
 # tempfull (452 at DATA), broken (451 at DATA); any other user gets 550 at RCPT.
+# Environment: LMTP_USERS=N adds user0 ... user(N-1); LMTP_USER_CONCURRENCY=N sets
+# lmtp_user_concurrency_limit (deliveries to one user at once; more get
+# "451 4.3.0 Too many concurrent deliveries for user").
 # Mail lands in DIR/mail/<user>/Maildir/new/. Dovecot will not deliver as
 # uid 0, so as root the server runs as nobody:nogroup.
 set -euo pipefail
@@ -72,6 +75,7 @@ auth_username_format = %Ln
 recipient_delimiter = +
 mail_location = maildir:~/Maildir
 mail_fsync = never
+$(if [ -n "${LMTP_USER_CONCURRENCY:-}" ]; then echo "lmtp_user_concurrency_limit = $LMTP_USER_CONCURRENCY"; fi)
 mail_plugins = quota
 plugin {
   quota = count:User quota
