@@ -74,20 +74,39 @@ void maildir_free(maildir_list *list);
 
 /* "ok", "tempfail", "permfail", "unknown" (and "pending"). */
 const char *status_name(int status);
-/* One message's per-recipient verdicts after lmtp_deliver_stream returned `st`.
- * When the library refused the transaction before sending anything (it then
- * keeps no results), every recipient is reported "unknown" with the reason. */
+/* One recipient's verdict, copied out of the library's results. */
+typedef struct verdict {
+    char *address;
+    int status, stage, code, rcpt_code;
+    int attempts; /* transactions that included it (a pool's re-sends); 0 when nothing was sent */
+    char *enhanced, *text, *rcpt_text;
+} verdict;
+/* One message's verdicts, kept apart from the handle (a pool's result lives only during its
+ * callback, and a message that finished early waits for those before it to be printed). */
+typedef struct report {
+    int status;   /* the library's status for the message */
+    char *error;  /* its sentence, NULL when status is LMTP_OK */
+    int aborted;  /* abandoned by a second Ctrl-C */
+    size_t nrcpts;
+    verdict *v;   /* in the order given */
+} report;
+/* Copies what `h` says of the message that ended with `st`. When the library refused it before
+ * anything was sent (it then keeps no results), every recipient is "unknown" with the reason. */
+void report_capture(report *out, lmtp_t *h, int st, const char *const *rcpts, size_t nrcpts);
+/* A message nothing of which was sent, with `st` and its sentence: every recipient "unknown". */
+void report_unsent(report *out, int st, const char *why, const char *const *rcpts, size_t nrcpts);
+void report_free(report *r);
 typedef struct outcome {
     int delivered, tempfailed, permfailed, unknown;
 } outcome;
-outcome outcome_of(lmtp_t *h, int st, size_t nrcpts);
+outcome outcome_of(const report *r);
 /* Human lines "ADDRESS STATUS CODE ENHANCED TEXT", each after `prefix`
  * (NULL: none); only the failed ones when `failures_only`. */
-void print_results(FILE *out, lmtp_t *h, int st, const char *const *rcpts, size_t nrcpts, const char *prefix,
-                   int failures_only);
-/* One JSON object (one line) for a message; `source` may be NULL, `index` 0 for none. */
-void print_json_message(FILE *out, lmtp_t *h, int st, const char *const *rcpts, size_t nrcpts, const char *source,
-                        unsigned long index, unsigned long long bytes, int exit_code);
+void print_results(FILE *out, const report *r, const char *prefix, int failures_only);
+/* One JSON object (one line) for a message; `source` may be NULL, `index` 0 for none;
+ * `attempts`: each recipient gets an "attempts" field (pool runs). */
+void print_json_message(FILE *out, const report *r, const char *source, unsigned long index, unsigned long long bytes,
+                        int exit_code, int attempts);
 /* A JSON string literal of `s` (invalid UTF-8 becomes U+FFFD). */
 void print_json_string(FILE *out, const char *s);
 
@@ -112,5 +131,74 @@ void progress_clear(progress *p);
 double now_seconds(void);
 /* "1.5 MiB" into buf. */
 const char *human_bytes(char *buf, size_t cap, double n);
+
+/* ---- the run (main.c) ---------------------------------------------------------- */
+
+typedef struct config {
+    const char *server;
+    char *host; /* parsed from server */
+    unsigned port;
+    const char *from;
+    const char **rcpts;
+    size_t nrcpts;
+    const char *file;
+    const char *maildir;
+    const char *mbox;
+    const char *password_file;
+    char *password;
+    int verbose;
+    int json;
+    double progress_interval;
+    lmtp_options opts;
+    lmtp_mail_options mopts;
+    lmtp_rcpt_options ropts;
+    /* --connections K: a bulk run over a pool of K connections (0: one connection, no pool) */
+    unsigned connections;
+    int retries;                /* -1: the pool's default */
+    unsigned retry_delay_ms, retry_delay_max_ms; /* 0: the pool's defaults */
+    int mailbox_concurrency;    /* -1: the pool's default; 0: no limit */
+} config;
+
+
+/* What the trace callback needs. */
+typedef struct trace_ctx {
+    int verbose;
+    progress *prog;
+} trace_ctx;
+
+/* A bulk run (--maildir, --mbox). */
+typedef struct bulk {
+    config *c;
+    lmtp_t *h;
+    progress prog;
+    int code;
+    unsigned long attempted, delivered, failed, unreadable;
+    int stopped;         /* the session broke or Ctrl-C: no more messages */
+    char *stopped_before; /* the first message not sent, if known */
+    char *error;          /* why the session stopped */
+} bulk;
+
+
+/* Exits with EXIT_OSERR when p is NULL; returns p. */
+void *xalloc(void *p);
+/* The exit code for a call that failed with `st`, and for one message. */
+int exit_for_status(int st);
+int exit_for_message(const report *r);
+/* The more serious of two exit codes (the order of lmtp-send.1). */
+int worse(int a, int b);
+/* The lmtp_trace_fn of --verbose (user: a trace_ctx). */
+void trace(void *user, int direction, const char *line, size_t len);
+/* No more messages: `next` is the first not sent (if known), `why` the reason (if any). */
+void bulk_stop(bulk *b, const char *next, const char *why);
+/* Prints one message's report and counts it (index from 1; bytes: its size as read). */
+void bulk_report(bulk *b, const report *r, const char *label, unsigned long index, unsigned long long bytes);
+/* A message that could not be read: reported, counted, skipped. */
+void bulk_unreadable(bulk *b, const char *label, int err);
+
+/* ---- a bulk run over a pool of connections (pool.c) ---------------------------- */
+
+/* Delivers the messages of `list` (a Maildir) or of `in` (an mbox) over lmtp_pool with
+ * c->connections connections, reporting them in the order of the input. */
+void run_pool(bulk *b, const maildir_list *list, input *in);
 
 #endif

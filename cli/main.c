@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #define DEFAULT_PORT 24u
+#define MAX_CONNECTIONS 1000
 
 volatile sig_atomic_t interrupted = 0;
 
@@ -24,8 +25,9 @@ static const char usage_text[] =
     "       lmtp-send [options] --server SERVER --from ADDR --to ADDR... --maildir DIR\n"
     "       lmtp-send [options] --server SERVER --from ADDR --to ADDR... --mbox FILE\n"
     "Delivers one message (FILE, or stdin when FILE is - or absent), or every message of a\n"
-    "Maildir (cur/ and new/) or an mbox (mboxrd), over one LMTP connection, and prints\n"
-    "each recipient's verdict: ADDRESS ok|tempfail|permfail|unknown CODE ENHANCED TEXT.\n"
+    "Maildir (cur/ and new/) or an mbox (mboxrd), over one LMTP connection (or a pool:\n"
+    "--connections), and prints each recipient's verdict:\n"
+    "ADDRESS ok|tempfail|permfail|unknown CODE ENHANCED TEXT.\n"
     "\n"
     "  -s, --server SERVER        HOST[:PORT], [IPv6]:PORT, IPv6 or /path/to/unix/socket\n"
     "                             (the port defaults to 24)\n"
@@ -56,46 +58,35 @@ static const char usage_text[] =
     "      --mbox FILE            deliver every message of an mbox (\"From \" lines, mboxrd)\n"
     "      --progress-interval S  bulk progress on stderr every S seconds when it is not a\n"
     "                             terminal (default 10; 0: no progress)\n"
+    "      --connections K        bulk: deliver over a pool of up to K connections at once\n"
+    "                             (1 to " STR(MAX_CONNECTIONS) "), reported in the order of the input\n"
+    "                             (without it: one connection; the run stops if it breaks)\n"
+    "      --retries N            with --connections: send a recipient again up to N times\n"
+    "                             after a 4xx (default 3; 0: never)\n"
+    "      --retry-delay S        wait before the first re-send, doubled for each (default 1)\n"
+    "      --retry-delay-max S    the longest wait between re-sends (default 60)\n"
+    "      --mailbox-concurrency N  with --connections: messages in flight at once to one\n"
+    "                             recipient (default 2; 0: no limit)\n"
     "  -v, --verbose              protocol trace on stderr (twice: the message too)\n"
     "      --json                 results as JSON on stdout (one object per message)\n"
     "  -h, --help                 this text\n"
-    "  -V, --version              versions of lmtp-send and liblmtp\n"
+    "  -V, --version              versions of lmtp-send and liblmtp\n";
+
+/* Apart: C99 promises string literals of 4095 characters only. */
+static const char usage_exits[] =
     "\n"
     "Exit status (sysexits.h):\n"
     "   0  every recipient got the message (bulk: every message)\n"
     "  64  bad arguments                      65  a recipient refused permanently (5xx),\n"
     "  66  an input file could not be read        or the message is over the server's SIZE\n"
     "  69  no server to deliver to: connect, greeting, TLS or a needed extension failed\n"
-    "  74  the connection broke (timeout, reset, closed) or reading the message failed\n"
+    "  74  the connection broke (timeout, reset, closed) or reading the message failed;\n"
+    "      with --connections: a recipient is unknown (its message's connection broke)\n"
     "  75  a recipient refused temporarily (4xx), none permanently\n"
     "  76  the server broke the protocol      77  authentication failed\n"
     " 130  bulk run interrupted (Ctrl-C): finishes the current message; twice: abandons it\n";
 
-typedef struct config {
-    const char *server;
-    char *host; /* parsed from server */
-    unsigned port;
-    const char *from;
-    const char **rcpts;
-    size_t nrcpts;
-    const char *file;
-    const char *maildir;
-    const char *mbox;
-    const char *password_file;
-    char *password;
-    int verbose;
-    int json;
-    double progress_interval;
-    lmtp_options opts;
-    lmtp_mail_options mopts;
-    lmtp_rcpt_options ropts;
-} config;
 
-/* What the trace callback needs. */
-typedef struct trace_ctx {
-    int verbose;
-    progress *prog;
-} trace_ctx;
 
 static void die_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 static void die_usage(const char *fmt, ...) {
@@ -108,7 +99,7 @@ static void die_usage(const char *fmt, ...) {
     exit(EXIT_USAGE);
 }
 
-static void *xalloc(void *p) {
+void *xalloc(void *p) {
     if (!p) {
         fputs("lmtp-send: out of memory\n", stderr);
         exit(EXIT_OSERR);
@@ -197,6 +188,21 @@ static double parse_seconds(const char *s, const char *option, int zero_ok) {
     return v;
 }
 
+static unsigned parse_count(const char *s, const char *option, unsigned min, unsigned max) {
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (!*s || *end || errno || *s == '-' || *s == '+' || v < min || v > max)
+        die_usage("bad %s %s (a whole number from %u to %u)", option, s, min, max);
+    return (unsigned)v;
+}
+
+/* Seconds, fractions allowed, as milliseconds (at least 1). */
+static unsigned parse_ms(const char *s, const char *option) {
+    unsigned ms = (unsigned)(parse_seconds(s, option, 0) * 1000 + 0.5);
+    return ms ? ms : 1;
+}
+
 static void require_readable(const char *path) {
     if (access(path, R_OK) != 0) {
         fprintf(stderr, "lmtp-send: %s: %s\n", path, strerror(errno));
@@ -222,7 +228,8 @@ enum {
     OPT_STARTTLS = 256, OPT_TLS_REQUIRED, OPT_CA, OPT_CERT, OPT_KEY, OPT_TLS_NAME, OPT_INSECURE,
     OPT_AUTH_USER, OPT_AUTH_PASSWORD_FILE, OPT_AUTH_MECH, OPT_AUTH_PLAINTEXT, OPT_TIMEOUT, OPT_HELLO,
     OPT_CHUNKING, OPT_NOTIFY, OPT_RET, OPT_ENVID, OPT_8BITMIME, OPT_SMTPUTF8, OPT_MAILDIR, OPT_MBOX,
-    OPT_PROGRESS, OPT_JSON, OPT_STRICT_REPLIES
+    OPT_PROGRESS, OPT_JSON, OPT_STRICT_REPLIES, OPT_CONNECTIONS, OPT_RETRIES, OPT_RETRY_DELAY,
+    OPT_RETRY_DELAY_MAX, OPT_MAILBOX_CONCURRENCY
 };
 
 static const struct option long_options[] = {
@@ -252,6 +259,11 @@ static const struct option long_options[] = {
     {"maildir", required_argument, NULL, OPT_MAILDIR},
     {"mbox", required_argument, NULL, OPT_MBOX},
     {"progress-interval", required_argument, NULL, OPT_PROGRESS},
+    {"connections", required_argument, NULL, OPT_CONNECTIONS},
+    {"retries", required_argument, NULL, OPT_RETRIES},
+    {"retry-delay", required_argument, NULL, OPT_RETRY_DELAY},
+    {"retry-delay-max", required_argument, NULL, OPT_RETRY_DELAY_MAX},
+    {"mailbox-concurrency", required_argument, NULL, OPT_MAILBOX_CONCURRENCY},
     {"verbose", no_argument, NULL, 'v'},
     {"json", no_argument, NULL, OPT_JSON},
     {"help", no_argument, NULL, 'h'},
@@ -264,6 +276,8 @@ static void parse_args(config *c, int argc, char **argv) {
     lmtp_mail_options_init(&c->mopts);
     lmtp_rcpt_options_init(&c->ropts);
     c->progress_interval = 10;
+    c->retries = -1;
+    c->mailbox_concurrency = -1;
     c->rcpts = xalloc(calloc((size_t)argc, sizeof *c->rcpts));
     lmtp_t *scratch = NULL; /* parses --notify and --ret */
     int ch;
@@ -304,9 +318,19 @@ static void parse_args(config *c, int argc, char **argv) {
             case OPT_MAILDIR: c->maildir = optarg; break;
             case OPT_MBOX: c->mbox = optarg; break;
             case OPT_PROGRESS: c->progress_interval = parse_seconds(optarg, "--progress-interval", 1); break;
+            case OPT_CONNECTIONS: c->connections = parse_count(optarg, "--connections", 1, (unsigned)MAX_CONNECTIONS); break;
+            case OPT_RETRIES: c->retries = (int)parse_count(optarg, "--retries", 0, 1000); break;
+            case OPT_RETRY_DELAY: c->retry_delay_ms = parse_ms(optarg, "--retry-delay"); break;
+            case OPT_RETRY_DELAY_MAX: c->retry_delay_max_ms = parse_ms(optarg, "--retry-delay-max"); break;
+            case OPT_MAILBOX_CONCURRENCY:
+                c->mailbox_concurrency = (int)parse_count(optarg, "--mailbox-concurrency", 0, 100000);
+                break;
             case 'v': c->verbose++; break;
             case OPT_JSON: c->json = 1; break;
-            case 'h': fputs(usage_text, stdout); exit(EXIT_DELIVERED);
+            case 'h':
+                fputs(usage_text, stdout);
+                fputs(usage_exits, stdout);
+                exit(EXIT_DELIVERED);
             case 'V':
                 printf("lmtp-send %s (liblmtp %s)\n", LMTP_SEND_VERSION, lmtp_version());
                 exit(EXIT_DELIVERED);
@@ -322,6 +346,9 @@ static void parse_args(config *c, int argc, char **argv) {
     if (!c->nrcpts) die_usage("at least one --to is required");
     if ((c->maildir != NULL) + (c->mbox != NULL) + (c->file != NULL) > 1)
         die_usage("give one of FILE, --maildir and --mbox");
+    if (c->connections && !c->maildir && !c->mbox) die_usage("--connections is for --maildir and --mbox");
+    if (!c->connections && (c->retries >= 0 || c->retry_delay_ms || c->retry_delay_max_ms || c->mailbox_concurrency >= 0))
+        die_usage("--retries, --retry-delay, --retry-delay-max and --mailbox-concurrency need --connections");
     if (c->opts.tls_key_file && !c->opts.tls_cert_file) die_usage("--key needs --cert");
     if ((c->password_file || c->opts.auth_mechanism) && !c->opts.auth_user)
         die_usage("--auth-password-file and --auth-mech need --auth-user");
@@ -351,7 +378,7 @@ static void parse_args(config *c, int argc, char **argv) {
 /* ---- exit codes ------------------------------------------------------------------ */
 
 /* The exit code for a call that failed with `st`. */
-static int exit_for_status(int st) {
+int exit_for_status(int st) {
     switch (st) {
         case LMTP_OK: return EXIT_DELIVERED;
         case LMTP_ERR_INVALID_ARGUMENT:
@@ -377,13 +404,15 @@ static int exit_for_status(int st) {
     }
 }
 
-/* The exit code for one message: the session's failure, else the worst verdict. */
-static int exit_for_message(lmtp_t *h, int st, size_t nrcpts, const input *in) {
-    if (st == LMTP_ERR_ABORTED && in && input_aborted(in)) return EXIT_INTERRUPTED;
-    if (st != LMTP_OK) return exit_for_status(st);
-    outcome o = outcome_of(h, st, nrcpts);
+/* The exit code for one message: the session's failure, else the worst verdict (a recipient
+ * left unknown by a connection that broke after the message's end is the break's: 74). */
+int exit_for_message(const report *r) {
+    if (r->aborted) return EXIT_INTERRUPTED;
+    if (r->status != LMTP_OK) return exit_for_status(r->status);
+    outcome o = outcome_of(r);
+    if (o.unknown) return EXIT_IOERR;
     if (o.permfailed) return EXIT_PERMFAIL;
-    if (o.tempfailed || o.unknown) return EXIT_TEMPFAIL;
+    if (o.tempfailed) return EXIT_TEMPFAIL;
     return EXIT_DELIVERED;
 }
 
@@ -399,7 +428,7 @@ static int severity(int code) {
     }
 }
 
-static int worse(int a, int b) { return severity(b) > severity(a) ? b : a; }
+int worse(int a, int b) { return severity(b) > severity(a) ? b : a; }
 
 /* ---- the session ------------------------------------------------------------------ */
 
@@ -428,7 +457,7 @@ static void install_sigint(void) {
     sigaction(SIGINT, &sa, NULL);
 }
 
-static void trace(void *user, int direction, const char *line, size_t len) {
+void trace(void *user, int direction, const char *line, size_t len) {
     const trace_ctx *t = user;
     const char *prefix = direction == LMTP_TRACE_SEND ? ">>> " : direction == LMTP_TRACE_RECEIVE ? "<<< "
                          : direction == LMTP_TRACE_DATA ? ">>> " : "*** ";
@@ -483,11 +512,15 @@ static int run_single(config *c) {
             st = deliver_one(c, h, in);
             if (st != LMTP_OK) fprintf(stderr, "lmtp-send: %s\n", lmtp_errmsg(h));
         }
-        code = exit_for_message(h, st, c->nrcpts, in);
+        report rep;
+        report_capture(&rep, h, st, c->rcpts, c->nrcpts);
+        rep.aborted = st == LMTP_ERR_ABORTED && input_aborted(in);
+        code = exit_for_message(&rep);
         if (c->json)
-            print_json_message(stdout, h, st, c->rcpts, c->nrcpts, path, 0, input_message_bytes(in), code);
+            print_json_message(stdout, &rep, path, 0, input_message_bytes(in), code, 0);
         else
-            print_results(stdout, h, st, c->rcpts, c->nrcpts, NULL, 0);
+            print_results(stdout, &rep, NULL, 0);
+        report_free(&rep);
     }
     if (lmtp_is_connected(h)) lmtp_quit(h);
     lmtp_free(h);
@@ -497,29 +530,16 @@ static int run_single(config *c) {
 
 /* ---- bulk ------------------------------------------------------------------------ */
 
-typedef struct bulk {
-    config *c;
-    lmtp_t *h;
-    progress prog;
-    int code;
-    unsigned long attempted, delivered, failed, unreadable;
-    int stopped;         /* the session broke or Ctrl-C: no more messages */
-    char *stopped_before; /* the first message not sent, if known */
-    char *error;          /* why the session stopped */
-} bulk;
-
-static void bulk_stop(bulk *b, const char *next, const char *why) {
+void bulk_stop(bulk *b, const char *next, const char *why) {
     b->stopped = 1;
     if (next && !b->stopped_before) b->stopped_before = xalloc(strdup(next));
     if (why && !b->error) b->error = xalloc(strdup(why));
 }
 
-/* Delivers one message of a bulk run and reports it. */
-static void bulk_message(bulk *b, input *in, const char *label, unsigned long index) {
+void bulk_report(bulk *b, const report *r, const char *label, unsigned long index, unsigned long long bytes) {
     config *c = b->c;
-    int st = deliver_one(c, b->h, in);
-    int code = exit_for_message(b->h, st, c->nrcpts, in);
-    outcome o = outcome_of(b->h, st, c->nrcpts);
+    int code = exit_for_message(r);
+    outcome o = outcome_of(r);
     b->attempted++;
     b->code = worse(b->code, code);
     if (code == EXIT_DELIVERED)
@@ -528,14 +548,25 @@ static void bulk_message(bulk *b, input *in, const char *label, unsigned long in
         b->failed++;
     progress_clear(&b->prog);
     if (c->json) {
-        print_json_message(stdout, b->h, st, c->rcpts, c->nrcpts, label, index, input_message_bytes(in), code);
+        print_json_message(stdout, r, label, index, bytes, code, c->connections > 0);
     } else if (code != EXIT_DELIVERED) {
-        print_results(stdout, b->h, st, c->rcpts, c->nrcpts, label, 1);
-        if (o.delivered == 0 && st == LMTP_ERR_ABORTED && input_aborted(in))
+        print_results(stdout, r, label, 1);
+        if (o.delivered == 0 && r->aborted && r->status == LMTP_ERR_ABORTED)
             printf("%s: abandoned by Ctrl-C: delivered to no one\n", label);
     }
     fflush(stdout);
     progress_message_done(&b->prog);
+}
+
+/* Delivers one message of a bulk run over the one connection and reports it. */
+static void bulk_message(bulk *b, input *in, const char *label, unsigned long index) {
+    config *c = b->c;
+    int st = deliver_one(c, b->h, in);
+    report rep;
+    report_capture(&rep, b->h, st, c->rcpts, c->nrcpts);
+    rep.aborted = st == LMTP_ERR_ABORTED && input_aborted(in);
+    bulk_report(b, &rep, label, index, input_message_bytes(in));
+    report_free(&rep);
     if (st != LMTP_OK) {
         const char *why = input_aborted(in) ? "interrupted" : lmtp_errmsg(b->h);
         if (!c->json) fprintf(stderr, "lmtp-send: %s: %s\n", label, why);
@@ -546,7 +577,7 @@ static void bulk_message(bulk *b, input *in, const char *label, unsigned long in
     }
 }
 
-static void bulk_unreadable(bulk *b, const char *label, int err) {
+void bulk_unreadable(bulk *b, const char *label, int err) {
     progress_clear(&b->prog);
     fprintf(stderr, "lmtp-send: %s: %s\n", label, strerror(err));
     if (b->c->json) {
@@ -644,6 +675,7 @@ static int run_bulk(config *c) {
     maildir_list list = {NULL, 0, 0};
     input *in = NULL;
     const char *source = c->maildir ? c->maildir : c->mbox;
+    int st;
     if (c->maildir ? maildir_scan(c->maildir, &list) != 0 : (in = input_open(c->mbox, 1)) == NULL) {
         fprintf(stderr, "lmtp-send: %s: %s\n", source, strerror(errno));
         return EXIT_NOINPUT;
@@ -651,8 +683,13 @@ static int run_bulk(config *c) {
     unsigned long long total = c->maildir ? list.bytes : input_file_size(in);
     progress_start(&b.prog, isatty(STDERR_FILENO), c->progress_interval, (unsigned long)list.count, total);
     trace_ctx tctx = {c->verbose, &b.prog};
-    int st = connect_server(c, &b.h, &tctx);
-    if (st != LMTP_OK) {
+    if (c->connections) {
+        if (c->verbose) {
+            c->opts.trace = trace;
+            c->opts.trace_user = &tctx;
+        }
+        run_pool(&b, &list, in);
+    } else if ((st = connect_server(c, &b.h, &tctx)) != LMTP_OK) {
         b.code = exit_for_status(st);
         bulk_stop(&b, NULL, lmtp_errmsg(b.h));
     } else if (c->maildir) {

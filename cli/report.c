@@ -2,6 +2,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "lmtp-send.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -24,53 +25,76 @@ static const char *stage_name(int stage) {
     }
 }
 
-/* One recipient's verdict, whether the library kept results or not. */
-typedef struct verdict {
-    const char *address;
-    int status, stage, code, rcpt_code;
-    const char *enhanced, *text, *rcpt_text;
-} verdict;
+static char *copy(const char *s) { return xalloc(strdup(s ? s : "")); }
 
-static verdict verdict_of(lmtp_t *h, int st, const char *const *rcpts, size_t i) {
-    verdict v;
-    if (lmtp_result_count(h) == 0) {
-        /* Refused before anything was sent: the library keeps no results. */
-        v.address = rcpts[i];
-        v.status = LMTP_RESULT_UNKNOWN;
-        v.stage = LMTP_STAGE_NONE;
-        v.code = v.rcpt_code = 0;
-        v.enhanced = v.rcpt_text = "";
-        v.text = st == LMTP_OK ? "" : lmtp_errmsg(h);
-        return v;
+void report_unsent(report *out, int st, const char *why, const char *const *rcpts, size_t nrcpts) {
+    memset(out, 0, sizeof *out);
+    out->status = st;
+    out->error = st == LMTP_OK ? NULL : copy(why);
+    out->nrcpts = nrcpts;
+    out->v = xalloc(calloc(nrcpts ? nrcpts : 1, sizeof *out->v));
+    for (size_t i = 0; i < nrcpts; i++) {
+        verdict *v = &out->v[i];
+        v->address = copy(rcpts[i]);
+        v->status = LMTP_RESULT_UNKNOWN;
+        v->stage = LMTP_STAGE_NONE;
+        v->enhanced = copy("");
+        v->text = copy(st == LMTP_OK ? "" : why);
+        v->rcpt_text = copy("");
     }
-    v.address = lmtp_result_address(h, i);
-    v.status = lmtp_result_status(h, i);
-    v.stage = lmtp_result_stage(h, i);
-    v.code = lmtp_result_code(h, i);
-    v.enhanced = lmtp_result_enhanced(h, i);
-    v.text = lmtp_result_text(h, i);
-    v.rcpt_code = lmtp_result_rcpt_code(h, i);
-    v.rcpt_text = lmtp_result_rcpt_text(h, i);
-    if (v.status == LMTP_RESULT_UNKNOWN && !*v.text && st != LMTP_OK) v.text = lmtp_errmsg(h);
-    return v;
 }
 
-outcome outcome_of(lmtp_t *h, int st, size_t nrcpts) {
-    outcome o = {0, 0, 0, 0};
-    size_t n = lmtp_result_count(h);
-    if (n == 0) {
-        o.unknown = (int)nrcpts;
-        return o;
+void report_capture(report *out, lmtp_t *h, int st, const char *const *rcpts, size_t nrcpts) {
+    memset(out, 0, sizeof *out);
+    out->status = st;
+    out->error = st == LMTP_OK ? NULL : copy(lmtp_errmsg(h));
+    out->nrcpts = nrcpts;
+    out->v = xalloc(calloc(nrcpts ? nrcpts : 1, sizeof *out->v));
+    if (lmtp_result_count(h) == 0) {  // refused before anything was sent: no results kept
+        free(out->v);
+        free(out->error);
+        report_unsent(out, st, lmtp_errmsg(h), rcpts, nrcpts);
+        return;
     }
-    for (size_t i = 0; i < n; i++) {
-        switch (lmtp_result_status(h, i)) {
+    for (size_t i = 0; i < nrcpts; i++) {
+        verdict *v = &out->v[i];
+        const char *text = lmtp_result_text(h, i);
+        v->address = copy(lmtp_result_address(h, i));
+        v->status = lmtp_result_status(h, i);
+        v->stage = lmtp_result_stage(h, i);
+        v->code = lmtp_result_code(h, i);
+        v->enhanced = copy(lmtp_result_enhanced(h, i));
+        v->rcpt_code = lmtp_result_rcpt_code(h, i);
+        v->rcpt_text = copy(lmtp_result_rcpt_text(h, i));
+        v->attempts = lmtp_result_attempts(h, i);
+        if (v->status == LMTP_RESULT_UNKNOWN && !*text)
+            text = out->error ? out->error : "the connection broke after the message was sent: it may have been delivered";
+        v->text = copy(text);
+    }
+}
+
+void report_free(report *r) {
+    for (size_t i = 0; r->v && i < r->nrcpts; i++) {
+        free(r->v[i].address);
+        free(r->v[i].enhanced);
+        free(r->v[i].text);
+        free(r->v[i].rcpt_text);
+    }
+    free(r->v);
+    free(r->error);
+    memset(r, 0, sizeof *r);
+}
+
+outcome outcome_of(const report *r) {
+    outcome o = {0, 0, 0, 0};
+    for (size_t i = 0; i < r->nrcpts; i++) {
+        switch (r->v[i].status) {
             case LMTP_RESULT_OK: o.delivered++; break;
             case LMTP_RESULT_TEMPFAIL: o.tempfailed++; break;
             case LMTP_RESULT_PERMFAIL: o.permfailed++; break;
             default: o.unknown++; break;
         }
     }
-    (void)st;
     return o;
 }
 
@@ -79,19 +103,18 @@ static void print_one_line(FILE *out, const char *s) {
     for (; *s; s++) fputc(*s == '\n' || *s == '\r' ? ' ' : *s, out);
 }
 
-void print_results(FILE *out, lmtp_t *h, int st, const char *const *rcpts, size_t nrcpts, const char *prefix,
-                   int failures_only) {
-    for (size_t i = 0; i < nrcpts; i++) {
-        verdict v = verdict_of(h, st, rcpts, i);
-        if (failures_only && v.status == LMTP_RESULT_OK) continue;
+void print_results(FILE *out, const report *r, const char *prefix, int failures_only) {
+    for (size_t i = 0; i < r->nrcpts; i++) {
+        const verdict *v = &r->v[i];
+        if (failures_only && v->status == LMTP_RESULT_OK) continue;
         if (prefix) fprintf(out, "%s: ", prefix);
-        fprintf(out, "%s %s ", v.address, status_name(v.status));
-        if (v.code)
-            fprintf(out, "%d ", v.code);
+        fprintf(out, "%s %s ", v->address, status_name(v->status));
+        if (v->code)
+            fprintf(out, "%d ", v->code);
         else
             fputs("- ", out);
-        fprintf(out, "%s ", *v.enhanced ? v.enhanced : "-");
-        print_one_line(out, v.text);
+        fprintf(out, "%s ", *v->enhanced ? v->enhanced : "-");
+        print_one_line(out, v->text);
         fputc('\n', out);
     }
 }
@@ -134,8 +157,8 @@ void print_json_string(FILE *out, const char *str) {
     fputc('"', out);
 }
 
-void print_json_message(FILE *out, lmtp_t *h, int st, const char *const *rcpts, size_t nrcpts, const char *source,
-                        unsigned long index, unsigned long long bytes, int exit_code) {
+void print_json_message(FILE *out, const report *r, const char *source, unsigned long index, unsigned long long bytes,
+                        int exit_code, int attempts) {
     fputc('{', out);
     if (source) {
         fputs("\"message\":", out);
@@ -144,23 +167,23 @@ void print_json_message(FILE *out, lmtp_t *h, int st, const char *const *rcpts, 
     }
     if (index) fprintf(out, "\"index\":%lu,", index);
     fprintf(out, "\"bytes\":%llu,\"exit\":%d,\"error\":", bytes, exit_code);
-    if (st == LMTP_OK) {
+    if (r->error)
+        print_json_string(out, r->error);
+    else
         fputs("null", out);
-    } else {
-        print_json_string(out, lmtp_errmsg(h));
-    }
     fputs(",\"recipients\":[", out);
-    for (size_t i = 0; i < nrcpts; i++) {
-        verdict v = verdict_of(h, st, rcpts, i);
+    for (size_t i = 0; i < r->nrcpts; i++) {
+        const verdict *v = &r->v[i];
         fputs(i ? ",{\"address\":" : "{\"address\":", out);
-        print_json_string(out, v.address);
-        fprintf(out, ",\"status\":\"%s\",\"stage\":\"%s\",\"code\":%d,\"enhanced\":", status_name(v.status),
-                stage_name(v.stage), v.code);
-        print_json_string(out, v.enhanced);
+        print_json_string(out, v->address);
+        fprintf(out, ",\"status\":\"%s\",\"stage\":\"%s\",\"code\":%d,\"enhanced\":", status_name(v->status),
+                stage_name(v->stage), v->code);
+        print_json_string(out, v->enhanced);
         fputs(",\"text\":", out);
-        print_json_string(out, v.text);
-        fprintf(out, ",\"rcpt_code\":%d,\"rcpt_text\":", v.rcpt_code);
-        print_json_string(out, v.rcpt_text);
+        print_json_string(out, v->text);
+        fprintf(out, ",\"rcpt_code\":%d,\"rcpt_text\":", v->rcpt_code);
+        print_json_string(out, v->rcpt_text);
+        if (attempts) fprintf(out, ",\"attempts\":%d", v->attempts);
         fputc('}', out);
     }
     fputs("]}\n", out);

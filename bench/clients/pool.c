@@ -1,11 +1,13 @@
 /* bench-pool: N messages over a pool of K connections (lmtp_pool_deliver, blocking).
  *
- *   bench-pool HOST PORT MESSAGES CONNECTIONS BODY_FILE
+ *   bench-pool HOST PORT MESSAGES CONNECTIONS BODY_FILE [PREFIX USERS]
  *
  * (BODY_FILE: the message, e.g. made by lmtp-sink --make-body, which checks every body.)
  * The pool keeps one message in flight per connection, so that against a server waiting D before
  * each flush of replies K connections should take about N * D / K. Every message has its own
- * recipient (no per-mailbox limit is met). Prints "RESULT seconds=S ok=N failed=N". */
+ * recipient (no per-mailbox limit is met): bench<i>@example.org, or PREFIX<i modulo USERS>@example.org
+ * (e.g. "user" 64 for a Dovecot started with LMTP_USERS=64).
+ * Prints "RESULT seconds=S ok=N failed=N". */
 #define _POSIX_C_SOURCE 200809L
 #include <lmtp.h>
 
@@ -37,8 +39,10 @@ int main(int argc, char **argv) {
     lmtp_pool_options po = LMTP_POOL_OPTIONS_INIT;
     lmtp_pool *pool = NULL;
     struct lmtp_message *msgs;
-    char (*addr)[40];
+    char (*addr)[48];
     const char **rcpts;
+    const char *prefix = argc > 7 ? argv[6] : "bench";
+    long users = argc > 7 ? atol(argv[7]) : 0;
     long n, k, i;
     size_t size = 0;
     char *body;
@@ -52,7 +56,7 @@ int main(int argc, char **argv) {
     n = atol(argv[3]);
     k = atol(argv[4]);
     bf = fopen(argv[5], "rb");
-    if (!bf || n <= 0 || k <= 0) {
+    if (!bf || n <= 0 || k <= 0 || (argc > 7 && users <= 0)) {
         fprintf(stderr, "bench-pool: bad arguments\n");
         return 64;
     }
@@ -64,7 +68,7 @@ int main(int argc, char **argv) {
     rcpts = calloc((size_t)n, sizeof *rcpts);
     if (!body || !msgs || !addr || !rcpts) return 70;
     for (i = 0; i < n; i++) {
-        snprintf(addr[i], sizeof addr[i], "bench%ld@example.org", i);
+        snprintf(addr[i], sizeof addr[i], "%.8s%ld@example.org", prefix, users ? i % users : i);
         rcpts[i] = addr[i];
         lmtp_message_init(&msgs[i]);
         msgs[i].from = "sender@example.org";
