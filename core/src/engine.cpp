@@ -740,7 +740,7 @@ bool Engine::may_start() const {
     // (A phase that allows no delivery, as a message of the caller's own under
     // way, is the session's to refuse: the message fails alone.)
     const Pending& p = waiting_.front();
-    if (p.single || !session_.supports("PIPELINING") || !session_.batching())
+    if (p.single || !session_.capabilities().offered().pipelining || !session_.batching())
         // One transaction of its own, or the first of a batch: once every earlier reply is in.
         return slots_.empty() && session_.awaiting() == 0;
     // Pipelined behind the others: while the octets in flight allow it, and
@@ -764,7 +764,7 @@ void Engine::start_next() {
     // caller declared none: a message in memory is counted, one from a source is not. A message
     // over the server's limit goes undeclared: the server's own refusal, one per recipient, is
     // its verdict (a declared SIZE over the limit is refused here, before anything is sent).
-    if (m.bytes && !m.mail_params.size && session_.supports("SIZE")) {
+    if (m.bytes && !m.mail_params.size && session_.capabilities().offered().size) {
         const std::uint64_t size = m.canonical ? m.bytes->size() : canonical_length(*m.bytes);
         const std::uint64_t limit = session_.capabilities().size_limit();
         if (!limit || size <= limit) m.mail_params.size = size;
@@ -876,7 +876,7 @@ void Engine::hold_chunk(std::size_t n) {
 void Engine::abort_message(const std::string& why) {
     active_.reset();
     // Alone (a single delivery, or without PIPELINING one at a time) nothing else is owed a verdict.
-    if (slots_.empty() || slots_.back().single || !session_.supports("PIPELINING"))
+    if (slots_.empty() || slots_.back().single || !session_.capabilities().offered().pipelining)
         fail(Status::aborted, why + "; the connection was closed and nothing was delivered");
     aborting_ = why;
 }
@@ -932,7 +932,7 @@ bool Engine::push_bdat(Active& a) {
         message_queued();
         return true;
     }
-    const std::size_t window = session_.supports("PIPELINING") ? opt_.bdat_window : 0;
+    const std::size_t window = session_.capabilities().offered().pipelining ? opt_.bdat_window : 0;
     if (a.more) {
         // Each chunk after the first waits for the one before to be written:
         // one write each, the chunk never copied next to another.

@@ -671,7 +671,7 @@ Session::Lines Session::check_delivery(std::string_view from, const std::vector<
     lines.rcpts.reserve(recipients.size());
     // Not overridden by force, which is for parameters: RFC 3030 forbids
     // BDAT unless the server offered CHUNKING.
-    if (lines.bdat && !caps_.has("CHUNKING"))
+    if (lines.bdat && !caps_.offered().chunking)
         throw Error(Status::not_advertised, "BDAT needs the CHUNKING extension, which the server did not advertise");
     if (mail_params.body == BodyType::binary_mime && transfer == Transfer::data)
         throw Error(Status::invalid_argument, "BODY=BINARYMIME can only be sent with BDAT");
@@ -684,7 +684,7 @@ Session::Lines Session::check_delivery(std::string_view from, const std::vector<
 }
 
 bool Session::would_bdat(const MailParams& mail_params, Transfer transfer) const {
-    return transfer == Transfer::bdat || (transfer == Transfer::automatic && caps_.has("CHUNKING")) ||
+    return transfer == Transfer::bdat || (transfer == Transfer::automatic && caps_.offered().chunking) ||
            mail_params.body == BodyType::binary_mime;
 }
 
@@ -736,7 +736,7 @@ std::uint64_t Session::batch_deliver(std::string_view from, const std::vector<st
     require_command_phase("deliver");
     if (!batch_) throw Error(Status::bad_sequence, "batch_deliver: no batch was begun");
     if (one_ && stamp_) throw Error(Status::bad_sequence, "batch_deliver: a batch of one has its transaction");
-    const bool pipelined = caps_.has("PIPELINING");
+    const bool pipelined = caps_.offered().pipelining;
     if (!pipelined && !expect_.empty())
         throw Error(Status::bad_sequence,
                     "deliver: without PIPELINING a transaction waits for every reply of the one before");
@@ -858,7 +858,7 @@ void Session::queue_bdat(std::string_view bytes, bool last, std::string* payload
         // The final replies: one per recipient accepted by then (known when
         // this reaches the front of the queue), or none. In a batch of several,
         // pipelined, RSET follows (see batch_begin in session.hpp).
-        const bool rset = batch_ && !one_ && caps_.has("PIPELINING");
+        const bool rset = batch_ && !one_ && caps_.offered().pipelining;
         expect_.push_back({Cmd::bdat_last, 0, {}, stamp_, rset ? Sync::rset : Sync::none});
         bdat_mode_ = false;
         phase_ = Phase::transaction;
