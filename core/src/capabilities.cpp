@@ -112,6 +112,9 @@ Capabilities Capabilities::parse(const Reply& reply) {
         }
         caps.size_limit_ = ok ? v : 0;
     }
+    caps.offered_.pipelining = caps.has("PIPELINING");
+    caps.offered_.chunking = caps.has("CHUNKING");
+    caps.offered_.size = caps.has("SIZE");
     return caps;
 }
 

@@ -561,7 +561,7 @@ bool Client::deliver_batch(std::size_t count, const BatchSource& next, const Bat
     try {
         begin_command();
         // A batch the session cannot begin fails whole, before any message is asked for.
-        if (supports("PIPELINING")) session_.check_batch();
+        session_.check_batch();
     } catch (const Error& e) {
         report_unreached(0, count, next, done, e);
         throw;

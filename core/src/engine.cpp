@@ -184,15 +184,13 @@ void Engine::end_session(Status status, const std::string& why) {
         Slot s = std::move(slots_.front());
         slots_.pop_front();
         Delivered d{s.token, {}, s.status, s.why, end_written(s)};
-        bool finished = d.txn.finished;
-        if (s.plan) {
-            finished = session_.transaction().finished;
-            if (!s.single) d.txn = session_.transaction();
-        } else if (s.id && session_.batch_has_finished()) {
-            d.txn = session_.batch_take().second;
-            finished = d.txn.finished;
+        bool finished = false;
+        if (s.id && session_.batch_has_finished()) {
+            Transaction t = session_.batch_take().second;
+            finished = s.single ? session_.transaction().finished : t.finished;
+            if (!s.single) d.txn = std::move(t);  // (a single one's stay in the session)
         }
-        if ((s.plan || s.id) && !finished) {
+        if (s.id && !finished) {
             d.status = status;
             d.why = why;
         }
@@ -751,7 +749,7 @@ bool Engine::may_start() const {
     // (A phase that allows no delivery, as a message of the caller's own under
     // way, is the session's to refuse: the message fails alone.)
     const Pending& p = waiting_.front();
-    if (p.single || !session_.supports("PIPELINING") || !session_.batching())
+    if (p.single || !session_.capabilities().offered().pipelining || !session_.batching())
         // One transaction of its own, or the first of a batch: once every earlier reply is in.
         return slots_.empty() && session_.awaiting() == 0;
     // Pipelined behind the others: while the octets in flight allow it, and
@@ -768,75 +766,70 @@ void Engine::start_next() {
     BatchMessage& m = p.m;
     // Refused before anything of it was queued: reported in its turn, without results.
     auto refuse = [&](Status status, const std::string& why) {
-        slots_.push_back({p.token, 0, false, false, 0, status, why});
+        slots_.push_back({p.token, 0, p.single, 0, status, why});
     };
     if (p.refused) return refuse(p.refused->status(), p.refused->what());
     // SIZE (RFC 1870) from the octets that will go on the wire, when the server offers it and the
     // caller declared none: a message in memory is counted, one from a source is not. A message
     // over the server's limit goes undeclared: the server's own refusal, one per recipient, is
     // its verdict (a declared SIZE over the limit is refused here, before anything is sent).
-    if (m.bytes && !m.mail_params.size && session_.supports("SIZE")) {
+    if (m.bytes && !m.mail_params.size && session_.capabilities().offered().size) {
         const std::uint64_t size = m.canonical ? m.bytes->size() : canonical_length(*m.bytes);
         const std::uint64_t limit = session_.capabilities().size_limit();
         if (!limit || size <= limit) m.mail_params.size = size;
     }
+    // Every delivery is a transaction of a batch; a single one is a batch of one.
     Active a;
     a.size_hint = m.size_hint;
-    if (p.single || !session_.supports("PIPELINING")) {
-        // A transaction of its own: MAIL, RCPT... pipelined when the server
-        // allows, the body when the session wants it.
-        try {
-            session_.deliver(m.from, m.recipients, m.mail_params, m.rcpt_params, m.force, m.transfer, m.canonical);
-        } catch (const Error& e) {
-            Status s = e.status();
-            if (s == Status::not_connected || s == Status::closed || s == Status::io || s == Status::timeout ||
-                s == Status::protocol)
-                session_.abandon_delivery(m.recipients);  // nothing to deliver over: all unknown
-            delivered_.push_back({p.token, session_.transaction(), s, e.what()});
-            return;
-        }
-        slots_.push_back({p.token, 0, true, p.single, 0, Status::ok, {}});
-        a.source = std::move(m.source);
-        a.bytes = m.bytes.value_or(std::string_view());
-        a.plan = true;
-        active_ = std::move(a);
-        return;
-    }
-    if (!session_.batching()) {
-        try {
-            session_.batch_begin();
-        } catch (const Error& e) {
-            return refuse(e.status(), e.what());
-        }
-    }
-    const bool bdat = session_.would_bdat(m.mail_params, m.transfer);
     a.source = std::move(m.source);
     a.bytes = m.bytes.value_or(std::string_view());
     std::size_t n = 0;
+    std::uint64_t id = 0;
+    // A delivery the session cannot take queues nothing; a single one's results then say
+    // why: none (refused here), or all unknown when there is no connection to deliver over.
+    auto refused = [&](const Error& e) {
+        const Status s = e.status();
+        if (p.single && (s == Status::not_connected || s == Status::closed || s == Status::io ||
+                         s == Status::timeout || s == Status::protocol))
+            session_.abandon_delivery(m.recipients);
+        refuse(s, e.what());
+    };
+    bool bdat = false;
+    try {
+        if (!session_.batching()) session_.batch_begin(p.single);
+        bdat = session_.would_bdat(m.mail_params, m.transfer);
+    } catch (const Error& e) {
+        return refused(e);
+    }
     if (bdat) {
-        // The first chunk is read before anything of the message is queued: a
-        // source that fails there fails this message alone.
+        // The first chunk is read before anything of the message is queued: a source that
+        // fails there fails this message alone, nothing of it sent. Each chunk is read whole
+        // and one ahead, so that the last one goes as BDAT LAST.
         chunk_.resize(read_size(std::max<std::size_t>(opt_.bdat_chunk, 1), m.size_hint));
         std::string why;
-        if (!fill(a, n, why)) return refuse(Status::aborted, why + "; nothing of the message was sent");
+        if (!fill(a, n, why)) {
+            if (p.single) {  // a single delivery's failing source closes the connection, as documented
+                session_.abandon_delivery(m.recipients);
+                fail(Status::aborted, why + "; the connection was closed and nothing was delivered");
+            }
+            return refuse(Status::aborted, why + "; nothing of the message was sent");
+        }
     }
-    std::uint64_t id = 0;
     try {
         id = session_.batch_deliver(m.from, m.recipients, m.mail_params, m.rcpt_params, m.force, m.transfer,
                                     m.canonical);
     } catch (const Error& e) {
-        return refuse(e.status(), e.what());  // nothing was queued
+        return refused(e);
     }
-    slots_.push_back({p.token, id, false, false, 0, Status::ok, {}});
-    a.started = true;
     if (n > 0) {
         hold_chunk(n);
         a.bdat = true;
         a.more = n == chunk_.size();
     } else if (bdat) {
-        session_.bdat_to_data();  // an empty message goes by DATA
+        session_.bdat_to_data();  // an empty message: DATA and its lone dot say it without ambiguity
         a.empty = true;
     }
+    slots_.push_back({p.token, id, p.single, 0, Status::ok, {}});
     active_ = std::move(a);
 }
 
@@ -891,7 +884,9 @@ void Engine::hold_chunk(std::size_t n) {
 
 void Engine::abort_message(const std::string& why) {
     active_.reset();
-    if (slots_.empty() || slots_.back().plan) fail(Status::aborted, why + "; the connection was closed and nothing was delivered");
+    // Alone (a single delivery, or without PIPELINING one at a time) nothing else is owed a verdict.
+    if (slots_.empty() || slots_.back().single || !session_.capabilities().offered().pipelining)
+        fail(Status::aborted, why + "; the connection was closed and nothing was delivered");
     aborting_ = why;
 }
 
@@ -902,27 +897,7 @@ void Engine::message_queued() {
 
 bool Engine::push_body() {
     Active& a = *active_;
-    if (a.plan && !a.started) {
-        if (session_.want() != Session::Want::body) {
-            if (session_.transaction().finished) message_queued();  // refused before the body
-            return !active_;
-        }
-        a.started = true;
-        if (!session_.bdat_mode()) return true;  // DATA: the 354 came
-        // Each chunk is read whole and one ahead, so that the last one goes as BDAT LAST.
-        chunk_.resize(read_size(std::max<std::size_t>(opt_.bdat_chunk, 1), a.size_hint));
-        std::size_t n = 0;
-        if (!next_chunk(a, n)) return true;
-        if (n == 0) {
-            session_.bdat_to_data();  // an empty message: DATA and its lone dot say it without ambiguity
-            a.empty = true;
-            return true;
-        }
-        hold_chunk(n);
-        a.bdat = true;
-        a.more = n == chunk_.size();
-        return true;
-    }
+    if (session_.lockstep_pending()) return false;  // without PIPELINING: the replies to MAIL and RCPT first
     return a.bdat ? push_bdat(a) : push_data(a);
 }
 
@@ -960,11 +935,13 @@ bool Engine::push_data(Active& a) {
 // The message whose next chunk is in held_, up to BDAT LAST, without waiting
 // for the final replies. Chunks go ahead of their replies up to the window.
 bool Engine::push_bdat(Active& a) {
-    if (session_.bdat_failed()) {  // a chunk was refused: no more, never the LAST one
+    // A chunk was refused: no more, never the LAST one. Or without PIPELINING nobody
+    // was accepted (or MAIL was refused): the message ends before its body.
+    if (session_.bdat_failed() || !session_.bdat_mode()) {
         message_queued();
         return true;
     }
-    const std::size_t window = session_.supports("PIPELINING") ? opt_.bdat_window : 0;
+    const std::size_t window = session_.capabilities().offered().pipelining ? opt_.bdat_window : 0;
     if (a.more) {
         // Each chunk after the first waits for the one before to be written:
         // one write each, the chunk never copied next to another.
@@ -992,12 +969,10 @@ void Engine::report() {
     while (!slots_.empty()) {
         Slot& s = slots_.front();
         Delivered d{s.token, {}, s.status, s.why, end_written(s)};
-        if (s.plan) {
-            if (!session_.transaction().finished || active_) break;
-            if (!s.single) d.txn = session_.transaction();  // (a single one's stay in the session)
-        } else if (s.id) {
+        if (s.id) {
             if (!session_.batch_has_finished()) break;
-            d.txn = session_.batch_take().second;
+            Transaction t = session_.batch_take().second;
+            if (!s.single) d.txn = std::move(t);  // (a single one's stay in the session)
             acked_ = std::max(acked_, s.end);
         }
         slots_.pop_front();

@@ -93,9 +93,9 @@ void Session::start() {
     line_server_ = false;
     bdat_mode_ = bdat_first_ = bdat_failed_ = false;
     bdat_in_flight_ = 0;
-    plan_ = Plan{};
+    lockstep_ = Lockstep{};
     encoder_.reset();
-    batch_ = batch_reset_ = false;
+    batch_ = one_ = batch_reset_ = false;
     batch_current_ = stamp_ = 0;
     batch_queued_.clear();
     batch_done_.clear();
@@ -161,7 +161,7 @@ void Session::mark_unknown() {
 void Session::end_connection() {
     phase_ = Phase::closed;
     expect_.clear();
-    plan_.active = false;
+    lockstep_ = Lockstep{};
     data_pending_ = false;
     bdat_mode_ = bdat_first_ = false;
     bdat_in_flight_ = 0;
@@ -169,13 +169,11 @@ void Session::end_connection() {
     mail_ok_ = false;
     mark_unknown();
     // A batch hands every transaction in flight over, in order: no more replies will come.
-    if (batch_current_) batch_done_.push_back({batch_current_, txn_});
-    batch_current_ = 0;
-    for (auto& q : batch_queued_) {
-        mark_unknown(q.txn);
-        batch_done_.push_back(std::move(q));
-    }
+    for (auto& q : batch_queued_) mark_unknown(q.txn);
+    if (batch_current_) hand_over();
+    for (auto& q : batch_queued_) batch_done_.push_back(std::move(q));
     batch_queued_.clear();
+    if (one_) end_one();
 }
 
 void Session::protocol_error(const std::string& message) {
@@ -194,7 +192,7 @@ void Session::close() {
 void Session::new_transaction() {
     txn_ = Transaction{};
     mail_ok_ = false;
-    plan_ = Plan{};
+    lockstep_ = Lockstep{};
     encoder_.reset();
     bdat_mode_ = bdat_first_ = bdat_failed_ = false;
     bdat_in_flight_ = 0;
@@ -214,7 +212,6 @@ std::size_t Session::add_recipient(std::string_view address) {
 
 void Session::finish_transaction() {
     txn_.finished = true;
-    if (!batch_) plan_.active = false;  // in a batch the next transaction may already be on its way
 }
 
 Session::Event Session::on_reply(const Reply& reply) {
@@ -257,24 +254,24 @@ Session::Event Session::on_reply(const Reply& reply) {
                 server_txn_ = true;
                 // With pipelined BDAT the message may already be going out.
                 if (phase_ != Phase::body) phase_ = Phase::transaction;
-            } else if (plan_.active) {
-                // MAIL refused: that is every recipient's verdict.
+            } else if (e.txn) {
+                // A delivery's MAIL refused: that is every recipient's verdict.
                 for (std::size_t i = 0; i < txn_.recipients.size(); ++i) settle(i, reply, Stage::mail);
                 txn_.finished = true;
-                if (!plan_.pipelined) plan_.active = false;
+                lockstep_.active = false;
             }
-            if (mail_ok_) plan_next();
+            if (mail_ok_) lockstep_next();
             break;
 
         case Cmd::rcpt: {
             RecipientResult& r = txn_.recipients[e.index];
             r.rcpt_reply = reply;
-            if (plan_.active && !mail_ok_) break;  // already settled by MAIL's refusal
+            if (e.txn && !mail_ok_) break;  // already settled by MAIL's refusal
             if (reply.completion())
                 txn_.accepted.push_back(e.index);
             else
                 settle(e.index, reply, Stage::rcpt);
-            plan_next();
+            lockstep_next();
             break;
         }
 
@@ -321,10 +318,10 @@ Session::Event Session::on_reply(const Reply& reply) {
                 mail_ok_ = false;
                 if (phase_ == Phase::transaction) phase_ = Phase::ready;
             }
-            if (plan_.active && !plan_.mail_line.empty()) {
+            if (lockstep_.active && !lockstep_.mail.empty()) {
                 // Lockstep: MAIL waited for RSET's reply.
-                queue(plan_.mail_line, Cmd::mail);
-                plan_.mail_line.clear();
+                queue(lockstep_.mail, Cmd::mail);
+                lockstep_.mail.clear();
             }
             break;
 
@@ -367,8 +364,9 @@ Session::Event Session::on_reply(const Reply& reply) {
             // server may still hold the transaction (Dovecot 2.3 does, and answers the next MAIL
             // with "503 5.5.0 MAIL already given"): RSET before the next one.
             if (e.sync == Sync::noop && !reply.completion()) {
-                expect_.push_front({Cmd::bdat_sync, 0, {}, 0, Sync::after_refusal});
+                expect_.push_front({Cmd::bdat_sync, 0, {}, e.txn, Sync::after_refusal});
                 server_txn_ = true;
+                batch_reset_ = batch_;
             }
             break;
     }
@@ -418,21 +416,27 @@ void Session::abandon_delivery(const std::vector<std::string>& recipients) {
     mark_unknown();
 }
 
-void Session::plan_next() {
-    if (!plan_.active || plan_.pipelined) return;
-    if (plan_.next_rcpt < plan_.rcpt_lines.size()) {
-        std::size_t i = plan_.next_rcpt++;
-        queue(plan_.rcpt_lines[i], Cmd::rcpt, i);
-    } else if (!txn_.accepted.empty() && plan_.bdat) {
+// Without PIPELINING, a reply of the delivery came: its next line, or the message's turn.
+void Session::lockstep_next() {
+    if (!lockstep_.active) return;
+    if (lockstep_.next_rcpt < lockstep_.rcpts.size()) {
+        std::size_t i = lockstep_.next_rcpt++;
+        queue(lockstep_.rcpts[i], Cmd::rcpt, i);
+        return;
+    }
+    const bool bdat = lockstep_.bdat;
+    lockstep_ = Lockstep{};
+    if (txn_.accepted.empty()) {
+        // Nobody accepted: no DATA. The server still holds the transaction
+        // open; the next delivery sends RSET first.
+        finish_transaction();
+        batch_reset_ = batch_;
+    } else if (bdat) {
         phase_ = Phase::body;  // the chunks go one by one, each after the previous reply
         bdat_mode_ = true;
-    } else if (!txn_.accepted.empty()) {
+    } else {
         queue(cmd::data(), Cmd::data);
         data_pending_ = true;
-    } else {
-        // Nobody accepted: no DATA. The server still holds the transaction
-        // open; the next deliver() sends RSET first.
-        finish_transaction();
     }
 }
 
@@ -656,70 +660,50 @@ void Session::end_body() {
     for (std::size_t i : txn_.accepted) expect_.push_back({Cmd::final, i, {}, stamp_});
 }
 
-// --- a whole transaction ---------------------------------------------------------------
+// --- a whole delivery: a batch --------------------------------------------------------
 
-Session::Plan Session::check_delivery(std::string_view from, const std::vector<std::string>& recipients,
-                                     const MailParams& mail_params, const RcptParams& rcpt_params, bool force,
-                                     Transfer transfer, std::string& mail_line) const {
-    Plan plan;
-    plan.active = true;
-    plan.pipelined = caps_.has("PIPELINING");
-    plan.bdat = would_bdat(mail_params, transfer);
-    plan.rcpt_lines.reserve(recipients.size());
+Session::Lines Session::check_delivery(std::string_view from, const std::vector<std::string>& recipients,
+                                       const MailParams& mail_params, const RcptParams& rcpt_params, bool force,
+                                       Transfer transfer) const {
+    if (recipients.empty()) throw Error(Status::invalid_argument, "deliver: no recipients");
+    Lines lines;
+    lines.bdat = would_bdat(mail_params, transfer);
+    lines.rcpts.reserve(recipients.size());
     // Not overridden by force, which is for parameters: RFC 3030 forbids
     // BDAT unless the server offered CHUNKING.
-    if (plan.bdat && !caps_.has("CHUNKING"))
+    if (lines.bdat && !caps_.offered().chunking)
         throw Error(Status::not_advertised, "BDAT needs the CHUNKING extension, which the server did not advertise");
     if (mail_params.body == BodyType::binary_mime && transfer == Transfer::data)
         throw Error(Status::invalid_argument, "BODY=BINARYMIME can only be sent with BDAT");
-    mail_line = cmd::mail(MailVerb::mail, from, mail_params, limits_.max_command_line);
+    lines.mail = cmd::mail(MailVerb::mail, from, mail_params, limits_.max_command_line);
     check_advertised(required_extensions(mail_params), "MAIL", force);
     check_size(mail_params);
-    for (const auto& r : recipients) plan.rcpt_lines.push_back(cmd::rcpt(r, rcpt_params, limits_.max_command_line));
+    for (const auto& r : recipients) lines.rcpts.push_back(cmd::rcpt(r, rcpt_params, limits_.max_command_line));
     check_advertised(required_extensions(rcpt_params), "RCPT", force);
-    return plan;
+    return lines;
 }
 
 bool Session::would_bdat(const MailParams& mail_params, Transfer transfer) const {
-    return transfer == Transfer::bdat || (transfer == Transfer::automatic && caps_.has("CHUNKING")) ||
+    return transfer == Transfer::bdat || (transfer == Transfer::automatic && caps_.offered().chunking) ||
            mail_params.body == BodyType::binary_mime;
 }
 
 void Session::deliver(std::string_view from, const std::vector<std::string>& recipients, const MailParams& mail_params,
                       const RcptParams& rcpt_params, bool force, Transfer transfer, bool canonical) {
-    require_command_phase("deliver");
-    if (!expect_.empty()) throw Error(Status::bad_sequence, "deliver: replies to earlier commands are still owed");
-    if (batch_) throw Error(Status::bad_sequence, "deliver: a batch is under way");
-    // From here a refusal leaves no results: an earlier delivery's are not this one's.
-    new_transaction();
-    if (phase_ == Phase::connected) throw Error(Status::bad_sequence, "deliver: the server has not accepted LHLO");
-    if (recipients.empty()) throw Error(Status::invalid_argument, "deliver: no recipients");
-
-    // Check every line before anything is queued.
-    std::string mail_line;
-    Plan plan = check_delivery(from, recipients, mail_params, rcpt_params, force, transfer, mail_line);
-    for (const auto& r : recipients) add_recipient(r);
-    plan_ = std::move(plan);
-    canonical_ = canonical;
-    if (server_txn_) {
-        queue(cmd::rset(), Cmd::rset);
-        if (!plan_.pipelined) {
-            plan_.mail_line = std::move(mail_line);  // sent when RSET is answered
-            return;
-        }
+    batch_begin(true);
+    try {
+        batch_deliver(from, recipients, mail_params, rcpt_params, force, transfer, canonical);
+    } catch (const Error&) {
+        batch_end();
+        throw;
     }
-    queue(mail_line, Cmd::mail);
-    if (plan_.pipelined) start_message(std::move(plan_), canonical);
 }
 
 // RFC 2920: MAIL (queued), every RCPT and DATA in one group; DATA ends it.
 // With BDAT the chunks join the group (RFC 3030 allows it).
-void Session::start_message(Plan plan, bool canonical) {
-    plan_ = std::move(plan);
-    canonical_ = canonical;
-    for (std::size_t i = 0; i < plan_.rcpt_lines.size(); ++i) queue(plan_.rcpt_lines[i], Cmd::rcpt, i);
-    plan_.rcpt_lines.clear();
-    if (plan_.bdat) {
+void Session::start_message(Lines& lines) {
+    for (std::size_t i = 0; i < lines.rcpts.size(); ++i) queue(lines.rcpts[i], Cmd::rcpt, i);
+    if (lines.bdat) {
         phase_ = Phase::body;
         bdat_mode_ = true;
         bdat_first_ = true;
@@ -729,19 +713,17 @@ void Session::start_message(Plan plan, bool canonical) {
     }
 }
 
-// --- a batch ---------------------------------------------------------------------------
-
 void Session::check_batch() const {
     require_command_phase("batch");
-    if (phase_ == Phase::connected) throw Error(Status::bad_sequence, "batch: the server has not accepted LHLO");
-    if (!expect_.empty()) throw Error(Status::bad_sequence, "batch: replies to earlier commands are still owed");
-    if (!caps_.has("PIPELINING"))
-        throw Error(Status::not_advertised, "a batch needs the PIPELINING extension, which the server did not advertise");
+    if (phase_ == Phase::connected) throw Error(Status::bad_sequence, "deliver: the server has not accepted LHLO");
+    if (!expect_.empty()) throw Error(Status::bad_sequence, "deliver: replies to earlier commands are still owed");
+    if (batch_) throw Error(Status::bad_sequence, "deliver: a batch is under way");
 }
 
-void Session::batch_begin() {
+void Session::batch_begin(bool one) {
     check_batch();
     batch_ = true;
+    one_ = one;
     batch_reset_ = server_txn_;
     batch_current_ = stamp_ = 0;
     batch_queued_.clear();
@@ -751,11 +733,15 @@ void Session::batch_begin() {
 std::uint64_t Session::batch_deliver(std::string_view from, const std::vector<std::string>& recipients,
                                      const MailParams& mail_params, const RcptParams& rcpt_params, bool force,
                                      Transfer transfer, bool canonical) {
-    require_command_phase("batch");
+    require_command_phase("deliver");
     if (!batch_) throw Error(Status::bad_sequence, "batch_deliver: no batch was begun");
-    if (recipients.empty()) throw Error(Status::invalid_argument, "deliver: no recipients");
-    std::string mail_line;
-    Plan plan = check_delivery(from, recipients, mail_params, rcpt_params, force, transfer, mail_line);
+    if (one_ && stamp_) throw Error(Status::bad_sequence, "batch_deliver: a batch of one has its transaction");
+    const bool pipelined = caps_.offered().pipelining;
+    if (!pipelined && !expect_.empty())
+        throw Error(Status::bad_sequence,
+                    "deliver: without PIPELINING a transaction waits for every reply of the one before");
+    if (one_) txn_ = Transaction{};  // from here a refusal leaves no results: an earlier delivery's are not this one's
+    Lines lines = check_delivery(from, recipients, mail_params, rcpt_params, force, transfer);
 
     Queued q{batch_next_++, Transaction{}};
     q.txn.recipients.reserve(recipients.size());
@@ -764,28 +750,53 @@ std::uint64_t Session::batch_deliver(std::string_view from, const std::vector<st
         rr.address = r;
         q.txn.recipients.push_back(std::move(rr));
     }
-    batch_queued_.push_back(std::move(q));
-    stamp_ = batch_queued_.back().id;
+    stamp_ = q.id;
+    if (!batch_current_ && batch_queued_.empty()) {
+        // Nothing older is owed a reply: the transaction replies will fill.
+        txn_ = std::move(q.txn);
+        batch_current_ = q.id;
+        mail_ok_ = false;
+    } else {
+        batch_queued_.push_back(std::move(q));
+    }
     encoder_.reset();
     bdat_mode_ = bdat_first_ = bdat_failed_ = false;
     bdat_in_flight_ = 0;
-    if (batch_reset_) {
-        queue(cmd::rset(), Cmd::rset);
-        batch_reset_ = false;
+    canonical_ = canonical;
+    // The server may hold a transaction: what the replies said, or what those still owed may say.
+    const bool reset = batch_reset_ || (expect_.empty() && server_txn_);
+    batch_reset_ = false;
+    if (!pipelined) {
+        lockstep_.active = true;
+        lockstep_.rcpts = std::move(lines.rcpts);
+        lockstep_.bdat = lines.bdat;
+        if (reset) {
+            queue(cmd::rset(), Cmd::rset);
+            lockstep_.mail = std::move(lines.mail);  // sent when RSET is answered
+        } else {
+            queue(lines.mail, Cmd::mail);
+        }
+        return stamp_;
     }
-    queue(mail_line, Cmd::mail);
-    start_message(std::move(plan), canonical);
+    if (reset) queue(cmd::rset(), Cmd::rset);
+    queue(lines.mail, Cmd::mail);
+    start_message(lines);
     return stamp_;
 }
 
 void Session::batch_end() {
-    batch_ = batch_reset_ = false;
+    batch_ = one_ = batch_reset_ = false;
     stamp_ = 0;
-    if (batch_current_ && expect_.empty()) batch_done_.push_back({batch_current_, txn_});
     batch_current_ = 0;
     batch_queued_.clear();
     batch_done_.clear();
-    plan_.active = false;
+    lockstep_ = Lockstep{};
+}
+
+// A batch of one ends by itself once its transaction is handed over (batch_take still gives its id).
+void Session::end_one() {
+    batch_ = one_ = batch_reset_ = false;
+    stamp_ = 0;
 }
 
 bool Session::batch_older_pending() const {
@@ -802,8 +813,7 @@ std::pair<std::uint64_t, Transaction> Session::batch_take() {
 // The first reply of a later transaction: the one replies were filling has
 // had every reply it was owed.
 void Session::promote(std::uint64_t id) {
-    if (batch_current_) batch_done_.push_back({batch_current_, txn_});
-    batch_current_ = 0;
+    if (batch_current_) hand_over();
     while (!batch_queued_.empty() && batch_queued_.front().id != id) {  // (never: ids come in order)
         batch_done_.push_back(std::move(batch_queued_.front()));
         batch_queued_.pop_front();
@@ -818,7 +828,15 @@ void Session::promote(std::uint64_t id) {
 void Session::retire_if_done() {
     if (!batch_current_ || !txn_.finished) return;
     if (!expect_.empty() && expect_.front().txn == batch_current_) return;
-    batch_done_.push_back({batch_current_, txn_});
+    // Its message still going (chunks after a refused MAIL): its end is still owed a reply.
+    if (batch_current_ == stamp_ && (bdat_mode_ || phase_ == Phase::body)) return;
+    hand_over();
+    if (one_) end_one();
+}
+
+// The transaction replies were filling joins the finished ones (a batch of one's results stay in txn_).
+void Session::hand_over() {
+    batch_done_.push_back({batch_current_, one_ ? Transaction{} : txn_});
     batch_current_ = 0;
 }
 
@@ -838,11 +856,13 @@ void Session::queue_bdat(std::string_view bytes, bool last, std::string* payload
     bdat_first_ = false;
     if (last) {
         // The final replies: one per recipient accepted by then (known when
-        // this reaches the front of the queue), or none.
-        expect_.push_back({Cmd::bdat_last, 0, {}, stamp_});
+        // this reaches the front of the queue), or none. In a batch of several,
+        // pipelined, RSET follows (see batch_begin in session.hpp).
+        const bool rset = batch_ && !one_ && caps_.offered().pipelining;
+        expect_.push_back({Cmd::bdat_last, 0, {}, stamp_, rset ? Sync::rset : Sync::none});
         bdat_mode_ = false;
         phase_ = Phase::transaction;
-        if (batch_) queue(cmd::rset(), Cmd::rset);  // see batch_begin in session.hpp
+        if (rset) queue(cmd::rset(), Cmd::rset);
         resolve_front();
     } else {
         expect_.push_back({Cmd::bdat, 0, {}, stamp_});
@@ -899,6 +919,10 @@ void Session::bdat_raw(std::string_view bytes, bool last) {
 }
 
 void Session::bdat_to_data() {
+    if (lockstep_.active && lockstep_.bdat) {
+        lockstep_.bdat = false;  // DATA follows the RCPTs
+        return;
+    }
     if (phase_ != Phase::body || !bdat_mode_) throw Error(Status::bad_sequence, "no BDAT message to send");
     bdat_mode_ = bdat_first_ = false;
     phase_ = Phase::transaction;
@@ -920,9 +944,10 @@ void Session::settle_bdat_failure() {
 void Session::resolve_front() {
     while (!expect_.empty() && expect_.front().cmd == Cmd::bdat_last) {
         const std::uint64_t id = expect_.front().txn;
+        const Sync sync = expect_.front().sync;
         expect_.pop_front();
         if (id && id != batch_current_) promote(id);
-        if (txn_.accepted.empty() && batch_) {
+        if (txn_.accepted.empty() && sync == Sync::rset) {
             // The RSET queued after BDAT LAST settles it (see batch_begin in session.hpp).
             finish_transaction();
             expect_.push_front({Cmd::bdat_sync, 0, {}, id, Sync::rset});
@@ -936,6 +961,7 @@ void Session::resolve_front() {
             phase_ = Phase::ready;
             queue(cmd::noop(), Cmd::bdat_sync, 0);
             expect_.back().sync = Sync::noop;
+            expect_.back().txn = id;
         } else {
             for (auto it = txn_.accepted.rbegin(); it != txn_.accepted.rend(); ++it)
                 expect_.push_front({Cmd::final, *it, {}, id});

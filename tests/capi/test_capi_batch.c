@@ -514,6 +514,54 @@ static void without_pipelining(void **state) {
     assert_int_equal(fake_message_count(f), 2);
 }
 
+/* Without PIPELINING, by BDAT: each message in lockstep (the chunks once its recipients are known,
+   none when nobody was accepted, RSET before the next MAIL then), an empty one by DATA. */
+static void without_pipelining_by_bdat(void **state) {
+    fx *x = *state;
+    fake_config c;
+    fake_lmtp *f;
+    lmtp_t *h;
+    const char *rcpts[] = {"alice@x", "nosuch@x"};
+    const char *nobody[] = {"nosuch@x"};
+    const char *transcript;
+    lmtp_message_t msgs[4];
+    seen *s = new_seen(x);
+
+    chunking_config(&c);
+    c.pipelining = 0;
+    f = fx_fake(x, &c);
+    h = connect_batch(x, f, NULL);
+    msgs[0] = message("s@x", rcpts, 2, "one\n");
+    msgs[1] = message("s@x", nobody, 1, "two\n");
+    msgs[2] = message("s@x", rcpts, 2, "");
+    msgs[3] = message("s@x", rcpts, 2, "four\n");
+    assert_ok(h, lmtp_deliver_batch(h, msgs, 4, record, s));
+    assert_int_equal(s->n, 4);
+    assert_seen(&s->m[0], 0, LMTP_OK, 2);
+    assert_int_equal(s->m[0].result[0], LMTP_RESULT_OK);
+    assert_int_equal(s->m[0].result[1], LMTP_RESULT_PERMFAIL);
+    assert_seen(&s->m[1], 1, LMTP_OK, 1);
+    assert_int_equal(s->m[1].result[0], LMTP_RESULT_PERMFAIL);
+    assert_seen(&s->m[2], 2, LMTP_OK, 2);
+    assert_int_equal(s->m[2].result[0], LMTP_RESULT_OK);
+    assert_seen(&s->m[3], 3, LMTP_OK, 2);
+    assert_int_equal(s->m[3].result[0], LMTP_RESULT_OK);
+    assert_int_equal(fake_lockstep_violations(f), 0);
+    assert_int_equal(fake_message_count(f), 3);
+    assert_message(f, 0, "one\r\n");
+    assert_message(f, 1, "");
+    assert_message(f, 2, "four\r\n");
+    transcript = fake_transcript(f, NULL);
+    assert_non_null(strstr(transcript, "RCPT TO:<nosuch@x>\r\n"));
+    assert_null(strstr(transcript, "NOOP"));
+    assert_non_null(strstr(transcript, "RSET\r\n"));
+    /* The results of lmtp_deliver afterwards describe it alone, in lockstep too. */
+    assert_ok(h, lmtp_deliver(h, "s@x", nobody, 1, "five\n", 5, NULL, NULL));
+    assert_int_equal(lmtp_result_count(h), 1);
+    assert_int_equal(lmtp_result_status(h, 0), LMTP_RESULT_PERMFAIL);
+    assert_int_equal(fake_lockstep_violations(f), 0);
+}
+
 /* The message struct: its INIT and init function agree; a struct_size not set fails that message. */
 static void message_struct(void **state) {
     fx *x = *state;
@@ -560,6 +608,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(streamed_messages_and_a_failing_read, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(callback_stops_the_batch, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(without_pipelining, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(without_pipelining_by_bdat, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(message_struct, fx_setup, fx_teardown),
     };
     return cmocka_run_group_tests_name("capi_batch", tests, NULL, NULL);

@@ -998,6 +998,47 @@ static void source_failure_in_the_middle(void **state) {
     assert_message(f, 0, "again\r\n");
 }
 
+/* The source fails before its first chunk: the chunk is read before anything of the message is
+   queued, so not even MAIL goes out; ABORTED, closed as for any failing source, every recipient
+   UNKNOWN, with or without PIPELINING. */
+static long refusing_read(void *user, void *buf, size_t cap) {
+    (void)buf;
+    (void)cap;
+    ++*(int *)user;
+    return -1;
+}
+
+static void source_failure_before_the_first_chunk(void **state) {
+    fx *x = *state;
+    const char *rcpts[] = {"alice@x", "bob@x"};
+    int pipelining;
+
+    for (pipelining = 0; pipelining < 2; pipelining++) {
+        fake_config c;
+        fake_lmtp *f;
+        lmtp_t *h;
+        int calls = 0;
+        size_t mark, n;
+
+        chunking_config(&c);
+        c.pipelining = pipelining;
+        f = fx_fake(x, &c);
+        h = connect_chunk_size(x, f, 500);
+        assert_ok(h, lmtp_noop(h));
+        mark = transcript_len(f);
+        assert_status(h, lmtp_deliver_stream(h, "s@x", rcpts, 2, refusing_read, &calls, NULL, NULL), LMTP_ERR_ABORTED);
+        assert_int_equal(calls, 1);
+        assert_int_equal(lmtp_is_connected(h), 0);
+        assert_int_equal(lmtp_result_count(h), 2);
+        assert_int_equal(lmtp_result_status(h, 0), LMTP_RESULT_UNKNOWN);
+        assert_int_equal(lmtp_result_status(h, 1), LMTP_RESULT_UNKNOWN);
+        assert_true(fake_wait_idle(f, 1, 2000));
+        fake_transcript(f, &n);
+        assert_int_equal(n, mark);  /* nothing after the NOOP */
+        assert_int_equal(fake_message_count(f), 0);
+    }
+}
+
 /* The server answers BDAT LAST for only one of two recipients, then closes: the first has its
    verdict, the second is UNKNOWN, the call says the session broke. */
 static void connection_lost_after_bdat_last(void **state) {
@@ -1039,6 +1080,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(fifty_megabytes_in_bounded_memory, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(small_reads_fill_whole_chunks, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(source_failure_in_the_middle, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(source_failure_before_the_first_chunk, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(connection_lost_after_bdat_last, fx_setup, fx_teardown),
     };
     return cmocka_run_group_tests_name("capi_bdat", tests, NULL, NULL);

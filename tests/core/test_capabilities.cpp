@@ -77,6 +77,22 @@ TEST(Capabilities, DovecotLhloReply) {
     for (const auto& e : c.entries()) EXPECT_EQ(e.params, "") << e.keyword;
 }
 
+TEST(Capabilities, WhatEveryDeliveryConsultsIsLookedUpOnce) {
+    Capabilities none;
+    EXPECT_FALSE(none.offered().pipelining || none.offered().chunking || none.offered().size);
+    // Any case, with or without parameters: as has() says.
+    Capabilities c = Capabilities::parse(parse_bytes("250-host\r\n250-pipelining\r\n250-Chunking\r\n250 SIZE\r\n"));
+    EXPECT_TRUE(c.offered().pipelining);
+    EXPECT_TRUE(c.offered().chunking);
+    EXPECT_TRUE(c.offered().size);
+    EXPECT_EQ(c.size_limit(), 0u);
+    Capabilities d = Capabilities::parse(parse_bytes("250-host\r\n250-SIZE 1000\r\n250 8BITMIME\r\n"));
+    EXPECT_FALSE(d.offered().pipelining);
+    EXPECT_FALSE(d.offered().chunking);
+    EXPECT_TRUE(d.offered().size);
+    for (const char* k : {"PIPELINING", "CHUNKING", "SIZE"}) EXPECT_EQ(c.has(k), true) << k;
+}
+
 TEST(Capabilities, DomainIsFirstWordOfFirstLine) {
     EXPECT_EQ(Capabilities::parse(make_reply({"mx.example.org Hello client", "PIPELINING"}))
                   .domain(),

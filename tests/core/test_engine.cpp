@@ -44,21 +44,35 @@ std::string take_output(Engine& e, Deadline now) {
     return out;
 }
 
+// Runs the engine until it has nothing to do, taking each delivery as it is reported (a single
+// one's results are the session's transaction() then: it reports none of its own).
+void run(Engine& e, Deadline now, Play& p, bool single) {
+    auto take = [&] {
+        while (e.has_delivered()) {
+            p.delivered.push_back(e.take_delivered());
+            if (single) p.delivered.back().txn = e.session().transaction();
+        }
+    };
+    while (e.step(now)) take();
+    take();
+}
+
 // Plays `script` against a fresh engine (local: a unix socket), the server's stream cut at the
-// positions in `cuts` (offsets in the whole stream, ascending).
+// positions in `cuts` (offsets in the whole stream, ascending). `single`: each message is
+// submitted as a single delivery (a batch of one), as Client::deliver does.
 Play play(const ClientOptions& o, const std::vector<Exchange>& script, const std::vector<BatchMessage>& messages,
-          const std::vector<std::size_t>& cuts, bool local = false) {
+          const std::vector<std::size_t>& cuts, bool local = false, bool single = false) {
     Play p;
     Engine e(o);
     Deadline now = T0;
     std::string sent;
     try {
         e.open(now, "server.test", local);
-        for (const auto& m : messages) e.submit(m);
+        for (const auto& m : messages) e.submit(m, single);
         std::size_t global = 0;
         for (std::size_t step = 0; step < script.size(); ++step) {
             const Exchange& x = script[step];
-            e.run(now);
+            run(e, now, p, single);
             sent += take_output(e, now);
             if (sent != x.client) {
                 p.error = "step " + std::to_string(step) + ": the client sent '" + printable(sent, 400) +
@@ -75,20 +89,20 @@ Play play(const ClientOptions& o, const std::vector<Exchange>& script, const std
                         break;
                     }
                 e.feed(x.server.data() + pos, end - pos, now);
-                e.run(now);
+                run(e, now, p, single);
                 sent += take_output(e, now);
                 pos = end;
                 now += ms(1);
             }
             global += x.server.size();
         }
-        e.run(now);
+        run(e, now, p, single);
         sent += take_output(e, now);
         if (!sent.empty()) p.error = "the client sent more after the transcript: '" + printable(sent, 400) + "'";
     } catch (const Error& err) {
         p.error = std::string("the engine failed: ") + err.what();
     }
-    while (e.has_delivered()) p.delivered.push_back(e.take_delivered());
+    run(e, now, p, single);
     return p;
 }
 
@@ -109,7 +123,7 @@ std::string verdicts(const Delivered& d) {
 // Plays the transcript whole, cut at every boundary, and byte by byte; every play must pass and
 // report the same deliveries as `want`.
 void every_cut(const ClientOptions& o, const std::vector<Exchange>& script, const std::vector<BatchMessage>& messages,
-               const std::vector<std::string>& want, bool local = false) {
+               const std::vector<std::string>& want, bool local = false, bool single = false) {
     const std::size_t total = server_bytes(script);
     std::vector<std::vector<std::size_t>> plays{{}};
     for (std::size_t k = 1; k < total; ++k) plays.push_back({k});
@@ -117,7 +131,7 @@ void every_cut(const ClientOptions& o, const std::vector<Exchange>& script, cons
     for (std::size_t k = 1; k < total; ++k) all.push_back(k);
     plays.push_back(all);
     for (const auto& cuts : plays) {
-        Play p = play(o, script, messages, cuts, local);
+        Play p = play(o, script, messages, cuts, local, single);
         std::string where = cuts.empty() ? "whole" : cuts.size() > 1 ? "byte by byte" : "cut at " + std::to_string(cuts[0]);
         ASSERT_EQ(p.error, "") << where;
         ASSERT_EQ(p.delivered.size(), want.size()) << where;
@@ -203,6 +217,81 @@ TEST(EngineTranscript, OneLinePerRecipientServerIsUnderstood) {
         {"m\r\n.\r\n", "250-<a@x> ok\r\n452 <b@x> later\r\n"},
     };
     every_cut(options(), script, {message("s@x", {"a@x", "b@x"}, "m\n")}, {"ok: ok 250 tempfail 452"});
+}
+
+// Without PIPELINING one command is in flight at a time, whether the messages go as a batch or
+// one by one as single deliveries: the same bytes either way.
+TEST(EngineTranscript, ThreeMessagesInLockstepWithoutPipelining) {
+    std::vector<Exchange> script = {
+        {"", kBanner},
+        {"LHLO client.test\r\n", "250-server.test\r\n250 ENHANCEDSTATUSCODES\r\n"},
+        {"MAIL FROM:<s@x>\r\n", "250 2.1.0 ok\r\n"},
+        {"RCPT TO:<a@x>\r\n", "250 2.1.5 ok\r\n"},
+        {"RCPT TO:<b@x>\r\n", "550 5.1.1 no such user\r\n"},
+        {"DATA\r\n", "354 go\r\n"},
+        {"one\r\n.\r\n", "250 2.0.0 <a@x> saved\r\n"},
+        // Nobody accepted: no DATA, and the server still holds the transaction.
+        {"MAIL FROM:<s@x>\r\n", "250 2.1.0 ok\r\n"},
+        {"RCPT TO:<c@x>\r\n", "550 5.1.1 no such user\r\n"},
+        {"RSET\r\n", "250 2.0.0 reset\r\n"},
+        {"MAIL FROM:<s@x>\r\n", "250 2.1.0 ok\r\n"},
+        {"RCPT TO:<d@x>\r\n", "250 2.1.5 ok\r\n"},
+        {"DATA\r\n", "354 go\r\n"},
+        {"three\r\n.\r\n", "452 4.2.2 <d@x> full, later\r\n"},
+    };
+    for (bool single : {false, true})
+        every_cut(options(), script,
+                  {message("s@x", {"a@x", "b@x"}, "one\n"), message("s@x", {"c@x"}, "two\n"),
+                   message("s@x", {"d@x"}, "three\n")},
+                  {"ok: ok 250 permfail 550", "ok: permfail 550", "ok: tempfail 452"}, false, single);
+}
+
+TEST(EngineTranscript, LockstepByBdatOneChunkInFlightAndAnEmptyMessageByData) {
+    ClientOptions o = options();
+    o.bdat_chunk = 4;
+    std::vector<Exchange> script = {
+        {"", kBanner},
+        {"LHLO client.test\r\n", "250-server.test\r\n250 CHUNKING\r\n"},
+        {"MAIL FROM:<s@x>\r\n", "250 ok\r\n"},
+        {"RCPT TO:<a@x>\r\n", "250 ok\r\n"},
+        {"BDAT 4\r\nabcd", "250 4 octets\r\n"},
+        {"BDAT 4\r\nefgh", "250 4 octets\r\n"},
+        {"BDAT 2 LAST\r\n\r\n", "250 <a@x> saved\r\n"},  // someone was accepted: no RSET, no NOOP
+        {"MAIL FROM:<s@x>\r\n", "250 ok\r\n"},
+        {"RCPT TO:<b@x>\r\n", "250 ok\r\n"},
+        {"DATA\r\n", "354 go\r\n"},
+        {".\r\n", "250 <b@x> saved\r\n"},
+        {"MAIL FROM:<s@x>\r\n", "250 ok\r\n"},
+        {"RCPT TO:<c@x>\r\n", "550 no\r\n"},  // nobody: no chunk at all
+        {"RSET\r\n", "250 reset\r\n"},
+        {"MAIL FROM:<s@x>\r\n", "250 ok\r\n"},
+        {"RCPT TO:<d@x>\r\n", "250 ok\r\n"},
+        {"BDAT 3 LAST\r\nm\r\n", "250 <d@x> saved\r\n"},
+    };
+    for (bool single : {false, true})
+        every_cut(o, script,
+                  {message("s@x", {"a@x"}, "abcdefgh\n"), message("s@x", {"b@x"}, ""), message("s@x", {"c@x"}, "x\n"),
+                   message("s@x", {"d@x"}, "m\n")},
+                  {"ok: ok 250", "ok: ok 250", "ok: permfail 550", "ok: ok 250"}, false, single);
+}
+
+// BDAT LAST with nobody accepted, pipelined: alone, a NOOP settles it once that is known (a
+// refusal before its reply, as Dovecot 2.3 sends, puts RSET before the next MAIL); in a batch of
+// several, RSET follows every LAST (TwoMessagesByBdatShareARoundTrip).
+TEST(EngineTranscript, SingleDeliveriesByBdatWithNobodyAcceptedSettleWithANoop) {
+    const std::string lhlo = "250-server.test\r\n250-PIPELINING\r\n250 CHUNKING\r\n";
+    for (bool dovecot : {false, true}) {
+        std::vector<Exchange> script = {
+            {"", kBanner},
+            {"LHLO client.test\r\n", lhlo},
+            {"MAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\nBDAT 3 LAST\r\nm\r\n", "250 ok\r\n550 5.1.1 no such user\r\n"},
+            {"NOOP\r\n", dovecot ? "503 5.5.0 No valid recipients\r\n250 2.0.0 ok\r\n" : "250 2.0.0 ok\r\n"},
+            {std::string(dovecot ? "RSET\r\n" : "") + "MAIL FROM:<s@x>\r\nRCPT TO:<b@x>\r\nBDAT 3 LAST\r\nn\r\n",
+             std::string(dovecot ? "250 reset\r\n" : "") + "250 ok\r\n250 ok\r\n250 <b@x> saved\r\n"},
+        };
+        every_cut(options(), script, {message("s@x", {"a@x"}, "m\n"), message("s@x", {"b@x"}, "n\n")},
+                  {"ok: permfail 550", "ok: ok 250"}, false, true);
+    }
 }
 
 // --- the clock --------------------------------------------------------------------------------------

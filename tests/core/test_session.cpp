@@ -1165,9 +1165,13 @@ TEST(SessionBatch, ALocalRefusalQueuesNothingAndTheBatchGoesOn) {
               "MAIL FROM:<s@x>\r\nRCPT TO:<b@x>\r\nBDAT 3 LAST\r\nm\r\nRSET\r\n");
 }
 
-TEST(SessionBatch, NeedsPipeliningAndNoReplyOwed) {
+TEST(SessionBatch, NeedsNoReplyOwedAndWithoutPipeliningOneTransactionAtATime) {
     Driver plain(kLhloPlain);
-    EXPECT_THROW(plain.s.batch_begin(), Error);
+    plain.s.batch_begin();  // without PIPELINING: in lockstep
+    plain.s.batch_deliver("s@x", {"a@x"});
+    EXPECT_EQ(plain.take(), "MAIL FROM:<s@x>\r\n");
+    EXPECT_THROW(plain.s.batch_deliver("s@x", {"b@x"}), Error);  // MAIL's reply first
+    EXPECT_EQ(plain.s.output(), "");
     Driver d(kLhloChunking);
     d.s.noop();
     EXPECT_THROW(d.s.batch_begin(), Error);
@@ -1175,6 +1179,132 @@ TEST(SessionBatch, NeedsPipeliningAndNoReplyOwed) {
     EXPECT_THROW(e.s.batch_deliver("s@x", {"a@x"}), Error);  // no batch begun
     e.s.batch_begin();
     EXPECT_THROW(e.s.deliver("s@x", {"a@x"}), Error);        // one thing at a time
+}
+
+TEST(SessionBatch, WithoutPipeliningTransactionsGoInLockstepEachWithItsResults) {
+    Driver d(kLhloPlain);
+    d.s.batch_begin();
+    std::uint64_t a = d.s.batch_deliver("s@x", {"a@x", "b@x"});
+    EXPECT_EQ(d.take(), "MAIL FROM:<s@x>\r\n");
+    EXPECT_TRUE(d.s.lockstep_pending());
+    d.reply("250 ok\r\n");
+    EXPECT_EQ(d.take(), "RCPT TO:<a@x>\r\n");
+    d.reply("250 ok\r\n");
+    EXPECT_EQ(d.take(), "RCPT TO:<b@x>\r\n");
+    d.reply("550 5.1.1 unknown\r\n");
+    EXPECT_FALSE(d.s.lockstep_pending());
+    EXPECT_EQ(d.take(), "DATA\r\n");
+    d.reply("354 go\r\n");
+    d.s.body("one\n");
+    d.s.end_body();
+    EXPECT_EQ(d.take(), "one\r\n.\r\n");
+    EXPECT_FALSE(d.s.batch_has_finished());
+    d.reply("250 2.0.0 <a@x> saved\r\n");
+    auto done = finished(d.s);
+    ASSERT_EQ(done.size(), 1u);
+    EXPECT_EQ(done[0].first, a);
+    EXPECT_EQ(done[0].second.recipients[0].outcome, Outcome::ok);
+    EXPECT_EQ(done[0].second.recipients[1].stage, Stage::rcpt);
+    // Nobody accepted: no DATA; the server still holds the transaction.
+    std::uint64_t b = d.s.batch_deliver("s@x", {"c@x"});
+    EXPECT_EQ(d.take(), "MAIL FROM:<s@x>\r\n");
+    d.reply("250 ok\r\n");
+    EXPECT_EQ(d.take(), "RCPT TO:<c@x>\r\n");
+    d.reply("450 4.2.1 later\r\n");
+    EXPECT_EQ(d.s.output(), "");
+    EXPECT_EQ(d.s.want(), Session::Want::idle);
+    done = finished(d.s);
+    ASSERT_EQ(done.size(), 1u);
+    EXPECT_EQ(done[0].first, b);
+    EXPECT_TRUE(done[0].second.finished);
+    EXPECT_EQ(done[0].second.recipients[0].outcome, Outcome::tempfail);
+    // So RSET goes first, and MAIL after its reply; a refused MAIL sends no RCPT.
+    std::uint64_t c = d.s.batch_deliver("t@x", {"d@x", "e@x"});
+    EXPECT_EQ(d.take(), "RSET\r\n");
+    d.reply("250 reset\r\n");
+    EXPECT_EQ(d.take(), "MAIL FROM:<t@x>\r\n");
+    d.reply("550 5.7.1 sender refused\r\n");
+    EXPECT_EQ(d.s.output(), "");
+    done = finished(d.s);
+    ASSERT_EQ(done.size(), 1u);
+    EXPECT_EQ(done[0].first, c);
+    for (const auto& r : done[0].second.recipients) {
+        EXPECT_EQ(r.stage, Stage::mail);
+        EXPECT_EQ(r.outcome, Outcome::permfail);
+    }
+    EXPECT_EQ(d.s.awaiting(), 0u);
+    d.s.batch_end();
+    EXPECT_FALSE(d.s.server_in_transaction());
+}
+
+TEST(SessionBatch, WithoutPipeliningByBdatTheChunksWaitForTheRecipientsAndNoRsetFollows) {
+    Driver d(kLhloChunkingLockstep);
+    d.s.batch_begin();
+    d.s.batch_deliver("s@x", {"a@x"});
+    EXPECT_EQ(d.s.want(), Session::Want::write);  // no chunk before the recipients are known
+    EXPECT_EQ(d.take(), "MAIL FROM:<s@x>\r\n");
+    d.reply("250 ok\r\n");
+    EXPECT_EQ(d.take(), "RCPT TO:<a@x>\r\n");
+    EXPECT_THROW(d.s.bdat_chunk("early", true), Error);
+    d.reply("250 ok\r\n");
+    EXPECT_EQ(d.s.want(), Session::Want::body);
+    d.s.bdat_chunk("m", true);
+    EXPECT_EQ(d.take(), "BDAT 3 LAST\r\nm\r\n");  // someone was accepted: no RSET, no NOOP
+    d.reply("250 2.0.0 saved\r\n");
+    auto done = finished(d.s);
+    ASSERT_EQ(done.size(), 1u);
+    EXPECT_TRUE(done[0].second.all_delivered());
+    // An empty message goes by DATA, after the recipients.
+    d.s.batch_deliver("s@x", {"b@x"});
+    d.s.bdat_to_data();
+    EXPECT_EQ(d.take(), "MAIL FROM:<s@x>\r\n");
+    d.reply("250 ok\r\n");
+    EXPECT_EQ(d.take(), "RCPT TO:<b@x>\r\n");
+    d.reply("250 ok\r\n");
+    EXPECT_EQ(d.take(), "DATA\r\n");
+    d.reply("354 go\r\n");
+    d.s.end_body();
+    EXPECT_EQ(d.take(), ".\r\n");
+    d.reply("250 2.0.0 saved\r\n");
+    done = finished(d.s);
+    ASSERT_EQ(done.size(), 1u);
+    EXPECT_TRUE(done[0].second.all_delivered());
+    EXPECT_EQ(d.s.awaiting(), 0u);
+    d.s.batch_end();
+}
+
+TEST(SessionBatch, ASingleDeliveryIsABatchOfOneWhoseResultsStayInTransaction) {
+    Driver d(kLhloChunking);
+    d.s.deliver("s@x", {"a@x", "b@x"});
+    EXPECT_TRUE(d.s.batching());
+    EXPECT_TRUE(d.s.delivering());
+    ASSERT_EQ(d.s.transaction().recipients.size(), 2u);  // this delivery's, pending, before any reply
+    EXPECT_EQ(d.r(0).outcome, Outcome::pending);
+    EXPECT_THROW(d.s.batch_deliver("s@x", {"c@x"}), Error);  // one transaction, no more
+    d.s.bdat_chunk("m", true);
+    EXPECT_EQ(d.take(), "MAIL FROM:<s@x>\r\nRCPT TO:<a@x>\r\nRCPT TO:<b@x>\r\nBDAT 3 LAST\r\nm\r\n");  // no RSET
+    for (const char* r : {"250 ok\r\n", "250 ok\r\n", "250 ok\r\n", "250 a saved\r\n"}) d.reply(r);
+    EXPECT_FALSE(d.s.batch_has_finished());
+    d.reply("452 b full\r\n");
+    // Handed over: the batch ended by itself, its results are transaction()'s, not a copy.
+    EXPECT_FALSE(d.s.batching());
+    EXPECT_FALSE(d.s.delivering());
+    auto done = finished(d.s);
+    ASSERT_EQ(done.size(), 1u);
+    EXPECT_TRUE(done[0].second.recipients.empty());
+    EXPECT_EQ(d.r(0).outcome, Outcome::ok);
+    EXPECT_EQ(d.r(1).outcome, Outcome::tempfail);
+    // The step-by-step API goes on as before, and so does the next delivery.
+    d.s.noop();
+    EXPECT_EQ(d.take(), "NOOP\r\n");
+    d.reply("250 ok\r\n");
+    d.s.deliver("s@x", {"c@x"});
+    EXPECT_EQ(d.s.transaction().recipients.size(), 1u);
+    d.s.close();
+    EXPECT_EQ(d.r(0).outcome, Outcome::unknown);  // the session ended under it
+    done = finished(d.s);
+    ASSERT_EQ(done.size(), 1u);
+    EXPECT_FALSE(d.s.batching());
 }
 
 // --- one line per recipient (Net::Server::Mail::LMTP) ------------------------------------

@@ -40,11 +40,20 @@ public:
     // from the old "AUTH=" form.
     const std::vector<std::string>& auth_mechanisms() const { return auth_; }
 
+    // The extensions a delivery consults for every message, looked up once by parse().
+    struct Offered {
+        bool pipelining = false;  // PIPELINING (RFC 2920)
+        bool chunking = false;    // CHUNKING (RFC 3030)
+        bool size = false;        // SIZE (RFC 1870), with or without a limit
+    };
+    const Offered& offered() const { return offered_; }
+
 private:
     std::vector<Entry> entries_;
     std::string domain_;
     std::uint64_t size_limit_ = 0;
     std::vector<std::string> auth_;
+    Offered offered_;
 };
 
 // ASCII case-insensitive comparison.

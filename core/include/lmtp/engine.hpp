@@ -224,8 +224,9 @@ public:
     // --- deliveries ------------------------------------------------------------------
     // Queues a message behind the others; it starts when the set-up is done,
     // the octets in flight allow, and (without PIPELINING) the one before has
-    // its verdicts. `single`: as one transaction of its own whose results
-    // stay in transaction() (Client::deliver). Returns its token.
+    // its verdicts. `single`: as a batch of one (nothing pipelined behind it)
+    // whose results stay in transaction() (Client::deliver); its report
+    // carries none. Returns its token.
     std::uint64_t submit(BatchMessage message, bool single = false);
     // Deliveries finished, in the order they were submitted.
     bool has_delivered() const { return !delivered_.empty(); }
@@ -273,8 +274,7 @@ private:
     struct Slot {
         std::uint64_t token = 0;
         std::uint64_t id = 0;   // the session's batch transaction; 0: none
-        bool plan = false;      // a transaction of its own (session.deliver)
-        bool single = false;    // ... whose results the caller reads in session().transaction()
+        bool single = false;    // a batch of one: the caller reads its results in session().transaction()
         std::uint64_t end = 0;  // queued_bytes() once the whole message was queued
         Status status = Status::ok;
         std::string why;
@@ -284,11 +284,9 @@ private:
         std::string_view bytes;   // what is left of a message in memory
         std::size_t size_hint = 0;
         bool bdat = false;      // the body goes as BDAT chunks; held_ has the next one
-        bool started = false;   // the body has begun (plan: the session wanted it)
         bool more = false;      // the source may have more after held_
         std::size_t chunks = 0; // chunks queued so far
         bool empty = false;     // an empty message sent by DATA: only its end
-        bool plan = false;
     };
 
     [[noreturn]] void fail(Status status, const std::string& why, int os_error = 0);

@@ -135,8 +135,8 @@ public:
         auth,
         bdat,
         bdat_last,
-        bdat_sync,  // after BDAT LAST with nobody accepted: a NOOP, or in a batch the
-                    // RSET that follows (see resolve_front)
+        bdat_sync,  // after BDAT LAST with nobody accepted: a NOOP, or in a batch of
+                    // several the RSET that follows (see resolve_front)
     };
     struct Event {
         Cmd cmd = Cmd::other;
@@ -220,7 +220,8 @@ public:
     // inside a transaction of the step-by-step API.
     void bdat_raw(std::string_view bytes, bool last);
     // An empty message cannot be sent as BDAT safely (servers disagree on the
-    // replies to "BDAT 0 LAST"): send DATA and an empty body instead.
+    // replies to "BDAT 0 LAST"): send DATA and an empty body instead. While
+    // lockstep_pending(), DATA then follows the RCPTs in place of the chunks.
     void bdat_to_data();
     bool bdat_mode() const { return bdat_mode_; }
     // A chunk was refused: send no more (never the LAST one).
@@ -241,52 +242,53 @@ public:
     void auth_response(std::string_view base64);
     bool authenticated() const { return authenticated_; }
 
-    // --- a whole transaction ------------------------------------------------
-    // Queues RSET if a transaction is open, then MAIL, every RCPT and DATA in
-    // one go when the server offers PIPELINING, else each command alone as the
-    // previous reply arrives. Stops before DATA if no recipient was accepted
-    // (or MAIL was refused); then transaction().finished is true.
-    // With BDAT (Transfer::bdat, or automatic and CHUNKING offered) no DATA is
-    // queued: with PIPELINING the session wants the body at once, so that the
-    // first chunk goes in the same write as MAIL and RCPT.
-    // All lines are checked before anything is queued; if a check fails the
-    // results are empty (nothing was attempted). `canonical`: the message
-    // already has CRLF line ends (needed for BODY=BINARYMIME); sent as is.
-    void deliver(std::string_view from, const std::vector<std::string>& recipients, const MailParams& mail_params = {},
-                 const RcptParams& rcpt_params = {}, bool force = false, Transfer transfer = Transfer::automatic,
-                 bool canonical = false);
-    bool delivering() const { return plan_.active; }
-    // Makes the results this delivery's recipients, all unknown: for a
-    // delivery that failed before anything could be sent.
-    void abandon_delivery(const std::vector<std::string>& recipients);
-
-    // --- many transactions back to back (a batch) -------------------------------
-    // RFC 2920 lets MAIL follow the end of a message (DATA's final dot, or
-    // BDAT LAST) in the same group, so a batch queues transaction after
-    // transaction without waiting for the replies of the earlier ones. Each
+    // --- a whole delivery: a batch of transactions --------------------------------
+    // Every whole delivery goes one way: as a transaction of a batch, stamped
+    // with its id. A batch queues transaction after transaction; each
     // expectation carries the id of its transaction; replies fill the oldest
-    // transaction still in flight, and each transaction, once every reply it
-    // is owed has come, waits in a queue of finished ones for the driver
-    // (batch_take), in the order they were queued.
+    // transaction still in flight, and each transaction, once every reply it is
+    // owed has come, waits in a queue of finished ones for the driver
+    // (batch_take), in the order they were queued. A transaction is the one
+    // transaction() describes from its first reply, or at once when nothing
+    // older is owed a reply.
     //
-    // BDAT LAST is always followed by RSET: with no recipient accepted an RFC
-    // server sends nothing for BDAT LAST while Dovecot 2.3 refuses it ("503
-    // 5.5.0 No valid recipients") and keeps the transaction open. RSET's 250
+    // With PIPELINING, MAIL, every RCPT and DATA go in one group (RFC 2920),
+    // and MAIL may follow the end of the message before (DATA's final dot, or
+    // BDAT LAST) without waiting for its replies. With BDAT no DATA is queued:
+    // the session wants the body at once, so that the first chunk goes in the
+    // same write as MAIL and RCPT. Without PIPELINING one command is in flight
+    // at a time: MAIL (after RSET's reply when one goes first), each RCPT after
+    // the reply before, DATA (or the chunks) only when a recipient was
+    // accepted; a transaction waits for every reply of the one before.
+    //
+    // The server may still hold a transaction (MAIL accepted, no end): RSET
+    // goes before the next MAIL. BDAT LAST with no recipient accepted gets no
+    // reply from an RFC server (RFC 2033 4.3) while Dovecot 2.3 refuses it
+    // ("503 5.5.0 No valid recipients") and keeps the transaction. Pipelined
+    // in a batch of several, BDAT LAST is always followed by RSET: RSET's 250
     // ends whatever the server kept, and a refusal arriving before it can only
-    // be BDAT LAST's. By DATA, a refused DATA (or a refused chunk, which
-    // leaves no LAST) puts RSET before the next MAIL.
+    // be BDAT LAST's. Alone (a batch of one, or without PIPELINING, where who
+    // was accepted is known first), nothing follows it; when nobody was
+    // accepted a NOOP settles it (its 2xx comes first if there was no
+    // refusal), and a refusal puts RSET before the next MAIL.
     //
-    // Needs PIPELINING. batch_begin() with no reply owed; batch_end() once
-    // every reply is in (or after close()). close() hands every transaction
-    // in flight over as finished-or-not: those with recipients still waiting
-    // are marked unknown and have `finished` false.
-    void batch_begin();
+    // batch_begin() with no reply owed; batch_end() once every reply is in (or
+    // after close()). close() hands every transaction in flight over as
+    // finished-or-not: those with recipients still waiting are marked unknown
+    // and have `finished` false. `one`: a batch of one transaction (a single
+    // delivery), whose results stay in transaction(): batch_take gives its id
+    // and no copy of them, and the batch ends by itself once it is handed over.
+    void batch_begin(bool one = false);
     // What batch_begin checks, without beginning: throws as it would.
     void check_batch() const;
     // Queues [RSET] MAIL and every RCPT, then DATA, or with BDAT wants the
-    // first chunk at once (bdat_chunk, or bdat_to_data for an empty message).
-    // Checks like deliver() and queues nothing when a check fails. Returns
-    // the transaction's id.
+    // first chunk at once (bdat_chunk, or bdat_to_data for an empty message);
+    // without PIPELINING only the first of them (the others follow the
+    // replies). All lines are checked before anything is queued and nothing
+    // is queued when a check fails (in a batch of one the results are then
+    // empty: nothing was attempted). `canonical`: the message already has CRLF
+    // line ends (needed for BODY=BINARYMIME); sent as is. Returns the
+    // transaction's id.
     std::uint64_t batch_deliver(std::string_view from, const std::vector<std::string>& recipients,
                                 const MailParams& mail_params = {}, const RcptParams& rcpt_params = {},
                                 bool force = false, Transfer transfer = Transfer::automatic, bool canonical = false);
@@ -296,11 +298,26 @@ public:
     bool would_bdat(const MailParams& mail_params, Transfer transfer) const;
     // DATA was sent and its reply has not come yet.
     bool awaiting_data_reply() const { return data_pending_; }
+    // Without PIPELINING: the newest delivery's MAIL and RCPTs are still going
+    // one by one (the message's turn has not come; when it does, DATA is
+    // queued or the session wants the chunks, unless nobody was accepted).
+    bool lockstep_pending() const { return lockstep_.active; }
     // A reply owed to a transaction older than the newest one is still to come.
     bool batch_older_pending() const;
     // Transactions handed over, in order.
     bool batch_has_finished() const { return !batch_done_.empty(); }
     std::pair<std::uint64_t, Transaction> batch_take();
+
+    // A batch of one (batch_begin(true) and batch_deliver): the results are
+    // transaction(). Throws as they would; nothing is queued then.
+    void deliver(std::string_view from, const std::vector<std::string>& recipients, const MailParams& mail_params = {},
+                 const RcptParams& rcpt_params = {}, bool force = false, Transfer transfer = Transfer::automatic,
+                 bool canonical = false);
+    // Transactions of a batch are in flight (not all handed over).
+    bool delivering() const { return batch_current_ != 0 || !batch_queued_.empty(); }
+    // Makes the results this delivery's recipients, all unknown: for a
+    // delivery that failed before anything could be sent.
+    void abandon_delivery(const std::vector<std::string>& recipients);
 
     // --- what is known ------------------------------------------------------
     const Reply& banner() const { return banner_; }
@@ -326,7 +343,7 @@ private:
         none,
         noop,             // the NOOP after BDAT LAST with nobody accepted
         after_refusal,    // the NOOP's reply, after the server refused that BDAT LAST
-        rset,             // in a batch: the RSET after it
+        rset,             // in a batch of several: the RSET after it (on bdat_last: one follows)
     };
     struct Expect {
         Cmd cmd;
@@ -335,7 +352,12 @@ private:
         std::uint64_t txn = 0;   // the batch transaction it belongs to; 0: none (the current one)
         Sync sync = Sync::none;  // for bdat_sync: which reply it is
     };
-    struct Plan;
+    // A delivery's lines, checked.
+    struct Lines {
+        std::string mail;
+        std::vector<std::string> rcpts;
+        bool bdat = false;  // the message goes by BDAT
+    };
     struct Queued {
         std::uint64_t id;
         Transaction txn;
@@ -343,12 +365,14 @@ private:
 
     std::string describe(const Expect& e) const;
     const Transaction& txn_of(const Expect& e) const;
-    Plan check_delivery(std::string_view from, const std::vector<std::string>& recipients,
-                        const MailParams& mail_params, const RcptParams& rcpt_params, bool force, Transfer transfer,
-                        std::string& mail_line) const;
-    void start_message(Plan plan, bool canonical);
+    Lines check_delivery(std::string_view from, const std::vector<std::string>& recipients,
+                         const MailParams& mail_params, const RcptParams& rcpt_params, bool force,
+                         Transfer transfer) const;
+    void start_message(Lines& lines);
     void promote(std::uint64_t id);
     void retire_if_done();
+    void hand_over();
+    void end_one();
     void require_command_phase(const char* what) const;
     void check_advertised(const std::vector<std::pair<std::string, std::string>>& needs, const char* command,
                           bool force) const;
@@ -364,7 +388,7 @@ private:
     bool one_line_per_recipient(const Reply& reply) const;
     std::size_t settle_final(const Expect& e, const Reply& reply);
     void finish_transaction();
-    void plan_next();
+    void lockstep_next();
     void resolve_front();
     // The BDAT line and its bytes: `bytes`, or `payload` taken over whole
     // (swapped) as a piece of the output of its own.
@@ -404,6 +428,7 @@ private:
     // The batch: transactions queued whose first reply has not come, the one
     // replies are filling (txn_, id batch_current_), and those finished.
     bool batch_ = false;
+    bool one_ = false;          // a batch of one transaction
     bool batch_reset_ = false;  // RSET before the next MAIL: the server may hold a transaction
     std::uint64_t batch_next_ = 1;
     std::uint64_t batch_current_ = 0;
@@ -413,14 +438,14 @@ private:
     BodyEncoder encoder_;
     TraceFn trace_;
 
-    struct Plan {
+    // Without PIPELINING: the newest delivery's lines still to send, each after the reply before.
+    struct Lockstep {
         bool active = false;
-        bool pipelined = false;
-        std::string mail_line;                // for lockstep: sent once RSET is answered
-        std::vector<std::string> rcpt_lines;  // for lockstep: sent one by one
+        std::string mail;                // sent once RSET is answered
+        std::vector<std::string> rcpts;  // sent one by one
         std::size_t next_rcpt = 0;
         bool bdat = false;  // the message goes by BDAT
-    } plan_;
+    } lockstep_;
 };
 
 }  // namespace lmtp
