@@ -32,6 +32,21 @@ _TRANSFERS = ("auto", "data", "bdat")
 _CLOSED = "the pool was closed"
 
 
+def _guarded(method):
+    """A callback of the loop's into the pool: should it fail (a fault of the pool's own), every
+    delivery waiting ends now ("closed", recipients as far as known) rather than never, and the
+    error goes on to the loop's exception handler."""
+    def call(self, *args):
+        try:
+            return method(self, *args)
+        except Exception:
+            self._abort()
+            raise
+    call.__name__ = method.__name__
+    call.__doc__ = method.__doc__
+    return call
+
+
 class _Job:
     """One message given to the pool, until its report."""
 
@@ -221,6 +236,7 @@ class AsyncPool:
         if self._soon is None and self._loop is not None:
             self._soon = self._loop.call_soon(self._decide)
 
+    @_guarded
     def _decide(self):
         self._soon = None
         if not self._closing:
@@ -287,6 +303,8 @@ class AsyncPool:
             status, why = "resolve", "cannot resolve %s: %s" % (host, err.strerror or err)
         except OSError as err:
             status, why = "connect", _connect_error(host, port, err)
+        except Exception as err:  # (a port out of range...): this server cannot be reached
+            status, why = "connect", "cannot connect to %s port %s: %s" % (host, port, err)
         else:
             slot.task = None
             if slot.gone:
@@ -323,9 +341,13 @@ class AsyncPool:
         except _lmtp.Error as err:  # refused before anything was sent (an extension not offered...)
             self._planner.refused(conn_id, err.args[0], err.args[1])
             return
+        except (TypeError, ValueError) as err:  # (what the checks in _enqueue did not see)
+            self._planner.refused(conn_id, "invalid_argument", str(err))
+            return
         slot.token, slot.job, job.slot = token, job, slot
         future.add_done_callback(lambda _, slot=slot, token=token: self._finished(slot, token))
 
+    @_guarded
     def _finished(self, slot, token):
         """The engine reported the message in flight on ``slot``: to the planner."""
         if slot.gone or slot.token != token:
@@ -339,6 +361,7 @@ class AsyncPool:
             self._jobs.pop(job.id, None)  # (a retry of a message nobody waits for)
         self._schedule()
 
+    @_guarded
     def _lost(self, slot):
         """``slot``'s connection ended (a break, the end of QUIT): to the planner."""
         if slot.gone:

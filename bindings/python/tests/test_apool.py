@@ -372,6 +372,32 @@ def test_tls_failure_gives_unknown_results(fake_server, tls_certs):
     assert f.messages() == []
 
 
+def test_a_fault_of_the_pool_ends_the_waiting_deliveries(fake):
+    class Faulty:
+        def __init__(self, planner):
+            self._planner = planner
+
+        def __getattr__(self, name):
+            return getattr(self._planner, name)
+
+        def finished(self, *args):
+            raise RuntimeError("a fault in the pool")
+
+    async def main():
+        errors = []
+        asyncio.get_running_loop().set_exception_handler(lambda loop, context: errors.append(context))
+        async with apool_for(fake) as pool:
+            pool._planner = Faulty(pool._planner)
+            results = await asyncio.wait_for(pool.deliver("s@x", ["alice@x"], body(0)), 5)
+            again = await pool.deliver("s@x", ["bob@x"], body(1))  # the pool goes on afterwards
+        return results, again, errors
+
+    (r,), (again,), errors = asyncio.run(main())
+    assert (r.outcome, r.code) == ("unknown", 0) and r.text == "the pool was closed"
+    assert again.ok
+    assert [str(e["exception"]) for e in errors] == ["a fault in the pool"]
+
+
 # ---------------------------------------------------------------------------
 # closing, idle connections
 
