@@ -99,7 +99,7 @@ tar -tzf "$sdist" | sed "s|^$name/||" | grep -v '/$' | grep -v '^$' | LC_ALL=C s
     (cd "$src" && find core/src core/include -type f)
 } | LC_ALL=C sort > "$tmp/want"
 diff -u "$tmp/want" "$tmp/got" >&2 || fail "$name.tar.gz does not hold exactly the files listed above (- missing, + extra)"
-for f in core/src/client.cpp core/include/lmtp/client.hpp src/module.cpp src/aio.cpp src/pool.cpp src/binding.hpp lmtp/__init__.py lmtp/aio.py lmtp/pool.py lmtp/__init__.pyi lmtp/py.typed; do
+for f in core/src/client.cpp core/include/lmtp/client.hpp src/module.cpp src/aio.cpp src/pool.cpp src/apool.cpp src/binding.hpp lmtp/__init__.py lmtp/aio.py lmtp/pool.py lmtp/apool.py lmtp/__init__.pyi lmtp/py.typed; do
     grep -qx "$f" "$tmp/got" || fail "$name.tar.gz lacks $f"
 done
 if grep -E '^(tests|bench|bindings|cli|packaging|perl)/|(^|/)t/|\.(pl|pm|xs)$' "$tmp/got" >&2; then

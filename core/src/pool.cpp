@@ -455,6 +455,28 @@ void PoolPlanner::abandon(Status status, const std::string& why) {
     conns_.clear();
 }
 
+bool PoolPlanner::withdraw(std::size_t id, Deadline now) {
+    auto mit = messages_.find(id);
+    if (mit == messages_.end()) return false;
+    Message& m = mit->second;
+    if (m.conn) {
+        auto cit = conns_.find(*m.conn);
+        if (cit != conns_.end() && cit->second.message == id) {
+            Conn& c = cit->second;
+            c.message.reset();
+            c.sent.clear();
+            if (c.messages > 0) --c.messages;  // nothing of it was sent: it does not count
+            if (c.state == ConnState::busy) {
+                c.state = ConnState::idle;
+                c.idle_since = now;
+            }
+        }
+    }
+    release(m);
+    messages_.erase(mit);
+    return true;
+}
+
 PoolReport PoolPlanner::take_report() {
     PoolReport r = std::move(reports_.front());
     reports_.pop_front();

@@ -434,3 +434,34 @@ TEST(PoolPlanner, AbandonReportsEveryMessageOnce) {
     EXPECT_EQ(n, 2);
     EXPECT_EQ(f.p.pending(), 0u);
 }
+
+TEST(PoolPlanner, AWithdrawnMessageIsForgottenWithoutAReport) {
+    PoolOptions o = options();
+    o.mailbox_concurrency = 1;
+    o.max_messages_per_connection = 2;
+    Fixture f(o);
+    f.p.add({"a@x"}, true, t0);  // 0: on the connection, then withdrawn from it
+    f.p.add({"b@x"}, true, t0);  // 1: withdrawn while queued
+    f.p.add({"a@x"}, true, t0);  // 2: waits for a@x's mailbox
+    auto c = f.connect();
+    auto s = f.p.next_send(t0);
+    ASSERT_TRUE(s);
+    EXPECT_EQ(s->message, 0u);
+    EXPECT_TRUE(f.p.withdraw(1, t0));
+    EXPECT_FALSE(f.p.withdraw(1, t0)) << "once";
+    EXPECT_EQ(f.p.busy_count(), 1u);
+    EXPECT_TRUE(f.p.withdraw(0, t0));
+    EXPECT_EQ(f.p.busy_count(), 0u) << "the connection is idle again";
+    EXPECT_FALSE(f.p.has_report());
+    EXPECT_EQ(f.p.pending(), 1u);
+    // a@x's mailbox is free again, and the withdrawn message did not count for reuse.
+    s = f.p.next_send(t0);
+    ASSERT_TRUE(s);
+    EXPECT_EQ(s->message, 2u);
+    f.p.finished(c, attempt({"a@x"}, {250}), t0);
+    ASSERT_TRUE(f.p.has_report());
+    EXPECT_EQ(f.p.take_report().id, 2u);
+    EXPECT_FALSE(f.p.next_quit(t0)) << "one message so far of the two allowed";
+    EXPECT_FALSE(f.p.withdraw(2, t0)) << "reported already";
+    EXPECT_FALSE(f.p.withdraw(7, t0));
+}

@@ -28,6 +28,13 @@ a verdict "unknown"); ``data``/``getreply`` give each recipient's reply or
 lmtp.AsyncLMTP(host) as s: await s.deliver(...)``, many tasks pipelined on one
 connection, no thread (an ``asyncio.Protocol`` over the engine's bytes-only mode).
 
+``lmtp.Pool`` delivers many messages over up to K connections (a list of
+servers, 4xx retried with a doubling delay, a break before a message's end sent
+again, after it reported ``unknown``); ``lmtp.AsyncPool`` is the same pool for
+asyncio (``lmtp/apool.py``): ``async with lmtp.AsyncPool(host, connections=8) as
+pool: await pool.deliver(...)`` from any number of tasks at once. Both follow the
+core's pool planner, so their policy is the same.
+
 Servers that answer every recipient after the message in one multi-line reply,
 a line each (Net::Server::Mail::LMTP), are read a line per recipient when the
 lines carry different codes or the banner names Net::Server::Mail; a conforming
@@ -53,7 +60,7 @@ import weakref
 from . import _lmtp
 
 __all__ = [
-    "LMTP", "LMTP_SSL", "AsyncLMTP", "Pool", "Result", "LMTP_PORT", "Status",
+    "LMTP", "LMTP_SSL", "AsyncLMTP", "Pool", "AsyncPool", "Result", "LMTP_PORT", "Status",
     "LMTPTimeoutError", "LMTPProtocolError", "LMTPDataError", "LMTPTLSError", "LMTPCertificateError",
     "LMTPInsecureError", "SMTPAuthenticationError",
     "SMTPException", "SMTPNotSupportedError", "SMTPServerDisconnected", "SMTPResponseException",
@@ -1135,3 +1142,4 @@ class LMTP_SSL(LMTP):
 
 from .aio import AsyncLMTP  # noqa: E402  (it builds on what is above)
 from .pool import Pool  # noqa: E402  (it builds on what is above)
+from .apool import AsyncPool  # noqa: E402  (it builds on both)

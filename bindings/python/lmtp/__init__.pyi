@@ -107,6 +107,68 @@ class Pool:
         transfer: Literal["auto", "data", "bdat"] = ...,
     ) -> list[list[Result]]: ...
 
+class AsyncPool:
+    """lmtp.Pool for asyncio (lmtp/apool.py): the core's pool planner over AsyncLMTP's connections."""
+    timeout: Optional[float]
+    local_hostname: str
+    def __init__(
+        self,
+        host: Optional[str] = ...,
+        port: int = ...,
+        connections: int = ...,
+        retries: int = ...,
+        *,
+        retry_delay: float = ...,
+        retry_delay_max: float = ...,
+        max_messages_per_connection: Optional[int] = ...,
+        max_connection_age: Optional[float] = ...,
+        idle_timeout: Optional[float] = ...,
+        mailbox_concurrency: Optional[int] = ...,
+        resend_unknown: bool = ...,
+        hosts: Optional[Sequence[Union[str, Tuple[str, int]]]] = ...,
+        local_hostname: Optional[str] = ...,
+        source_address: Optional[Tuple[str, int]] = ...,
+        timeout: Optional[float] = ...,
+        strict_replies: bool = ...,
+        starttls: Union[bool, Literal["opportunistic", "required"]] = ...,
+        implicit_tls: bool = ...,
+        context: Optional[ssl.SSLContext] = ...,
+        keyfile: Optional[str] = ...,
+        certfile: Optional[str] = ...,
+        cafile: Optional[str] = ...,
+        capath: Optional[str] = ...,
+        server_hostname: Optional[str] = ...,
+        insecure: bool = ...,
+        user: Optional[str] = ...,
+        password: Optional[str] = ...,
+        allow_plaintext: bool = ...,
+    ) -> None: ...
+    async def __aenter__(self) -> "AsyncPool": ...
+    async def __aexit__(
+        self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException], tb: Optional[TracebackType]
+    ) -> None: ...
+    async def deliver(
+        self,
+        from_addr: str,
+        to_addrs: Union[str, Sequence[str]],
+        msg: Message,
+        mail_options: Sequence[str] = ...,
+        rcpt_options: Sequence[str] = ...,
+        *,
+        transfer: Literal["auto", "data", "bdat"] = ...,
+    ) -> list[Result]: ...
+    async def deliver_many(
+        self,
+        messages: Iterable[Tuple[str, Union[str, Sequence[str]], Message]],
+        mail_options: Sequence[str] = ...,
+        rcpt_options: Sequence[str] = ...,
+        *,
+        transfer: Literal["auto", "data", "bdat"] = ...,
+    ) -> list[list[Result]]: ...
+    async def close(self) -> None: ...
+    @property
+    def connections(self) -> int: ...
+
 class LMTP:
     debuglevel: int
     default_port: int

@@ -37,6 +37,42 @@ AIO_PORT = 24
 _TIMER_SLACK = 0.001
 
 
+class _Timer:
+    """One ``loop.call_at`` timer for a deadline given in seconds from now (the core's clock
+    never crosses over: only the time left does). Kept at the earliest moment asked for: an
+    earlier deadline replaces it, a later one waits for it to fire (its callback sets the next).
+    It holds its callback only while set (no reference cycle with its owner)."""
+
+    __slots__ = ("_loop", "_handle", "_at")
+
+    def __init__(self, loop):
+        self._loop = loop
+        self._handle = None
+        self._at = None
+
+    def set(self, left, fire):
+        """``fire()`` ``left`` seconds from now (a little after); ``left`` None: no timer."""
+        if left is None:
+            self.cancel()
+            return
+        when = self._loop.time() + left + _TIMER_SLACK
+        if self._handle is not None:
+            if self._at <= when:
+                return  # it fires first, and sets the next one then
+            self._handle.cancel()
+        self._at = when
+        self._handle = self._loop.call_at(when, self._on_time, fire)
+
+    def cancel(self):
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = self._at = None
+
+    def _on_time(self, fire):
+        self._handle = self._at = None
+        fire()
+
+
 class _Connection(asyncio.Protocol):
     """One LMTP connection: the engine (``_lmtp._Conn``) over the loop's transport.
 
@@ -55,10 +91,12 @@ class _Connection(asyncio.Protocol):
         self._waiters = {}  # token -> future of (status, why, records)
         self._job = None  # future of the set-up, STARTTLS, AUTH or QUIT under way: its _lmtp.Error or None
         self._job_done = None  # () -> bool: the job has ended
-        self._timer = None
-        self._timer_at = None
+        self._timer = _Timer(loop)
         self._closed = False
         self._why = None  # why it ended (an _lmtp.Error), once it has
+        #: Called (soon, from the loop, once) when the connection has ended, after the futures of
+        #: the deliveries it ended were given their reports.
+        self.on_closed = None
 
     # --- opening ---------------------------------------------------------------------------
 
@@ -118,12 +156,13 @@ class _Connection(asyncio.Protocol):
 
     # --- deliveries ------------------------------------------------------------------------------
 
-    def submit(self, sender, rcpts, source, params=None, transfer="auto", canonical=False):
+    def submit(self, sender, rcpts, source, params=None, transfer="auto", canonical=False, keep=False):
         """Queue one message on the engine; returns (token, future of (status, why, records)).
-        Its first bytes go out now when the engine can start it."""
+        Its first bytes go out now when the engine can start it. ``keep``: the engine's report is
+        kept for a pool's planner (``records`` is None)."""
         if not self.alive:
             raise self._disconnected()
-        token = self._conn.submit(sender, rcpts, source, params, transfer, canonical)
+        token = self._conn.submit(sender, rcpts, source, params, transfer, canonical, keep)
         future = self._loop.create_future()
         self._waiters[token] = future
         self._run(self._conn.process)
@@ -150,6 +189,15 @@ class _Connection(asyncio.Protocol):
             return
         if not self._conn.withdraw(token):
             self.close("the connection was closed: a delivery was cancelled after it began")
+
+    def withdraw(self, token):
+        """Take back a message submitted none of which went out: True, and it is forgotten
+        (its future is never done). False when some of it went out: it goes on."""
+        if token not in self._waiters or not self._conn.withdraw(token):
+            return False
+        del self._waiters[token]
+        self._arm()
+        return True
 
     async def drain(self):
         """Wait until every delivery submitted so far is reported."""
@@ -280,24 +328,14 @@ class _Connection(asyncio.Protocol):
                 future.set_result((status, why, records))
         self._check_job()
         self._arm()
+        if self._closed and self.on_closed is not None:
+            callback, self.on_closed = self.on_closed, None
+            self._loop.call_soon(callback)
 
     def _arm(self):
-        left = None if self._closed else self._conn.deadline_in()
-        if left is None:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = self._timer_at = None
-            return
-        when = self._loop.time() + left + _TIMER_SLACK
-        if self._timer is not None:
-            if self._timer_at <= when:
-                return  # it fires first, and sets the next one then
-            self._timer.cancel()
-        self._timer_at = when
-        self._timer = self._loop.call_at(when, self._on_timer)
+        self._timer.set(None if self._closed else self._conn.deadline_in(), self._on_timer)
 
     def _on_timer(self):
-        self._timer = self._timer_at = None
         self._run(self._conn.process)
 
 

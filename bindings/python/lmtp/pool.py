@@ -69,11 +69,7 @@ class Pool:
                  starttls=False, implicit_tls=False, context=None, keyfile=None, certfile=None, cafile=None,
                  capath=None, server_hostname=None, insecure=False, user=None, password=None,
                  allow_plaintext=False):
-        servers = [(host, port)] if host else []
-        for server in hosts or ():
-            servers.append((server, 0) if isinstance(server, str) else tuple(server))
-        if not servers:
-            raise ValueError("lmtp.Pool needs a server: host, or hosts")
+        servers = _servers(host, port, hosts, "lmtp.Pool")
         self.timeout = timeout
         self.local_hostname = local_hostname if local_hostname is not None else _default_hostname()
         local = source_address or ("", 0)
@@ -146,13 +142,26 @@ class Pool:
             wire.append((sender, rcpts, _source(msg)))
         self._sync_trace()
         done = self._core.deliver_many(wire, params, transfer)
-        out = []
-        for (status, why, records, attempts), (_, _, _, to_addrs) in zip(done, batch):
-            results = _delivered(status, why, records, to_addrs)
-            for r, n in zip(results, attempts if records else [0] * len(results)):
-                r.attempts = n
-                if r.unknown and not r.text:
-                    r.text = why or _NO_VERDICT
-                    r.message = r.text.encode("utf-8", "replace")
-            out.append(results)
-        return out
+        return [_pool_results(status, why, records, attempts, to_addrs)
+                for (status, why, records, attempts), (_, _, _, to_addrs) in zip(done, batch)]
+
+
+def _servers(host, port, hosts, who):
+    """The (host, port) list of a pool: ``host`` first, then ``hosts`` (pairs or socket paths)."""
+    servers = [(host, port)] if host else []
+    for server in hosts or ():
+        servers.append((server, 0) if isinstance(server, str) else tuple(server))
+    if not servers:
+        raise ValueError("%s needs a server: host, or hosts" % who)
+    return servers
+
+
+def _pool_results(status, why, records, attempts, to_addrs):
+    """One message's ``Result`` list from a pool's report, ``attempts`` set (0: never sent)."""
+    results = _delivered(status, why, records, to_addrs)
+    for r, n in zip(results, attempts if records else [0] * len(results)):
+        r.attempts = n
+        if r.unknown and not r.text:
+            r.text = why or _NO_VERDICT
+            r.message = r.text.encode("utf-8", "replace")
+    return results

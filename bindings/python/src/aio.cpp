@@ -92,8 +92,10 @@ public:
         return left > 0 ? left : 0.0;
     }
 
+    // `keep`: the engine's report of it is kept whole for a pool's planner (take_kept), and
+    // take_done gives None for its results.
     std::uint64_t submit(const std::string& from, const std::vector<std::string>& rcpts, py::object source,
-                         const Params* params, const std::string& transfer, bool canonical) {
+                         const Params* params, const std::string& transfer, bool canonical, bool keep) {
         if (!active() || !engine().is_open())
             throw lmtp::Error(Status::not_connected, "the connection is not open");
         const lmtp::Transfer how = to_transfer(transfer);
@@ -109,25 +111,43 @@ public:
         m.canonical = canonical;
         const std::uint64_t token = engine().submit(std::move(m));
         kept_.emplace(token, std::move(source));  // the bytes it reads in place, or its reader
+        if (keep) for_planner_.emplace(token, std::nullopt);
         return token;
     }
 
     bool withdraw(std::uint64_t token) {
         if (!engine().withdraw(token)) return false;
         kept_.erase(token);
+        for_planner_.erase(token);
         return true;
     }
 
-    // The deliveries finished since the last call: (token, status, why, results).
+    // The deliveries finished since the last call: (token, status, why, results); results
+    // None for a message submitted with `keep` (its report waits for take_kept).
     py::list take_done() {
         py::list out;
         while (engine().has_delivered()) {
             lmtp::Delivered d = engine().take_delivered();
             kept_.erase(d.token);
-            out.append(py::make_tuple(d.token, d.status == Status::ok ? "ok" : lmtp::status_name(d.status), d.why,
-                                      results_fields(d.txn.recipients)));
+            const char* status = d.status == Status::ok ? "ok" : lmtp::status_name(d.status);
+            auto it = for_planner_.find(d.token);
+            if (it != for_planner_.end()) {
+                out.append(py::make_tuple(d.token, status, d.why, py::none()));
+                it->second = std::move(d);
+                continue;
+            }
+            out.append(py::make_tuple(d.token, status, d.why, results_fields(d.txn.recipients)));
         }
         return out;
+    }
+
+    // The engine's report of a message submitted with `keep`, once it came (then forgotten).
+    std::optional<lmtp::Delivered> take_kept(std::uint64_t token) {
+        auto it = for_planner_.find(token);
+        if (it == for_planner_.end() || !it->second) return std::nullopt;
+        std::optional<lmtp::Delivered> d = std::move(it->second);
+        for_planner_.erase(it);
+        return d;
     }
 
     // Drops the connection without QUIT: the deliveries in flight end with `why`, their
@@ -204,10 +224,15 @@ private:
     lmtp::Client client_;  // its options and engine; the driver below is what moves them
     std::unique_ptr<lmtp::EventDriver> driver_;  // (destroyed first)
     std::unordered_map<std::uint64_t, py::object> kept_;  // what each message submitted reads
+    std::unordered_map<std::uint64_t, std::optional<lmtp::Delivered>> for_planner_;  // `keep`: its report
     py::object trace_;
 };
 
 }  // namespace
+
+std::optional<lmtp::Delivered> take_kept(py::handle conn, std::uint64_t token) {
+    return py::cast<Conn&>(conn).take_kept(token);
+}
 
 void bind_aio(py::module_& m) {
     py::class_<Conn> conn(m, "_Conn",
@@ -224,7 +249,7 @@ void bind_aio(py::module_& m) {
         .def("process", &Conn::process)
         .def("deadline_in", &Conn::deadline_in)
         .def("submit", &Conn::submit, "sender"_a, "recipients"_a, "source"_a, "params"_a = py::none(),
-             "transfer"_a = "auto", "canonical"_a = false)
+             "transfer"_a = "auto", "canonical"_a = false, "keep"_a = false)
         .def("withdraw", &Conn::withdraw, "token"_a)
         .def("take_done", &Conn::take_done)
         .def("close", &Conn::close, "why"_a = "the connection was closed")

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "lmtp/client.hpp"
+#include "lmtp/pool.hpp"
 
 namespace lmtp_python {
 
@@ -111,7 +112,25 @@ void def_set_tls(py::class_<Class>& cls, Setter set) {
 // The asyncio half: lmtp._lmtp._Conn (aio.cpp).
 void bind_aio(py::module_& m);
 
+// The engine's report of a message a _Conn (aio.cpp) submitted with keep=True, once it
+// came; taken once (for the asyncio pool's planner, without re-encoding it).
+std::optional<lmtp::Delivered> take_kept(py::handle conn, std::uint64_t token);
+
 // The delivery pool: lmtp._lmtp.Pool (pool.cpp).
 void bind_pool(py::module_& m);
+
+// A pool's options from lmtp.Pool's and lmtp.AsyncPool's arguments (seconds; 0: no limit
+// or no delay); ValueError for values out of range (pool.cpp).
+lmtp::PoolOptions pool_options(std::size_t connections, unsigned retries, double retry_delay,
+                               double retry_delay_max, std::size_t max_messages_per_connection,
+                               double max_connection_age, double idle_timeout, std::size_t mailbox_concurrency,
+                               bool resend_unknown);
+// One message's report as lmtp/pool.py reads it: (status name, why, result_fields, attempts);
+// a recipient never sent (no verdict) is "unknown".
+py::tuple report_fields(lmtp::Status status, const std::string& why, std::vector<lmtp::RecipientResult>& results,
+                        const std::vector<unsigned>& attempts);
+
+// The asyncio pool's policy: lmtp._lmtp._Planner (apool.cpp).
+void bind_apool(py::module_& m);
 
 }  // namespace lmtp_python

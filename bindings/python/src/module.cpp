@@ -598,4 +598,5 @@ PYBIND11_MODULE(_lmtp, m) {
 
     bind_aio(m);
     bind_pool(m);
+    bind_apool(m);
 }

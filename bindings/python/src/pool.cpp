@@ -144,14 +144,8 @@ public:
             }
         }
         py::list out(n);
-        for (std::size_t i = 0; i < n; ++i) {
-            Done& d = done[i];
-            // A recipient never sent (a message given up after a break) has no verdict: unknown.
-            for (lmtp::RecipientResult& r : d.results)
-                if (r.outcome == lmtp::Outcome::pending) r.outcome = lmtp::Outcome::unknown;
-            out[i] = py::make_tuple(d.status == lmtp::Status::ok ? "ok" : lmtp::status_name(d.status), d.why,
-                                    results_fields(d.results), py::cast(d.attempts));
-        }
+        for (std::size_t i = 0; i < n; ++i) out[i] = report_fields(done[i].status, done[i].why, done[i].results,
+                                                                  done[i].attempts);
         return out;
     }
 
@@ -183,6 +177,34 @@ private:
 
 }  // namespace
 
+lmtp::PoolOptions pool_options(std::size_t connections, unsigned retries, double retry_delay,
+                               double retry_delay_max, std::size_t max_messages_per_connection,
+                               double max_connection_age, double idle_timeout, std::size_t mailbox_concurrency,
+                               bool resend_unknown) {
+    if (connections == 0) throw py::value_error("connections must be at least 1");
+    lmtp::PoolOptions po;
+    po.connections = connections;
+    po.retries = retries;
+    po.retry_delay = pool_ms(retry_delay, "retry_delay");
+    po.retry_delay_max = pool_ms(retry_delay_max, "retry_delay_max");
+    if (po.retry_delay_max < po.retry_delay) throw py::value_error("retry_delay_max is less than retry_delay");
+    po.max_messages_per_connection = max_messages_per_connection;
+    po.max_connection_age = pool_ms(max_connection_age, "max_connection_age");
+    po.idle_timeout = pool_ms(idle_timeout, "idle_timeout");
+    po.mailbox_concurrency = mailbox_concurrency;
+    po.resend_unknown = resend_unknown;
+    return po;
+}
+
+py::tuple report_fields(lmtp::Status status, const std::string& why, std::vector<lmtp::RecipientResult>& results,
+                        const std::vector<unsigned>& attempts) {
+    // A recipient never sent (a message given up after a break) has no verdict: unknown.
+    for (lmtp::RecipientResult& r : results)
+        if (r.outcome == lmtp::Outcome::pending) r.outcome = lmtp::Outcome::unknown;
+    return py::make_tuple(status == lmtp::Status::ok ? "ok" : lmtp::status_name(status), why,
+                          results_fields(results), py::cast(attempts));
+}
+
 void bind_pool(py::module_& m) {
     py::class_<PyPool> cls(m, "Pool", "The core's delivery pool (use lmtp.Pool, not this one).");
     cls.def(py::init([](const std::string& hello, double timeout, std::optional<double> connect_timeout,
@@ -191,19 +213,9 @@ void bind_pool(py::module_& m) {
                         double retry_delay_max, std::size_t max_messages_per_connection,
                         double max_connection_age, double idle_timeout, std::size_t mailbox_concurrency,
                         bool resend_unknown) {
-                if (connections == 0) throw py::value_error("connections must be at least 1");
-                lmtp::PoolOptions po;
-                po.connections = connections;
-                po.retries = retries;
-                po.retry_delay = pool_ms(retry_delay, "retry_delay");
-                po.retry_delay_max = pool_ms(retry_delay_max, "retry_delay_max");
-                if (po.retry_delay_max < po.retry_delay)
-                    throw py::value_error("retry_delay_max is less than retry_delay");
-                po.max_messages_per_connection = max_messages_per_connection;
-                po.max_connection_age = pool_ms(max_connection_age, "max_connection_age");
-                po.idle_timeout = pool_ms(idle_timeout, "idle_timeout");
-                po.mailbox_concurrency = mailbox_concurrency;
-                po.resend_unknown = resend_unknown;
+                lmtp::PoolOptions po = pool_options(connections, retries, retry_delay, retry_delay_max,
+                                                    max_messages_per_connection, max_connection_age, idle_timeout,
+                                                    mailbox_concurrency, resend_unknown);
                 return std::make_unique<PyPool>(client_options(hello, timeout, connect_timeout, local_address,
                                                                local_port, 0, 0, true, implicit_tls, strict_replies),
                                                 po);

@@ -143,6 +143,11 @@ public:
     // Every message not reported yet is reported now with `status` (recipients as
     // far as known), and forgotten; the connections are forgotten too.
     void abandon(Status status, const std::string& why);
+    // The caller takes message `id` back: forgotten without a report. One in flight
+    // may be taken back only when none of its bytes was written (the driver withdrew
+    // it from its engine): its connection is idle again, its recipients' mailboxes
+    // free. False for an id not pending (reported already, or never added).
+    bool withdraw(std::size_t id, Deadline now);
 
     // --- reports --------------------------------------------------------------------
     bool has_report() const { return !reports_.empty(); }
