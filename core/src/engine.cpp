@@ -770,13 +770,17 @@ void Engine::start_next() {
     };
     if (p.refused) return refuse(p.refused->status(), p.refused->what());
     // SIZE (RFC 1870) from the octets that will go on the wire, when the server offers it and the
-    // caller declared none: a message in memory is counted, one from a source is not. A message
-    // over the server's limit goes undeclared: the server's own refusal, one per recipient, is
-    // its verdict (a declared SIZE over the limit is refused here, before anything is sent).
-    if (m.bytes && !m.mail_params.size && session_.capabilities().offered().size) {
-        const std::uint64_t size = m.canonical ? m.bytes->size() : canonical_length(*m.bytes);
+    // caller declared none: a message in memory (or one whose canonical_size the caller counted)
+    // is declared, one from a source is not. A message over the server's limit goes undeclared,
+    // so that the server's own refusal, one per recipient, is its verdict (what the C API has
+    // always given); with ClientOptions::refuse_over_size it is declared and so refused here,
+    // before anything of it is sent (Status::too_big, as for a SIZE the caller declared).
+    if ((m.bytes || m.canonical_size) && !m.mail_params.size && session_.capabilities().offered().size) {
+        const std::uint64_t size = m.canonical_size ? *m.canonical_size
+                                   : m.canonical    ? m.bytes->size()
+                                                    : canonical_length(*m.bytes);
         const std::uint64_t limit = session_.capabilities().size_limit();
-        if (!limit || size <= limit) m.mail_params.size = size;
+        if (opt_.refuse_over_size || !limit || size <= limit) m.mail_params.size = size;
     }
     // Every delivery is a transaction of a batch; a single one is a batch of one.
     Active a;

@@ -166,7 +166,11 @@ subtest 'Auth and Debug reach every connection' => sub {
     my @r = $p->deliver_many(map { ['me@x', ['alice@x'], "a $_\n"] } 1 .. 6);
     is_deeply([map { $_->[0]{status} } @r], [('ok') x 6], 'delivered with AUTH');
     my $s = $f->stop;
-    is($s->{AUTH_SUCCESSES}, $s->{CONNECTIONS}, "every connection authenticated ($s->{CONNECTIONS})");
+    # The server refuses MAIL before AUTH (--auth-require): every message went over an
+    # authenticated connection. A connection still in its set-up when the last message was done
+    # is left as it is (nothing drives a blocking pool between calls): at most that one more.
+    is($s->{AUTH_FAILURES}, 0, 'no AUTH failed');
+    cmp_ok($s->{AUTH_SUCCESSES}, '>=', $s->{CONNECTIONS} - 1, "connections authenticated ($s->{AUTH_SUCCESSES} of $s->{CONNECTIONS})");
 };
 
 subtest 'bad arguments croak' => sub {

@@ -106,8 +106,7 @@ public:
                 throw py::type_error("a message is bytes, an ASCII str, a tuple of them or a read(n) callable");
             read = source.ptr();
         }
-        lmtp::BatchMessage m = batch_message(from, rcpts, read ? nullptr : &whole, read, params_or_none(params), how,
-                                             client_.supports("SIZE"));
+        lmtp::BatchMessage m = batch_message(from, rcpts, read ? nullptr : &whole, read, params_or_none(params), how);
         m.canonical = canonical;
         const std::uint64_t token = engine().submit(std::move(m));
         kept_.emplace(token, std::move(source));  // the bytes it reads in place, or its reader

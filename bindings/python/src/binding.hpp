@@ -70,10 +70,9 @@ const Params& params_or_none(const Params* params);
 lmtp::Transfer to_transfer(const std::string& transfer);
 
 // One message of a batch: `whole` (read in place) when it is in memory,
-// else `read`. `sized`: SIZE= its canonical length when the parameters give
-// none (the server offers SIZE).
+// else `read`. The core declares SIZE for a message in memory.
 lmtp::BatchMessage batch_message(const std::string& from, const std::vector<std::string>& rcpts, const Pieces* whole,
-                                 PyObject* read, const Params& params, lmtp::Transfer transfer, bool sized);
+                                 PyObject* read, const Params& params, lmtp::Transfer transfer);
 
 // Everything lmtp.Result holds, in one tuple per recipient: (address, stage,
 // code, enhanced, text, message, rcpt_code, outcome).

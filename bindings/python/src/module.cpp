@@ -119,6 +119,8 @@ lmtp::ClientOptions client_options(const std::string& hello, double timeout, std
     o.local_port = static_cast<std::uint16_t>(local_port);
     if (max_reply_line) o.limits.reply.max_reply_line = max_reply_line;
     if (max_reply_size) o.limits.reply.max_reply_size = max_reply_size;
+    // A message over the server's SIZE is refused before it is sent, as lmtp always did.
+    o.refuse_over_size = true;
     return o;
 }
 
@@ -144,7 +146,7 @@ lmtp::BodySource python_reader(PyObject* read) {
 }
 
 lmtp::BatchMessage batch_message(const std::string& from, const std::vector<std::string>& rcpts, const Pieces* whole,
-                                 PyObject* read, const Params& params, lmtp::Transfer transfer, bool sized) {
+                                 PyObject* read, const Params& params, lmtp::Transfer transfer) {
     lmtp::BatchMessage m;
     m.from = from;
     m.recipients = rcpts;
@@ -155,7 +157,12 @@ lmtp::BatchMessage batch_message(const std::string& from, const std::vector<std:
     if (whole) {
         m.source = whole->source();
         m.size_hint = whole->size;
-        if (sized && !params.mail.size) m.mail_params.size = whole->canonical_length();
+        // The core declares SIZE from it when the server offers SIZE (and refuses a message
+        // over the server's limit before sending it: ClientOptions::refuse_over_size).
+        if (whole->views.size() == 1)
+            m.bytes = whole->views[0];
+        else
+            m.canonical_size = whole->canonical_length();
     } else {
         m.source = python_reader(read);
     }
@@ -307,26 +314,24 @@ public:
 
     // The whole transaction; `source` is bytes or an ASCII str (sent from its
     // own buffer, no copy) or a callable read(n) -> bytes (b"" at the end),
-    // called with the GIL. `declare_size`: SIZE= the message's size on the
-    // wire when the server offers SIZE, the message is in memory and the
-    // parameters give none. Returns each recipient's result_fields.
+    // called with the GIL. `declare_size`: a message in memory is handed to
+    // the core as such, which declares SIZE= its size on the wire when the
+    // server offers SIZE and the parameters give none. Returns each
+    // recipient's result_fields.
     py::list deliver(const std::string& from, const std::vector<std::string>& rcpts, py::object source,
                      const Params& params, bool declare_size, lmtp::Transfer transfer, bool canonical) {
         Use use(*this);
         std::optional<py::error_already_set> raised;
-        lmtp::BodySource read;
-        const lmtp::MailParams* mp = &params.mail;
-        lmtp::MailParams sized;
         Pieces whole;  // `source` keeps them alive
-        if (whole.take(source)) {
-            if (declare_size && !mp->size && client_.supports("SIZE")) {
-                sized = *mp;
-                sized.size = whole.canonical_length();
-                mp = &sized;
-            }
-            read = whole.source();
-        } else {
-            read = [&](char* buf, std::size_t cap) -> std::size_t {
+        const bool in_memory = whole.take(source);
+        lmtp::BatchMessage m = batch_message(from, rcpts, in_memory ? &whole : nullptr, nullptr, params, transfer);
+        m.canonical = canonical;
+        if (!declare_size) {
+            m.bytes.reset();
+            m.canonical_size.reset();
+        }
+        if (!in_memory) {
+            m.source = [&](char* buf, std::size_t cap) -> std::size_t {
                 py::gil_scoped_acquire gil;
                 try {
                     py::object chunk = source(cap);
@@ -352,7 +357,7 @@ public:
         }
         try {
             py::gil_scoped_release nogil;
-            client_.deliver(from, rcpts, read, *mp, params.rcpt, params.force, transfer, canonical, whole.size);
+            client_.deliver(std::move(m));
         } catch (const lmtp::Error&) {
             if (raised) throw std::move(*raised);  // the caller's own exception, as it was raised
             throw;
@@ -382,11 +387,10 @@ public:
             const py::object& src = std::get<2>(messages[i]);
             if (!bytes[i].take(src)) readers[i] = src.ptr();
         }
-        const bool sized = client_.supports("SIZE");
         lmtp::BatchSource next = [&](std::size_t i) {
             const auto& [from, rcpts, src] = messages[i];
             (void)src;
-            return batch_message(from, rcpts, readers[i] ? nullptr : &bytes[i], readers[i], params, transfer, sized);
+            return batch_message(from, rcpts, readers[i] ? nullptr : &bytes[i], readers[i], params, transfer);
         };
         lmtp::BatchDone report = [&](std::size_t, const lmtp::Transaction& t, lmtp::Status st, const std::string& why) {
             done.push_back({st, why, t.recipients});

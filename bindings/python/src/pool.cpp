@@ -111,7 +111,7 @@ public:
                 (void)src;
                 try {
                     lmtp::BatchMessage m = batch_message(from, rcpts, readers[i] ? nullptr : &whole[i], readers[i],
-                                                         params, transfer, false);
+                                                         params, transfer);
                     if (!readers[i]) {
                         m.source = nullptr;  // the core reads `bytes` and declares their SIZE
                         m.bytes = whole[i].views.size() == 1 ? whole[i].views[0] : std::string_view(joined[i]);

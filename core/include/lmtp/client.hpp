@@ -157,6 +157,10 @@ public:
                                Transfer transfer = Transfer::automatic, bool canonical = false,
                                std::size_t size_hint = 0);
 
+    // The same for a message described whole (engine.hpp's BatchMessage: a
+    // message in memory given in pieces can carry its canonical_size).
+    const Transaction& deliver(BatchMessage message) { return deliver_one(std::move(message)); }
+
     // --- many messages, pipelined back to back -------------------------------------
     // Delivers messages 0..count-1 over this connection, each with its own
     // results. With PIPELINING each message's MAIL follows the end of the one

@@ -99,6 +99,10 @@ struct ClientOptions {
     // Never read the first final reply as one line per recipient (the
     // servers that answer so: session.hpp). Off: such servers are recognised.
     bool strict_replies = false;
+    // A message in memory over the server's SIZE limit: refused before anything of it is sent
+    // (Status::too_big), instead of going undeclared so that the server refuses it per
+    // recipient. The faces that always refused such a message (Python) set it.
+    bool refuse_over_size = false;
     TraceFn trace;
 };
 
@@ -121,6 +125,10 @@ struct BatchMessage {
     // its SIZE is declared from its canonical length when the server offers
     // SIZE and the caller gave none.
     std::optional<std::string_view> bytes;
+    // Its canonical length (CRLF line ends) when the caller counted it, for a
+    // message in memory given by `source` (in pieces): declared as SIZE as for
+    // `bytes`. The core decides whether and what to declare, never the caller.
+    std::optional<std::uint64_t> canonical_size;
     MailParams mail_params;
     RcptParams rcpt_params;
     bool force = false;
