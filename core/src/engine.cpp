@@ -776,9 +776,17 @@ void Engine::start_next() {
     // always given); with ClientOptions::refuse_over_size it is declared and so refused here,
     // before anything of it is sent (Status::too_big, as for a SIZE the caller declared).
     if ((m.bytes || m.canonical_size) && !m.mail_params.size && session_.capabilities().offered().size) {
-        const std::uint64_t size = m.canonical_size ? *m.canonical_size
-                                   : m.canonical    ? m.bytes->size()
-                                                    : canonical_length(*m.bytes);
+        std::uint64_t size = 0;
+        if (m.canonical_size) {
+            size = *m.canonical_size;
+        } else if (m.canonical) {
+            size = m.bytes->size();
+        } else {
+            size = canonical_length(*m.bytes);
+            // Not one octet added: every line already ends with CRLF, the last one too. By BDAT
+            // the bytes then go as they are, without the encoder scanning them a second time.
+            if (size == m.bytes->size()) m.canonical = true;
+        }
         const std::uint64_t limit = session_.capabilities().size_limit();
         if (opt_.refuse_over_size || !limit || size <= limit) m.mail_params.size = size;
     }
