@@ -188,7 +188,27 @@ std::optional<PoolPlanner::ConnId> PoolPlanner::next_quit(Deadline now) {
     return std::nullopt;
 }
 
+bool PoolPlanner::due(Deadline now) const {
+    std::size_t idle = 0, connecting = 0;
+    for (const auto& [id, c] : conns_) {
+        if (c.state == ConnState::connecting) ++connecting;
+        if (c.state != ConnState::idle) continue;
+        ++idle;
+        const bool idle_over = opt_.idle_timeout.count() > 0 && now - c.idle_since >= opt_.idle_timeout;
+        if (idle_over || reuse_over(c, now)) return true;  // next_quit
+    }
+    const std::size_t eligible = eligible_count(now);
+    if (eligible > 0 && idle > 0) return true;  // next_send
+    if (servers_.empty() || conns_.size() >= opt_.connections) return false;
+    if (!proven_ && connecting > 0) return false;
+    if (eligible <= idle + connecting) return false;
+    for (const Server& s : servers_)
+        if (s.skip_until <= now) return true;  // next_open
+    return false;
+}
+
 std::optional<Deadline> PoolPlanner::wake(Deadline now) const {
+    if (due(now)) return now;
     std::optional<Deadline> w;
     auto consider = [&](Deadline t) {
         if (t > now && (!w || t < *w)) w = t;

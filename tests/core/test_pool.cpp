@@ -467,3 +467,25 @@ TEST(PoolPlanner, AWithdrawnMessageIsForgottenWithoutAReport) {
     EXPECT_FALSE(f.p.withdraw(2, t0)) << "reported already";
     EXPECT_FALSE(f.p.withdraw(7, t0));
 }
+
+// A retry whose time came while the driver was busy elsewhere (no decision taken since): wake()
+// says now, so that the driver does not sleep until the next connection deadline (an idle
+// timeout, seconds away) with the message due.
+TEST(PoolPlanner, ADecisionAlreadyDueWakesAtOnce) {
+    PoolOptions o = options();
+    o.idle_timeout = 10000ms;
+    Fixture f(o);
+    f.p.add({"a@x"}, true, t0);
+    auto c = f.connect();
+    ASSERT_TRUE(f.p.next_send(t0));
+    f.p.finished(c, attempt({"a@x"}, {451}), t0);
+    ASSERT_TRUE(f.p.wake(t0));
+    EXPECT_EQ(*f.p.wake(t0), t0 + 100ms) << "the retry, not the idle timeout";
+    const Deadline late = t0 + 150ms;  // past the retry, nothing decided yet
+    ASSERT_TRUE(f.p.wake(late));
+    EXPECT_EQ(*f.p.wake(late), late);
+    ASSERT_TRUE(f.p.next_send(late)) << "and the decision is indeed there to take";
+    // Nothing due any more: the wake is in the future again (no spin at `now`).
+    auto w = f.p.wake(late);
+    EXPECT_TRUE(!w || *w > late);
+}

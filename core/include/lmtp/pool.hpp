@@ -129,6 +129,8 @@ public:
     std::optional<ConnId> next_quit(Deadline now);
     // When a decision may change with the time alone (a retry due, a back-off over,
     // an idle connection to close); none when only an event can change one.
+    // `now` itself when a decision is already due (a retry whose time came while the
+    // driver was busy elsewhere): the driver must not sleep past it.
     std::optional<Deadline> wake(Deadline now) const;
 
     // --- events ---------------------------------------------------------------------
@@ -197,6 +199,8 @@ private:
     };
 
     bool waiting(const Message& m, Deadline now) const;
+    // next_quit, next_send or next_open would give something now.
+    bool due(Deadline now) const;
     bool mailbox_free(const std::string& key) const;
     std::vector<std::size_t> sendable(const Message& m) const;
     std::size_t eligible_count(Deadline now) const;
