@@ -25,7 +25,7 @@ my @groups = (
     ['bundled liblmtp: the C API', "$root/capi/lmtp.cpp", "$root/capi/include/lmtp.h"],
     ['bundled test servers (make test builds t/bin/)',
      map { "$root/tests/support/$_" }
-         qw(fake_lmtp.h fake_server.hpp fake_server.cpp fake_certs.cpp fake_main.cpp make_test_certs.cpp nsm-lmtp.pl)],
+         qw(fake_lmtp.h fake_server.hpp fake_server.cpp fake_script.cpp fake_certs.cpp fake_main.cpp make_test_certs.cpp nsm-lmtp.pl)],
 );
 
 my %add;
