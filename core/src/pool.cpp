@@ -120,7 +120,8 @@ std::size_t PoolPlanner::busy_count() const {
     return n;
 }
 
-std::optional<PoolPlanner::Open> PoolPlanner::next_open(Deadline now) {
+// The server next_open would connect to now, if it would.
+std::optional<std::size_t> PoolPlanner::server_to_open(Deadline now) const {
     if (servers_.empty() || conns_.size() >= opt_.connections) return std::nullopt;
     std::size_t idle = 0, connecting = 0;
     for (const auto& [id, c] : conns_) {
@@ -130,16 +131,20 @@ std::optional<PoolPlanner::Open> PoolPlanner::next_open(Deadline now) {
     // Until a connection proved the servers answer, one connect at a time.
     if (!proven_ && connecting > 0) return std::nullopt;
     if (eligible_count(now) <= idle + connecting) return std::nullopt;
-    for (std::size_t s = 0; s < servers_.size(); ++s) {
-        if (servers_[s].skip_until > now) continue;
-        Conn c;
-        c.server = s;
-        c.epoch = epoch_;
-        ConnId id = next_conn_++;
-        conns_.emplace(id, c);
-        return Open{id, s};
-    }
+    for (std::size_t s = 0; s < servers_.size(); ++s)
+        if (servers_[s].skip_until <= now) return s;
     return std::nullopt;
+}
+
+std::optional<PoolPlanner::Open> PoolPlanner::next_open(Deadline now) {
+    const std::optional<std::size_t> s = server_to_open(now);
+    if (!s) return std::nullopt;
+    Conn c;
+    c.server = *s;
+    c.epoch = epoch_;
+    ConnId id = next_conn_++;
+    conns_.emplace(id, c);
+    return Open{id, *s};
 }
 
 std::optional<PoolPlanner::Send> PoolPlanner::next_send(Deadline now) {
@@ -176,11 +181,16 @@ bool PoolPlanner::reuse_over(const Conn& c, Deadline now) const {
     return false;
 }
 
+// An idle connection next_quit ends: idle too long, or its reuse limits reached.
+bool PoolPlanner::retiring(const Conn& c, Deadline now) const {
+    if (c.state != ConnState::idle) return false;
+    const bool idle_over = opt_.idle_timeout.count() > 0 && now - c.idle_since >= opt_.idle_timeout;
+    return idle_over || reuse_over(c, now);
+}
+
 std::optional<PoolPlanner::ConnId> PoolPlanner::next_quit(Deadline now) {
     for (auto& [cid, c] : conns_) {
-        if (c.state != ConnState::idle) continue;
-        const bool idle_over = opt_.idle_timeout.count() > 0 && now - c.idle_since >= opt_.idle_timeout;
-        if (idle_over || reuse_over(c, now)) {
+        if (retiring(c, now)) {
             c.state = ConnState::quitting;
             return cid;
         }
@@ -189,22 +199,13 @@ std::optional<PoolPlanner::ConnId> PoolPlanner::next_quit(Deadline now) {
 }
 
 bool PoolPlanner::due(Deadline now) const {
-    std::size_t idle = 0, connecting = 0;
+    bool idle = false;
     for (const auto& [id, c] : conns_) {
-        if (c.state == ConnState::connecting) ++connecting;
-        if (c.state != ConnState::idle) continue;
-        ++idle;
-        const bool idle_over = opt_.idle_timeout.count() > 0 && now - c.idle_since >= opt_.idle_timeout;
-        if (idle_over || reuse_over(c, now)) return true;  // next_quit
+        if (retiring(c, now)) return true;  // next_quit
+        idle = idle || c.state == ConnState::idle;
     }
-    const std::size_t eligible = eligible_count(now);
-    if (eligible > 0 && idle > 0) return true;  // next_send
-    if (servers_.empty() || conns_.size() >= opt_.connections) return false;
-    if (!proven_ && connecting > 0) return false;
-    if (eligible <= idle + connecting) return false;
-    for (const Server& s : servers_)
-        if (s.skip_until <= now) return true;  // next_open
-    return false;
+    if (idle && eligible_count(now) > 0) return true;  // next_send (no idle connection is retiring)
+    return server_to_open(now).has_value();             // next_open
 }
 
 std::optional<Deadline> PoolPlanner::wake(Deadline now) const {

@@ -201,6 +201,8 @@ private:
     bool waiting(const Message& m, Deadline now) const;
     // next_quit, next_send or next_open would give something now.
     bool due(Deadline now) const;
+    std::optional<std::size_t> server_to_open(Deadline now) const;
+    bool retiring(const Conn& c, Deadline now) const;
     bool mailbox_free(const std::string& key) const;
     std::vector<std::size_t> sendable(const Message& m) const;
     std::size_t eligible_count(Deadline now) const;
