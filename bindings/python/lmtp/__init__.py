@@ -975,7 +975,7 @@ class LMTP:
         try:
             self._check_encoding(sender, rcpts, params)
             # SIZE (when offered and not given) is the message's size with CRLF line ends, as on the wire.
-            fields = client.deliver(sender, rcpts, source, params, True, transfer, canonical)
+            fields = client.deliver(sender, rcpts, source, params, transfer, canonical)
         except _lmtp.Error as err:
             self.last_results = _results(client.results, err.args[1] if err.args[0] in _BROKEN else None)
             exc = _error(err, from_addr)

@@ -314,22 +314,17 @@ public:
 
     // The whole transaction; `source` is bytes or an ASCII str (sent from its
     // own buffer, no copy) or a callable read(n) -> bytes (b"" at the end),
-    // called with the GIL. `declare_size`: a message in memory is handed to
-    // the core as such, which declares SIZE= its size on the wire when the
-    // server offers SIZE and the parameters give none. Returns each
-    // recipient's result_fields.
+    // called with the GIL. A message in memory is handed to the core as such,
+    // which declares SIZE= its size on the wire when the server offers SIZE and
+    // the parameters give none. Returns each recipient's result_fields.
     py::list deliver(const std::string& from, const std::vector<std::string>& rcpts, py::object source,
-                     const Params& params, bool declare_size, lmtp::Transfer transfer, bool canonical) {
+                     const Params& params, lmtp::Transfer transfer, bool canonical) {
         Use use(*this);
         std::optional<py::error_already_set> raised;
         Pieces whole;  // `source` keeps them alive
         const bool in_memory = whole.take(source);
         lmtp::BatchMessage m = batch_message(from, rcpts, in_memory ? &whole : nullptr, nullptr, params, transfer);
         m.canonical = canonical;
-        if (!declare_size) {
-            m.bytes.reset();
-            m.canonical_size.reset();
-        }
         if (!in_memory) {
             m.source = [&](char* buf, std::size_t cap) -> std::size_t {
                 py::gil_scoped_acquire gil;
@@ -585,12 +580,11 @@ PYBIND11_MODULE(_lmtp, m) {
         .def(
             "deliver",
             [](PyClient& c, const std::string& from, const std::vector<std::string>& rcpts, py::object source,
-               const Params* params, bool declare_size, const std::string& transfer, bool canonical) {
-                return c.deliver(from, rcpts, source, params_or_none(params), declare_size, to_transfer(transfer),
-                                 canonical);
+               const Params* params, const std::string& transfer, bool canonical) {
+                return c.deliver(from, rcpts, source, params_or_none(params), to_transfer(transfer), canonical);
             },
-            "sender"_a, "recipients"_a, "source"_a, "params"_a = py::none(), "declare_size"_a = false,
-            "transfer"_a = "auto", "canonical"_a = false)
+            "sender"_a, "recipients"_a, "source"_a, "params"_a = py::none(), "transfer"_a = "auto",
+            "canonical"_a = false)
         .def(
             "deliver_many",
             [](PyClient& c, const std::vector<std::tuple<std::string, std::vector<std::string>, py::object>>& messages,
