@@ -17,17 +17,9 @@ import subprocess
 import sys
 import tempfile
 
+from nonblocking import start_sink
+
 SCENARIOS = [("a", 2000, 1, 0), ("b", 200, 20, 0), ("d", 2000, 1, 200)]
-
-
-def start_sink(sink, rtt_us):
-    p = subprocess.Popen([sink, "--exit-on-eof", "--rtt-us", str(rtt_us)], stdin=subprocess.PIPE,
-                         stdout=subprocess.PIPE, text=True)
-    line = p.stdout.readline()
-    if not line.startswith("PORT "):
-        p.kill()
-        sys.exit("the sink did not start: %r" % line)
-    return p, int(line.split()[1])
 
 
 def run_client(argv):

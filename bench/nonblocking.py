@@ -25,13 +25,19 @@ def start_sink(sink, delay_us):
     return p, int(line.split()[1])
 
 
-def run(bench, port, n, k, mode, body):
-    out = subprocess.run([bench, "127.0.0.1", str(port), str(n), str(k), mode, body],
-                         capture_output=True, text=True, timeout=600)
+def result_seconds(argv, n, what):
+    """Runs a bench client (bench-nb, bench-pool) that prints "RESULT ok=N ... seconds=S": its
+    seconds, or the script ends saying `what` failed when not all n messages were delivered."""
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=600)
     fields = dict(f.split("=") for f in out.stdout.split()[1:]) if out.stdout.startswith("RESULT") else {}
     if out.returncode != 0 or int(fields.get("ok", -1)) != n:
-        sys.exit("bench-nb %s K=%d failed: %s %s" % (mode, k, out.stdout, out.stderr))
+        sys.exit("%s failed: %s %s" % (what, out.stdout, out.stderr))
     return float(fields["seconds"])
+
+
+def run(bench, port, n, k, mode, body):
+    return result_seconds([bench, "127.0.0.1", str(port), str(n), str(k), mode, body], n,
+                          "bench-nb %s K=%d" % (mode, k))
 
 
 def main():

@@ -11,19 +11,13 @@ import os
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 
-from nonblocking import start_sink
+from nonblocking import result_seconds, start_sink
 
 
 def run(bench, port, n, k, body):
-    out = subprocess.run([bench, "127.0.0.1", str(port), str(n), str(k), body],
-                         capture_output=True, text=True, timeout=600)
-    fields = dict(f.split("=") for f in out.stdout.split()[1:]) if out.stdout.startswith("RESULT") else {}
-    if out.returncode != 0 or int(fields.get("ok", -1)) != n:
-        sys.exit("bench-pool K=%d failed: %s %s" % (k, out.stdout, out.stderr))
-    return float(fields["seconds"])
+    return result_seconds([bench, "127.0.0.1", str(port), str(n), str(k), body], n, "bench-pool K=%d" % k)
 
 
 def main():

@@ -13,8 +13,9 @@ import resource
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
+
+from nonblocking import result_seconds
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DOVECOT = os.path.join(HERE, "..", "tests", "support", "dovecot.sh")
@@ -44,13 +45,10 @@ def client_cpu():
 
 def run(bench, port, n, k, body, users, pgid):
     c0, s0 = client_cpu(), group_cpu(pgid)
-    out = subprocess.run([bench, "127.0.0.1", str(port), str(n), str(k), body, "user", str(users)],
-                         capture_output=True, text=True, timeout=600)
+    seconds = result_seconds([bench, "127.0.0.1", str(port), str(n), str(k), body, "user", str(users)], n,
+                             "bench-pool K=%d" % k)
     c1, s1 = client_cpu(), group_cpu(pgid)
-    fields = dict(f.split("=") for f in out.stdout.split()[1:]) if out.stdout.startswith("RESULT") else {}
-    if out.returncode != 0 or int(fields.get("ok", -1)) != n:
-        sys.exit("bench-pool K=%d failed: %s %s" % (k, out.stdout, out.stderr))
-    return float(fields["seconds"]), c1 - c0, s1 - s0
+    return seconds, c1 - c0, s1 - s0
 
 
 def main():
