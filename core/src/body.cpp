@@ -190,14 +190,19 @@ void CanonicalLength::add(std::string_view piece) noexcept {
             --n;
         }
     }
-    detail::ScanCursor cur(p, end, false, line_start_);
-    for_each_changed_block(cur, [&](const detail::BlockChanges& b) { n += detail::bit_count(b.cr | b.lf); });
-    if (cur.cr_before) {
+    if (p == end) {
+        n_ += n;
+        return;
+    }
+    if (*p == '\n') n += 1;  // an LF first: the byte before it (if any) was no CR
+    n += detail::count_bare(p, end);
+    const char last = end[-1];
+    if (last == '\r') {  // its LF is added at once; an LF starting the next piece is that one
         n += 1;
         after_cr_ = true;
         line_start_ = true;
     } else {
-        line_start_ = cur.line_start;
+        line_start_ = last == '\n';
     }
     n_ += n;
 }

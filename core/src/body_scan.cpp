@@ -179,4 +179,58 @@ std::size_t scan(ScanCursor& cursor, BlockChanges* out, std::size_t max) noexcep
     return found;
 }
 
+std::uint64_t count_bare_scalar(const char* begin, const char* end) noexcept {
+    std::uint64_t n = 0;
+    for (const char* p = begin; p + 1 < end; ++p) {
+        if (p[0] == '\r' && p[1] != '\n') ++n;  // a bare CR at p
+        if (p[0] != '\r' && p[1] == '\n') ++n;  // a bare LF at p + 1
+    }
+    return n;
+}
+
+std::uint64_t count_bare(const char* begin, const char* end) noexcept {
+    if (end - begin < 2) return 0;
+    // The pairs (p[i], p[i + 1]) for i in [0, pairs): each counts when exactly one of
+    // "p[i] is CR" and "p[i + 1] is LF" holds.
+    const std::size_t pairs = static_cast<std::size_t>(end - begin) - 1;
+    std::size_t i = 0;
+    std::uint64_t n = 0;
+#if defined(__SSE2__)
+    const __m128i cr = _mm_set1_epi8('\r');
+    const __m128i lf = _mm_set1_epi8('\n');
+    // One pair's answer: 0xff where it counts.
+    const auto bare = [&](std::size_t at) {
+        const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(begin + at));
+        const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(begin + at + 1));
+        return _mm_xor_si128(_mm_cmpeq_epi8(a, cr), _mm_cmpeq_epi8(b, lf));
+    };
+    while (pairs - i >= 16) {
+        // Two sets of byte counters (0 - matches), 255 loads between them at most (so
+        // that no counter passes 255), then summed. 64 pairs a round.
+        const std::size_t loads = std::min<std::size_t>((pairs - i) / 16, 255);
+        __m128i acc = _mm_setzero_si128();
+        __m128i acc2 = _mm_setzero_si128();
+        std::size_t r = 0;
+        for (; r + 4 <= loads; r += 4, i += 64) {
+            acc = _mm_sub_epi8(acc, bare(i));
+            acc2 = _mm_sub_epi8(acc2, bare(i + 16));
+            acc = _mm_sub_epi8(acc, bare(i + 32));
+            acc2 = _mm_sub_epi8(acc2, bare(i + 48));
+        }
+        for (; r < loads; ++r, i += 16) acc = _mm_sub_epi8(acc, bare(i));
+        const __m128i zero = _mm_setzero_si128();
+        const __m128i sums = _mm_add_epi64(_mm_sad_epu8(acc, zero), _mm_sad_epu8(acc2, zero));
+        n += static_cast<std::uint64_t>(_mm_cvtsi128_si32(sums)) +
+             static_cast<std::uint64_t>(_mm_cvtsi128_si32(_mm_unpackhi_epi64(sums, sums)));
+    }
+    if (i < pairs && pairs >= 16) {
+        // The last pairs: the 16 that end the input, less those already counted.
+        const unsigned last = static_cast<unsigned>(_mm_movemask_epi8(bare(pairs - 16)));
+        n += bit_count(last >> (16 - (pairs - i)));
+        i = pairs;
+    }
+#endif
+    return n + count_bare_scalar(begin + i, end);
+}
+
 }  // namespace lmtp::detail

@@ -55,6 +55,16 @@ struct ScanCursor {
 std::size_t scan(ScanCursor& cur, BlockChanges* out, std::size_t max) noexcept;
 std::size_t scan_scalar(ScanCursor& cur, BlockChanges* out, std::size_t max) noexcept;
 
+// The bytes a canonical form adds inside [begin, end): one for each LF that
+// is not the second byte of a CRLF, and one for each CR followed by a byte
+// other than LF. The byte before `begin` and the one after `end` are not
+// known: an LF at `begin` and a CR that ends the input are the caller's to
+// settle. count_bare() goes 16 bytes at a time where SSE2 is there (a pair
+// (CR at i, LF at i + 1) disagreeing is exactly one such byte);
+// count_bare_scalar() is its definition, a byte at a time.
+std::uint64_t count_bare(const char* begin, const char* end) noexcept;
+std::uint64_t count_bare_scalar(const char* begin, const char* end) noexcept;
+
 // Set bits (without a libgcc call when the target has no POPCNT).
 inline unsigned bit_count(std::uint64_t x) noexcept {
     x = x - ((x >> 1) & 0x5555555555555555u);

@@ -471,18 +471,17 @@ const Reply& Client::response() {
 
 namespace {
 
-BatchMessage message_of(std::string_view from, const std::vector<std::string>& recipients,
-                        const MailParams& mail_params, const RcptParams& rcpt_params, bool force, Transfer transfer,
-                        bool canonical) {
-    BatchMessage m;
-    m.from = std::string(from);
+// A message's description, filled where it waits in the engine's queue.
+void describe(BatchMessage& m, std::string_view from, const std::vector<std::string>& recipients,
+              const MailParams& mail_params, const RcptParams& rcpt_params, bool force, Transfer transfer,
+              bool canonical) {
+    m.from.assign(from.data(), from.size());
     m.recipients = recipients;
     m.mail_params = mail_params;
     m.rcpt_params = rcpt_params;
     m.force = force;
     m.transfer = transfer;
     m.canonical = canonical;
-    return m;
 }
 
 }  // namespace
@@ -490,39 +489,57 @@ BatchMessage message_of(std::string_view from, const std::vector<std::string>& r
 const Transaction& Client::deliver(std::string_view from, const std::vector<std::string>& recipients,
                                    std::string_view message, const MailParams& mail_params,
                                    const RcptParams& rcpt_params, bool force, Transfer transfer, bool canonical) {
-    BatchMessage m = message_of(from, recipients, mail_params, rcpt_params, force, transfer, canonical);
+    begin_one(recipients);
+    BatchMessage& m = engine_.submit_single();
+    describe(m, from, recipients, mail_params, rcpt_params, force, transfer, canonical);
     m.bytes = message;
     m.size_hint = message.size();
-    return deliver_one(std::move(m));
+    return finish_one();
 }
 
 const Transaction& Client::deliver(std::string_view from, const std::vector<std::string>& recipients,
                                    const BodySource& source, const MailParams& mail_params,
                                    const RcptParams& rcpt_params, bool force, Transfer transfer, bool canonical,
                                    std::size_t size_hint) {
-    BatchMessage m = message_of(from, recipients, mail_params, rcpt_params, force, transfer, canonical);
+    begin_one(recipients);
+    BatchMessage& m = engine_.submit_single();
+    describe(m, from, recipients, mail_params, rcpt_params, force, transfer, canonical);
     m.source = source;
     m.size_hint = size_hint;
-    return deliver_one(std::move(m));
+    return finish_one();
 }
 
-// One message as a transaction of its own, its results in transaction().
-const Transaction& Client::deliver_one(BatchMessage m) {
+const Transaction& Client::deliver(BatchMessage message) {
+    begin_one(message.recipients);
+    engine_.submit(std::move(message), true);
+    return finish_one();
+}
+
+// One message as a transaction of its own, its results in transaction(): the
+// connection checked (none: the results are this call's, all unknown) ...
+void Client::begin_one(const std::vector<std::string>& recipients) {
     try {
         begin_command();
     } catch (const Error& e) {
-        // No connection to deliver over: the results are this call's, all unknown.
         if (e.status() == Status::not_connected || e.status() == Status::closed || e.status() == Status::io ||
             e.status() == Status::timeout || e.status() == Status::protocol)
-            session_.abandon_delivery(m.recipients);
+            session_.abandon_delivery(recipients);
         throw;
     }
     engine_.forget_delivered();
-    engine_.submit(std::move(m), true);
+}
+
+// ... then, once it is submitted, driven to its verdicts.
+const Transaction& Client::finish_one() {
     drive([&] { return engine_.has_delivered(); });
     if (!engine_.has_delivered()) throw Error(Status::internal, "the delivery stopped before its end");
-    Delivered d = engine_.take_delivered();
-    if (d.status != Status::ok && engine_.is_open()) throw Error(d.status, d.why);  // refused before sending
+    Delivered& d = engine_.next_delivered();
+    if (d.status != Status::ok && engine_.is_open()) {  // refused before sending
+        Error refused(d.status, std::move(d.why));
+        engine_.drop_delivered();
+        throw refused;
+    }
+    engine_.drop_delivered();
     run();  // what the session still settles after the verdicts (the NOOP after a BDAT LAST nobody took)
     const Transaction& t = session_.transaction();
     if (!t.finished) {

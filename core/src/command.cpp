@@ -1,6 +1,8 @@
 #include "lmtp/command.hpp"
 
 #include <algorithm>
+#include <charconv>
+#include <cstring>
 #include <limits>
 
 #include "lmtp/capabilities.hpp"
@@ -31,14 +33,19 @@ bool alnum(char c) {
 // No CR, LF, NUL or other control character may reach a command line.
 void check_chars(std::string_view s, const char* what) {
     for (unsigned char c : s) {
+        if (c >= 0x20 && c != 0x7f) continue;
         if (c == '\r') bad(std::string(what) + " contains a carriage return (CR)");
         if (c == '\n') bad(std::string(what) + " contains a line feed (LF)");
         if (c == '\0') bad(std::string(what) + " contains a NUL byte");
-        if (c < 0x20 || c == 0x7f) {
-            std::string hex = {kHex[c >> 4], kHex[c & 15]};
-            bad(std::string(what) + " contains the control character 0x" + hex);
-        }
+        std::string hex = {kHex[c >> 4], kHex[c & 15]};
+        bad(std::string(what) + " contains the control character 0x" + hex);
     }
+}
+
+// A number in decimal, without a temporary string.
+void append_number(std::string& out, std::uint64_t n) {
+    char digits[20];
+    out.append(digits, std::to_chars(digits, digits + sizeof digits, n).ptr);
 }
 
 void check_nonempty(std::string_view s, const char* what) {
@@ -365,11 +372,17 @@ std::string xtext_decode(std::string_view xtext) {
     return out;
 }
 
-std::string angle_path(std::string_view address, const char* what) {
+namespace {
+
+// Octets an address may hold without a closer look: printable ASCII but the
+// quote, the backslash and the angle brackets.
+constexpr bool plain_octet(unsigned char c) {
+    return c >= 0x20 && c < 0x7f && c != '"' && c != '\\' && c != '<' && c != '>';
+}
+
+// What an address that is not all plain octets must pass.
+void check_path(std::string_view address, std::string_view inner, const char* what) {
     check_chars(address, what);
-    std::string_view inner = address;
-    bool bracketed = address.size() >= 2 && address.front() == '<' && address.back() == '>';
-    if (bracketed) inner = address.substr(1, address.size() - 2);
     // '<' and '>' may appear only inside a quoted local part; anywhere else they
     // would end the path early and let text after it pass as parameters.
     bool quoted = false;
@@ -383,8 +396,31 @@ std::string angle_path(std::string_view address, const char* what) {
             bad(std::string(what) + " contains '" + c + "' outside a quoted string");
         }
     }
-    return "<" + std::string(inner) + ">";
 }
+
+}  // namespace
+
+std::string angle_path(std::string_view address, const char* what) {
+    std::string path;
+    append_angle_path(path, address, what);
+    return path;
+}
+
+std::size_t append_angle_path(std::string& out, std::string_view address, const char* what) {
+    std::string_view inner = address;
+    bool bracketed = address.size() >= 2 && address.front() == '<' && address.back() == '>';
+    if (bracketed) inner = address.substr(1, address.size() - 2);
+    if (!std::all_of(inner.begin(), inner.end(), [](char c) { return plain_octet(static_cast<unsigned char>(c)); }))
+        check_path(address, inner, what);
+    const std::size_t at = out.size();
+    out.resize(at + inner.size() + 2);
+    char* path = &out[at];
+    path[0] = '<';
+    if (!inner.empty()) std::memcpy(path + 1, inner.data(), inner.size());
+    path[inner.size() + 1] = '>';
+    return inner.size();
+}
+
 
 std::string command_verb(std::string_view line) {
     std::size_t end = line.find_first_of(" \r\n");
@@ -402,14 +438,17 @@ std::string lhlo(std::string_view domain, std::size_t max_line) {
 
 std::string mail(MailVerb verb, std::string_view from, const MailParams& p, std::size_t max_line) {
     static const char* const verbs[] = {"MAIL", "SEND", "SOML", "SAML"};
-    std::string line = verbs[static_cast<int>(verb)];
+    std::string line;
+    line.reserve(from.size() + 64);  // the path, SIZE and a BODY, CRLF: one allocation
+    line += verbs[static_cast<int>(verb)];
     line += " FROM:";
-    line += angle_path(from, "MAIL FROM address");
+    append_angle_path(line, from, "MAIL FROM address");
     // Net::SMTP's order (SIZE, RET, BODY, TRANSID, ENVID), so that logs
     // compare; SMTPUTF8 after BODY, the caller's extras last.
     std::size_t allowance = 0;
     if (p.size) {
-        line += " SIZE=" + std::to_string(*p.size);
+        line += " SIZE=";
+        append_number(line, *p.size);
         allowance += kSizeAllowance;
     }
     bool dsn = p.ret != Ret::none;
@@ -425,7 +464,10 @@ std::string mail(MailVerb verb, std::string_view from, const MailParams& p, std:
         line += " SMTPUTF8";
         allowance += kSmtputf8Allowance;
     }
-    if (!p.transid.empty()) line += " TRANSID=" + angle_path(p.transid, "TRANSID");
+    if (!p.transid.empty()) {
+        line += " TRANSID=";
+        append_angle_path(line, p.transid, "TRANSID");
+    }
     if (!p.envid.empty()) {
         check_chars(p.envid, "ENVID");
         std::string enc = xtext_encode(p.envid);
@@ -440,9 +482,11 @@ std::string mail(MailVerb verb, std::string_view from, const MailParams& p, std:
 }
 
 std::string rcpt(std::string_view to, const RcptParams& p, std::size_t max_line) {
-    std::string path = angle_path(to, "RCPT TO address");
-    if (path == "<>") throw Error(Status::invalid_argument, "RCPT TO address is empty");  // no null forward-path
-    std::string line = "RCPT TO:" + path;
+    std::string line;
+    line.reserve(to.size() + 32);  // the path and CRLF: one allocation
+    line += "RCPT TO:";
+    if (append_angle_path(line, to, "RCPT TO address") == 0)  // no null forward-path
+        throw Error(Status::invalid_argument, "RCPT TO address is empty");
     std::size_t allowance = 0;
     if (p.notify) {
         const unsigned all = notify_never | notify_success | notify_failure | notify_delay;
@@ -476,7 +520,10 @@ std::string data() {
     return "DATA\r\n";
 }
 std::string bdat(std::uint64_t size, bool last) {
-    return "BDAT " + std::to_string(size) + (last ? " LAST\r\n" : "\r\n");
+    std::string line = "BDAT ";
+    append_number(line, size);
+    line += last ? " LAST\r\n" : "\r\n";
+    return line;
 }
 std::string rset() {
     return "RSET\r\n";

@@ -686,15 +686,19 @@ void Engine::auth_reply(const Reply& reply) {
 
 // --- deliveries ---------------------------------------------------------------------------
 
-std::uint64_t Engine::submit(BatchMessage message, bool single) {
+std::uint64_t Engine::submit(BatchMessage&& message, bool single) {
     const std::uint64_t token = next_token_++;
-    waiting_.push_back({token, std::move(message), single, std::nullopt});
+    waiting_.emplace_back(token, std::move(message), single);
     return token;
+}
+
+BatchMessage& Engine::submit_single() {
+    return waiting_.emplace_back(next_token_++, BatchMessage{}, true).m;
 }
 
 std::uint64_t Engine::submit_refused(Status status, std::string why) {
     const std::uint64_t token = next_token_++;
-    waiting_.push_back({token, BatchMessage{}, false, Error(status, std::move(why))});
+    waiting_.emplace_back(token, BatchMessage{}, false).refused.emplace(status, std::move(why));
     return token;
 }
 
@@ -717,6 +721,10 @@ Delivered Engine::take_delivered() {
     Delivered d = std::move(delivered_.front());
     delivered_.pop_front();
     return d;
+}
+
+void Engine::drop_delivered() {
+    delivered_.pop_front();
 }
 
 bool Engine::deliveries_step(Deadline now) {
@@ -761,8 +769,18 @@ bool Engine::may_start() const {
 }
 
 void Engine::start_next() {
-    Pending p = std::move(waiting_.front());
-    waiting_.pop_front();
+    // The message is read where it waits, and leaves the queue when this returns (or
+    // before the connection fails, which reports what still waits).
+    struct Taken {
+        std::deque<Pending>& waiting;
+        bool held = true;
+        void release() {
+            if (held) waiting.pop_front();
+            held = false;
+        }
+        ~Taken() { release(); }
+    } taken{waiting_};
+    Pending& p = waiting_.front();
     BatchMessage& m = p.m;
     // Refused before anything of it was queued: reported in its turn, without results.
     auto refuse = [&](Status status, const std::string& why) {
@@ -822,6 +840,7 @@ void Engine::start_next() {
         if (!fill(a, n, why)) {
             if (p.single) {  // a single delivery's failing source closes the connection, as documented
                 session_.abandon_delivery(m.recipients);
+                taken.release();
                 fail(Status::aborted, why + "; the connection was closed and nothing was delivered");
             }
             return refuse(Status::aborted, why + "; nothing of the message was sent");
@@ -842,7 +861,7 @@ void Engine::start_next() {
         a.empty = true;
     }
     slots_.push_back({p.token, id, p.single, 0, Status::ok, {}});
-    active_ = std::move(a);
+    active_.emplace(std::move(a));
 }
 
 bool Engine::read_source(Active& a, char* buf, std::size_t cap, std::size_t& n, std::string& why) {
@@ -980,15 +999,20 @@ bool Engine::push_bdat(Active& a) {
 void Engine::report() {
     while (!slots_.empty()) {
         Slot& s = slots_.front();
-        Delivered d{s.token, {}, s.status, s.why, end_written(s)};
+        if (s.id && !session_.batch_has_finished()) break;
+        Delivered& d = delivered_.emplace_back();
+        d.token = s.token;
+        d.status = s.status;
+        d.why = std::move(s.why);
+        d.end_sent = end_written(s);
         if (s.id) {
-            if (!session_.batch_has_finished()) break;
-            Transaction t = session_.batch_take().second;
-            if (!s.single) d.txn = std::move(t);  // (a single one's stay in the session)
+            if (s.single)
+                session_.batch_skip();  // (a single one's results stay in the session)
+            else
+                d.txn = session_.batch_take().second;
             acked_ = std::max(acked_, s.end);
         }
         slots_.pop_front();
-        delivered_.push_back(std::move(d));
     }
 }
 

@@ -99,6 +99,7 @@ void Session::start() {
     batch_current_ = stamp_ = 0;
     batch_queued_.clear();
     batch_done_.clear();
+    one_done_ = 0;
     phase_ = Phase::greeting;
     expect_.push_back({Cmd::greeting, 0, {}});
 }
@@ -676,7 +677,11 @@ Session::Lines Session::check_delivery(std::string_view from, const std::vector<
     if (mail_params.body == BodyType::binary_mime && transfer == Transfer::data)
         throw Error(Status::invalid_argument, "BODY=BINARYMIME can only be sent with BDAT");
     lines.mail = cmd::mail(MailVerb::mail, from, mail_params, limits_.max_command_line);
-    check_advertised(required_extensions(mail_params), "MAIL", force);
+    // No lookup for what most messages carry, SIZE alone (the core's declaration) where it is offered.
+    const MailParams& m = mail_params;
+    const bool size_alone = m.body == BodyType::none && !m.smtputf8 && m.ret == Ret::none && m.envid.empty() &&
+                            m.transid.empty() && m.extra.empty();
+    if (!size_alone || (m.size && !caps_.offered().size)) check_advertised(required_extensions(m), "MAIL", force);
     check_size(mail_params);
     for (const auto& r : recipients) lines.rcpts.push_back(cmd::rcpt(r, rcpt_params, limits_.max_command_line));
     check_advertised(required_extensions(rcpt_params), "RCPT", force);
@@ -728,6 +733,7 @@ void Session::batch_begin(bool one) {
     batch_current_ = stamp_ = 0;
     batch_queued_.clear();
     batch_done_.clear();
+    one_done_ = 0;
 }
 
 std::uint64_t Session::batch_deliver(std::string_view from, const std::vector<std::string>& recipients,
@@ -740,23 +746,19 @@ std::uint64_t Session::batch_deliver(std::string_view from, const std::vector<st
     if (!pipelined && !expect_.empty())
         throw Error(Status::bad_sequence,
                     "deliver: without PIPELINING a transaction waits for every reply of the one before");
-    if (one_) txn_ = Transaction{};  // from here a refusal leaves no results: an earlier delivery's are not this one's
+    if (one_) clear_results(txn_);  // from here a refusal leaves no results: an earlier delivery's are not this one's
     Lines lines = check_delivery(from, recipients, mail_params, rcpt_params, force, transfer);
 
-    Queued q{batch_next_++, Transaction{}};
-    q.txn.recipients.reserve(recipients.size());
-    for (const auto& r : recipients) {
-        RecipientResult rr;
-        rr.address = r;
-        q.txn.recipients.push_back(std::move(rr));
-    }
-    stamp_ = q.id;
+    stamp_ = batch_next_++;
     if (!batch_current_ && batch_queued_.empty()) {
         // Nothing older is owed a reply: the transaction replies will fill.
-        txn_ = std::move(q.txn);
-        batch_current_ = q.id;
+        if (!one_) clear_results(txn_);
+        add_recipients(txn_, recipients);
+        batch_current_ = stamp_;
         mail_ok_ = false;
     } else {
+        Queued q{stamp_, Transaction{}};
+        add_recipients(q.txn, recipients);
         batch_queued_.push_back(std::move(q));
     }
     encoder_.reset();
@@ -790,6 +792,7 @@ void Session::batch_end() {
     batch_current_ = 0;
     batch_queued_.clear();
     batch_done_.clear();
+    one_done_ = 0;
     lockstep_ = Lockstep{};
 }
 
@@ -804,10 +807,23 @@ bool Session::batch_older_pending() const {
 }
 
 std::pair<std::uint64_t, Transaction> Session::batch_take() {
+    if (one_done_) return {batch_skip(), Transaction{}};
     if (batch_done_.empty()) throw Error(Status::bad_sequence, "batch_take: no finished transaction");
-    Queued q = std::move(batch_done_.front());
+    std::pair<std::uint64_t, Transaction> taken{batch_done_.front().id, std::move(batch_done_.front().txn)};
     batch_done_.pop_front();
-    return {q.id, std::move(q.txn)};
+    return taken;
+}
+
+std::uint64_t Session::batch_skip() {
+    const std::uint64_t id = one_done_;
+    if (id) {
+        one_done_ = 0;
+        return id;
+    }
+    if (batch_done_.empty()) throw Error(Status::bad_sequence, "batch_skip: no finished transaction");
+    const std::uint64_t front = batch_done_.front().id;
+    batch_done_.pop_front();
+    return front;
 }
 
 // The first reply of a later transaction: the one replies were filling has
@@ -836,8 +852,26 @@ void Session::retire_if_done() {
 
 // The transaction replies were filling joins the finished ones (a batch of one's results stay in txn_).
 void Session::hand_over() {
-    batch_done_.push_back({batch_current_, one_ ? Transaction{} : txn_});
+    if (one_)
+        one_done_ = batch_current_;
+    else
+        batch_done_.push_back({batch_current_, txn_});
     batch_current_ = 0;
+}
+
+// Empty results, keeping the room they had (the next delivery fills it again).
+void Session::clear_results(Transaction& t) {
+    t.mail_reply = Reply{};
+    t.data_reply = Reply{};
+    t.recipients.clear();
+    t.accepted.clear();
+    t.finals = 0;
+    t.finished = false;
+}
+
+void Session::add_recipients(Transaction& t, const std::vector<std::string>& recipients) {
+    t.recipients.resize(recipients.size());
+    for (std::size_t i = 0; i < recipients.size(); ++i) t.recipients[i].address = recipients[i];
 }
 
 // --- BDAT ------------------------------------------------------------------------------

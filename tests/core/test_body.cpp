@@ -738,6 +738,42 @@ TEST(BodyScan, SimdAgreesWithScalarAtEveryOffsetAndAlignment) {
     }
 }
 
+// The count of bare line ends (SIZE's canonical length): 16 bytes at a time
+// against a byte at a time, over every [from, to) of a buffer with CR and LF
+// where the loads meet, and over long runs (more than 255 loads of byte
+// counters, every byte bare or none).
+TEST(BodyScan, BareCountAgreesWithScalar) {
+    using lmtp::detail::count_bare;
+    using lmtp::detail::count_bare_scalar;
+    const char* marks[] = {"\r", "\n", "\r\n", "\n\r", "\r\r", "\n\n"};
+    for (const char* mark : marks) {
+        std::string in(80, 'x');
+        for (std::size_t at : {0u, 14u, 15u, 16u, 17u, 31u, 32u, 33u, 78u}) in.replace(at, std::strlen(mark), mark);
+        for (std::size_t from = 0; from <= in.size(); ++from)
+            for (std::size_t to = from; to <= in.size(); ++to)
+                ASSERT_EQ(count_bare(in.data() + from, in.data() + to), count_bare_scalar(in.data() + from, in.data() + to))
+                    << show(in.substr(from, to - from));
+    }
+    for (char fill : {'\n', '\r', 'x'}) {
+        const std::string all(16 * 300 + 7, fill);  // every byte bare (LF, CR) or none
+        EXPECT_EQ(count_bare(all.data(), all.data() + all.size()), fill == 'x' ? 0u : all.size() - 1);
+    }
+    std::string crlf;
+    for (int i = 0; i < 3000; ++i) crlf += "abc\r\n";
+    EXPECT_EQ(count_bare(crlf.data(), crlf.data() + crlf.size()), 0u);
+    crlf[5003] = 'x';  // a CR gone: its LF is bare
+    crlf[9004] = 'x';  // an LF gone: its CR is bare
+    EXPECT_EQ(count_bare(crlf.data(), crlf.data() + crlf.size()), 2u);
+    std::mt19937 rng(5);
+    const char alphabet[] = {'\r', '\n', 'a'};
+    for (int round = 0; round < 2000; ++round) {
+        std::string in(rng() % 300, 'x');
+        for (char& c : in) c = alphabet[rng() % sizeof alphabet];
+        ASSERT_EQ(count_bare(in.data(), in.data() + in.size()), count_bare_scalar(in.data(), in.data() + in.size()))
+            << show(in);
+    }
+}
+
 TEST(BodyScan, SimdAgreesWithScalarOnRandomInputs) {
     // Mostly CR, LF and dots, some long runs without a line end (a long line
     // the scan skips with memchr), of every length up to a few blocks.

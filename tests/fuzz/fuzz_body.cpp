@@ -3,7 +3,8 @@
 // the wire form has only CRLF line ends, every line starting with "." is
 // stuffed, the decoder gives back the input with CRLF line ends, and the
 // output is the same as in one piece. And the encoder's scan, 64 bytes at
-// once, gives what its byte-at-a-time definition gives (body_scan.hpp).
+// once, gives what its byte-at-a-time definition gives (body_scan.hpp), and
+// so does its count of bare line ends (SIZE's canonical length, in pieces too).
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -56,6 +57,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     // Canonical mode: the same message, without stuffing or terminator; and its size.
     if (encode(in, step, lmtp::BodyEncoder::Mode::canonical) != canonical(in)) std::abort();
     if (lmtp::canonical_length(in) != canonical(in).size()) std::abort();
+    lmtp::CanonicalLength pieces;
+    for (std::size_t pos = 0; pos < in.size(); pos += step) pieces.add(std::string_view(in).substr(pos, step));
+    if (pieces.total() != canonical(in).size()) std::abort();
     // The scan, in both modes, at a line start and in a line, over the input
     // and over what follows one of its first 16 bytes, which the first byte
     // chooses (every alignment of the scan's loads over a run).
@@ -65,6 +69,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         if (from > in.size()) break;
         const char* begin = in.data() + from;
         const char* end = in.data() + in.size();
+        require(lmtp::detail::count_bare(begin, end) == lmtp::detail::count_bare_scalar(begin, end),
+                "count_bare() and count_bare_scalar() differ");
         for (bool stuff : {true, false})
             for (bool line_start : {true, false})
                 require(scan_trace(lmtp::detail::scan, begin, end, stuff, line_start, max) ==

@@ -159,7 +159,7 @@ public:
 
     // The same for a message described whole (engine.hpp's BatchMessage: a
     // message in memory given in pieces can carry its canonical_size).
-    const Transaction& deliver(BatchMessage message) { return deliver_one(std::move(message)); }
+    const Transaction& deliver(BatchMessage message);
 
     // --- many messages, pipelined back to back -------------------------------------
     // Delivers messages 0..count-1 over this connection, each with its own
@@ -208,7 +208,8 @@ private:
     void wait_job();
     void greet(std::unique_ptr<Transport> transport);
     void take_unsolicited();
-    const Transaction& deliver_one(BatchMessage m);
+    void begin_one(const std::vector<std::string>& recipients);
+    const Transaction& finish_one();
     void read_finals();
     void replay_finals(const Error* ended);
 

@@ -115,6 +115,8 @@ std::string xtext_decode(std::string_view xtext);
 // "<address>" for MAIL FROM / RCPT TO. An address already written as
 // "<...>" is taken as is; an empty address gives the null path "<>".
 std::string angle_path(std::string_view address, const char* what);
+// The same appended to `out`; returns the address's length inside the brackets.
+std::size_t append_angle_path(std::string& out, std::string_view address, const char* what);
 
 namespace cmd {
 

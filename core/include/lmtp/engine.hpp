@@ -235,10 +235,17 @@ public:
     // its verdicts. `single`: as a batch of one (nothing pipelined behind it)
     // whose results stay in transaction() (Client::deliver); its report
     // carries none. Returns its token.
-    std::uint64_t submit(BatchMessage message, bool single = false);
+    std::uint64_t submit(BatchMessage&& message, bool single = false);
+    std::uint64_t submit(const BatchMessage& message, bool single = false) { return submit(BatchMessage(message), single); }
+    // A single delivery (as submit(message, true)) described in place: the
+    // caller fills the message returned before the engine next steps.
+    BatchMessage& submit_single();
     // Deliveries finished, in the order they were submitted.
     bool has_delivered() const { return !delivered_.empty(); }
     Delivered take_delivered();
+    // The oldest one (has_delivered() first); drop_delivered() forgets it.
+    Delivered& next_delivered() { return delivered_.front(); }
+    void drop_delivered();
     // A message that cannot be sent (its source failed before it was given):
     // reported in its turn with this error and no results.
     std::uint64_t submit_refused(Status status, std::string why);
@@ -274,6 +281,7 @@ private:
     enum class Step { none, implicit_tls, banner, lhlo, starttls, handshake, lhlo_tls, auth, auth_cancel };
     enum class Tls { off, handshake, on };
     struct Pending {
+        Pending(std::uint64_t t, BatchMessage&& message, bool one) : token(t), m(std::move(message)), single(one) {}
         std::uint64_t token;
         BatchMessage m;
         bool single;

@@ -305,8 +305,10 @@ public:
     // A reply owed to a transaction older than the newest one is still to come.
     bool batch_older_pending() const;
     // Transactions handed over, in order.
-    bool batch_has_finished() const { return !batch_done_.empty(); }
+    bool batch_has_finished() const { return one_done_ != 0 || !batch_done_.empty(); }
     std::pair<std::uint64_t, Transaction> batch_take();
+    // The same without its results: the id only (a batch of one's are in transaction()).
+    std::uint64_t batch_skip();
 
     // A batch of one (batch_begin(true) and batch_deliver): the results are
     // transaction(). Throws as they would; nothing is queued then.
@@ -372,6 +374,8 @@ private:
     void promote(std::uint64_t id);
     void retire_if_done();
     void hand_over();
+    static void clear_results(Transaction& t);
+    static void add_recipients(Transaction& t, const std::vector<std::string>& recipients);
     void end_one();
     void require_command_phase(const char* what) const;
     void check_advertised(const std::vector<std::pair<std::string, std::string>>& needs, const char* command,
@@ -435,6 +439,7 @@ private:
     std::uint64_t stamp_ = 0;  // the transaction new expectations belong to
     std::deque<Queued> batch_queued_;
     std::deque<Queued> batch_done_;
+    std::uint64_t one_done_ = 0;  // a batch of one handed over: its id (its results are txn_)
     BodyEncoder encoder_;
     TraceFn trace_;
 
