@@ -1140,6 +1140,20 @@ class LMTP_SSL(LMTP):
         return client
 
 
-from .aio import AsyncLMTP  # noqa: E402  (it builds on what is above)
 from .pool import Pool  # noqa: E402  (it builds on what is above)
-from .apool import AsyncPool  # noqa: E402  (it builds on both)
+
+
+def __getattr__(name):
+    # The asyncio faces (lmtp/aio.py, lmtp/apool.py) load asyncio, which doubles the time
+    # `import lmtp` takes: they are loaded when first asked for.
+    if name == "AsyncLMTP":
+        from .aio import AsyncLMTP
+        return AsyncLMTP
+    if name == "AsyncPool":
+        from .apool import AsyncPool
+        return AsyncPool
+    raise AttributeError("module %r has no attribute %r" % (__name__, name))
+
+
+def __dir__():
+    return sorted(set(globals()) | {"AsyncLMTP", "AsyncPool"})
