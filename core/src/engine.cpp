@@ -493,12 +493,13 @@ bool Engine::apply_one(Deadline now) {
     Reply r = parser_.take();
     if (opt_.trace)
         for (std::size_t i = 0; i < r.lines.size(); ++i) trace(TraceDir::receive, trace_line(r, i));
-    apply(r, now);
+    last_ = std::move(r);  // (nothing assigns last_ while apply reads it)
+    apply(last_, now);
     return true;
 }
 
+// `reply`: last_, the reply just taken.
 void Engine::apply(const Reply& reply, Deadline now) {
-    last_ = reply;
     ++replies_;
     activity_ = now;
     try {

@@ -594,6 +594,21 @@ static long status_kib(const char *key) {
     return v;
 }
 
+/* The resident size once it settles: the least of ten samples 50 ms apart. The fake server's
+   threads may still hold a large message's buffers for a moment after a round (seen under load:
+   28 MiB more in one sample); memory kept for good is in every sample. */
+static long settled_rss_kib(void) {
+    long least = status_kib("VmRSS:");
+    int i;
+    for (i = 0; i < 9; i++) {
+        long v;
+        sleep_ms(50);
+        v = status_kib("VmRSS:");
+        if (v > 0 && v < least) least = v;
+    }
+    return least;
+}
+
 /* Every fault of the table by DATA and BDAT, with and without TLS, once (the warm-up), then
    more rounds: the resident size may not grow by more than a small bound. Valgrind and ASan run it
    for their leak checks (valgrind with one round); their RSS says nothing about ours. */
@@ -623,11 +638,11 @@ static void no_memory_growth(void **state) {
     int r;
 
     run_everything(x, timeout_ms); /* warm-up: allocator arenas, OpenSSL tables, thread stacks */
-    rss0 = status_kib("VmRSS:");
+    rss0 = settled_rss_kib();
     hwm0 = status_kib("VmHWM:");
     t0 = now_ms();
     for (r = 0; r < rounds; r++) run_everything(x, timeout_ms);
-    rss1 = status_kib("VmRSS:");
+    rss1 = settled_rss_kib();
     hwm1 = status_kib("VmHWM:");
     print_message("%d rounds of %lu faults in %ld ms: VmRSS %ld -> %ld KiB, VmHWM %ld -> %ld KiB\n", rounds,
                   (unsigned long)(NFAULTS * 4), now_ms() - t0, rss0, rss1, hwm0, hwm1);
