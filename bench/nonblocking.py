@@ -15,8 +15,9 @@ import sys
 import tempfile
 
 
-def start_sink(sink, delay_us):
-    p = subprocess.Popen([sink, "--port", "0", "--rtt-us", str(delay_us), "--exit-on-eof"],
+def start_sink(sink, delay_us, prefix=()):
+    """The sink on a free port, `prefix` before its command (taskset, say): (process, port)."""
+    p = subprocess.Popen(list(prefix) + [sink, "--port", "0", "--rtt-us", str(delay_us), "--exit-on-eof"],
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     line = p.stdout.readline()
     if not line.startswith("PORT "):

@@ -74,6 +74,15 @@ async def fds_after_warm_up(fake):
     return open_fds()
 
 
+async def transcript_shows(fake, predicate, timeout=5.0):
+    """Waits, the loop running, until predicate(the fake's transcript) holds; fails if it never does."""
+    deadline = time.monotonic() + timeout
+    while not predicate(fake.transcript()):
+        if time.monotonic() > deadline:
+            pytest.fail("the transcript never showed it: %r" % fake.transcript()[-500:])
+        await asyncio.sleep(0.01)
+
+
 def fields(results):
     return [(r.address, r.stage, r.code, r.enhanced, r.text, r.message, r.rcpt_code, r.outcome) for r in results]
 
@@ -455,8 +464,7 @@ def test_cancelled_after_its_bytes_went_out_closes_the_connection(fake_server, r
         await s.connect()
         first = asyncio.ensure_future(s.deliver("me@x", ["alice@x"], b"Subject: first\n\n1\n"))
         second = asyncio.ensure_future(s.deliver("me@x", ["bob@x", "full@x"], b"Subject: second\n\n2\n"))
-        await asyncio.sleep(0)
-        f.wait_transcript(lambda t: b"RCPT TO:<bob@x>" in t)  # both went out, pipelined
+        await transcript_shows(f, lambda t: b"RCPT TO:<bob@x>" in t)  # both went out, pipelined
         first.cancel()
         with pytest.raises(asyncio.CancelledError):
             await first
