@@ -421,7 +421,6 @@ std::size_t append_angle_path(std::string& out, std::string_view address, const 
     return inner.size();
 }
 
-
 std::string command_verb(std::string_view line) {
     std::size_t end = line.find_first_of(" \r\n");
     return upper(line.substr(0, end));

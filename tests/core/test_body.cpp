@@ -751,7 +751,8 @@ TEST(BodyScan, BareCountAgreesWithScalar) {
         for (std::size_t at : {0u, 14u, 15u, 16u, 17u, 31u, 32u, 33u, 78u}) in.replace(at, std::strlen(mark), mark);
         for (std::size_t from = 0; from <= in.size(); ++from)
             for (std::size_t to = from; to <= in.size(); ++to)
-                ASSERT_EQ(count_bare(in.data() + from, in.data() + to), count_bare_scalar(in.data() + from, in.data() + to))
+                ASSERT_EQ(count_bare(in.data() + from, in.data() + to),
+                          count_bare_scalar(in.data() + from, in.data() + to))
                     << show(in.substr(from, to - from));
     }
     for (char fill : {'\n', '\r', 'x'}) {

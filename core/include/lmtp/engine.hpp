@@ -236,7 +236,9 @@ public:
     // whose results stay in transaction() (Client::deliver); its report
     // carries none. Returns its token.
     std::uint64_t submit(BatchMessage&& message, bool single = false);
-    std::uint64_t submit(const BatchMessage& message, bool single = false) { return submit(BatchMessage(message), single); }
+    std::uint64_t submit(const BatchMessage& message, bool single = false) {
+        return submit(BatchMessage(message), single);
+    }
     // A single delivery (as submit(message, true)) described in place: the
     // caller fills the message returned before the engine next steps.
     BatchMessage& submit_single();
