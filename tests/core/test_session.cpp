@@ -972,6 +972,48 @@ std::uint64_t small(Driver& d, const std::vector<std::string>& rcpts, std::strin
 
 }  // namespace
 
+// batch_skip takes the next finished transaction's id without its results; a batch of one
+// hands over its id only (its results stay in transaction(), reused in place by the next one).
+TEST(SessionBatch, SkipGivesIdsInOrderAndABatchOfOneKeepsItsResults) {
+    Driver d(kLhloChunking);
+    d.s.batch_begin();
+    std::uint64_t a = small(d, {"a@x"});
+    std::uint64_t b = small(d, {"b@x"});
+    d.take();
+    for (const char* r : {"250 ok\r\n", "250 ok\r\n", "250 a saved\r\n", "250 reset\r\n", "250 ok\r\n", "250 ok\r\n",
+                          "550 b refused\r\n", "250 reset\r\n"})
+        d.reply(r);
+    ASSERT_TRUE(d.s.batch_has_finished());
+    EXPECT_EQ(d.s.batch_skip(), a);
+    auto rest = finished(d.s);
+    ASSERT_EQ(rest.size(), 1u);
+    EXPECT_EQ(rest[0].first, b);
+    EXPECT_EQ(rest[0].second.recipients[0].reply.code, 550);
+    EXPECT_THROW(d.s.batch_skip(), Error);  // nothing left
+    d.s.batch_end();
+
+    for (int round = 0; round < 2; ++round) {  // the second reuses the first's results in place
+        d.s.batch_begin(true);
+        std::uint64_t one = small(d, {"c@x", "d@x"});
+        d.take();
+        for (const char* r : {"250 ok\r\n", "250 ok\r\n", "250 ok\r\n", "250 c saved\r\n", "452 d full\r\n"})
+            d.reply(r);
+        EXPECT_FALSE(d.s.batching());  // a batch of one ends by itself
+        ASSERT_TRUE(d.s.batch_has_finished());
+        auto taken = d.s.batch_take();
+        EXPECT_EQ(taken.first, one);
+        EXPECT_TRUE(taken.second.recipients.empty());  // no copy of the results
+        EXPECT_FALSE(d.s.batch_has_finished());
+        const Transaction& t = d.s.transaction();
+        ASSERT_EQ(t.recipients.size(), 2u);
+        EXPECT_EQ(t.recipients[0].address, "c@x");
+        EXPECT_EQ(t.recipients[0].outcome, Outcome::ok);
+        EXPECT_EQ(t.recipients[1].outcome, Outcome::tempfail);
+        EXPECT_EQ(t.recipients[1].reply.text(), "d full");
+        EXPECT_TRUE(t.finished);
+    }
+}
+
 TEST(SessionBatch, BdatTransactionsGoBackToBackEachFollowedByRset) {
     Driver d(kLhloChunking);
     d.s.batch_begin();
