@@ -191,6 +191,11 @@ def rcpt_ok(addr):
     return (250, b"2.1.5 <%s> OK" % addr.encode())
 
 
+# The fake server's TLS options for a certificate of the tls_certs fixture ("server", or another name).
+def tls_args(certs, name="server"):
+    return ("--tls-cert", certs / (name + ".pem"), "--tls-key", certs / (name + ".key"))
+
+
 def saved(addr):
     return (250, b"2.0.0 <%s> Saved" % addr.encode())
 

@@ -14,7 +14,7 @@ import uuid
 import pytest
 
 import lmtp
-from conftest import FULL, NOSUCH, RULES, STRICT, TEMP, saved
+from conftest import FULL, NOSUCH, RULES, STRICT, TEMP, saved, tls_args
 
 try:
     import uvloop
@@ -269,10 +269,6 @@ def test_unix_socket(fake_server, run):
     r = run(main)
     assert (r.code, r.ok) == (250, True)
     assert f.messages() == [MSG]
-
-
-def tls_args(certs, name="server"):
-    return ("--tls-cert", certs / (name + ".pem"), "--tls-key", certs / (name + ".key"))
 
 
 def test_starttls_and_auth_in_the_set_up(fake_server, tls_certs, run):

@@ -12,7 +12,7 @@ import time
 import pytest
 
 import lmtp
-from conftest import RULES
+from conftest import RULES, tls_args
 from test_aio import live_timers, open_fds, run  # noqa: F401  (run: the fixture, one loop of each kind)
 from test_pool import body, fields, free_port, mixed_messages, print_timing
 
@@ -343,9 +343,8 @@ def test_unix_socket(fake_server, run):
 
 
 def test_starttls_and_auth_on_every_connection(fake_server, tls_certs, run):
-    f = fake_server("--tls-cert", tls_certs / "server.pem", "--tls-key", tls_certs / "server.key",
-                    "--auth", "PLAIN", "--auth-after-tls", "--auth-require", "--auth-user", "u",
-                    "--auth-password", "p", "--reply-delay", "20")
+    f = fake_server(*tls_args(tls_certs), "--auth", "PLAIN", "--auth-after-tls", "--auth-require", "--auth-user",
+                    "u", "--auth-password", "p", "--reply-delay", "20")
     context = ssl.create_default_context(cafile=str(tls_certs / "ca.pem"))
 
     async def main():
@@ -360,7 +359,7 @@ def test_starttls_and_auth_on_every_connection(fake_server, tls_certs, run):
 
 
 def test_tls_failure_gives_unknown_results(fake_server, tls_certs):
-    f = fake_server("--tls-cert", tls_certs / "server.pem", "--tls-key", tls_certs / "server.key")
+    f = fake_server(*tls_args(tls_certs))
 
     async def main():
         async with apool_for(f, retries=0, starttls=True) as pool:  # the system's CAs: not the test CA

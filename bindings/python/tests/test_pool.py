@@ -16,7 +16,7 @@ import pytest
 
 import lmtp
 
-from conftest import RULES, Dovecot, _program, unavailable
+from conftest import RULES, Dovecot, _program, tls_args, unavailable
 from test_stubs import STUB_DIRS, class_members, stub_class, stub_tree
 
 FIELDS = ("address", "stage", "code", "enhanced", "text", "message", "rcpt_code", "outcome", "attempts")
@@ -266,9 +266,8 @@ def test_a_poison_message_is_given_up(fake_server):
 # TLS, AUTH, the trace
 
 def test_starttls_and_auth_on_every_connection(fake_server, tls_certs):
-    f = fake_server("--tls-cert", tls_certs / "server.pem", "--tls-key", tls_certs / "server.key",
-                    "--auth", "PLAIN", "--auth-after-tls", "--auth-require", "--auth-user", "u",
-                    "--auth-password", "p", "--reply-delay", "20")
+    f = fake_server(*tls_args(tls_certs), "--auth", "PLAIN", "--auth-after-tls", "--auth-require", "--auth-user",
+                    "u", "--auth-password", "p", "--reply-delay", "20")
     context = ssl.create_default_context(cafile=str(tls_certs / "ca.pem"))
     with pool_for(f, connections=3, starttls=True, context=context, user="u", password="p") as pool:
         results = pool.deliver_many([("s@x", ["a%d@x" % i], body(i)) for i in range(9)])
@@ -279,7 +278,7 @@ def test_starttls_and_auth_on_every_connection(fake_server, tls_certs):
 
 
 def test_tls_failure_gives_unknown_results(fake_server, tls_certs):
-    f = fake_server("--tls-cert", tls_certs / "server.pem", "--tls-key", tls_certs / "server.key")
+    f = fake_server(*tls_args(tls_certs))
     with pool_for(f, retries=0, starttls=True) as pool:  # the system's CAs: the test CA is not one
         (r,), = pool.deliver_many([("s@x", ["a@x"], body(0))])
     assert (r.outcome, r.code, r.attempts) == ("unknown", 0, 0)

@@ -14,7 +14,7 @@ import pytest
 
 import lmtp
 
-from conftest import PEAK_KB, RULES, run_child
+from conftest import PEAK_KB, RULES, run_child, tls_args
 
 USER = "tester"
 PASSWORD = "Xq7-s3cret!pw"
@@ -22,10 +22,6 @@ AUTH_ARGS = ("--auth-user", USER, "--auth-password", PASSWORD)
 OK_235 = (235, b"2.7.0 Authentication successful")
 BAD_CREDENTIALS = (535, b"5.7.8 Authentication credentials invalid")
 MSG = b"Subject: tls\r\n\r\nbody\r\n"
-
-
-def tls_args(certs, name="server"):
-    return ("--tls-cert", certs / (name + ".pem"), "--tls-key", certs / (name + ".key"))
 
 
 def connect(fake, **kw):
