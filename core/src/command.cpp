@@ -247,25 +247,72 @@ Needs not_offered(const Needs& needs, const Capabilities& caps) {
 
 }  // namespace
 
-std::vector<std::pair<std::string, std::string>> required_extensions(const MailParams& p) {
-    std::vector<std::pair<std::string, std::string>> needs;
-    if (p.size) needs.emplace_back("SIZE", "SIZE");
-    if (p.body == BodyType::seven_bit || p.body == BodyType::eight_bit_mime) needs.emplace_back("8BITMIME", "BODY");
-    if (p.body == BodyType::binary_mime) needs.emplace_back("BINARYMIME", "BODY");
-    if (p.smtputf8) needs.emplace_back("SMTPUTF8", "SMTPUTF8");
-    if (p.ret != Ret::none) needs.emplace_back("DSN", "RET");
-    if (!p.envid.empty()) needs.emplace_back("DSN", "ENVID");
-    if (!p.transid.empty()) needs.emplace_back("CHECKPOINT", "TRANSID");
-    for (const auto& e : p.extra) needs.emplace_back(upper(e.keyword), upper(e.keyword));
+namespace {
+
+// The extension each parameter needs, in order, with the parameter's name: f(extension,
+// parameter) until f returns false. The one list required_extensions and first_unoffered read.
+template <typename F>
+void each_need(const MailParams& p, F&& f) {
+    if (p.size && !f("SIZE", "SIZE")) return;
+    if ((p.body == BodyType::seven_bit || p.body == BodyType::eight_bit_mime) && !f("8BITMIME", "BODY")) return;
+    if (p.body == BodyType::binary_mime && !f("BINARYMIME", "BODY")) return;
+    if (p.smtputf8 && !f("SMTPUTF8", "SMTPUTF8")) return;
+    if (p.ret != Ret::none && !f("DSN", "RET")) return;
+    if (!p.envid.empty() && !f("DSN", "ENVID")) return;
+    if (!p.transid.empty() && !f("CHECKPOINT", "TRANSID")) return;
+    for (const auto& e : p.extra) {
+        const std::string keyword = upper(e.keyword);
+        if (!f(keyword, keyword)) return;
+    }
+}
+
+template <typename F>
+void each_need(const RcptParams& p, F&& f) {
+    if (p.notify && !f("DSN", "NOTIFY")) return;
+    if (!p.orcpt.empty() && !f("DSN", "ORCPT")) return;
+    for (const auto& e : p.extra) {
+        const std::string keyword = upper(e.keyword);
+        if (!f(keyword, keyword)) return;
+    }
+}
+
+template <typename Params>
+Needs needs_of(const Params& p) {
+    Needs needs;
+    each_need(p, [&](std::string_view extension, std::string_view parameter) {
+        needs.emplace_back(extension, parameter);
+        return true;
+    });
     return needs;
 }
 
+template <typename Params>
+std::optional<std::pair<std::string, std::string>> first_not_offered(const Params& p, const Capabilities& caps) {
+    std::optional<std::pair<std::string, std::string>> missing;
+    each_need(p, [&](std::string_view extension, std::string_view parameter) {
+        if (caps.has(extension)) return true;
+        missing.emplace(extension, parameter);
+        return false;
+    });
+    return missing;
+}
+
+}  // namespace
+
+std::vector<std::pair<std::string, std::string>> required_extensions(const MailParams& p) {
+    return needs_of(p);
+}
+
 std::vector<std::pair<std::string, std::string>> required_extensions(const RcptParams& p) {
-    std::vector<std::pair<std::string, std::string>> needs;
-    if (p.notify) needs.emplace_back("DSN", "NOTIFY");
-    if (!p.orcpt.empty()) needs.emplace_back("DSN", "ORCPT");
-    for (const auto& e : p.extra) needs.emplace_back(upper(e.keyword), upper(e.keyword));
-    return needs;
+    return needs_of(p);
+}
+
+std::optional<std::pair<std::string, std::string>> first_unoffered(const MailParams& p, const Capabilities& caps) {
+    return first_not_offered(p, caps);
+}
+
+std::optional<std::pair<std::string, std::string>> first_unoffered(const RcptParams& p, const Capabilities& caps) {
+    return first_not_offered(p, caps);
 }
 
 std::vector<std::pair<std::string, std::string>> unoffered(const MailParams& p, const Capabilities& caps) {

@@ -457,14 +457,12 @@ void Session::require_command_phase(const char* what) const {
     if (data_pending_) throw Error(Status::bad_sequence, std::string(what) + ": the reply to DATA must be read first");
 }
 
-void Session::check_advertised(const std::vector<std::pair<std::string, std::string>>& needs, const char* command,
-                               bool force) const {
+template <typename Params>
+void Session::check_advertised(const Params& params, const char* command, bool force) const {
     if (force) return;
-    for (const auto& [ext, param] : needs) {
-        if (!caps_.has(ext))
-            throw Error(Status::not_advertised, std::string(command) + " parameter " + param + " needs the " + ext +
-                                                    " extension, which the server did not advertise");
-    }
+    if (auto missing = first_unoffered(params, caps_))
+        throw Error(Status::not_advertised, std::string(command) + " parameter " + missing->second + " needs the " +
+                                                missing->first + " extension, which the server did not advertise");
 }
 
 void Session::check_size(const MailParams& params) const {
@@ -504,7 +502,7 @@ void Session::lhlo(std::string_view domain) {
 void Session::mail(MailVerb verb, std::string_view from, const MailParams& params, bool force) {
     require_command_phase("MAIL");
     std::string line = cmd::mail(verb, from, params, limits_.max_command_line);
-    check_advertised(required_extensions(params), "MAIL", force);
+    check_advertised(params, "MAIL", force);
     check_size(params);
     new_transaction();
     queue(line, Cmd::mail);
@@ -513,7 +511,7 @@ void Session::mail(MailVerb verb, std::string_view from, const MailParams& param
 void Session::rcpt(std::string_view to, const RcptParams& params, bool force) {
     require_command_phase("RCPT");
     std::string line = cmd::rcpt(to, params, limits_.max_command_line);
-    check_advertised(required_extensions(params), "RCPT", force);
+    check_advertised(params, "RCPT", force);
     std::size_t i = add_recipient(to);
     queue(line, Cmd::rcpt, i);
 }
@@ -677,14 +675,10 @@ Session::Lines Session::check_delivery(std::string_view from, const std::vector<
     if (mail_params.body == BodyType::binary_mime && transfer == Transfer::data)
         throw Error(Status::invalid_argument, "BODY=BINARYMIME can only be sent with BDAT");
     lines.mail = cmd::mail(MailVerb::mail, from, mail_params, limits_.max_command_line);
-    // No lookup for what most messages carry, SIZE alone (the core's declaration) where it is offered.
-    const MailParams& m = mail_params;
-    const bool size_alone = m.body == BodyType::none && !m.smtputf8 && m.ret == Ret::none && m.envid.empty() &&
-                            m.transid.empty() && m.extra.empty();
-    if (!size_alone || (m.size && !caps_.offered().size)) check_advertised(required_extensions(m), "MAIL", force);
+    check_advertised(mail_params, "MAIL", force);
     check_size(mail_params);
     for (const auto& r : recipients) lines.rcpts.push_back(cmd::rcpt(r, rcpt_params, limits_.max_command_line));
-    check_advertised(required_extensions(rcpt_params), "RCPT", force);
+    check_advertised(rcpt_params, "RCPT", force);
     return lines;
 }
 

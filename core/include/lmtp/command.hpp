@@ -106,6 +106,10 @@ class Capabilities;
 // refusal of their own (Net::SMTP's "option not supported by host").
 std::vector<std::pair<std::string, std::string>> unoffered(const MailParams& p, const Capabilities& caps);
 std::vector<std::pair<std::string, std::string>> unoffered(const RcptParams& p, const Capabilities& caps);
+// The first of required_extensions(p) whose extension the server did not offer,
+// or none; without building the list (every delivery asks).
+std::optional<std::pair<std::string, std::string>> first_unoffered(const MailParams& p, const Capabilities& caps);
+std::optional<std::pair<std::string, std::string>> first_unoffered(const RcptParams& p, const Capabilities& caps);
 
 // RFC 3461 xtext: octets outside 33-126, "+" and "=" become "+XX" (upper-case hex).
 std::string xtext_encode(std::string_view raw);

@@ -378,8 +378,9 @@ private:
     static void add_recipients(Transaction& t, const std::vector<std::string>& recipients);
     void end_one();
     void require_command_phase(const char* what) const;
-    void check_advertised(const std::vector<std::pair<std::string, std::string>>& needs, const char* command,
-                          bool force) const;
+    // Throws not_advertised for the first parameter whose extension the server did not offer (not with force).
+    template <typename Params>
+    void check_advertised(const Params& params, const char* command, bool force) const;
     void check_size(const MailParams& params) const;
     void queue(std::string_view line, Cmd cmd, std::size_t index = 0, std::string_view verb = {});
     void new_transaction();
